@@ -1,0 +1,182 @@
+"""Builds the service: the one place that wires adapters, domains, routes and the in-process worker."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import threading
+from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from doorstep.bus.registry import Bus
+from doorstep.bus.worker import Worker
+from doorstep.clock import Clock, SystemClock
+from doorstep.context import AppContext
+from doorstep.db.engine import create_db_engine
+from doorstep.errors import install_error_handlers, problem
+from doorstep.metrics import Metrics
+from doorstep.security.deps import require
+from doorstep.security.model import Role, Scope
+from doorstep.settings import Settings, get_settings
+
+log = logging.getLogger("doorstep.app")
+
+# Domains in the order their handlers and routes are wired. Each may have `handlers.register(bus)`,
+# `services.register(ctx)` (adapters and long-lived objects) and `routes.router`.
+DOMAINS = [
+    "customers",
+    "ingest",
+    "orders",
+    "shipments",
+    "returns",
+    "notifications",
+    "conversations",
+    "feedback",
+    "analytics",
+    "security",
+    "web",
+]
+
+
+def _optional_module(name: str) -> Any | None:
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)  # a module that exists but fails to import is an error, not skipped
+
+
+def build_bus(settings: Settings) -> Bus:
+    bus = Bus(partitions=settings.partitions)
+    for domain in DOMAINS:
+        module = _optional_module(f"doorstep.{domain}.handlers")
+        if module is not None and hasattr(module, "register"):
+            module.register(bus)
+    return bus
+
+
+def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
+    engine = create_db_engine(settings.database_url)
+    read_engine = (
+        create_db_engine(settings.database_url, for_reads=True) if settings.is_sqlite else engine
+    )
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        read_engine=read_engine,
+        bus=build_bus(settings),
+        clock=clock or SystemClock(),
+    )
+    ctx.services["metrics"] = Metrics(read_engine)
+    for domain in DOMAINS:
+        module = _optional_module(f"doorstep.{domain}.services")
+        if module is not None and hasattr(module, "register"):
+            module.register(ctx)
+    return ctx
+
+
+def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
+    return Worker(
+        ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=ctx.settings, services=ctx.services, name=name
+    )
+
+
+class InProcessWorker:
+    """The default worker: a thread in the API process, woken as soon as ingest appends."""
+
+    def __init__(self, ctx: AppContext):
+        self.worker = build_worker(ctx, name="in-process")
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="doorstep-worker", daemon=True)
+        ctx.services["wake_worker"] = self.wake.set
+
+    def _run(self) -> None:
+        idle_s = max(self.worker.settings.worker_poll_interval_s, 0.2)
+        while not self.stop.is_set():
+            try:
+                n = self.worker.run_once()
+            except Exception:
+                log.exception("worker round failed")
+                n = 0
+                self.stop.wait(1.0)
+            if n == 0:
+                self.wake.wait(idle_s)
+                self.wake.clear()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        self.thread.join(timeout=10)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, start_worker: bool | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    ctx = build_context(settings, clock=clock)
+    run_worker = settings.in_process_worker if start_worker is None else start_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background: list[Any] = []
+        if run_worker:
+            worker = InProcessWorker(ctx)
+            worker.start()
+            background.append(worker)
+        for domain in DOMAINS:
+            module = _optional_module(f"doorstep.{domain}.services")
+            if module is not None and hasattr(module, "start"):
+                started = module.start(ctx)  # background loops: notification sender, scheduler, demo
+                if started is not None:
+                    background.append(started)
+        try:
+            yield
+        finally:
+            for item in reversed(background):
+                item.close()
+            ctx.engine.dispose()
+            ctx.read_engine.dispose()
+
+    app = FastAPI(
+        title="Doorstep",
+        version="0.1.0",
+        summary="Customer-experience platform for online retailers",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> Response:
+        try:
+            with ctx.read_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return problem(503, f"database unreachable: {type(exc).__name__}", code="unhealthy")
+        return PlainTextResponse("ok")
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics(principal: Any = Depends(require(scope=Scope.ADMIN, roles=(Role.ANALYST,)))) -> Response:
+        """Prometheus scrape: give the scraper a secret key with the admin scope as a bearer token."""
+        return Response(ctx.services["metrics"].render(), media_type="text/plain; version=0.0.4")
+
+    for domain in DOMAINS:
+        module = _optional_module(f"doorstep.{domain}.routes")
+        if module is not None and hasattr(module, "router"):
+            app.include_router(module.router)
+
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
+    return app

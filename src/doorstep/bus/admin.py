@@ -1,0 +1,58 @@
+"""Operations on the pipeline: dead letters, replay, stats. Used by the CLI and the admin API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from doorstep.bus.registry import Bus
+from doorstep.bus.tables import outbox
+from doorstep.clock import Clock
+from doorstep.ingest.tables import event_log, log_offsets
+
+
+def list_dead(conn: Connection, *, limit: int = 100) -> list[Any]:
+    return list(
+        conn.execute(select(outbox).where(outbox.c.status == "dead").order_by(outbox.c.id).limit(limit)).all()
+    )
+
+
+def retry_dead(conn: Connection, *, clock: Clock, ids: list[int] | None = None) -> int:
+    """Puts dead rows back in the queue with a fresh attempt budget."""
+    stmt = update(outbox).where(outbox.c.status == "dead")
+    if ids:
+        stmt = stmt.where(outbox.c.id.in_(ids))
+    return conn.execute(stmt.values(status="pending", attempts=0, available_at=clock.now())).rowcount or 0
+
+
+def stats(conn: Connection) -> dict[str, int]:
+    by_status = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())  # type: ignore[arg-type]
+    last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
+    done = conn.execute(select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")).scalar() or 0
+    return {
+        "log_events": int(conn.execute(select(func.count()).select_from(event_log)).scalar_one()),
+        "log_lag": max(0, int(last) - int(done)),
+        "outbox_pending": int(by_status.get("pending", 0)),
+        "outbox_done": int(by_status.get("done", 0)),
+        "outbox_dead": int(by_status.get("dead", 0)),
+    }
+
+
+def reset_projections(conn: Connection, *, bus: Bus, sources: list[str] | None = None) -> list[str]:
+    """Empties the tables the log projections own and rewinds the projector, so the worker rebuilds them.
+
+    Tables are emptied children first (the order each projection registered them in, reversed).
+    """
+    emptied: list[str] = []
+    from doorstep.db.metadata import metadata
+
+    for source, tables in bus.projection_tables.items():
+        if sources and source not in sources:
+            continue
+        for name in reversed(tables):
+            if name not in emptied:
+                conn.execute(delete(metadata.tables[name]))
+                emptied.append(name)
+    conn.execute(update(log_offsets).where(log_offsets.c.consumer == "projector").values(position=0, tx_position=0))
+    return emptied

@@ -1,0 +1,66 @@
+"""The message bus's routing tables: which handlers react to which domain events, and which functions
+project which inbound log sources. Explicit tables, filled by each domain's `register(bus)`."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from doorstep.bus.messages import DomainEvent, Envelope
+    from doorstep.db.uow import UnitOfWork
+    from doorstep.settings import Settings
+    from doorstep.clock import Clock
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets besides the event: the open unit of work (same transaction as the outbox row's
+    completion), the clock, settings and the adapters wired in app.py."""
+
+    uow: UnitOfWork
+    clock: Clock
+    settings: Settings
+    services: dict[str, Any]
+
+
+EventHandler = Callable[["Envelope", HandlerContext], None]
+# (log row as a mapping, context) -> None. Rows have: id, source, message_id, type, name, partition_key,
+# received_at, occurred_at, payload.
+LogHandler = Callable[[Any, HandlerContext], None]
+
+
+@dataclass
+class Bus:
+    handlers: dict[str, EventHandler] = field(default_factory=dict)
+    subscriptions: dict[str, list[str]] = field(default_factory=dict)
+    log_handlers: dict[str, LogHandler] = field(default_factory=dict)
+    # tables each log source's projection owns: emptied by `doorstep events replay`
+    projection_tables: dict[str, list[str]] = field(default_factory=dict)
+    partitions: int = 16
+
+    def subscribe(self, event: type[DomainEvent] | str, name: str, handler: EventHandler) -> None:
+        """Routes `event` to `handler`, registered under a stable `name` (it is stored on outbox rows)."""
+        event_type = event if isinstance(event, str) else event.type_name
+        existing = self.handlers.get(name)
+        if existing is not None and existing is not handler:
+            raise ValueError(f"handler name {name!r} is already taken by {existing!r}")
+        self.handlers[name] = handler
+        names = self.subscriptions.setdefault(event_type, [])
+        if name not in names:
+            names.append(name)
+
+    def on_log(self, source: str, handler: LogHandler, *, tables: list[str] | None = None) -> None:
+        """Projects inbound log rows of `source` (segment, aftership, ...) into domain state."""
+        if source in self.log_handlers:
+            raise ValueError(f"log source {source!r} already has a projection")
+        self.log_handlers[source] = handler
+        self.projection_tables[source] = list(tables or [])
+
+    def handlers_for(self, event_type: str) -> list[str]:
+        return self.subscriptions.get(event_type, [])
+
+    def partition_of(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self.partitions

@@ -1,0 +1,280 @@
+"""The worker: projects the inbound log into domain state, then delivers outbox rows to their handlers.
+
+Guarantees
+- At least once: a row is marked done in the same transaction as its handler's writes. A worker killed
+  mid-batch leaves the whole batch uncommitted, and another (or the restarted) worker does it again.
+- Exactly-once effects inside the store follow from that; handlers that talk to the outside world keep their
+  own delivery records (see notifications) and are idempotent by key.
+- Order per key: a row is claimed only when no earlier pending row has the same (key, handler).
+- Sharing: on PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED, so N workers split the load; the log
+  projector is a single active consumer (its offset row is locked with SKIP LOCKED too).
+- Failures retry with exponential backoff, then the row is dead-lettered with the error
+  (`doorstep events dead` lists and retries them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, exists, insert, select, text, update
+from sqlalchemy.orm import aliased
+
+from doorstep.bus.backoff import backoff_s
+from doorstep.bus.messages import Envelope
+from doorstep.bus.registry import Bus, HandlerContext
+from doorstep.bus.tables import outbox
+from doorstep.clock import Clock
+from doorstep.db.dialect import insert_ignore
+from doorstep.db.uow import UnitOfWork
+from doorstep.ids import new_id
+from doorstep.ingest.tables import event_log, log_offsets
+from doorstep.settings import Settings
+
+log = logging.getLogger("doorstep.worker")
+
+PROJECTOR = "projector"
+RETRY_LOG_HANDLER = "bus.retry_log_event"
+
+
+@dataclass
+class WorkerStats:
+    log_events: int = 0
+    handled: int = 0
+    retried: int = 0
+    dead: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        bus: Bus,
+        clock: Clock,
+        settings: Settings,
+        services: dict[str, Any] | None = None,
+        name: str | None = None,
+    ):
+        self.engine = engine
+        self.bus = bus
+        self.clock = clock
+        self.settings = settings
+        self.services = services or {}
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self.stats = WorkerStats()
+        if RETRY_LOG_HANDLER not in bus.handlers:
+            bus.handlers[RETRY_LOG_HANDLER] = self._retry_log_event
+
+    # ---- the loop -------------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One log batch and one outbox batch; returns how many items were processed."""
+        return self.project_log_batch() + self.deliver_outbox_batch()
+
+    def drain(self, *, max_rounds: int = 10_000) -> int:
+        """Processes until nothing is due (tests and the CLI use this)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = self.run_once()
+            total += n
+            if n == 0:
+                return total
+        return total
+
+    def run_forever(self, stop: threading.Event) -> None:
+        idle = self.settings.worker_poll_interval_s
+        while not stop.is_set():
+            try:
+                n = self.run_once()
+            except Exception:
+                log.exception("worker round failed; retrying")
+                n = 0
+                stop.wait(1.0)
+            if n == 0:
+                stop.wait(idle)
+
+    def _context(self, conn: Connection) -> HandlerContext:
+        uow = UnitOfWork(None, bus=self.bus, clock=self.clock, conn=conn)
+        return HandlerContext(uow=uow, clock=self.clock, settings=self.settings, services=self.services)
+
+    # ---- the inbound log --------------------------------------------------------------------------------
+
+    def project_log_batch(self, limit: int | None = None) -> int:
+        limit = limit or self.settings.worker_batch_size
+        with self.engine.connect() as conn, conn.begin():
+            offset = self._lock_offset(conn, PROJECTOR)
+            if offset is None:
+                return 0  # another worker is projecting
+            position, tx_position = offset
+            query = select(event_log).limit(limit)
+            if self.is_postgres:
+                horizon = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                query = query.where(
+                    text("(event_log.tx_id, event_log.id) > (:tx, :pos)").bindparams(tx=tx_position, pos=position),
+                    event_log.c.tx_id < horizon,
+                ).order_by(event_log.c.tx_id, event_log.c.id)
+            else:
+                query = query.where(event_log.c.id > position).order_by(event_log.c.id)
+            rows = conn.execute(query).all()
+            if not rows:
+                return 0
+            for row in rows:
+                self._project_one(conn, row)
+            last = rows[-1]
+            conn.execute(
+                update(log_offsets)
+                .where(log_offsets.c.consumer == PROJECTOR)
+                .values(position=last.id, tx_position=last.tx_id or 0, updated_at=self.clock.now())
+            )
+        self.stats.log_events += len(rows)
+        return len(rows)
+
+    def _lock_offset(self, conn: Connection, consumer: str) -> tuple[int, int] | None:
+        query = select(log_offsets.c.position, log_offsets.c.tx_position).where(log_offsets.c.consumer == consumer)
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        row = conn.execute(query).first()
+        if row is None:
+            conn.execute(
+                insert_ignore(conn, log_offsets).values(
+                    consumer=consumer, position=0, tx_position=0, updated_at=self.clock.now()
+                )
+            )
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+        return int(row.position), int(row.tx_position)
+
+    def _project_one(self, conn: Connection, row: Any) -> None:
+        handler = self.bus.log_handlers.get(row.source)
+        if handler is None:
+            return
+        ctx = self._context(conn)
+        savepoint = conn.begin_nested()
+        try:
+            handler(row, ctx)
+            ctx.uow.flush_events()
+            savepoint.commit()
+        except Exception as exc:
+            savepoint.rollback()
+            log.warning("projecting log event %s (%s) failed: %s; retrying later", row.id, row.source, exc)
+            # the failed inbound event becomes an outbox row, so it is retried and dead-lettered like any other
+            now = self.clock.now()
+            conn.execute(
+                insert(outbox).values(
+                    event_id=new_id(),
+                    event_type="InboundEventDeferred",
+                    handler=RETRY_LOG_HANDLER,
+                    key=row.partition_key,
+                    partition=self.bus.partition_of(row.partition_key),
+                    payload={"log_id": row.id, "source": row.source, "message_id": row.message_id},
+                    occurred_at=row.occurred_at,
+                    created_at=now,
+                    status="pending",
+                    attempts=1,
+                    available_at=now + self._retry_delay(1),
+                    last_error=_describe(exc),
+                )
+            )
+
+    def _retry_log_event(self, envelope: Envelope, ctx: HandlerContext) -> None:
+        row = ctx.uow.conn.execute(select(event_log).where(event_log.c.id == envelope.payload["log_id"])).one()
+        handler = self.bus.log_handlers[row.source]
+        handler(row, ctx)
+
+    # ---- the outbox ---------------------------------------------------------------------------------------
+
+    def deliver_outbox_batch(self, limit: int | None = None) -> int:
+        limit = limit or self.settings.worker_batch_size
+        now = self.clock.now()
+        earlier = aliased(outbox)
+        query = (
+            select(outbox)
+            .where(
+                outbox.c.status == "pending",
+                outbox.c.available_at <= now,
+                ~exists().where(
+                    and_(
+                        earlier.c.key == outbox.c.key,
+                        earlier.c.handler == outbox.c.handler,
+                        earlier.c.status == "pending",
+                        earlier.c.id < outbox.c.id,
+                    )
+                ),
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True, of=outbox)
+        with self.engine.connect() as conn, conn.begin():
+            rows = conn.execute(query).all()
+            for row in rows:
+                self._deliver_one(conn, row)
+        return len(rows)
+
+    def _deliver_one(self, conn: Connection, row: Any) -> None:
+        handler = self.bus.handlers.get(row.handler)
+        envelope = Envelope(
+            event_id=row.event_id,
+            event_type=row.event_type,
+            key=row.key,
+            occurred_at=row.occurred_at,
+            payload=row.payload,
+            attempt=row.attempts + 1,
+        )
+        ctx = self._context(conn)
+        savepoint = conn.begin_nested()
+        try:
+            if handler is None:
+                raise LookupError(f"no handler registered as {row.handler!r}")
+            handler(envelope, ctx)
+            ctx.uow.flush_events()
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(status="done", attempts=row.attempts + 1, done_at=self.clock.now(), last_error=None)
+            )
+            savepoint.commit()
+            self.stats.handled += 1
+        except Exception as exc:
+            savepoint.rollback()
+            attempts = row.attempts + 1
+            is_dead = attempts >= self.settings.max_attempts or _is_permanent(exc)
+            values: dict[str, Any] = {"attempts": attempts, "last_error": _describe(exc)}
+            if is_dead:
+                values["status"] = "dead"
+                self.stats.dead += 1
+                log.error("dead-lettered %s for %s after %d attempts: %s", row.event_type, row.handler, attempts, exc)
+            else:
+                values["available_at"] = self.clock.now() + self._retry_delay(attempts)
+                self.stats.retried += 1
+                log.warning("%s for %s failed (attempt %d): %s", row.event_type, row.handler, attempts, exc)
+            conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+
+    def _retry_delay(self, attempt: int) -> timedelta:
+        return timedelta(
+            seconds=backoff_s(attempt, base_s=self.settings.retry_base_s, max_s=self.settings.retry_max_s)
+        )
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a failure that retrying cannot fix: the row is dead-lettered at once."""
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    return isinstance(exc, PermanentError | LookupError) and not isinstance(exc, KeyError)
+
+
+def _describe(exc: BaseException) -> str:
+    tail = "".join(traceback.format_exception(exc, limit=-3))
+    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]

@@ -1,0 +1,24 @@
+from enum import StrEnum
+
+from doorstep.errors import DoorstepError
+
+
+class IngestErrorCode(StrEnum):
+    INVALID = "invalid"
+    TOO_LARGE = "too_large"
+    UNAUTHENTICATED = "unauthenticated"
+
+
+class IngestError(DoorstepError):
+    code = IngestErrorCode.INVALID
+    status = 400
+
+
+class PayloadTooLarge(IngestError):
+    code = IngestErrorCode.TOO_LARGE
+    status = 400  # Segment answers oversize calls with 400, and SDKs treat 413 the same way
+
+
+class BadWriteKey(IngestError):
+    code = IngestErrorCode.UNAUTHENTICATED
+    status = 401

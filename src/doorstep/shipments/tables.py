@@ -1,0 +1,92 @@
+from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, String, Table, Text, UniqueConstraint
+
+from doorstep.db.metadata import metadata
+from doorstep.db.types import BigId, JSONType, UTCDateTime
+
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("order_id", String(36), ForeignKey("orders.id", ondelete="CASCADE")),
+    Column("carrier", String(50), nullable=False),  # slug: dhl, ups, dpd, ...
+    Column("tracking_number", String(100), nullable=False),
+    Column("service", String(50)),
+    Column("is_return", Boolean, nullable=False, default=False),
+    Column("status", String(30), nullable=False),  # Pending | InfoReceived | InTransit | ... | Expired
+    Column("subtag", String(50)),
+    Column("origin_region", String(100)),
+    Column("destination_region", String(100)),
+    Column("destination_postcode", String(20)),
+    Column("promised_from", UTCDateTime),
+    Column("promised_to", UTCDateTime),
+    Column("predicted_from", UTCDateTime),
+    Column("predicted_to", UTCDateTime),
+    Column("predicted_confidence", Float),
+    Column("delay_reason", String(200)),
+    Column("dispatched_at", UTCDateTime),
+    Column("first_attempt_at", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("last_scan_at", UTCDateTime),
+    Column("last_location", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("carrier", "tracking_number"),
+)
+Index("ix_shipments_order_id", shipments.c.order_id)
+Index("ix_shipments_tracking_number", shipments.c.tracking_number)
+
+# The timeline, ordered by occurred_at. Scans for unknown tracking numbers are kept (shipment_id NULL)
+# and attached when the shipment appears.
+tracking_events = Table(
+    "tracking_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("shipment_id", String(36), ForeignKey("shipments.id", ondelete="CASCADE")),
+    Column("carrier", String(50), nullable=False),
+    Column("tracking_number", String(100), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("subtag", String(50)),
+    Column("raw_code", String(100)),
+    Column("message", Text),
+    Column("city", String(100)),
+    Column("region", String(100)),
+    Column("country", String(2)),
+    Column("postcode", String(20)),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("source", String(32), nullable=False),
+    Column("dedupe_key", String(300), nullable=False, unique=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+Index("ix_tracking_events_shipment", tracking_events.c.shipment_id, tracking_events.c.occurred_at)
+Index("ix_tracking_events_number", tracking_events.c.carrier, tracking_events.c.tracking_number)
+
+proofs_of_delivery = Table(
+    "proofs_of_delivery",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("shipment_id", String(36), ForeignKey("shipments.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient_name", String(200)),
+    Column("photo_path", String(500)),
+    Column("signature_path", String(500)),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("delivered_at", UTCDateTime, nullable=False),
+    Column("driver_id", String(36)),
+    Column("detail", JSONType),
+)
+
+# Changes the customer asked for (slot, redirect, instructions), validated, pushed to the carrier.
+delivery_changes = Table(
+    "delivery_changes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("shipment_id", String(36), ForeignKey("shipments.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(30), nullable=False),  # slot | pickup_point | safe_place | neighbour | instructions
+    Column("detail", JSONType, nullable=False),
+    Column("requested_by", String(30), nullable=False),  # customer | assistant | agent
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("carrier_status", String(20), nullable=False, default="pending"),  # pending | sent | failed
+)
+Index("ix_delivery_changes_shipment", delivery_changes.c.shipment_id)
