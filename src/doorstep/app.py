@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import pkgutil
 import threading
 from pathlib import Path
 from collections.abc import AsyncIterator
@@ -52,12 +53,26 @@ def _optional_module(name: str) -> Any | None:
     return importlib.import_module(name)  # a module that exists but fails to import is an error, not skipped
 
 
+def _domain_modules(domain: str, kind: str) -> list[Any]:
+    """`handlers`, `routes` or `services` of a domain, plus any `<kind>_<part>.py` beside it (for example
+    shipments/routes_driver.py), in name order."""
+    package = _optional_module(f"doorstep.{domain}")
+    if package is None:
+        return []
+    names = sorted(
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.name == kind or info.name.startswith(f"{kind}_")
+    )
+    return [importlib.import_module(f"doorstep.{domain}.{name}") for name in names]
+
+
 def build_bus(settings: Settings) -> Bus:
     bus = Bus(partitions=settings.partitions)
     for domain in DOMAINS:
-        module = _optional_module(f"doorstep.{domain}.handlers")
-        if module is not None and hasattr(module, "register"):
-            module.register(bus)
+        for module in _domain_modules(domain, "handlers"):
+            if hasattr(module, "register"):
+                module.register(bus)
     return bus
 
 
@@ -75,9 +90,9 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
     )
     ctx.services["metrics"] = Metrics(read_engine)
     for domain in DOMAINS:
-        module = _optional_module(f"doorstep.{domain}.services")
-        if module is not None and hasattr(module, "register"):
-            module.register(ctx)
+        for module in _domain_modules(domain, "services"):
+            if hasattr(module, "register"):
+                module.register(ctx)
     return ctx
 
 
@@ -134,11 +149,11 @@ def create_app(
             worker.start()
             background.append(worker)
         for domain in DOMAINS:
-            module = _optional_module(f"doorstep.{domain}.services")
-            if module is not None and hasattr(module, "start"):
-                started = module.start(ctx)  # background loops: notification sender, scheduler, demo
-                if started is not None:
-                    background.append(started)
+            for module in _domain_modules(domain, "services"):
+                if hasattr(module, "start"):
+                    started = module.start(ctx)  # background loops: notification sender, scheduler, demo
+                    if started is not None:
+                        background.append(started)
         try:
             yield
         finally:
@@ -174,9 +189,9 @@ def create_app(
         return Response(ctx.services["metrics"].render(), media_type="text/plain; version=0.0.4")
 
     for domain in DOMAINS:
-        module = _optional_module(f"doorstep.{domain}.routes")
-        if module is not None and hasattr(module, "router"):
-            app.include_router(module.router)
+        for module in _domain_modules(domain, "routes"):
+            if hasattr(module, "router"):
+                app.include_router(module.router)
 
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app

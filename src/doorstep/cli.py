@@ -250,13 +250,9 @@ def _safe_url(url: str) -> str:
 
 # Commands that live with their domain: each `doorstep.<module>.cli` has `register(app)`.
 CLI_MODULES = [
-    "doorstep.bus.cli",
-    "doorstep.simulator.cli",
-    "doorstep.shipments.cli",
-    "doorstep.notifications.cli",
-    "doorstep.conversations.cli",
-    "doorstep.analytics.cli",
-    "doorstep.feedback.cli",
+    f"doorstep.{name}.cli"
+    for name in ("bus", "simulator", "customers", "ingest", "orders", "shipments", "returns", "notifications",
+                 "conversations", "feedback", "analytics")
 ]
 for _module_name in CLI_MODULES:
     if importlib.util.find_spec(_module_name) is not None:
