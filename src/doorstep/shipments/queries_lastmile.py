@@ -17,9 +17,11 @@ from doorstep.returns.tables import returns
 from doorstep.shipments.delivery import Capabilities, ShipmentState, allowed_kinds, describe_change
 from doorstep.shipments.tables import (
     delivery_changes,
+    delivery_slots,
     driver_assignments,
     proofs_of_delivery,
     shipments,
+    slot_bookings,
     tracking_events,
 )
 
@@ -74,6 +76,7 @@ class TrackingView:
     returns: list[dict[str, Any]]
     invoice: Any | None
     answers: list[tuple[str, str]] = field(default_factory=list)
+    booked_slot: tuple[datetime, datetime] | None = None
 
     def fmt(self, value: datetime | None, pattern: str = "%a %d %b, %H:%M") -> str:
         return value.astimezone(self.tz).strftime(pattern) if value else ""
@@ -155,12 +158,15 @@ def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) 
             ),
             caps,
         )
-    if not events:
-        events = [
-            {"at": at, "text": STEP_WORDS_ORDER[s], "place": ""}
-            for s, at in sorted(steps.items(), key=lambda kv: kv[1], reverse=True)
-            if s in STEP_WORDS_ORDER
-        ]
+    steps.setdefault("placed", order.placed_at)
+    from_scans = {"dispatched", "out_for_delivery", "delivered"} if events else set()
+    rank = {step: i for i, step in enumerate(STEP_WORDS_ORDER)}
+    events.extend(
+        {"at": at, "text": STEP_WORDS_ORDER[step], "place": "", "rank": rank[step]}
+        for step, at in steps.items()
+        if step in STEP_WORDS_ORDER and step not in from_scans
+    )
+    events.sort(key=lambda e: (e["at"], e.get("rank", 4.5)), reverse=True)
     is_late = bool(
         shipment is not None
         and shipment.status not in ("Delivered",)
@@ -213,6 +219,13 @@ def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) 
         ],
         invoice=invoice,
     )
+    if shipment is not None:
+        booked = conn.execute(
+            select(delivery_slots.c.starts_at, delivery_slots.c.ends_at)
+            .join(slot_bookings, slot_bookings.c.slot_id == delivery_slots.c.id)
+            .where(slot_bookings.c.shipment_id == shipment.id)
+        ).first()
+        view.booked_slot = (booked.starts_at, booked.ends_at) if booked else None
     view.answers = answers_for(view, now=now)
     return view
 
