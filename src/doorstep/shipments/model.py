@@ -403,7 +403,7 @@ class Shipment:
         )
         if scan.status == Status.OUT_FOR_DELIVERY:
             self.events.append(
-                ShipmentOutForDelivery(occurred_at=at, eta_from=self.predicted_from, eta_to=self.predicted_to, **ids)
+                ShipmentOutForDelivery(occurred_at=at, **ids)
             )
         elif scan.status == Status.ATTEMPT_FAIL:
             self.events.append(DeliveryAttemptFailed(occurred_at=at, reason=scan.message, **ids))
@@ -447,6 +447,13 @@ class Shipment:
         self.predicted_at = prediction.expected_at
         self.predicted_confidence = prediction.confidence
         self.predicted_by = prediction.source
+        # an out-for-delivery event recorded by this same update carries the fresh window
+        self.events[:] = [
+            replace(e, eta_from=prediction.window_from, eta_to=prediction.window_to)
+            if isinstance(e, ShipmentOutForDelivery) and e.eta_from is None
+            else e
+            for e in self.events
+        ]
         if self.promised_to is None:
             return
         is_late = prediction.expected_at > self.promised_to
