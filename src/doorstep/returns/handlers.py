@@ -415,7 +415,7 @@ def get_return(ctx: AppContext, return_id: str) -> dict[str, Any]:
         "resolution": row.resolution,
         "method": row.method,
         "reason_code": row.reason_code,
-        "refund_amount": str(Decimal(row.refund_minor or 0) / MINOR),
+        "refund_amount": str((Decimal(row.refund_minor or 0) / MINOR).quantize(Decimal("0.01"))),
         "currency": row.currency,
         "label_tracking_number": row.label_tracking_number,
         "exchange_order_id": row.exchange_order_id,

@@ -489,7 +489,14 @@ def _mark_delivered(uow: Any, shipment: ShipmentRef, *, now: datetime) -> None:
     uow.conn.execute(
         update(shipments)
         .where(shipments.c.id == shipment.id)
-        .values(status="Delivered", subtag=None, delivered_at=now, last_scan_at=now, updated_at=now, status_since=now)
+        .values(
+            status="Delivered",
+            subtag=None,
+            delivered_at=now,
+            last_scan_at=now,
+            updated_at=now,
+            status_since=now,
+        )
     )
     late_h = max(0.0, (now - row.promised_to).total_seconds() / 3600) if row.promised_to else 0.0
     common = {

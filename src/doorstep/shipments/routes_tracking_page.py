@@ -219,6 +219,13 @@ def _render_page(
     return response
 
 
+def _refused(request: Request, exc: DoorstepError) -> Response:
+    """An action from a stale or forged page: a readable page, not JSON, and nothing changed."""
+    return render(
+        request, "tracking/lookup.html", status_code=exc.http_status, order_number="", error=exc.detail
+    )
+
+
 def _action_guard(ctx: AppContext, request: Request, token: str, page_token: str) -> str:
     order_id = _order_from_token(ctx, token)
     _check_page_token(ctx, request, order_id, page_token)
@@ -238,7 +245,10 @@ def _action_guard(ctx: AppContext, request: Request, token: str, page_token: str
 async def post_delivery_change(token: str, request: Request, ctx: CtxDep) -> Response:
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    order_id = _action_guard(ctx, request, token, fields.pop("page_token", ""))
+    try:
+        order_id = _action_guard(ctx, request, token, fields.pop("page_token", ""))
+    except DoorstepError as exc:
+        return _refused(request, exc)
     kind = fields.pop("kind", "")
     detail = {k: v for k, v in fields.items() if v != ""}
     with ctx.read_engine.connect() as conn:
@@ -267,7 +277,10 @@ async def post_delivery_change(token: str, request: Request, ctx: CtxDep) -> Res
 @router.post("/t/{token}/return")
 async def post_return(token: str, request: Request, ctx: CtxDep) -> Response:
     form = await request.form()
-    order_id = _action_guard(ctx, request, token, str(form.get("page_token", "")))
+    try:
+        order_id = _action_guard(ctx, request, token, str(form.get("page_token", "")))
+    except DoorstepError as exc:
+        return _refused(request, exc)
     try:
         lines = [
             LineRequest(
@@ -315,7 +328,10 @@ async def post_return(token: str, request: Request, ctx: CtxDep) -> Response:
 async def post_problem(token: str, request: Request, ctx: CtxDep) -> Response:
     """A problem report goes into the inbound log as a chat message, so the assistant and the inbox see it."""
     form = await request.form()
-    order_id = _action_guard(ctx, request, token, str(form.get("page_token", "")))
+    try:
+        order_id = _action_guard(ctx, request, token, str(form.get("page_token", "")))
+    except DoorstepError as exc:
+        return _refused(request, exc)
     topic = str(form.get("topic", ""))
     text = str(form.get("text", "")).strip()
     if topic not in PROBLEM_TOPICS:
