@@ -75,7 +75,7 @@ def record_step(
         return False
     row = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).first()
     moves_forward = row is not None and (row.status not in RANK or RANK[row.status] < RANK[step])
-    if moves_forward and row.status not in ("cancelled", "refunded"):
+    if moves_forward and row is not None and row.status not in ("cancelled", "refunded"):
         conn.execute(update(orders).where(orders.c.id == order_id).values(status=step, updated_at=at))
     publish(OrderStepReached(occurred_at=at, order_id=order_id, customer_id=customer_id, step=step))
     return True

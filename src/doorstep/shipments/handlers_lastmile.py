@@ -499,7 +499,7 @@ def _mark_delivered(uow: Any, shipment: ShipmentRef, *, now: datetime) -> None:
         )
     )
     late_h = max(0.0, (now - row.promised_to).total_seconds() / 3600) if row.promised_to else 0.0
-    common = {
+    common: dict[str, Any] = {
         "occurred_at": now,
         "shipment_id": shipment.id,
         "order_id": shipment.order_id,
@@ -540,7 +540,7 @@ def record_failure(
             .where(and_(shipments.c.id == shipment.id, shipments.c.first_attempt_at.is_(None)))
             .values(first_attempt_at=now)
         )
-        common = {
+        common: dict[str, Any] = {
             "occurred_at": now,
             "shipment_id": shipment.id,
             "order_id": shipment.order_id,

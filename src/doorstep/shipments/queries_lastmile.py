@@ -202,7 +202,7 @@ def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) 
         proof=proof,
         driver_eta=driver_eta,
         allowed=allowed,
-        returnable_lines=lines if state == "Delivered" else [],
+        returnable_lines=list(lines) if state == "Delivered" else [],
         returns=[
             {
                 "id": r.id,
