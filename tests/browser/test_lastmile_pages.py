@@ -228,3 +228,26 @@ def _invoice_ready(ctx: Any, s: dict[str, Any], page: Any, server: LiveServer) -
                 return True
         time.sleep(0.1)
     return False
+
+
+def test_customer_starts_an_exchange_and_gets_the_label(
+    browser: Any, server: LiveServer, tmp_path: Path
+) -> None:
+    ctx, now = server.ctx, server.ctx.clock.now()
+    s = order_with_shipment(ctx.engine, now=now, status="Delivered", delivered_at=now - timedelta(days=2))
+    context = browser.new_context(**PHONE, accept_downloads=True)
+    page = context.new_page()
+    page.goto(server.url + tracking_link(ctx.settings.secret_key, s["order_id"]))
+    page.get_by_text("Start a return or exchange").click()
+    page.get_by_label("Trail running shoes × 1").check()
+    page.get_by_label("Reason").select_option("fit.too_small")
+    page.get_by_role("radio", name="Exchange").check()
+    page.get_by_label("For an exchange: size or variant you want").fill("EU 43")
+    page.get_by_role("button", name="Start return").click()
+    page.wait_for_selector("#done")
+    assert page.get_by_test_id("return-label_issued").is_visible()
+    _shot(page, tmp_path, "return_started")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download return label (PDF)").click()
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+    context.close()

@@ -159,6 +159,8 @@ def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) 
             caps,
         )
     steps.setdefault("placed", order.placed_at)
+    if shipment is not None and shipment.delivered_at and not events:
+        steps.setdefault("delivered", shipment.delivered_at)
     from_scans = {"dispatched", "out_for_delivery", "delivered"} if events else set()
     rank = {step: i for i, step in enumerate(STEP_WORDS_ORDER)}
     events.extend(
@@ -308,10 +310,12 @@ def answers_for(view: TrackingView, *, now: datetime) -> list[tuple[str, str]]:
             if view.proof is not None and view.proof.recipient_name
             else ""
         )
+        photo = "the photo above, " if view.proof is not None and view.proof.photo_path else ""
         out.append(
             (
                 "It says delivered but I can’t find it",
-                f"It was delivered {view.fmt(s.delivered_at)}{where}. Check the photo below, your safe place and neighbours; if it is still missing, use “Report a problem”.",
+                f"It was delivered {view.fmt(s.delivered_at)}{where}. Check {photo}your safe place and neighbours; "
+                "if it is still missing, use “Report a problem”.",
             )
         )
         out.append(
