@@ -28,6 +28,20 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
+
+def _door_png() -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 48), "#c8d6e5")
+    ImageDraw.Draw(image).rectangle((20, 18, 44, 40), fill="#8b5a2b")  # a parcel on the doorstep
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG_DOOR = _door_png()
 PHONE = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 1,
@@ -178,6 +192,9 @@ def test_driver_records_proof_with_a_drawn_signature(
     for i in range(1, 25):
         page.mouse.move(box["x"] + 20 + i * 12, box["y"] + 100 - (i % 6) * 12, steps=2)
     page.mouse.up()
+    photo = tmp_path / "door.png"
+    photo.write_bytes(PNG_DOOR)
+    page.get_by_label("Photo").set_input_files(str(photo))
     page.get_by_label("Recipient name").fill("Maya Jones")
     page.wait_for_function("document.querySelector('.gps').textContent.length > 0")
     _shot(page, tmp_path, "driver_before_save")
@@ -208,6 +225,9 @@ def test_driver_records_proof_with_a_drawn_signature(
     customer.goto(server.url + tracking_link(ctx.settings.secret_key, s["order_id"]))
     assert customer.locator("h1").inner_text() == "Delivered"
     assert customer.get_by_test_id("recipient").inner_text() == "Maya Jones"
+    assert customer.get_by_alt_text("Photo of the parcel at the door").evaluate(
+        "img => img.complete && img.naturalWidth == 64"
+    )
     sig = customer.get_by_alt_text("Signature of Maya Jones")
     assert sig.evaluate("img => img.complete && img.naturalWidth > 0")
     assert _invoice_ready(ctx, s, customer, server), "the invoice was not issued after the proof"

@@ -214,7 +214,7 @@ def _issue_label(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: A
             updated_at=flow.now,
         )
     )
-    path = label_path(Path(ctx.settings.var_dir), flow.id)
+    path = label_path(Path(ctx.settings.var_dir), flow.customer_id, flow.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
         render_label_pdf(
@@ -245,8 +245,8 @@ def _issue_label(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: A
     )
 
 
-def label_path(var_dir: Path, return_id: str) -> Path:
-    return var_dir / "labels" / f"{return_id}.pdf"
+def label_path(var_dir: Path, customer_id: str, return_id: str) -> Path:
+    return var_dir / "labels" / customer_id / f"{return_id}.pdf"
 
 
 def _finish(
