@@ -122,6 +122,7 @@ def test_tracking_page_states(browser: Any, server: LiveServer, tmp_path: Path) 
               .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.name)"""
     )
     assert unnamed == []
+    assert _low_contrast(page) == []
     assert errors == []  # the chat widget is missing here: the page must not break without it
     context.close()
 
@@ -225,6 +226,7 @@ def test_driver_records_proof_with_a_drawn_signature(
     customer.goto(server.url + tracking_link(ctx.settings.secret_key, s["order_id"]))
     assert customer.locator("h1").inner_text() == "Delivered"
     assert customer.get_by_test_id("recipient").inner_text() == "Maya Jones"
+    assert _low_contrast(customer) == []
     assert customer.get_by_alt_text("Photo of the parcel at the door").evaluate(
         "img => img.complete && img.naturalWidth == 64"
     )
@@ -234,6 +236,31 @@ def test_driver_records_proof_with_a_drawn_signature(
     assert customer.get_by_text("Download your invoice").is_visible()
     _shot(customer, tmp_path, "delivered_with_proof")
     context.close()
+
+
+CONTRAST_JS = """() => {
+  const lum = (rgb) => { const c = rgb.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+                         return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]; };
+  const parse = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const bg = (el) => { for (; el; el = el.parentElement) { const p = parse(getComputedStyle(el).backgroundColor);
+                                                         if (p.length === 3 || (p.length === 4 && p[3] > 0.5)) return p.slice(0, 3); }
+                       return [255, 255, 255]; };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join('');
+    if (!text || el.offsetParent === null) continue;
+    const st = getComputedStyle(el), fg = parse(st.color).slice(0, 3), b = bg(el);
+    const l1 = lum(fg), l2 = lum(b), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(st.fontSize), large = size >= 24 || (size >= 18.66 && parseInt(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) bad.push(text.slice(0, 40) + ' ' + ratio.toFixed(2));
+  }
+  return bad;
+}"""
+
+
+def _low_contrast(page: Any) -> list[str]:
+    """Every visible text against its effective background, by the WCAG 2.1 formula (AA: 4.5, large 3)."""
+    return page.evaluate(CONTRAST_JS)
 
 
 def _invoice_ready(ctx: Any, s: dict[str, Any], page: Any, server: LiveServer) -> bool:

@@ -246,7 +246,25 @@ def answers_for(view: TrackingView, *, now: datetime) -> list[tuple[str, str]]:
         return out
     promised = view.window(s.promised_from, s.promised_to)
     predicted = view.window(s.predicted_from, s.predicted_to)
-    if view.state in ("Pending", "InfoReceived", "InTransit", "Exception"):
+    if view.state == "Exception":
+        what = SUBTAG_WORDS.get(s.subtag or "", "") or (s.delay_reason or "the carrier reported a problem")
+        out.append(("What happened?", f"The carrier reports: {what}."))
+        if s.subtag == "returned_to_sender":
+            out.append(
+                (
+                    "What happens to my order?",
+                    "When it reaches us we refund you in full or send it again, as you prefer: tell us with “Report a problem”.",
+                )
+            )
+        else:
+            out.append(
+                (
+                    "What are you doing about it?",
+                    "We are in touch with the carrier and will message you within one working day. You do not need to do anything.",
+                )
+            )
+        return out
+    if view.state in ("Pending", "InfoReceived", "InTransit"):
         if view.is_late:
             why = f" The carrier reports: {s.delay_reason}." if s.delay_reason else ""
             out.append(
