@@ -321,6 +321,16 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
             ctx.uow.collect(s.events)
 
 
+def _warn_if_predicted_late(s: Shipment, eta: EtaPredictor, *, now: datetime) -> None:
+    """Between scans, silence can make a promise unlikely: re-predict, and keep the new window only when it
+    breaks the promise (the warning goes out before the promise does)."""
+    if not s.is_active or s.promised_to is None or now >= s.promised_to or "predicted_late" in s.alerts:
+        return
+    prediction = eta.predict(s, max(now, s.last_scan_at) if s.last_scan_at else now)
+    if prediction.expected_at > s.promised_to:
+        s.apply_prediction(prediction, now=now)
+
+
 # ---- periodic checks -------------------------------------------------------------------------------------
 
 
@@ -344,11 +354,12 @@ def run_checks(ctx: Any, *, clock: Clock | None = None, page: int = 500) -> dict
             now = clock.now()
             changed = []
             for s in batch:
-                before = (set(s.alerts), s.predicted_to, s.predicted_at)
-                _predict(s, eta, now=now)
+                # the stored window is the one predicted at the last scan: "48 h past the estimate" is
+                # measured against it, so silence alone does not slide it forward
                 s.check_time(now=now, policy=rules)
-                if s.events or before != (s.alerts, s.predicted_to, s.predicted_at):
-                    s.updated_at = now if s.events else s.updated_at
+                _warn_if_predicted_late(s, eta, now=now)
+                if s.events:
+                    s.updated_at = now
                     changed.append(s)
                     counts["events"] += len(s.events)
                     uow.collect(s.events)
