@@ -50,6 +50,9 @@ class Status(StrEnum):
     @classmethod
     def parse(cls, value: str) -> Status:
         """Accepts the tag in any case and with or without separators: "in_transit", "InTransit", "IN TRANSIT"."""
+        exact = _STATUS_BY_VALUE.get(value)
+        if exact is not None:
+            return exact
         key = "".join(ch for ch in value.lower() if ch.isalnum())
         status = _STATUS_BY_KEY.get(key)
         if status is None:
@@ -58,6 +61,7 @@ class Status(StrEnum):
 
 
 _STATUS_BY_KEY = {s.value.lower(): s for s in Status} | {"failedattempt": Status.ATTEMPT_FAIL}
+_STATUS_BY_VALUE = {s.value: s for s in Status}
 
 # Statuses after which the parcel is on its way (the first such scan is the dispatch).
 MOVING = frozenset({Status.IN_TRANSIT, Status.OUT_FOR_DELIVERY, Status.ATTEMPT_FAIL, Status.AVAILABLE_FOR_PICKUP,
