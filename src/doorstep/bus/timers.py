@@ -74,19 +74,26 @@ def fire_due(ctx: AppContext, *, limit: int = FIRE_BATCH) -> int:
         if uow.conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = uow.conn.execute(query).all()
+        fired = 0
         for row in rows:
             event_class = EVENT_TYPES.get(row.kind)
             if event_class is None:
                 log.error("timer %s has unknown kind %r: cancelled", row.id, row.kind)
                 uow.conn.execute(update(timers).where(timers.c.id == row.id).values(cancelled_at=now))
                 continue
-            event = event_class.from_payload({**row.payload, "occurred_at": now.isoformat()})
-            uow.publish(event)
-            uow.conn.execute(update(timers).where(timers.c.id == row.id).values(fired_at=now))
+            claimed = uow.conn.execute(
+                update(timers)
+                .where(timers.c.id == row.id, timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None))
+                .values(fired_at=now)
+            )
+            if claimed.rowcount != 1:
+                continue  # another scheduler fired it between our read and this update
+            fired += 1
+            uow.publish(event_class.from_payload({**row.payload, "occurred_at": now.isoformat()}))
         uow.commit()
-    if rows and "wake_worker" in ctx.services:
+    if fired and "wake_worker" in ctx.services:
         ctx.services["wake_worker"]()
-    return len(rows)
+    return fired
 
 
 class RepeatingTask:
