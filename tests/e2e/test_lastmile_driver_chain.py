@@ -15,6 +15,7 @@ from doorstep.bus.tables import timers
 from doorstep.bus.timers import fire_due
 from doorstep.clock import FixedClock
 from doorstep.customers.events import CustomerErased
+from doorstep.orders.events import OrderStepReached
 from doorstep.orders.tables import invoices, order_steps, orders
 from doorstep.security.sessions import SESSION_COOKIE
 from doorstep.shipments.tables import driver_assignments, proofs_of_delivery, shipments
@@ -39,6 +40,12 @@ def _login(client, user) -> dict[str, str]:
 def test_round_depart_proof_invoice_follow_up(tmp_path: Path, database_url: str, clock: FixedClock) -> None:
     with running_app(make_settings(tmp_path, database_url), clock) as app:
         ctx, client = app.ctx, app.client
+        reached: list[tuple[str, str]] = []
+        ctx.bus.subscribe(
+            OrderStepReached,
+            "test.capture_steps",
+            lambda env, _: reached.append((env.payload["order_id"], env.payload["step"])),
+        )
         admin_key = secret_key(ctx.engine, now=clock.now(), scopes=["admin"])
         writer_key = secret_key(ctx.engine, now=clock.now(), scopes=["orders:write"])
         driver = staff_user(ctx.engine, now=clock.now(), role="driver")
@@ -160,6 +167,19 @@ def test_round_depart_proof_invoice_follow_up(tmp_path: Path, database_url: str,
         app.drain()
         with ctx.engine.connect() as conn:
             assert "follow_up_sent" in _steps(conn, a["order_id"])
+
+        assert sorted(reached) == sorted(
+            set(reached)
+        )  # each step announced once, retries and repeats included
+        assert [step for order, step in reached if order == a["order_id"]] == [
+            "placed",
+            "paid",
+            "picked",
+            "packed",
+            "delivered",
+            "invoiced",
+            "follow_up_sent",
+        ]
 
         # the invoice is served only behind its signed link
         from doorstep.orders.routes_chain import invoice_link

@@ -201,3 +201,37 @@ def test_sender_gives_up_on_a_permanent_error(tmp_path: Path, sqlite_url: str, c
         with app.ctx.engine.connect() as conn:
             assert conn.execute(select(carrier_webhook_deliveries.c.status)).scalar_one() == "dead"
             assert conn.execute(select(delivery_changes.c.carrier_status)).scalar_one() == "failed"
+
+
+def test_concurrent_bookings_never_exceed_capacity(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running_app(make_settings(tmp_path, database_url), clock) as app:
+        ctx = app.ctx
+        orders = [order_with_shipment(ctx.engine, now=clock.now()) for _ in range(6)]
+        last_two = slot(ctx.engine, starts_at=clock.now() + timedelta(days=1), capacity=2)
+
+        def book(shipment_id: str) -> str:
+            try:
+                change_delivery(
+                    ctx,
+                    shipment_id=shipment_id,
+                    kind="slot",
+                    detail={"slot_id": last_two},
+                    requested_by="customer",
+                )
+            except SlotFull:
+                return "full"
+            return "booked"
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            outcomes = list(pool.map(book, [o["shipment_id"] for o in orders]))
+
+        assert sorted(outcomes) == ["booked"] * 2 + ["full"] * 4
+        with ctx.engine.connect() as conn:
+            assert conn.execute(select(delivery_slots.c.booked)).scalar_one() == 2
+            assert _count(conn, slot_bookings) == 2
+            assert _count(conn, delivery_changes) == 2
+            assert _count(conn, carrier_webhook_deliveries) == 2

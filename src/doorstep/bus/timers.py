@@ -42,12 +42,12 @@ def schedule(
     """Schedules `kind` at `due_at`; a second call with the same dedupe_key changes nothing (returns False)."""
     if kind not in EVENT_TYPES:
         raise ValueError(f"timer kind {kind!r} is not a known domain event type")
-    result = conn.execute(
-        insert_ignore(conn, timers, index_elements=["dedupe_key"]).values(
-            key=key, kind=kind, due_at=due_at, payload=payload, dedupe_key=dedupe_key
-        )
-    )
-    return bool(result.rowcount)
+    inserted = conn.execute(
+        insert_ignore(conn, timers, index_elements=["dedupe_key"])
+        .values(key=key, kind=kind, due_at=due_at, payload=payload, dedupe_key=dedupe_key)
+        .returning(timers.c.id)  # rowcount after ON CONFLICT DO NOTHING is not reliable on psycopg
+    ).first()
+    return inserted is not None
 
 
 def cancel(conn: Connection, *, dedupe_key: str, now: datetime) -> bool:

@@ -66,12 +66,12 @@ def record_step(
 ) -> bool:
     """Records `step` once (a second call changes nothing) and emits OrderStepReached; moves orders.status
     forward along the chain, never back."""
-    result = conn.execute(
-        insert_ignore(conn, order_steps, index_elements=["order_id", "step"]).values(
-            order_id=order_id, step=step, occurred_at=at, detail=detail or {}
-        )
-    )
-    if not result.rowcount:
+    inserted = conn.execute(
+        insert_ignore(conn, order_steps, index_elements=["order_id", "step"])
+        .values(order_id=order_id, step=step, occurred_at=at, detail=detail or {})
+        .returning(order_steps.c.step)  # rowcount after ON CONFLICT DO NOTHING is not reliable on psycopg
+    ).first()
+    if inserted is None:
         return False
     row = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).first()
     moves_forward = row is not None and (row.status not in RANK or RANK[row.status] < RANK[step])
