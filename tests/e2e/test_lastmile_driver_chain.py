@@ -18,6 +18,7 @@ from doorstep.customers.events import CustomerErased
 from doorstep.orders.events import OrderStepReached
 from doorstep.orders.tables import invoices, order_steps, orders
 from doorstep.security.sessions import SESSION_COOKIE
+from doorstep.shipments.events import DriverDeparted
 from doorstep.shipments.tables import driver_assignments, proofs_of_delivery, shipments
 
 PNG_1PX = base64.b64decode(
@@ -45,6 +46,10 @@ def test_round_depart_proof_invoice_follow_up(tmp_path: Path, database_url: str,
             OrderStepReached,
             "test.capture_steps",
             lambda env, _: reached.append((env.payload["order_id"], env.payload["step"])),
+        )
+        departed: list[dict] = []
+        ctx.bus.subscribe(
+            DriverDeparted, "test.capture_departed", lambda env, _: departed.append(env.payload)
         )
         admin_key = secret_key(ctx.engine, now=clock.now(), scopes=["admin"])
         writer_key = secret_key(ctx.engine, now=clock.now(), scopes=["orders:write"])
@@ -115,6 +120,23 @@ def test_round_depart_proof_invoice_follow_up(tmp_path: Path, database_url: str,
         assert etas[0].eta_from == clock.now() + timedelta(minutes=5) and etas[
             1
         ].eta_from == clock.now() + timedelta(minutes=15)
+
+        app.drain()
+        assert sorted((d["shipment_id"], d["eta_from"]) for d in departed) == sorted(
+            [
+                (a["shipment_id"], (clock.now() + timedelta(minutes=5)).isoformat()),
+                (b["shipment_id"], (clock.now() + timedelta(minutes=15)).isoformat()),
+            ]
+        )
+        assert all(d["customer_id"] in (a["customer_id"], b["customer_id"]) for d in departed)
+        assert (
+            client.post(
+                "/driver/depart", data={"date": today}, headers=headers, follow_redirects=False
+            ).status_code
+            == 303
+        )
+        app.drain()
+        assert len(departed) == 2  # departing again announces nothing new
 
         # a proof with neither photo nor signature is refused, naming the field, and nothing is stored
         empty = client.post(f"/driver/stops/{stop_a}/proof", data={"recipient_name": "Maya"}, headers=headers)

@@ -14,6 +14,7 @@ from tests.support_lastmile import order_with_shipment, slot
 from doorstep.clock import FixedClock
 from doorstep.security.signatures import timestamped_signature
 from doorstep.shipments.delivery import ChangeRefused, InvalidChange, SlotFull
+from doorstep.shipments.events import DeliveryChanged
 from doorstep.shipments.handlers_lastmile import change_delivery
 from doorstep.shipments.outbound import send_due
 from doorstep.shipments.tables import (
@@ -85,6 +86,8 @@ def test_redirect_after_out_for_delivery_depends_on_the_carrier(
 ) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         ctx = app.ctx
+        changed: list[dict] = []
+        ctx.bus.subscribe(DeliveryChanged, "test.capture_changed", lambda env, _: changed.append(env.payload))
         ups = order_with_shipment(ctx.engine, now=clock.now(), status="OutForDelivery", carrier="ups")
         dhl = order_with_shipment(ctx.engine, now=clock.now(), status="OutForDelivery", carrier="dhl")
         neighbour = {"name": "Mr Patel", "house": "No. 12"}
@@ -113,6 +116,14 @@ def test_redirect_after_out_for_delivery_depends_on_the_carrier(
         assert sorted((r.shipment_id == dhl["shipment_id"], r.kind) for r in rows) == [
             (False, "instructions"),
             (True, "neighbour"),
+        ]
+        app.drain()
+        assert sorted((c["kind"], c["requested_by"], c["order_id"]) for c in changed) == [
+            ("instructions", "customer", ups["order_id"]),
+            ("neighbour", "customer", dhl["order_id"]),
+        ]
+        assert [c["detail"] for c in changed if c["kind"] == "neighbour"] == [
+            {"name": "Mr Patel", "house": "No. 12"}
         ]
 
 
