@@ -267,3 +267,29 @@ def test_expensive_returns_wait_for_a_person(tmp_path: Path, sqlite_url: str, cl
             f"/api/returns/{first['id']}/steps", json={"step": "rejected"}, headers=_bearer(key)
         )
         assert no_reason.status_code == 422 and no_reason.json()["field"] == "reason"
+
+
+def test_times_are_shown_in_the_customers_zone(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    from sqlalchemy import update
+
+    from doorstep.customers.tables import customers
+
+    with running_app(
+        make_settings(tmp_path, sqlite_url, extra={"default_timezone": "Europe/Paris"}), clock
+    ) as app:
+        ny = order_with_shipment(
+            app.ctx.engine, now=clock.now(), status="Delivered", delivered_at=clock.now()
+        )
+        paris = order_with_shipment(
+            app.ctx.engine, now=clock.now(), status="Delivered", delivered_at=clock.now()
+        )
+        with app.ctx.engine.begin() as conn:
+            conn.execute(
+                update(customers)
+                .where(customers.c.id == ny["customer_id"])
+                .values(timezone="America/New_York")
+            )
+        page_ny = app.client.get(tracking_link(app.ctx.settings.secret_key, ny["order_id"])).text
+        page_paris = app.client.get(tracking_link(app.ctx.settings.secret_key, paris["order_id"])).text
+        assert "Mon 23 Nov, 04:00" in page_ny  # 09:00 UTC
+        assert "Mon 23 Nov, 10:00" in page_paris  # no zone on the profile: the shop's default

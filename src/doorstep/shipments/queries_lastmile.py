@@ -91,15 +91,25 @@ class TrackingView:
         return f"by {self.fmt(end or start)}"
 
 
-def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) -> TrackingView | None:
+def _zone(name: str | None, default: str) -> ZoneInfo:
+    for candidate in (name, default, "UTC"):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (KeyError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def load_view(
+    conn: Connection, order_id: str, *, caps_for: Any, now: datetime, default_tz: str = "UTC"
+) -> TrackingView | None:
+    """`default_tz` is used for customers whose profile has no time zone (the shop's own)."""
     order = conn.execute(select(orders).where(orders.c.id == order_id)).first()
     if order is None:
         return None
     customer = conn.execute(select(customers).where(customers.c.id == order.customer_id)).first()
-    try:
-        tz = ZoneInfo(customer.timezone) if customer is not None and customer.timezone else ZoneInfo("UTC")
-    except (KeyError, ValueError):
-        tz = ZoneInfo("UTC")
+    tz = _zone(customer.timezone if customer is not None else None, default_tz)
     shipment = conn.execute(
         select(shipments)
         .where(shipments.c.order_id == order_id, shipments.c.is_return.is_(False))

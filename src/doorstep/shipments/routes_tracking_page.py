@@ -166,7 +166,13 @@ def _render_page(
 ) -> Response:
     now = ctx.clock.now()
     with ctx.read_engine.connect() as conn:
-        view = load_view(conn, order_id, caps_for=lambda carrier: capabilities(ctx, carrier), now=now)
+        view = load_view(
+            conn,
+            order_id,
+            caps_for=lambda carrier: capabilities(ctx, carrier),
+            now=now,
+            default_tz=ctx.settings.extra.get("default_timezone", "UTC"),
+        )
         if view is None:
             return render(
                 request, "tracking/lookup.html", status_code=404, order_number="", error=NOT_FOUND_TEXT

@@ -15,6 +15,9 @@
     ["pointerup", "pointerleave", "pointercancel"].forEach(function (n) { canvas.addEventListener(n, function () { drawing = false; }); });
     return function clear() { ctx.clearRect(0, 0, canvas.width, canvas.height); canvas.dataset.signed = ""; };
   }
+  document.querySelectorAll("time[data-local]").forEach(function (t) {
+    t.textContent = new Date(t.getAttribute("datetime")).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  });
   document.querySelectorAll("form.proof-form").forEach(function (form) {
     const canvas = form.querySelector("canvas.sigpad");
     const clear = setupPad(canvas);
