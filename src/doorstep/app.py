@@ -73,6 +73,8 @@ def build_bus(settings: Settings) -> Bus:
         for module in _domain_modules(domain, "handlers"):
             if hasattr(module, "register"):
                 module.register(bus)
+    for name in settings.extra_handler_modules:
+        importlib.import_module(name).register(bus)
     return bus
 
 

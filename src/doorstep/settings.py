@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"  # refused outside development, see _refuse_unsafe_defaults
 DEV_WRITE_KEY = "wk_dev_doorstep"  # printed by `make run`; only ingests
@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     retry_base_s: float = 1.0
     retry_max_s: float = 600.0
     partitions: int = 16  # outbox partitions; per-key order holds inside one
+    # more modules whose `register(bus)` runs after the domains' (comma-separated; tests inject handlers)
+    extra_handler_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    nats_stream: str = "DOORSTEP"  # JetStream stream; subjects are `<stream lowercased>.events.<partition>`
 
     # ingest
     max_future_skew_s: float = 24 * 3600  # a corrected timestamp further ahead than this is rejected
@@ -81,6 +84,13 @@ class Settings(BaseSettings):
     dev_admin_password: str = DEV_ADMIN_PASSWORD
 
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra_handler_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

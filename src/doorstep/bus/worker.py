@@ -41,6 +41,7 @@ log = logging.getLogger("doorstep.worker")
 
 PROJECTOR = "projector"
 RETRY_LOG_HANDLER = "bus.retry_log_event"
+DEFERRED_LOG_EVENT = "InboundEventDeferred"
 
 
 @dataclass
@@ -71,14 +72,21 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
+        self.delivers_outbox = True
         if RETRY_LOG_HANDLER not in bus.handlers:
             bus.handlers[RETRY_LOG_HANDLER] = self._retry_log_event
 
     # ---- the loop -------------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """One log batch and one outbox batch; returns how many items were processed."""
-        return self.project_log_batch() + self.deliver_outbox_batch()
+        """One log batch and one outbox batch; returns how many items were processed.
+
+        With a broker the outbox is relayed and delivered by the broker runner instead (bus/nats.py).
+        """
+        n = self.project_log_batch()
+        if self.delivers_outbox:
+            n += self.deliver_outbox_batch()
+        return n
 
     def drain(self, *, max_rounds: int = 10_000) -> int:
         """Processes until nothing is due (tests and the CLI use this)."""
@@ -127,8 +135,9 @@ class Worker:
             rows = conn.execute(query).all()
             if not rows:
                 return 0
+            waiting = self._keys_awaiting_retry(conn, {row.partition_key for row in rows})
             for row in rows:
-                self._project_one(conn, row)
+                self._project_one(conn, row, waiting)
             last = rows[-1]
             conn.execute(
                 update(log_offsets)
@@ -154,9 +163,23 @@ class Worker:
                 return None
         return int(row.position), int(row.tx_position)
 
-    def _project_one(self, conn: Connection, row: Any) -> None:
+    def _keys_awaiting_retry(self, conn: Connection, keys: set[str]) -> set[str]:
+        """Keys with an earlier log event waiting in the outbox: later events of those keys wait behind it."""
+        query = select(outbox.c.key).where(
+            outbox.c.key.in_(keys),
+            outbox.c.handler == RETRY_LOG_HANDLER,
+            outbox.c.status.in_(("pending", "relayed")),
+        )
+        return {key for (key,) in conn.execute(query.distinct()).all()} & keys
+
+    def _project_one(self, conn: Connection, row: Any, waiting: set[str]) -> None:
         handler = self.bus.log_handlers.get(row.source)
         if handler is None:
+            return
+        if row.partition_key in waiting:
+            # an earlier event of this key failed and waits for its retry: keep the key's order by queueing
+            # this one behind it (the outbox delivers rows of one key in id order)
+            self._defer_log_row(conn, row, attempts=0, error=None)
             return
         ctx = self._context(conn)
         savepoint = conn.begin_nested()
@@ -168,23 +191,27 @@ class Worker:
             savepoint.rollback()
             log.warning("projecting log event %s (%s) failed: %s; retrying later", row.id, row.source, exc)
             # the failed inbound event becomes an outbox row, so it is retried and dead-lettered like any other
-            now = self.clock.now()
-            conn.execute(
-                insert(outbox).values(
-                    event_id=new_id(),
-                    event_type="InboundEventDeferred",
-                    handler=RETRY_LOG_HANDLER,
-                    key=row.partition_key,
-                    partition=self.bus.partition_of(row.partition_key),
-                    payload={"log_id": row.id, "source": row.source, "message_id": row.message_id},
-                    occurred_at=row.occurred_at,
-                    created_at=now,
-                    status="pending",
-                    attempts=1,
-                    available_at=now + self._retry_delay(1),
-                    last_error=_describe(exc),
-                )
+            self._defer_log_row(conn, row, attempts=1, error=_describe(exc))
+            waiting.add(row.partition_key)
+
+    def _defer_log_row(self, conn: Connection, row: Any, *, attempts: int, error: str | None) -> None:
+        now = self.clock.now()
+        conn.execute(
+            insert(outbox).values(
+                event_id=new_id(),
+                event_type=DEFERRED_LOG_EVENT,
+                handler=RETRY_LOG_HANDLER,
+                key=row.partition_key,
+                partition=self.bus.partition_of(row.partition_key),
+                payload={"log_id": row.id, "source": row.source, "message_id": row.message_id},
+                occurred_at=row.occurred_at,
+                created_at=now,
+                status="pending",
+                attempts=attempts,
+                available_at=now + self._retry_delay(attempts) if attempts else now,
+                last_error=error,
             )
+        )
 
     def _retry_log_event(self, envelope: Envelope, ctx: HandlerContext) -> None:
         row = ctx.uow.conn.execute(select(event_log).where(event_log.c.id == envelope.payload["log_id"])).one()
@@ -194,6 +221,12 @@ class Worker:
     # ---- the outbox ---------------------------------------------------------------------------------------
 
     def deliver_outbox_batch(self, limit: int | None = None) -> int:
+        """Delivers due rows in id order; returns how many were attempted.
+
+        A row waits while an earlier pending row has the same (key, handler): rows in backoff are excluded
+        in the claim, rows another worker holds (PostgreSQL, SKIP LOCKED) by a second look after the claim,
+        and a row that fails in this batch holds back the rest of its key.
+        """
         limit = limit or self.settings.worker_batch_size
         now = self.clock.now()
         earlier = aliased(outbox)
@@ -208,6 +241,7 @@ class Worker:
                         earlier.c.handler == outbox.c.handler,
                         earlier.c.status == "pending",
                         earlier.c.id < outbox.c.id,
+                        earlier.c.available_at > now,
                     )
                 ),
             )
@@ -216,13 +250,39 @@ class Worker:
         )
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True, of=outbox)
+        attempted = 0
         with self.engine.connect() as conn, conn.begin():
             rows = conn.execute(query).all()
+            if not rows:
+                return 0
+            blocked = self._behind_unclaimed(conn, [row.id for row in rows])
+            failed: set[tuple[str, str]] = set()
             for row in rows:
-                self._deliver_one(conn, row)
-        return len(rows)
+                if row.id in blocked or (row.key, row.handler) in failed:
+                    continue
+                attempted += 1
+                if not self._deliver_one(conn, row):
+                    failed.add((row.key, row.handler))
+        return attempted
 
-    def _deliver_one(self, conn: Connection, row: Any) -> None:
+    def _behind_unclaimed(self, conn: Connection, ids: list[int]) -> set[int]:
+        """Claimed rows with an earlier pending row of the same (key, handler) outside the claim."""
+        row, earlier = aliased(outbox), aliased(outbox)
+        query = select(row.c.id).where(
+            row.c.id.in_(ids),
+            exists().where(
+                and_(
+                    earlier.c.key == row.c.key,
+                    earlier.c.handler == row.c.handler,
+                    earlier.c.status == "pending",
+                    earlier.c.id < row.c.id,
+                    earlier.c.id.not_in(ids),
+                )
+            ),
+        )
+        return set(conn.execute(query).scalars().all())
+
+    def _deliver_one(self, conn: Connection, row: Any) -> bool:
         handler = self.bus.handlers.get(row.handler)
         envelope = Envelope(
             event_id=row.event_id,
@@ -246,6 +306,7 @@ class Worker:
             )
             savepoint.commit()
             self.stats.handled += 1
+            return True
         except Exception as exc:
             savepoint.rollback()
             attempts = row.attempts + 1
@@ -260,6 +321,7 @@ class Worker:
                 self.stats.retried += 1
                 log.warning("%s for %s failed (attempt %d): %s", row.event_type, row.handler, attempts, exc)
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+            return False
 
     def _retry_delay(self, attempt: int) -> timedelta:
         return timedelta(
