@@ -9,6 +9,7 @@ event keys whose deliveries fail until the setting changes).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ probe_effects = Table(
     Column("event_id", String(36), nullable=False),
     Column("key", String(100), nullable=False),
     Column("seq", Integer, nullable=False),
+    Column("pid", Integer, nullable=False),  # which worker process
 )
 # A projection of the probe log source: events seen per key (rebuilt by replay).
 probe_counts = Table(
@@ -80,7 +82,7 @@ def record_probe(envelope: Envelope, ctx: HandlerContext) -> None:
         raise RuntimeError(f"{envelope.key} is broken")
     ctx.uow.conn.execute(
         insert(probe_effects).values(
-            event_id=envelope.event_id, key=envelope.key, seq=envelope.payload["seq"]
+            event_id=envelope.event_id, key=envelope.key, seq=envelope.payload["seq"], pid=os.getpid()
         )
     )
 
@@ -114,7 +116,8 @@ def probe_bus(partitions: int = 16) -> Bus:
 
 
 def create_probe_tables(engine: Engine) -> None:
-    """Creates (or empties) the probe tables in a test database."""
+    """Creates the probe tables afresh in a test database."""
+    probe_metadata.drop_all(engine)
     probe_metadata.create_all(engine)
     with engine.begin() as conn:
         for t in reversed(probe_metadata.sorted_tables):
