@@ -7,9 +7,9 @@ import importlib.util
 import logging
 import pkgutil
 import threading
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -22,6 +22,7 @@ from doorstep.bus.worker import Worker
 from doorstep.clock import Clock, SystemClock
 from doorstep.context import AppContext
 from doorstep.db.engine import create_db_engine
+from doorstep.db.group_commit import GroupCommitter
 from doorstep.errors import install_error_handlers, problem
 from doorstep.metrics import Metrics
 from doorstep.security.deps import require
@@ -91,6 +92,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         clock=clock or SystemClock(),
     )
     ctx.services["metrics"] = Metrics(read_engine)
+    ctx.services["log_writer"] = GroupCommitter(engine)  # ingest appends share commits
     for domain in DOMAINS:
         for module in _domain_modules(domain, "services"):
             if hasattr(module, "register"):
@@ -100,7 +102,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
 
 def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
     return Worker(
-        ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=ctx.settings, services=ctx.services, name=name
+        ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=ctx.settings, services=ctx.services, name=name,
+        read_engine=ctx.read_engine,
     )
 
 
@@ -161,6 +164,7 @@ def create_app(
         finally:
             for item in reversed(background):
                 item.close()
+            ctx.services["log_writer"].close()
             ctx.engine.dispose()
             ctx.read_engine.dispose()
 

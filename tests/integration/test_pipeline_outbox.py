@@ -372,3 +372,22 @@ def test_stats_count_the_log_and_the_outbox(
     assert after == {"log_events": 2, "log_lag": 0, "outbox_pending": 0, "outbox_relayed": 0,
                      "outbox_done": 2, "outbox_dead": 2}
     assert _count(engine, probe_effects) == 2
+
+
+@pytest.mark.postgres
+def test_an_open_transaction_in_another_database_does_not_hold_the_projector_back(
+    tmp_path: Path, database_url: str, engine: Engine, clock: FixedClock
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    worker = _worker(engine, make_settings(tmp_path, database_url), clock)
+    other = create_db_engine(database_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        with other.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_current_xact_id()")  # an older transaction id, left open
+            _append_probe_log(engine, clock, [("m1", "user:a", {"seq": 1})])
+
+            assert worker.project_log_batch() == 1
+    finally:
+        other.dispose()
+    assert _counts(engine) == {"user:a": (1, 1)}

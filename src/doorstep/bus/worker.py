@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, select, text, update
 from sqlalchemy.orm import aliased
 
 from doorstep.bus.backoff import backoff_s
@@ -63,8 +63,11 @@ class Worker:
         settings: Settings,
         services: dict[str, Any] | None = None,
         name: str | None = None,
+        read_engine: Engine | None = None,
     ):
         self.engine = engine
+        # SQLite: look for work with a reader first, so an idle round never queues for the write lock
+        self.peek_engine = read_engine if engine.dialect.name == "sqlite" else None
         self.bus = bus
         self.clock = clock
         self.settings = settings
@@ -118,6 +121,8 @@ class Worker:
 
     def project_log_batch(self, limit: int | None = None) -> int:
         limit = limit or self.settings.worker_batch_size
+        if self.peek_engine is not None and not self._log_has_news():
+            return 0
         with self.engine.connect() as conn, conn.begin():
             offset = self._lock_offset(conn, PROJECTOR)
             if offset is None:
@@ -125,10 +130,9 @@ class Worker:
             position, tx_position = offset
             query = select(event_log).limit(limit)
             if self.is_postgres:
-                horizon = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                 query = query.where(
                     text("(event_log.tx_id, event_log.id) > (:tx, :pos)").bindparams(tx=tx_position, pos=position),
-                    event_log.c.tx_id < horizon,
+                    event_log.c.tx_id < self._tx_horizon(conn),
                 ).order_by(event_log.c.tx_id, event_log.c.id)
             else:
                 query = query.where(event_log.c.id > position).order_by(event_log.c.id)
@@ -146,6 +150,44 @@ class Worker:
             )
         self.stats.log_events += len(rows)
         return len(rows)
+
+    def _log_has_news(self) -> bool:
+        assert self.peek_engine is not None
+        with self.peek_engine.connect() as conn:
+            last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
+            done = conn.execute(
+                select(log_offsets.c.position).where(log_offsets.c.consumer == PROJECTOR)
+            ).scalar()
+        return int(last) > int(done or 0)
+
+    def _outbox_has_due(self, now: Any) -> bool:
+        assert self.peek_engine is not None
+        with self.peek_engine.connect() as conn:
+            query = select(outbox.c.id).where(outbox.c.status == "pending", outbox.c.available_at <= now)
+            return conn.execute(query.limit(1)).first() is not None
+
+    def _tx_horizon(self, conn: Connection) -> Any:
+        """SQL for the transaction id below which every writer of this database has finished (PostgreSQL).
+
+        The plain answer is the snapshot's xmin, but transaction ids are cluster-wide: a long transaction in
+        another database on the same server would hold the projector back. So, read first, the transactions
+        of this database in progress and the next id to be given out; then, in the projector's own statement,
+        the horizon is the oldest transaction still running that is ours or started since. When some session
+        of this database hides its details from us (other role, no pg_read_all_stats), fall back to xmin.
+        """
+        next_xid, ours, hidden = conn.execute(text(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
+            " coalesce(array_agg(backend_xid::text::bigint) FILTER (WHERE backend_xid IS NOT NULL), '{}'),"
+            " count(*) FILTER (WHERE query = '<insufficient privilege>')"
+            " FROM pg_stat_activity WHERE datname = current_database()"
+        )).one()
+        if hidden:
+            return text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        return text(
+            "(SELECT coalesce(min(x::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"
+            " FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+            " WHERE x::text::bigint >= :next_xid OR (x::text::bigint % 4294967296) = ANY(:ours))"
+        ).bindparams(next_xid=next_xid, ours=list(ours))
 
     def _lock_offset(self, conn: Connection, consumer: str) -> tuple[int, int] | None:
         query = select(log_offsets.c.position, log_offsets.c.tx_position).where(log_offsets.c.consumer == consumer)
@@ -250,6 +292,8 @@ class Worker:
         )
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True, of=outbox)
+        if self.peek_engine is not None and not self._outbox_has_due(now):
+            return 0
         attempted = 0
         with self.engine.connect() as conn, conn.begin():
             rows = conn.execute(query).all()

@@ -14,12 +14,21 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from doorstep.context import AppContext, get_ctx
+from doorstep.db.group_commit import GroupCommitter
 from doorstep.ingest.errors import BadWriteKey, IngestError, PayloadTooLarge
 from doorstep.ingest.log import LogEntry, append
-from doorstep.ingest.segment import MAX_BATCH_BYTES, MAX_EVENT_BYTES, Accepted, Rejected, parse_time, validate_event
+from doorstep.ingest.segment import (
+    MAX_BATCH_BYTES,
+    MAX_EVENT_BYTES,
+    Accepted,
+    Rejected,
+    parse_time,
+    validate_event,
+)
 from doorstep.security.keys import find_key
 
 router = APIRouter(tags=["ingest"])
@@ -69,17 +78,30 @@ async def _read_json(request: Request, limit: int, limit_name: str) -> tuple[Any
         raise IngestError(f"malformed JSON: {exc}") from None
 
 
-def _store(ctx: AppContext, accepted: list[Accepted], received_at: Any) -> int:
+async def _store(ctx: AppContext, accepted: list[Accepted], received_at: Any) -> int:
+    """Appends and returns how many were new; durable (committed) when it returns."""
     entries = [
         LogEntry("segment", a.message_id, a.type, a.name, a.partition_key, a.occurred_at, a.payload)
         for a in accepted
     ]
-    with ctx.engine.begin() as conn:
-        new = append(conn, entries, received_at=received_at)
+
+    def write(conn: Connection) -> int:
+        return append(conn, entries, received_at=received_at)
+
+    writer: GroupCommitter | None = ctx.services.get("log_writer")
+    if writer is not None:  # shares one commit with concurrent requests
+        new = await writer.submit(write)
+    else:
+        new = await run_in_threadpool(_write_alone, ctx, write)
     wake = ctx.services.get("wake_worker")
     if wake is not None and new:
         wake()
     return new
+
+
+def _write_alone(ctx: AppContext, write: Any) -> int:
+    with ctx.engine.begin() as conn:
+        return int(write(conn))
 
 
 def _count(ctx: AppContext, name: str, value: int = 1) -> None:
@@ -105,7 +127,7 @@ async def _single(request: Request, event_type: str) -> JSONResponse:
     if isinstance(result, Rejected):
         _count(ctx, "rejected")
         raise IngestError(result.detail, errors=result.errors)
-    new = await run_in_threadpool(_store, ctx, [result], received_at)
+    new = await _store(ctx, [result], received_at)
     _count(ctx, "accepted")
     _count(ctx, "duplicates", 1 - new)
     return JSONResponse({"success": True})
@@ -144,6 +166,7 @@ async def alias(request: Request) -> JSONResponse:
 @router.post("/v1/batch", summary="Segment batch (also /v1/import)")
 @router.post("/v1/import", include_in_schema=False)
 async def batch(request: Request) -> JSONResponse:
+    started = time.perf_counter()
     ctx = get_ctx(request)
     body, _size = await _read_json(request, MAX_BATCH_BYTES, "500 KB per batch")
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
@@ -178,11 +201,12 @@ async def batch(request: Request) -> JSONResponse:
         raise IngestError(
             f"all {len(rejected)} events were rejected; first: {rejected[0].detail}", rejected=rejected_view
         )
-    new = await run_in_threadpool(_store, ctx, accepted, received_at) if accepted else 0
+    new = await _store(ctx, accepted, received_at) if accepted else 0
     _count(ctx, "accepted", len(accepted))
     _count(ctx, "duplicates", len(accepted) - new)
     _count(ctx, "rejected", len(rejected))
     response: dict[str, Any] = {"success": True, "accepted": len(accepted), "duplicates": len(accepted) - new}
     if rejected:
         response["rejected"] = rejected_view
-    return JSONResponse(response)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return JSONResponse(response, headers={"Server-Timing": f"app;dur={elapsed_ms:.2f}"})
