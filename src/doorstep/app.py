@@ -112,12 +112,16 @@ class InProcessWorker:
 
     def __init__(self, ctx: AppContext):
         self.worker = build_worker(ctx, name="in-process")
+        self.worker_ctx = ctx
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="doorstep-worker", daemon=True)
         ctx.services["wake_worker"] = self.wake.set
 
     def _run(self) -> None:
+        if self.worker.settings.broker_url:  # relay and consume through the broker (bus/nats.py)
+            importlib.import_module("doorstep.bus.nats").runner(self.worker_ctx)(self.worker, self.stop)
+            return
         idle_s = max(self.worker.settings.worker_poll_interval_s, 0.2)
         while not self.stop.is_set():
             try:

@@ -75,7 +75,9 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
-        self.delivers_outbox = True
+        # with a broker the outbox is relayed to it and delivered by its consumers (bus/nats.py), never here:
+        # one row must not travel both ways
+        self.delivers_outbox = not settings.broker_url
         if RETRY_LOG_HANDLER not in bus.handlers:
             bus.handlers[RETRY_LOG_HANDLER] = self._retry_log_event
 
