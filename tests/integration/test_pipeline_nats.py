@@ -5,6 +5,7 @@ Each test uses a stream of its own (unique name and subjects), deleted afterward
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -43,10 +44,8 @@ def stream() -> Iterator[str]:
 
     async def delete() -> None:
         nc = await nats.connect(NATS_URL)
-        try:
+        with contextlib.suppress(Exception):
             await nc.jetstream().delete_stream(name)
-        except Exception:
-            pass
         await nc.close()
 
     asyncio.run(delete())

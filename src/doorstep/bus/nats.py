@@ -221,6 +221,7 @@ class NatsRunner:
                 )
                 savepoint.commit()
                 worker.stats.handled += 1
+                worker.count_delivery("handled")
                 return "ack", None
             except Exception as exc:
                 savepoint.rollback()
@@ -239,10 +240,12 @@ class NatsRunner:
         if is_dead:
             values["status"] = "dead"
             worker.stats.dead += 1
+            worker.count_delivery("dead")
             log.error("dead-lettered %s for %s after %d attempts: %s", message["event_type"],
                       message["handler"], attempt, exc)
         else:
             worker.stats.retried += 1
+            worker.count_delivery("retried")
             log.warning("%s for %s failed (attempt %d): %s", message["event_type"], message["handler"],
                         attempt, exc)
         conn.execute(update(outbox).where(outbox.c.id == message["outbox_id"]).values(**values))

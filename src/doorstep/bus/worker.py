@@ -352,6 +352,7 @@ class Worker:
             )
             savepoint.commit()
             self.stats.handled += 1
+            self.count_delivery("handled")
             return True
         except Exception as exc:
             savepoint.rollback()
@@ -361,13 +362,20 @@ class Worker:
             if is_dead:
                 values["status"] = "dead"
                 self.stats.dead += 1
+                self.count_delivery("dead")
                 log.error("dead-lettered %s for %s after %d attempts: %s", row.event_type, row.handler, attempts, exc)
             else:
                 values["available_at"] = self.clock.now() + self._retry_delay(attempts)
                 self.stats.retried += 1
+                self.count_delivery("retried")
                 log.warning("%s for %s failed (attempt %d): %s", row.event_type, row.handler, attempts, exc)
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
             return False
+
+    def count_delivery(self, outcome: str) -> None:
+        metrics = self.services.get("metrics")
+        if metrics is not None:
+            metrics.delivered(outcome)
 
     def _retry_delay(self, attempt: int) -> timedelta:
         return timedelta(
