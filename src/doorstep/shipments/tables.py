@@ -1,4 +1,15 @@
-from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from doorstep.db.metadata import metadata
 from doorstep.db.types import BigId, JSONType, UTCDateTime
@@ -30,9 +41,20 @@ shipments = Table(
     Column("last_location", String(200)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # tracking_0002: matching, prediction detail and detection state
+    Column("order_ref", String(100)),  # the shop's order number as a carrier webhook named it
+    Column("predicted_at", UTCDateTime),  # the expected moment inside the predicted window
+    Column("predicted_by", String(20)),  # model | baseline | carrier
+    Column("carrier_estimate", UTCDateTime),  # the carrier's own estimated delivery, when sent
+    Column("status_since", UTCDateTime),
+    Column("pickup_deadline", UTCDateTime),
+    Column("scan_count", Integer, nullable=False, server_default="0"),
+    Column("alerts", JSONType),  # detection events already emitted (each fires once)
     UniqueConstraint("carrier", "tracking_number"),
 )
 Index("ix_shipments_order_id", shipments.c.order_id)
+Index("ix_shipments_order_ref", shipments.c.order_ref)
+Index("ix_shipments_status", shipments.c.status, shipments.c.last_scan_at)
 Index("ix_shipments_tracking_number", shipments.c.tracking_number)
 
 # The timeline, ordered by occurred_at. Scans for unknown tracking numbers are kept (shipment_id NULL)
