@@ -50,7 +50,7 @@ def _check_write_key(ctx: AppContext, key: str | None) -> None:
     if hit is None or hit[0] < time.monotonic():
         with ctx.read_engine.connect() as conn:
             row = find_key(conn, key)
-        is_valid = row is not None and row.kind in ("write", "secret") and "ingest" in (row.scopes or []) or (
+        is_valid = (row is not None and row.kind in ("write", "secret") and "ingest" in (row.scopes or [])) or (
             row is not None and row.kind == "secret" and "admin" in (row.scopes or [])
         )
         hit = (time.monotonic() + WRITE_KEY_CACHE_TTL_S, bool(is_valid))
