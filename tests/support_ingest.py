@@ -41,3 +41,28 @@ def order_completed(order_id: str = "1001", **overrides: Any) -> dict[str, Any]:
     }
     properties.update(overrides)
     return properties
+
+
+def drain_log(app: Any, *, timeout_s: float = 15.0) -> None:
+    """Drains the worker until the projector has consumed the whole log.
+
+    On PostgreSQL the projector only takes rows older than every running transaction in the cluster
+    (pg_snapshot_xmin), so another session's open transaction can hold it back for a moment."""
+    import time
+
+    from doorstep.ingest.tables import log_offsets
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app.drain()
+        with app.ctx.engine.connect() as conn:
+            last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
+            done = conn.execute(
+                select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
+            ).scalar() or 0
+        if done >= last:
+            app.drain()
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the projector is stuck at log id {done} of {last}")
+        time.sleep(0.05)
