@@ -9,15 +9,15 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import secret_key, segment_event, staff_user, write_key
+from tests.helpers import AppUnderTest, running_app
+from tests.support_ingest import basic, bearer, count, log_count, order_completed
 
 from doorstep.clock import FixedClock
 from doorstep.customers.tables import customers, identities, identity_links
 from doorstep.ingest.tables import event_log
 from doorstep.orders.tables import order_lines, orders
-from tests.conftest import make_settings
-from tests.factories import secret_key, segment_event, staff_user, write_key
-from tests.helpers import AppUnderTest, running_app
-from tests.support_ingest import basic, bearer, count, log_count, order_completed
 
 
 @pytest.fixture

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import uvicorn
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import write_key
+from tests.support_ingest import order_completed
 
 from doorstep.app import build_worker, create_app
 from doorstep.context import AppContext
 from doorstep.customers.tables import customers, identities
 from doorstep.ingest.tables import event_log
 from doorstep.orders.tables import order_lines, order_steps, orders
-from tests.conftest import make_settings
-from tests.factories import write_key
-from tests.support_ingest import order_completed
 
 
 @dataclass

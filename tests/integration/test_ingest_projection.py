@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import write_key
+from tests.helpers import AppUnderTest, running_app
+from tests.support_ingest import basic, count, drain_log, order_completed
 
 from doorstep.bus.admin import reset_projections
 from doorstep.bus.tables import outbox
@@ -17,10 +21,6 @@ from doorstep.customers.model import Identifier, Kind, customer_id_for
 from doorstep.customers.tables import consents, customer_events, customers, identities, identity_links
 from doorstep.db.migrate import check
 from doorstep.orders.tables import order_lines, order_steps, orders, products
-from tests.conftest import make_settings
-from tests.factories import write_key
-from tests.helpers import AppUnderTest, running_app
-from tests.support_ingest import basic, count, drain_log, order_completed
 
 
 @pytest.fixture

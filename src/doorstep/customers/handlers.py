@@ -22,6 +22,7 @@ from doorstep.customers.model import (
     Kind,
     extract_identifiers,
     normalise_id,
+    obj,
     resolve,
     traits_of,
 )
@@ -100,7 +101,7 @@ def record_call(
         now=now,
     )
     linked_now = set(resolution.links)
-    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
+    context = obj(payload, "context")
     traits = traits_of(payload)
     customer.seen(occurred_at)
     customer.apply_traits(
@@ -123,8 +124,8 @@ def _refusal_decision(customer_id: str, kind: Any, value: str, reason: str, mess
 
 def event_row(payload: Mapping[str, Any], *, log_id: int, customer_id: str, occurred_at: datetime) -> dict[str, Any]:
     """The lean timeline row of one call: type, name, time, session, campaign source, product, order."""
-    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
-    properties = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+    context = obj(payload, "context")
+    properties = obj(payload, "properties")
     event_type = str(payload.get("type"))
     name = payload.get("event") if event_type == "track" else payload.get("name")
     kept = properties if event_type != "identify" else traits_of(payload)
@@ -157,17 +158,17 @@ def session_id(payload: Mapping[str, Any], context: Mapping[str, Any], propertie
                   properties.get("sessionId")):
         if value is not None:
             return value
-    integrations = payload.get("integrations") if isinstance(payload.get("integrations"), dict) else {}
-    amplitude = integrations.get("Amplitude") if isinstance(integrations.get("Amplitude"), dict) else {}
+    integrations = obj(payload, "integrations")
+    amplitude = obj(integrations, "Amplitude")
     return amplitude.get("session_id")
 
 
 def campaign_source(context: Mapping[str, Any], properties: Mapping[str, Any]) -> Any:
     """context.campaign.source, else utm_source in the page URL or query string."""
-    campaign = context.get("campaign") if isinstance(context.get("campaign"), dict) else {}
+    campaign = obj(context, "campaign")
     if campaign.get("source"):
         return campaign["source"]
-    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    page = obj(context, "page")
     for candidate in (page.get("search"), page.get("url"), properties.get("search"), properties.get("url")):
         if not isinstance(candidate, str) or "utm_source" not in candidate:
             continue

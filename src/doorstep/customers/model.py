@@ -126,6 +126,12 @@ class LinkDecision:
 # --- normalisation --------------------------------------------------------------------------------------
 
 
+def obj(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`mapping[key]` when it is a JSON object, else an empty one (calls carry whatever shops send)."""
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def is_blocked(value: str) -> bool:
     return value.strip().lower() in BLOCKED_VALUES
 
@@ -187,7 +193,7 @@ def normalise_id(kind: Kind, raw: Any) -> str | Refusal:
 
 def traits_of(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The traits a call carries: identify/group `traits`, else `context.traits`; both merged for identify."""
-    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
+    context = obj(payload, "context")
     merged: dict[str, Any] = {}
     if isinstance(context.get("traits"), dict):
         merged.update(context["traits"])
@@ -198,9 +204,9 @@ def traits_of(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def region_of(payload: Mapping[str, Any], traits: Mapping[str, Any], default: str | None) -> str | None:
     """Where to read a local phone number: traits address/country, context location/locale, then `default`."""
-    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
-    address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
-    location = context.get("location") if isinstance(context.get("location"), dict) else {}
+    context = obj(payload, "context")
+    address = obj(traits, "address")
+    location = obj(context, "location")
     for candidate in (address.get("country"), traits.get("country"), location.get("country")):
         code = country_code(candidate)
         if code:
@@ -489,7 +495,7 @@ class Customer:
         timezone = _text(traits.get("timezone")) or _text(context.get("timezone"))
         if timezone:
             self.timezone = timezone[:64]
-        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        address = obj(traits, "address")
         country = country_code(address.get("country")) or country_code(traits.get("country"))
         if country:
             self.country = country

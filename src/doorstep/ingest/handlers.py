@@ -10,6 +10,7 @@ from typing import Any
 
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.customers import handlers as customers
+from doorstep.customers.model import obj
 from doorstep.orders import handlers as orders
 
 # Tables this projection owns, parents first: `doorstep events replay` empties them in reverse and rebuilds.
@@ -44,8 +45,8 @@ def project_segment(row: Any, ctx: HandlerContext) -> None:
     )
     if customer_id is None or row.type != "track" or row.name not in orders.ECOMMERCE_EVENTS:
         return
-    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
-    properties = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+    context = obj(payload, "context")
+    properties = obj(payload, "properties")
     source = customers.campaign_source(context, properties)
     orders.record_commerce_event(
         row.name,

@@ -110,16 +110,16 @@ def validate_event(
     ):
         errors.append({"field": "userId", "message": "userId or anonymousId is required"})
 
-    for name in OBJECT_FIELDS:
-        if name in event and event[name] is not None and not isinstance(event[name], dict):
-            errors.append({"field": name, "message": f"must be an object, got {type(event[name]).__name__}"})
+    for key in OBJECT_FIELDS:
+        if key in event and event[key] is not None and not isinstance(event[key], dict):
+            errors.append({"field": key, "message": f"must be an object, got {type(event[key]).__name__}"})
     context = event.get("context")
     if isinstance(context, dict):
-        for name in ("traits", "campaign", "page", "location"):
-            value = context.get(name)
+        for key in ("traits", "campaign", "page", "location"):
+            value = context.get(key)
             if value is not None and not isinstance(value, dict):
                 errors.append(
-                    {"field": f"context.{name}", "message": f"must be an object, got {type(value).__name__}"}
+                    {"field": f"context.{key}", "message": f"must be an object, got {type(value).__name__}"}
                 )
 
     name: str | None = None
@@ -171,7 +171,7 @@ def validate_event(
     payload["messageId"] = message_id
     return Accepted(
         message_id=message_id,
-        type=event_type,
+        type=str(event_type),
         name=name.strip() if isinstance(name, str) else None,
         partition_key=f"{'user' if user_id is not None else 'anon'}:{user_id or anonymous_id}",
         occurred_at=occurred_at,

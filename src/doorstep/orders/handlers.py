@@ -17,6 +17,7 @@ from typing import Any
 from doorstep.bus.messages import Envelope
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.customers.events import CustomersMerged
+from doorstep.customers.model import obj
 from doorstep.db.uow import UnitOfWork
 from doorstep.orders.model import (
     MoneyError,
@@ -73,7 +74,7 @@ def record_commerce_event(
     default_currency: str,
 ) -> Order | None:
     """Applies one e-commerce track call; returns the order it touched, if any."""
-    properties = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+    properties = obj(payload, "properties")
     repo = uow.orders
     currency = _currency(properties, default_currency)
     repo.upsert_products(catalogue_items(properties, currency), now=now)
