@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from sqlalchemy import delete, or_, select
 
 from doorstep.bus.registry import Bus
@@ -20,6 +21,7 @@ from doorstep.customers.model import (
     Customer,
     Identifier,
     Kind,
+    consent_flags,
     extract_identifiers,
     normalise_id,
     obj,
@@ -66,7 +68,7 @@ def record_call(
         else:
             refused.append(previous)
     owners = repo.owners(identifiers)
-    profiles = repo.identities_of(owners.values())
+    profiles = repo.identities_of(owners.values()) if owners else {}
     resolution = resolve(
         identifiers, owners=owners, profiles=profiles, message_id=message_id, is_alias=is_alias,
         id_exists=repo.exists,
@@ -76,7 +78,10 @@ def record_call(
                  "; ".join(f"{r.kind} {r.reason}" for r in refused) or "none given")
         return None
     customer_id = resolution.customer_id
-    customer = None if resolution.is_new else repo.get(customer_id)
+    traits = traits_of(payload)
+    # consents are read only when this call can change them (most calls cannot)
+    needs_consents = bool(resolution.merges) or bool(consent_flags(traits))
+    customer = None if resolution.is_new else repo.get(customer_id, with_consents=needs_consents)
     if customer is None:
         customer = Customer.create(customer_id, at=occurred_at, now=now)
         repo.add(customer)
@@ -102,7 +107,6 @@ def record_call(
     )
     linked_now = set(resolution.links)
     context = obj(payload, "context")
-    traits = traits_of(payload)
     customer.seen(occurred_at)
     customer.apply_traits(
         traits, context=context,
@@ -129,7 +133,7 @@ def event_row(payload: Mapping[str, Any], *, log_id: int, customer_id: str, occu
     event_type = str(payload.get("type"))
     name = payload.get("event") if event_type == "track" else payload.get("name")
     kept = properties if event_type != "identify" else traits_of(payload)
-    if kept and len(repr(kept)) > MAX_EVENT_PROPERTIES_BYTES:
+    if kept and len(orjson.dumps(kept, default=str)) > MAX_EVENT_PROPERTIES_BYTES:
         kept = {"_truncated": True}
     return {
         "log_id": log_id,

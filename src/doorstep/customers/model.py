@@ -456,6 +456,7 @@ class Customer:
     consents: dict[tuple[str, str], Consent] = field(default_factory=dict)
     events: list[DomainEvent] = field(default_factory=list)
     is_new: bool = False
+    consents_changed: bool = False  # the repository writes consents only when they changed
 
     @classmethod
     def create(cls, customer_id: str, *, at: datetime, now: datetime) -> Customer:
@@ -522,6 +523,7 @@ class Customer:
         if current is not None and current.updated_at > at:
             return  # an older statement arriving late does not override a newer one
         self.consents[(channel, topic)] = Consent(channel, topic, is_granted, source, at)
+        self.consents_changed = True
         self.events.append(
             ConsentChanged(customer_id=self.id, channel=channel, topic=topic, is_granted=is_granted, source=source,
                            occurred_at=at)
@@ -539,6 +541,7 @@ class Customer:
             mine = self.consents.get(key)
             if mine is None or consent.updated_at > mine.updated_at:
                 self.consents[key] = consent
+                self.consents_changed = True
         for moment in (other.first_seen_at, other.last_seen_at):
             if moment is not None:
                 self.seen(moment)

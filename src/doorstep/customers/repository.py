@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 
 from doorstep.customers.model import (
     Consent,
@@ -26,10 +26,27 @@ from doorstep.errors import NotFound
 PROFILE_COLUMNS = ("email", "phone", "name", "locale", "timezone", "country", "region", "postcode",
                    "preferred_channels", "traits", "first_seen_at", "last_seen_at", "updated_at", "merged_into")
 
+# The projection runs these for every call: built once so SQLAlchemy compiles and caches them once.
+_OWNERS = select(identities.c.kind, identities.c.value, identities.c.customer_id).where(
+    tuple_(identities.c.kind, identities.c.value).in_(bindparam("pairs", expanding=True))
+)
+_IDENTITIES_OF = select(identities.c.customer_id, identities.c.kind, identities.c.value).where(
+    identities.c.customer_id.in_(bindparam("ids", expanding=True))
+)
+_GET = select(customers).where(customers.c.id == bindparam("customer_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_CONSENTS = select(consents).where(consents.c.customer_id == bindparam("customer_id"))
+_EXISTS = select(customers.c.id).where(customers.c.id == bindparam("customer_id"))
+_UPDATE = update(customers).where(customers.c.id == bindparam("_id"))
+_INSERT = insert(customers)
+_LINK = insert(identities)
+_DECISIONS = insert(identity_links)
+
 
 class CustomerRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
+        self._add_event_statement: Any = None
 
     # --- identities ---------------------------------------------------------------------------------
 
@@ -38,11 +55,7 @@ class CustomerRepository:
         pairs = [(str(i.kind), i.value) for i in identifiers]
         if not pairs:
             return {}
-        rows = self.conn.execute(
-            select(identities.c.kind, identities.c.value, identities.c.customer_id).where(
-                tuple_(identities.c.kind, identities.c.value).in_(pairs)
-            )
-        ).all()
+        rows = self.conn.execute(_OWNERS, {"pairs": pairs}).all()
         return {Identifier(Kind(r.kind), r.value): r.customer_id for r in rows if r.kind in Kind._value2member_map_}
 
     def identities_of(self, customer_ids: Iterable[str]) -> dict[str, ProfileIdentities]:
@@ -50,11 +63,7 @@ class CustomerRepository:
         out = {cid: ProfileIdentities(cid) for cid in ids}
         if not ids:
             return out
-        rows = self.conn.execute(
-            select(identities.c.customer_id, identities.c.kind, identities.c.value).where(
-                identities.c.customer_id.in_(ids)
-            )
-        ).all()
+        rows = self.conn.execute(_IDENTITIES_OF, {"ids": ids}).all()
         for r in rows:
             if r.kind in Kind._value2member_map_:
                 out[r.customer_id].add(Identifier(Kind(r.kind), r.value))
@@ -62,10 +71,9 @@ class CustomerRepository:
 
     def link(self, customer_id: str, identifier: Identifier, *, at: datetime, message_id: str | None) -> None:
         self.conn.execute(
-            insert(identities).values(
-                customer_id=customer_id, kind=str(identifier.kind), value=identifier.value, first_seen_at=at,
-                source_message_id=message_id,
-            )
+            _LINK,
+            {"customer_id": customer_id, "kind": str(identifier.kind), "value": identifier.value, "first_seen_at": at,
+             "source_message_id": message_id},
         )
 
     def record_decisions(self, decisions: Iterable[LinkDecision], *, message_id: str | None, now: datetime) -> None:
@@ -83,18 +91,15 @@ class CustomerRepository:
             for d in decisions
         ]
         if rows:
-            self.conn.execute(insert(identity_links), rows)
+            self.conn.execute(_DECISIONS, rows)
 
     # --- profiles -----------------------------------------------------------------------------------
 
     def exists(self, customer_id: str) -> bool:
-        return self.conn.execute(select(customers.c.id).where(customers.c.id == customer_id)).first() is not None
+        return self.conn.execute(_EXISTS, {"customer_id": customer_id}).first() is not None
 
-    def get(self, customer_id: str, *, for_update: bool = True) -> Customer | None:
-        query = select(customers).where(customers.c.id == customer_id)
-        if for_update:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+    def get(self, customer_id: str, *, for_update: bool = True, with_consents: bool = True) -> Customer | None:
+        row = self.conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"customer_id": customer_id}).first()
         if row is None:
             return None
         customer = Customer(
@@ -115,9 +120,13 @@ class CustomerRepository:
             updated_at=row.updated_at,
             merged_into=row.merged_into,
         )
-        for c in self.conn.execute(select(consents).where(consents.c.customer_id == customer_id)).all():
-            customer.consents[(c.channel, c.topic)] = Consent(c.channel, c.topic, c.is_granted, c.source, c.updated_at)
+        if with_consents:
+            self.load_consents(customer)
         return customer
+
+    def load_consents(self, customer: Customer) -> None:
+        for c in self.conn.execute(_CONSENTS, {"customer_id": customer.id}).all():
+            customer.consents[(c.channel, c.topic)] = Consent(c.channel, c.topic, c.is_granted, c.source, c.updated_at)
 
     def get_or_raise(self, customer_id: str) -> Customer:
         customer = self.get(customer_id)
@@ -142,12 +151,14 @@ class CustomerRepository:
     def add(self, customer: Customer) -> None:
         values = self._values(customer)
         values.update(id=customer.id, created_at=customer.created_at)
-        self.conn.execute(insert(customers).values(**values))
+        self.conn.execute(_INSERT, values)
         self._save_consents(customer)
         customer.is_new = False
 
     def save(self, customer: Customer) -> None:
-        self.conn.execute(update(customers).where(customers.c.id == customer.id).values(**self._values(customer)))
+        values = self._values(customer)
+        values["_id"] = customer.id
+        self.conn.execute(_UPDATE, values)
         self._save_consents(customer)
 
     def _values(self, customer: Customer) -> dict[str, Any]:
@@ -157,6 +168,9 @@ class CustomerRepository:
         return values
 
     def _save_consents(self, customer: Customer) -> None:
+        if not customer.consents_changed:
+            return
+        customer.consents_changed = False
         rows = [
             {"customer_id": customer.id, "channel": c.channel, "topic": c.topic, "is_granted": c.is_granted,
              "source": c.source[:50], "updated_at": c.updated_at}
@@ -178,7 +192,10 @@ class CustomerRepository:
     # --- the event projection -------------------------------------------------------------------------
 
     def add_event(self, values: dict[str, Any]) -> None:
-        self.conn.execute(insert_ignore(self.conn, customer_events, index_elements=["log_id"]).values(**values))
+        statement = self._add_event_statement
+        if statement is None:
+            statement = self._add_event_statement = insert_ignore(self.conn, customer_events, index_elements=["log_id"])
+        self.conn.execute(statement, values)
 
     # --- erasure ------------------------------------------------------------------------------------
 
