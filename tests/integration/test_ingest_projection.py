@@ -220,3 +220,47 @@ def test_replay_rebuilds_the_same_profiles_and_orders(app: AppUnderTest) -> None
 
     assert emptied[0] == "order_steps" and emptied[-1] == "customers"
     assert snapshot() == before
+
+
+def test_domain_events_are_published_once_per_fact(app: AppUnderTest) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    for event_type in ("CustomerCreated", "CustomersMerged", "ConsentChanged", "OrderPlaced", "OrderCancelled",
+                       "OrderRefunded", "OrderUpdated"):
+        app.ctx.bus.subscribe(event_type, f"test.spy_{event_type}", lambda env, ctx: seen.append((env.event_type, env.payload)))
+    calls = [
+        {"type": "page", "anonymousId": "a1", "messageId": "m1"},
+        {"type": "identify", "userId": "maya", "traits": {"email": "maya@shop.io", "sms_opt_in": True}, "messageId": "m2"},
+        {"type": "identify", "anonymousId": "a1", "traits": {"email": "maya@shop.io"}, "messageId": "m3"},
+        {"type": "track", "userId": "maya", "event": "Order Completed", "properties": order_completed("1"), "messageId": "m4"},
+        {"type": "track", "userId": "maya", "event": "Order Cancelled", "properties": {"order_id": "1"}, "messageId": "m5"},
+    ]
+    send(app, *calls)
+    send(app, *calls)  # the SDK retries the whole batch: stored once, so nothing is published twice
+
+    maya = owner(app, "user_id", "maya")
+    types = [t for t, _ in seen]
+    assert types.count("CustomerCreated") == 2  # a1's anonymous profile, then Maya's
+    assert [p for t, p in seen if t == "CustomersMerged"][0]["customer_id"] == maya
+    assert types.count("CustomersMerged") == 1
+    assert [(p["channel"], p["is_granted"]) for t, p in seen if t == "ConsentChanged"] == [("sms", True)]
+    assert types.count("OrderPlaced") == 1 and types.count("OrderCancelled") == 1
+    assert "OrderRefunded" not in types and "OrderUpdated" not in types
+
+
+def test_a_merged_profile_id_leads_to_the_survivor(app: AppUnderTest) -> None:
+    from doorstep.customers.queries import get_customer
+
+    send(
+        app,
+        {"type": "page", "anonymousId": "a1", "messageId": "m1"},
+        {"type": "identify", "userId": "maya", "messageId": "m2"},
+        {"type": "identify", "userId": "maya", "anonymousId": "a1", "messageId": "m3"},
+    )
+    old_id = customer_id_for(Identifier(Kind.ANONYMOUS_ID, "a1"))
+    with app.ctx.engine.connect() as conn:
+        profile = get_customer(conn, old_id)
+
+    assert profile.id == owner(app, "user_id", "maya")
+    assert profile.merged_ids == [old_id]
+    assert [link.action for link in profile.identity_links] == ["created", "created", "merged"]
+    assert "merged profile" in profile.identity_links[-1].reason
