@@ -329,6 +329,7 @@ def test_erasure_removes_the_customer_everywhere(app: AppUnderTest, key: str, cl
         {"type": "track", "userId": "maya", "event": "Order Completed", "properties": order_completed("1001"),
          "messageId": "o1"},
         {"type": "identify", "userId": "lee", "traits": {"email": "lee@shop.io"}, "messageId": "i3"},
+        {"type": "identify", "userId": "lee", "anonymousId": "a-maya", "messageId": "i4"},  # Lee on Maya's laptop
     ]})
     app.drain()
     with app.ctx.engine.connect() as conn:
@@ -346,7 +347,10 @@ def test_erasure_removes_the_customer_everywhere(app: AppUnderTest, key: str, cl
     assert count(app.ctx.engine, orders) == 0 and count(app.ctx.engine, order_lines) == 0
     with app.ctx.engine.connect() as conn:
         remaining = conn.execute(select(event_log.c.message_id)).scalars().all()
-    assert remaining == ["i3"]
+        lee_links = conn.execute(select(identity_links.c.action, identity_links.c.value)).all()
+    assert remaining == ["i3", "i4"]
+    # Lee's refused merge named Maya's profile and laptop: that explanation went with her
+    assert [tuple(link) for link in lee_links] == [("created", "lee"), ("linked", "lee@shop.io")]
     assert app.client.get(f"/api/v1/customers/{maya}", headers=bearer(admin)).status_code == 404
 
 
@@ -371,3 +375,19 @@ def test_staff_customer_pages(app: AppUnderTest, key: str, clock: FixedClock) ->
     assert profile_page.status_code == 200
     assert "Maya &lt;b&gt;" in profile_page.text
     assert "Why these belong together" in profile_page.text and "new profile: first seen user_id:u1" in profile_page.text
+
+
+def test_batch_level_context_applies_to_each_call_and_the_calls_own_wins(app: AppUnderTest, key: str) -> None:
+    batch = {
+        "context": {"locale": "en-GB", "campaign": {"source": "newsletter"}},
+        "batch": [segment_event(), segment_event(context={"locale": "de-DE"})],
+    }
+
+    assert app.client.post("/v1/batch", json=batch, headers=basic(key)).status_code == 200
+
+    with app.ctx.engine.connect() as conn:
+        contexts = conn.execute(select(event_log.c.payload).order_by(event_log.c.id)).scalars().all()
+    assert [c["context"] for c in contexts] == [
+        {"locale": "en-GB", "campaign": {"source": "newsletter"}},
+        {"locale": "de-DE", "campaign": {"source": "newsletter"}},
+    ]

@@ -240,7 +240,7 @@ def test_domain_events_are_published_once_per_fact(app: AppUnderTest) -> None:
     maya = owner(app, "user_id", "maya")
     types = [t for t, _ in seen]
     assert types.count("CustomerCreated") == 2  # a1's anonymous profile, then Maya's
-    assert [p for t, p in seen if t == "CustomersMerged"][0]["customer_id"] == maya
+    assert [p["customer_id"] for t, p in seen if t == "CustomersMerged"] == [maya]
     assert types.count("CustomersMerged") == 1
     assert [(p["channel"], p["is_granted"]) for t, p in seen if t == "ConsentChanged"] == [("sms", True)]
     assert types.count("OrderPlaced") == 1 and types.count("OrderCancelled") == 1

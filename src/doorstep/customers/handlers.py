@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, tuple_
 
 from doorstep.bus.registry import Bus
 from doorstep.bus.tables import outbox
@@ -28,6 +28,7 @@ from doorstep.customers.model import (
     resolve,
     traits_of,
 )
+from doorstep.customers.tables import identity_links
 from doorstep.db.uow import UnitOfWork
 from doorstep.errors import NotFound
 from doorstep.ingest.tables import event_log
@@ -223,6 +224,13 @@ def erase_customer(customer_id: str, *, uow: UnitOfWork, now: datetime) -> dict[
             or_(*[outbox.c.key == f"customer:{cid}" for cid in profile_ids]),
         )
     ).rowcount or 0
+    # other profiles' explanations that name this customer (a refused merge, a refused shared identifier)
+    conn.execute(delete(identity_links).where(identity_links.c.other_customer_id.in_(profile_ids)))
+    for start in range(0, len(identifiers), 500):
+        chunk = identifiers[start : start + 500]
+        conn.execute(delete(identity_links).where(
+            tuple_(identity_links.c.kind, identity_links.c.value).in_([(str(i.kind), i.value) for i in chunk])
+        ))
     removed_profiles = repo.delete_profiles(list(reversed(profile_ids)))
     uow.publish(CustomerErased(customer_id=survivor, occurred_at=now))
     log.info("erased customer %s: %d profiles, %d log rows", survivor, removed_profiles, removed_log)

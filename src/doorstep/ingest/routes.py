@@ -270,8 +270,13 @@ async def batch(request: Request) -> JSONResponse:
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
     positions: dict[int, int] = {}  # id(accepted call) -> its index in the batch
+    # Segment lets a batch carry `context` and `integrations` for all its calls; a call's own values win.
+    shared = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict) and body[k]}
     for index, event in enumerate(body["batch"]):
         size = len(orjson.dumps(event)) if isinstance(event, dict) else None
+        if shared and isinstance(event, dict):
+            event = {**event, **{k: {**v, **(event[k] if isinstance(event.get(k), dict) else {})}
+                                 for k, v in shared.items() if event.get(k) is None or isinstance(event.get(k), dict)}}
         result = validate_event(
             event,
             index=index,
