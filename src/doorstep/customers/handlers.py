@@ -111,7 +111,7 @@ def record_call(
     customer.seen(occurred_at)
     customer.apply_traits(
         traits, context=context,
-        linked=linked_now | {i for i in identifiers if owners.get(i) in {customer_id, *resolution.merges}},
+        linked=[i for i in identifiers if i in linked_now or owners.get(i) in {customer_id, *resolution.merges}],
         at=occurred_at, source=f"segment:{payload.get('type')}", now=now,
     )
     repo.save(customer)

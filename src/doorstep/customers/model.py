@@ -479,11 +479,11 @@ class Customer:
 
         Email and phone are taken only when they were linked to this profile (a refused email never
         becomes the profile's address)."""
-        linked_values = {(i.kind, i.value) for i in linked}
-        for identifier_kind, attr in ((Kind.EMAIL, "email"), (Kind.PHONE, "phone")):
-            for kind, value in linked_values:
-                if kind == identifier_kind:
-                    setattr(self, attr, value)
+        for identifier in linked:  # in the call's order, so replays pick the same value
+            if identifier.kind == Kind.EMAIL:
+                self.email = identifier.value
+            elif identifier.kind == Kind.PHONE:
+                self.phone = identifier.value
         name = _text(traits.get("name")) or " ".join(
             p for p in (_text(traits.get("first_name") or traits.get("firstName")),
                         _text(traits.get("last_name") or traits.get("lastName"))) if p
