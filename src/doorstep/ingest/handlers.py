@@ -10,8 +10,10 @@ from typing import Any
 
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.customers import handlers as customers
+from doorstep.customers import tables as customer_tables  # noqa: F401  (replay looks tables up by name)
 from doorstep.customers.model import obj
 from doorstep.orders import handlers as orders
+from doorstep.orders import tables as order_tables  # noqa: F401
 
 # Tables this projection owns, parents first: `doorstep events replay` empties them in reverse and rebuilds.
 PROJECTION_TABLES = [
