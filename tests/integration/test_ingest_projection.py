@@ -264,3 +264,35 @@ def test_a_merged_profile_id_leads_to_the_survivor(app: AppUnderTest) -> None:
     assert profile.merged_ids == [old_id]
     assert [link.action for link in profile.identity_links] == ["created", "created", "merged"]
     assert "merged profile" in profile.identity_links[-1].reason
+
+
+def test_odd_but_accepted_calls_never_break_the_projection(app: AppUnderTest) -> None:
+    odd = [
+        {"type": "identify", "userId": "u1", "traits": {"email": 5, "phone": {"x": 1}, "address": "10 Downing St",
+                                                        "name": ["a"], "consent": "yes", "preferred_channels": 3}},
+        {"type": "identify", "userId": "u2", "traits": {"email": "x" * 300 + "@shop.io", "phone": "9" * 40,
+                                                        "timezone": "Z" * 500, "locale": "l" * 100}},
+        {"type": "track", "userId": "u1", "event": "Order Completed", "properties": {
+            "order_id": {"nested": True}, "total": "NaN"}},
+        {"type": "track", "userId": "u1", "event": "Order Completed", "properties": {
+            "order_id": "O" * 300, "total": 1e30, "currency": 7, "coupon": "C" * 500,
+            "products": [{"product_id": "P" * 300, "price": "abc", "quantity": -3, "name": "N" * 1000}, "junk"],
+            "shipping_address": {"country": "Narnia", "postal_code": "9" * 100}, "delivery_promise": {"from": 5}}},
+        {"type": "track", "userId": "u1", "event": "Order Refunded", "properties": {"order_id": "O" * 300,
+                                                                                  "total": "-5"}},
+        {"type": "page", "anonymousId": "a1", "name": "P", "context": {"campaign": {"source": {"deep": 1}},
+                                                                      "sessionId": ["s"]}},
+        {"type": "alias", "userId": "u3", "previousId": "undefined"},
+        {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"email": "company@shop.io"}},
+    ]
+    send(app, *odd)
+
+    with app.ctx.engine.connect() as conn:
+        failures = conn.execute(select(outbox.c.event_type, outbox.c.last_error).where(outbox.c.status != "done")).all()
+        order = conn.execute(select(orders)).one()
+    assert failures == []
+    assert len(order.external_id) == 100 and order.coupon == "C" * 100
+    assert order.currency == "USD" and order.total_minor == 0
+    assert order.status == "refunded"  # a refund sent as -5 on a zero total refunds it all
+    assert count(app.ctx.engine, customer_events) == len(odd)
+    assert count(app.ctx.engine, identities, identities.c.kind == "email") == 0  # group traits are the company's

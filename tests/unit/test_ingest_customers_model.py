@@ -256,3 +256,9 @@ def test_consent_flag_shapes() -> None:
 def test_preferred_channel_single_value() -> None:
     assert preferred_channels({"preferred_channel": "SMS"}) == ["sms"]
     assert preferred_channels({}) is None
+
+
+def test_overlong_email_is_refused() -> None:
+    result = normalise_email("a" * 300 + "@shop.io")
+
+    assert isinstance(result, Refusal) and "longer than 254" in result.reason

@@ -129,3 +129,14 @@ def test_bad_amounts_become_warnings_not_crashes() -> None:
 
     assert facts.total is None and facts.currency is None and facts.shipping is None
     assert len(facts.warnings) == 3
+
+
+def test_absurd_amounts_and_quantities_cannot_overflow_the_store() -> None:
+    with pytest.raises(MoneyError):
+        Money.of(1e30, "EUR")
+    order = Order.place(
+        order_facts({"total": 1e30, "products": [{"product_id": "p", "price": 2, "quantity": 1e300}]}, external_id="x"),
+        customer_id="c", at=AT, now=AT, default_currency="EUR", properties={},
+    )
+    assert order.lines[0].quantity == 1
+    assert order.total.minor == 200

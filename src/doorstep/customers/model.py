@@ -70,6 +70,7 @@ BLOCKED_EMAIL_DOMAINS = frozenset(
     {"test.com", "test.test", "email.com", "domain.com", "none.com", "null.com", "noemail.com", "no-email.com",
      "invalid", "example.invalid", "localhost", "mailinator.com", "fake.com", "dummy.com"}
 )
+MAX_EMAIL_CHARS = 254  # RFC 5321's limit on a forward path
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CHANNELS = ("email", "sms", "whatsapp", "messenger", "push")
 CONSENT_TOPICS = ("service", "marketing")
@@ -152,6 +153,8 @@ def normalise_email(raw: Any) -> str | Refusal:
     value = raw.strip().lower()
     if is_blocked(value):
         return Refusal(Kind.EMAIL, value, f"blocked value {value!r}")
+    if len(value) > MAX_EMAIL_CHARS:
+        return Refusal(Kind.EMAIL, value[:64] + "...", f"longer than {MAX_EMAIL_CHARS} characters")
     if not EMAIL_PATTERN.match(value):
         return Refusal(Kind.EMAIL, value, "not an email address")
     local, _, domain = value.rpartition("@")

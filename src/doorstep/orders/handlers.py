@@ -107,7 +107,7 @@ def record_commerce_event(
         for key in ("total", "revenue", "value", "amount"):
             if properties.get(key) is not None:
                 try:
-                    amount = parse_decimal(properties[key])
+                    amount = abs(parse_decimal(properties[key]))  # some shops send refunds as negative amounts
                 except MoneyError:
                     continue
                 break

@@ -64,6 +64,8 @@ class OrderStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+MAX_AMOUNT = Decimal(10) ** 12  # beyond any real order; keeps minor units inside a 64-bit column
+MAX_QUANTITY = 100_000  # per line; larger values are taken as data errors and read as 1
 PAID_STATUSES = frozenset({"paid", "captured", "succeeded", "completed", "settled"})
 
 
@@ -139,6 +141,8 @@ def parse_decimal(value: Any) -> Decimal:
         raise MoneyError(f"{value!r} is not an amount") from None
     if not number.is_finite():
         raise MoneyError(f"{value!r} is not an amount")
+    if abs(number) >= MAX_AMOUNT:
+        raise MoneyError(f"{value!r} is beyond any real amount (at most {MAX_AMOUNT:,})")
     return number
 
 
@@ -369,7 +373,7 @@ def build_lines(products: list[dict[str, Any]], currency: str) -> list[OrderLine
             quantity = int(quantity)
         if isinstance(quantity, str) and quantity.strip().isdigit():
             quantity = int(quantity.strip())
-        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
             quantity = 1
         lines.append(
             OrderLine(
