@@ -296,3 +296,15 @@ def test_odd_but_accepted_calls_never_break_the_projection(app: AppUnderTest) ->
     assert order.status == "refunded"  # a refund sent as -5 on a zero total refunds it all
     assert count(app.ctx.engine, customer_events) == len(odd)
     assert count(app.ctx.engine, identities, identities.c.kind == "email") == 0  # group traits are the company's
+
+
+def test_find_by_identity_normalises_what_it_is_given(app: AppUnderTest) -> None:
+    from doorstep.customers.queries import find_by_identity
+
+    send(app, {"type": "identify", "userId": "maya", "traits": {"email": "maya@shop.io", "phone": "+447911123456"}})
+    maya = owner(app, "user_id", "maya")
+
+    with app.ctx.engine.connect() as conn:
+        assert find_by_identity(conn, "phone", "07911 123456", default_region="GB") == maya
+        assert find_by_identity(conn, "email", " Maya@Shop.IO ") == maya
+        assert find_by_identity(conn, "email", "lee@shop.io") is None

@@ -12,15 +12,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from sqlalchemy import delete, or_, select, tuple_
+from sqlalchemy import delete, or_, tuple_
 
 from doorstep.bus.registry import Bus
 from doorstep.bus.tables import outbox
 from doorstep.customers.events import CustomerErased
 from doorstep.customers.model import (
+    Action,
     Customer,
     Identifier,
     Kind,
+    LinkDecision,
     consent_flags,
     extract_identifiers,
     normalise_id,
@@ -120,9 +122,7 @@ def record_call(
     return customer_id
 
 
-def _refusal_decision(customer_id: str, kind: Any, value: str, reason: str, message_id: str) -> Any:
-    from doorstep.customers.model import Action, LinkDecision
-
+def _refusal_decision(customer_id: str, kind: Any, value: str, reason: str, message_id: str) -> LinkDecision:
     return LinkDecision(customer_id, Action.REFUSED, str(kind), value,
                         f"ignored {kind} {value!r}: {reason} (message {message_id})")
 
@@ -237,11 +237,3 @@ def erase_customer(customer_id: str, *, uow: UnitOfWork, now: datetime) -> dict[
     return {"profiles": removed_profiles, "log_events": removed_log, "outbox_rows": removed_outbox,
             "identities": len(identifiers)}
 
-
-def find_by_identity(uow: UnitOfWork, kind: str, value: str) -> str | None:
-    from doorstep.customers.tables import identities
-
-    row = uow.conn.execute(
-        select(identities.c.customer_id).where(identities.c.kind == kind, identities.c.value == value)
-    ).first()
-    return row.customer_id if row else None

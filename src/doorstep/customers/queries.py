@@ -27,6 +27,24 @@ RECENT_EVENTS = 50
 RECENT_ORDERS = 50
 
 
+def find_by_identity(conn: Connection, kind: str, value: str, *, default_region: str | None = None) -> str | None:
+    """The live profile holding an identifier (`email`, `phone`, `user_id`, `anonymous_id`), or None.
+
+    Emails and phones are normalised first, so "+44 7911 123456" finds "+447911123456"; other domains use
+    this to recognise a customer writing in from a known address.
+    """
+    if kind == "email":
+        normal = normalise_email(value)
+        value = normal if isinstance(normal, str) else value.strip().lower()
+    elif kind == "phone":
+        normal = normalise_phone(value, region=default_region)
+        value = normal if isinstance(normal, str) else value.strip()
+    row = conn.execute(
+        select(identities.c.customer_id).where(identities.c.kind == kind, identities.c.value == value)
+    ).first()
+    return resolve_id(conn, row.customer_id) if row else None
+
+
 def resolve_id(conn: Connection, customer_id: str) -> str:
     """The live profile for an id (a merged profile's id leads to the one it was merged into)."""
     seen: set[str] = set()
