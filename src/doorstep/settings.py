@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     # ingest
     max_future_skew_s: float = 24 * 3600  # a corrected timestamp further ahead than this is rejected
+    default_phone_region: str = ""  # ISO 3166 alpha-2 (e.g. GB): reads phone numbers sent without +country
+    default_currency: str = "USD"  # orders whose events carry no currency (Segment's own default)
 
     # demo
     demo: bool = False  # `make run` turns the live simulator on
