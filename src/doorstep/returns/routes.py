@@ -43,7 +43,7 @@ class ReturnCreate(BaseModel):
 
 class ReturnStepCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: Literal["in_transit", "received", "inspected", "rejected"]
+    step: Literal["approved", "rejected", "in_transit", "received", "inspected"]
     reason: str | None = Field(None, max_length=500)
 
 
