@@ -107,7 +107,11 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
     )
 
 
-def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id: str, now: datetime) -> Prepared | None:
+def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id: str, now: datetime,
+                 in_batch: dict[str, int] | None = None) -> Prepared | None:
+    """Decides one claimed message. `in_batch` counts messages already prepared in this pass per customer, so
+    the daily cap holds within a batch too."""
+    in_batch = in_batch if in_batch is not None else {}
     row = repo.get_for_update(notification_id)
     if row is None or row.status != "queued":
         return None
@@ -146,7 +150,8 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id:
                         lease_until=None, detail={**detail, "held_until": until.isoformat()})
             return None
         cap = profile.daily_cap or journey.daily_cap
-        if repo.count_sent_since(profile.id, local_day_start(now, profile.timezone)) >= cap:
+        already = repo.count_sent_since(profile.id, local_day_start(now, profile.timezone)) + in_batch.get(profile.id, 0)
+        if already >= cap:
             finish("suppressed", "daily_cap", cap=cap)
             return None
     choices, reason = _plan(ctx, row, profile, journey.channels)
@@ -180,6 +185,8 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id:
         is_in_session=last_inbound is not None and (now - last_inbound).total_seconds() < SESSION_WINDOW_S,
         is_reply=is_reply, created_at=row.created_at,
     )
+    if not is_reply:
+        in_batch[profile.id] = in_batch.get(profile.id, 0) + 1
     repo.update(
         notification_id, channel=choice.channel, to_address=choice.address, locale=locale, subject=rendered.subject or None,
         body_text=rendered.text, body_html=rendered.html, suppression_reason=None,
@@ -261,8 +268,9 @@ class Sender:
         prepared: list[Prepared] = []
         with ctx.engine.begin() as conn:
             repo = NotificationRepository(conn)
+            in_batch: dict[str, int] = {}
             for notification_id in ids:
-                item = _prepare_one(ctx, repo, notification_id, now)
+                item = _prepare_one(ctx, repo, notification_id, now, in_batch)
                 if item is not None:
                     prepared.append(item)
         for item in prepared:  # no transaction is open while we talk to providers
