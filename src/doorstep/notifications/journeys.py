@@ -47,6 +47,12 @@ def parse_source(source: str, *, name: str = "default") -> tuple[Journey, dict[s
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise JourneyInvalid(f"journey: not valid YAML{where}: {getattr(exc, 'problem', exc)}", field="journey") from None
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        # YAML 1.1 reads a bare `on:` key as the boolean true; store the key as written
+        data["rules"] = [
+            {("on" if k is True else k): v for k, v in rule.items()} if isinstance(rule, dict) else rule
+            for rule in data["rules"]
+        ]
     return parse_journey(data, event_fields=event_fields(), name=name), data
 
 

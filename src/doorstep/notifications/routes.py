@@ -70,8 +70,7 @@ async def put_journey(request: Request, ctx: CtxDep, principal: AdminDep) -> Jou
     body = await request.body()
     if content_type in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
         source = body.decode("utf-8", errors="replace")
-        parse_source(source)
-        data = yaml.safe_load(source)
+        _, data = parse_source(source)
     else:
         try:
             update = JourneyUpdate.model_validate_json(body or b"{}")
@@ -79,8 +78,7 @@ async def put_journey(request: Request, ctx: CtxDep, principal: AdminDep) -> Jou
             raise JourneyInvalid(f"body: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}", field="body") from None
         if update.source is not None:
             source = update.source
-            parse_source(source)
-            data = yaml.safe_load(source)
+            _, data = parse_source(source)
         elif update.definition is not None:
             from doorstep.notifications.journeys import event_fields
 
