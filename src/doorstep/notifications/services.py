@@ -56,7 +56,10 @@ class Prepared:
 
 
 def channels_of(ctx: AppContext) -> dict[str, Channel]:
-    return ctx.services.setdefault("notification_channels", build_channels(ctx.settings))
+    channels = ctx.services.get("notification_channels")
+    if channels is None:
+        channels = ctx.services["notification_channels"] = build_channels(ctx.settings)
+    return channels  # type: ignore[no-any-return]
 
 
 def journeys_of(ctx: AppContext) -> JourneyStore:
@@ -258,30 +261,34 @@ class Sender:
         self.thread = threading.Thread(target=self._run, name="doorstep-sender", daemon=True)
 
     def send_due(self, *, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
-        """One pass: claim, prepare, send, record. Returns how many messages were claimed."""
+        """One pass: claim and prepare (one transaction), send (no transaction open), record the outcomes (one
+        transaction). Returns how many messages were claimed. A sender that dies between sending and recording
+        leaves its claims to expire, and they are sent again: delivery is at least once."""
         ctx = self.ctx
         now = now or ctx.clock.now()
-        with ctx.engine.begin() as conn:
-            ids = NotificationRepository(conn).claim_due(now=now, limit=limit, owner=self.name, lease_s=LEASE_S)
-        if not ids:
-            return 0
         prepared: list[Prepared] = []
         with ctx.engine.begin() as conn:
             repo = NotificationRepository(conn)
+            ids = repo.claim_due(now=now, limit=limit, owner=self.name, lease_s=LEASE_S)
             in_batch: dict[str, int] = {}
             for notification_id in ids:
                 item = _prepare_one(ctx, repo, notification_id, now, in_batch)
                 if item is not None:
                     prepared.append(item)
-        for item in prepared:  # no transaction is open while we talk to providers
-            started_at = now
+        if not ids:
+            return 0
+        outcomes = []
+        hook = ctx.services.get("on_notification_sent")
+        for item in prepared:
             outcome = self._send_with_timeout(item, now=now)
-            finished = max(ctx.clock.now(), now)
-            with ctx.engine.begin() as conn:
-                _record(ctx, NotificationRepository(conn), item, outcome, started_at=started_at, now=finished)
-            hook = ctx.services.get("on_notification_sent")
+            outcomes.append((item, outcome, max(ctx.clock.now(), now)))
             if hook is not None and outcome.is_sent:
                 hook(item.message)
+        if outcomes:
+            with ctx.engine.begin() as conn:
+                repo = NotificationRepository(conn)
+                for item, outcome, finished in outcomes:
+                    _record(ctx, repo, item, outcome, started_at=now, now=finished)
         return len(ids)
 
     def _send_with_timeout(self, item: Prepared, *, now: datetime) -> SendOutcome:
@@ -304,8 +311,9 @@ class Sender:
                 n = 0
                 self.stop.wait(1.0)
             if n == 0:
-                self.wake.wait(POLL_INTERVAL_S * 10)
-                self.wake.clear()
+                if self.wake.wait(POLL_INTERVAL_S * 5):
+                    self.wake.clear()
+                    self.stop.wait(POLL_INTERVAL_S / 4)  # woken by a handler before its commit: let it land
 
     def start(self) -> Sender:
         self.ctx.services["wake_sender"] = self.wake.set
