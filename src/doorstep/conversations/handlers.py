@@ -109,7 +109,7 @@ def receive_message(
         provider_message_id=provider_message_id, intent=understood.intent, confidence=understood.confidence,
         meta={"entities": understood.entities},
     )
-    uow.publish(MessageReceived(conversation_id=conv.id, customer_id=conv.customer_id, message_id=message_id,
+    uow.publish(MessageReceived(occurred_at=now, conversation_id=conv.id, customer_id=conv.customer_id, message_id=message_id,
                                 channel=channel))
     if conv.status == "resolved":  # a late satisfaction rating
         score = parse_rating(text)
@@ -204,10 +204,10 @@ def _apply_turn(uow: UnitOfWork, repo: ConversationRepository, conv: Any, turn: 
     _send(uow, repo, refreshed, replies, now=now, reply_to=reply_to,
           meta={"order_id": final.facts_order_id or turn.facts_order_id})
     if handoff is not None:
-        uow.publish(ConversationHandedOff(conversation_id=conv.id, customer_id=refreshed.customer_id,
+        uow.publish(ConversationHandedOff(occurred_at=now, conversation_id=conv.id, customer_id=refreshed.customer_id,
                                           reason=handoff.reason, summary=handoff.summary))
     elif values.get("status") == "resolved":
-        uow.publish(ConversationResolved(conversation_id=conv.id, customer_id=refreshed.customer_id,
+        uow.publish(ConversationResolved(occurred_at=now, conversation_id=conv.id, customer_id=refreshed.customer_id,
                                          contact_reason=refreshed.contact_reason, cause=refreshed.cause,
                                          is_contained=bool(refreshed.is_contained)))
 
@@ -338,7 +338,7 @@ def resolve(uow: UnitOfWork, *, conversation_id: str, contact_reason: str | None
     refreshed = repo.get_or_raise(conv.id)
     if replies:
         _send(uow, repo, refreshed, replies, now=now, reply_to=f"resolve:{conv.id}", author="system")
-    uow.publish(ConversationResolved(conversation_id=conv.id, customer_id=refreshed.customer_id,
+    uow.publish(ConversationResolved(occurred_at=now, conversation_id=conv.id, customer_id=refreshed.customer_id,
                                      contact_reason=refreshed.contact_reason, cause=cause,
                                      is_contained=bool(refreshed.is_contained)))
 
