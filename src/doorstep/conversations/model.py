@@ -609,3 +609,44 @@ def summarise(state: DialogueState, *, reason: str, intent: str, note: str | Non
     if state.last_text:
         bits.append(f"Last message: \"{state.last_text[:200]}\"")
     return " ".join(bits)
+
+
+SUGGESTIONS = {
+    "damaged": "I'm so sorry your order arrived damaged. Could you send a photo of the item and the box? As soon as "
+               "I have it I'll arrange a replacement or a full refund, whichever you prefer.",
+    "missing_item": "I'm sorry an item is missing. I've checked with the warehouse and will send the missing item "
+                    "now; you don't need to return anything.",
+    "wrong_item": "Sorry for the mix-up. We'll send the right item today and a free return label for the wrong one.",
+    "not_received": "I'm sorry you haven't got your parcel although it shows as delivered. I've opened an "
+                    "investigation with the carrier; could you check with neighbours and any safe place meanwhile?",
+    "fraud": "Thank you for telling us. I've put the order on hold and passed it to our payments team; they will "
+             "contact you within one working day.",
+    "complaint": "I'm sorry about your experience; thank you for telling us. I'd like to put this right: ",
+    "talk_to_human": "Hi, I'm here to help. What can I do for you?",
+}
+
+
+def suggested_replies(*, intent: str | None, problem_kind: str | None, handoff_reason: str | None,
+                      order: OrderFacts | None, now: datetime) -> list[str]:
+    """Answers an agent can send as they are or edit: from the intent and the order's live data."""
+    out: list[str] = []
+    if problem_kind and problem_kind in SUGGESTIONS:
+        out.append(SUGGESTIONS[problem_kind])
+    if handoff_reason in ("complaint", "negative_sentiment"):
+        out.append(SUGGESTIONS["complaint"])
+    if order is not None:
+        if intent in ("track_order", "delivery_eta", "reschedule_delivery", "change_delivery_address", None,
+                      "talk_to_human", "complaint", "report_problem"):
+            out.append(describe_order(order, now=now))
+        if intent in ("refund_status", "start_return") or order.returns:
+            out.append(describe_returns(order))
+        if intent == "invoice_request":
+            out.append(f"I've just sent the invoice for order {order.number} to your email address.")
+        if intent == "cancel_order":
+            out.append(f"I've cancelled order {order.number}; the refund goes back to your original payment "
+                       "method within 3 to 5 working days." if not order.is_dispatched else
+                       f"Order {order.number} has already left our warehouse; once it arrives you can return it "
+                       "for free.")
+    if not out:
+        out.append(SUGGESTIONS["talk_to_human"])
+    return out
