@@ -22,7 +22,7 @@ console = Console()
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def bench_classification() -> dict[str, float]:
@@ -41,8 +41,14 @@ def bench_classification() -> dict[str, float]:
     t = time.perf_counter()
     clf.predict_many(texts)
     batch_s = time.perf_counter() - t
-    return {"load_s": load_s, "n": len(texts), "p50_ms": pct(single, 0.5), "p99_ms": pct(single, 0.99),
-            "mean_ms": statistics.fmean(single), "batch_per_s": len(texts) / batch_s}
+    return {
+        "load_s": load_s,
+        "n": len(texts),
+        "p50_ms": pct(single, 0.5),
+        "p99_ms": pct(single, 0.99),
+        "mean_ms": statistics.fmean(single),
+        "batch_per_s": len(texts) / batch_s,
+    }
 
 
 SCRIPTS = [
@@ -77,18 +83,54 @@ def bench_replies(conversations: int = 60) -> dict[str, float]:
     with engine.begin() as conn:
         for i in range(conversations):
             cid, phone = f"c{i}", f"+4477009{i:05d}"
-            conn.execute(insert(customers).values(
-                id=cid, email=f"c{i}@example.com", phone=phone, postcode="SW1A 1AA", preferred_channels=[], traits={},
-                first_seen_at=now, last_seen_at=now, created_at=now, updated_at=now))
-            conn.execute(insert(identities).values(customer_id=cid, kind="whatsapp", value=phone, first_seen_at=now))
-            conn.execute(insert(orders).values(
-                id=f"o{i}", external_id=f"DS-{10000 + i}", customer_id=cid, status="dispatched", currency="EUR",
-                total_minor=5000, placed_at=now - timedelta(days=3), properties={}, created_at=now, updated_at=now,
-                ship_postcode="SW1A 1AA", promised_from=now + timedelta(days=2), promised_to=now + timedelta(days=2, hours=4)))
-            conn.execute(insert(shipments).values(
-                id=f"s{i}", order_id=f"o{i}", carrier="dhl", tracking_number=f"JD{i:06d}", status="InTransit",
-                is_return=False, last_scan_at=now - timedelta(hours=5), last_location="Leipzig hub",
-                created_at=now, updated_at=now))
+            conn.execute(
+                insert(customers).values(
+                    id=cid,
+                    email=f"c{i}@example.com",
+                    phone=phone,
+                    postcode="SW1A 1AA",
+                    preferred_channels=[],
+                    traits={},
+                    first_seen_at=now,
+                    last_seen_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                insert(identities).values(customer_id=cid, kind="whatsapp", value=phone, first_seen_at=now)
+            )
+            conn.execute(
+                insert(orders).values(
+                    id=f"o{i}",
+                    external_id=f"DS-{10000 + i}",
+                    customer_id=cid,
+                    status="dispatched",
+                    currency="EUR",
+                    total_minor=5000,
+                    placed_at=now - timedelta(days=3),
+                    properties={},
+                    created_at=now,
+                    updated_at=now,
+                    ship_postcode="SW1A 1AA",
+                    promised_from=now + timedelta(days=2),
+                    promised_to=now + timedelta(days=2, hours=4),
+                )
+            )
+            conn.execute(
+                insert(shipments).values(
+                    id=f"s{i}",
+                    order_id=f"o{i}",
+                    carrier="dhl",
+                    tracking_number=f"JD{i:06d}",
+                    status="InTransit",
+                    is_return=False,
+                    last_scan_at=now - timedelta(hours=5),
+                    last_location="Leipzig hub",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
     bus = Bus()
     latencies: list[float] = []
     per_kind: dict[str, list[float]] = {}
@@ -102,16 +144,27 @@ def bench_replies(conversations: int = 60) -> dict[str, float]:
                 clock.advance(seconds=20)
                 t = time.perf_counter()
                 with UnitOfWork(engine, bus=bus, clock=clock) as uow:
-                    receive_message(uow, channel=channel, address=sender, text=text,
-                                    provider_message_id=f"bench-{i}-{j}", now=clock.now())
+                    receive_message(
+                        uow,
+                        channel=channel,
+                        address=sender,
+                        text=text,
+                        provider_message_id=f"bench-{i}-{j}",
+                        now=clock.now(),
+                    )
                     uow.commit()
                 ms = (time.perf_counter() - t) * 1000
                 latencies.append(ms)
                 per_kind.setdefault(who, []).append(ms)
             bar.advance(task)
     engine.dispose()
-    return {"n": len(latencies), "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99),
-            "max_ms": max(latencies), "mean_ms": statistics.fmean(latencies)}
+    return {
+        "n": len(latencies),
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "max_ms": max(latencies),
+        "mean_ms": statistics.fmean(latencies),
+    }
 
 
 def bench_accuracy() -> dict[str, float]:
@@ -119,22 +172,35 @@ def bench_accuracy() -> dict[str, float]:
     from doorstep.conversations.nlu.evaluation import evaluate_rows
 
     r = evaluate_rows(get_classifier(), read_labelled(TEST_CSV))
-    return {"in_scope_accuracy": r.in_scope_accuracy, "out_of_scope_refused": r.out_of_scope_refused,
-            "in_scope_refused": r.in_scope_refused, "macro_f1": r.macro_f1, "n_in": r.in_scope_total,
-            "n_oos": r.out_of_scope_total}
+    return {
+        "in_scope_accuracy": r.in_scope_accuracy,
+        "out_of_scope_refused": r.out_of_scope_refused,
+        "in_scope_refused": r.in_scope_refused,
+        "macro_f1": r.macro_f1,
+        "n_in": r.in_scope_total,
+        "n_oos": r.out_of_scope_total,
+    }
 
 
 def main() -> None:
-    console.print(f"assistant benchmark · {platform.processor() or platform.machine()} · nproc {os.cpu_count()}")
+    console.print(
+        f"assistant benchmark · {platform.processor() or platform.machine()} · nproc {os.cpu_count()}"
+    )
     c = bench_classification()
-    console.print(f"model load {c['load_s']:.2f} s; classify+entities per utterance p50 {c['p50_ms']:.2f} ms, "
-                  f"p99 {c['p99_ms']:.2f} ms (n={c['n']}); batch throughput {c['batch_per_s']:.0f} utterances/s")
+    console.print(
+        f"model load {c['load_s']:.2f} s; classify+entities per utterance p50 {c['p50_ms']:.2f} ms, "
+        f"p99 {c['p99_ms']:.2f} ms (n={c['n']}); batch throughput {c['batch_per_s']:.0f} utterances/s"
+    )
     r = bench_replies()
-    console.print(f"reply latency (message in -> reply stored and queued, SQLite, commit included): "
-                  f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms (n={r['n']})")
+    console.print(
+        f"reply latency (message in -> reply stored and queued, SQLite, commit included): "
+        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms (n={r['n']})"
+    )
     a = bench_accuracy()
-    console.print(f"held-out: in-scope accuracy {a['in_scope_accuracy']:.3f} (n={a['n_in']}), out-of-scope refused "
-                  f"{a['out_of_scope_refused']:.3f} (n={a['n_oos']}), macro F1 {a['macro_f1']:.3f}")
+    console.print(
+        f"held-out: in-scope accuracy {a['in_scope_accuracy']:.3f} (n={a['n_in']}), out-of-scope refused "
+        f"{a['out_of_scope_refused']:.3f} (n={a['n_oos']}), macro F1 {a['macro_f1']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,16 +39,20 @@ def main() -> None:
         got = [labels[p.argmax()] if p.max() >= floor else "out_of_scope" for p in proba]
         ins = [(g, w) for g, (_, w) in zip(got, test, strict=True) if w != "out_of_scope"]
         oos = [(g, w) for g, (_, w) in zip(got, test, strict=True) if w == "out_of_scope"]
-        print(f"floor {floor}: in-scope accuracy {sum(a == b for a, b in ins) / len(ins):.3f}, "
-              f"out-of-scope refused {sum(a == b for a, b in oos) / len(oos):.3f}")
+        print(
+            f"floor {floor}: in-scope accuracy {sum(a == b for a, b in ins) / len(ins):.3f}, "
+            f"out-of-scope refused {sum(a == b for a, b in oos) / len(oos):.3f}"
+        )
     times = []
     for text, _ in test:
         t = time.perf_counter()
         clf.predict_proba(model.encode([text]))
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
-    print(f"load {load_s:.1f} s; per utterance p50 {statistics.median(times):.2f} ms, "
-          f"p99 {times[int(len(times) * 0.99) - 1]:.2f} ms")
+    print(
+        f"load {load_s:.1f} s; per utterance p50 {statistics.median(times):.2f} ms, "
+        f"p99 {times[int(len(times) * 0.99) - 1]:.2f} ms"
+    )
     sys.stdout.flush()
 
 

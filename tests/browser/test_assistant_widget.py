@@ -55,8 +55,10 @@ def test_customer_chats_from_the_tracking_page(server: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             page = browser.new_page()
             page.goto(f"{server}/test-page")
@@ -65,9 +67,12 @@ def test_customer_chats_from_the_tracking_page(server: str) -> None:
             expect(log.locator("li").first).to_contain_text("I can see order DS-10293", timeout=10_000)
             page.get_by_label("Your message").fill("where is my parcel?")
             page.get_by_role("button", name="Send").click()
-            expect(log.locator('li[data-author="customer"]')).to_have_text(["where is my parcel?"], timeout=10_000)
+            expect(log.locator('li[data-author="customer"]')).to_have_text(
+                ["where is my parcel?"], timeout=10_000
+            )
             expect(log.locator('li[data-author="bot"]').last).to_contain_text(
-                "Order DS-10293 is on its way with DHL", timeout=10_000)
+                "Order DS-10293 is on its way with DHL", timeout=10_000
+            )
             # Escape closes the panel and returns focus to the launcher.
             page.keyboard.press("Escape")
             expect(page.locator("#doorstep-chat")).to_be_hidden()

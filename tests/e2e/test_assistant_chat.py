@@ -29,18 +29,27 @@ def test_chat_opened_from_a_tracking_link_is_verified_for_that_order(app, clock)
     session = created.json()
     assert session["messages"][0]["body"].endswith("I can see order DS-10293. How can I help?")
     headers = {"X-Chat-Token": session["token"]}
-    sent = app.client.post(f"/chat/sessions/{session['id']}/messages", json={"text": "when will it arrive?",
-                                                                            "client_id": "m1"}, headers=headers)
+    sent = app.client.post(
+        f"/chat/sessions/{session['id']}/messages",
+        json={"text": "when will it arrive?", "client_id": "m1"},
+        headers=headers,
+    )
     assert sent.status_code == 202
-    again = app.client.post(f"/chat/sessions/{session['id']}/messages", json={"text": "when will it arrive?",
-                                                                             "client_id": "m1"}, headers=headers)
+    again = app.client.post(
+        f"/chat/sessions/{session['id']}/messages",
+        json={"text": "when will it arrive?", "client_id": "m1"},
+        headers=headers,
+    )
     assert again.status_code == 202  # a resend is accepted but not stored twice
     app.drain()
     page = app.client.get(f"/chat/sessions/{session['id']}/messages", headers=headers).json()
     assert [m["author"] for m in page["messages"]] == ["bot", "customer", "bot"]
     assert page["messages"][2]["body"].startswith("Order DS-10293 is on its way with DHL")
-    newer = app.client.get(f"/chat/sessions/{session['id']}/messages",
-                           params={"after": page["messages"][1]["id"]}, headers=headers).json()
+    newer = app.client.get(
+        f"/chat/sessions/{session['id']}/messages",
+        params={"after": page["messages"][1]["id"]},
+        headers=headers,
+    ).json()
     assert [m["author"] for m in newer["messages"]] == ["bot"]
     with app.ctx.engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
@@ -53,8 +62,9 @@ def test_chat_without_a_link_must_verify(app, clock) -> None:  # type: ignore[no
     seed_order(app.ctx.engine, now=clock.now())
     session = app.client.post("/chat/sessions", json={}).json()
     headers = {"X-Chat-Token": session["token"]}
-    app.client.post(f"/chat/sessions/{session['id']}/messages", json={"text": "where is order DS-10293"},
-                    headers=headers)
+    app.client.post(
+        f"/chat/sessions/{session['id']}/messages", json={"text": "where is order DS-10293"}, headers=headers
+    )
     app.drain()
     page = app.client.get(f"/chat/sessions/{session['id']}/messages", headers=headers).json()
     assert "email address or the delivery postcode" in page["messages"][-1]["body"]
@@ -71,7 +81,9 @@ def test_chat_tokens_are_checked(app, clock) -> None:  # type: ignore[no-untyped
     posted = app.client.post(url, json={"text": "hi"}, headers={"X-Chat-Token": second["token"]})
     assert posted.status_code == 403
     with app.ctx.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(messages)).scalar() == 2  # the two greetings only
+        assert (
+            conn.execute(select(func.count()).select_from(messages)).scalar() == 2
+        )  # the two greetings only
     bad_link = app.client.post("/chat/sessions", json={"tracking_token": "not-a-token"})
     assert bad_link.status_code == 201 and "I can see order" not in bad_link.json()["messages"][0]["body"]
 

@@ -31,7 +31,9 @@ def login(app, user) -> None:  # type: ignore[no-untyped-def]
 
 def handed_off(app, clock) -> str:  # type: ignore[no-untyped-def]
     seed_order(app.ctx.engine, now=clock.now())
-    inbound(app.ctx.engine, now=clock.now(), text="the parcel arrived and the glass is smashed", provider_id="w1")
+    inbound(
+        app.ctx.engine, now=clock.now(), text="the parcel arrived and the glass is smashed", provider_id="w1"
+    )
     app.drain()
     with app.ctx.engine.connect() as conn:
         return str(conn.execute(select(conversations.c.id)).scalar_one())
@@ -63,8 +65,11 @@ def test_queue_take_reply_resolve(app, clock) -> None:  # type: ignore[no-untype
     assert "arrived damaged. Could you send a photo" in detail.text  # suggested answer
     assert '<option value="damaged" selected>' in detail.text  # cause pre-filled
 
-    taken = app.client.post(f"/inbox/{conv_id}/assign", data={"agent_id": "me", "csrf_token": priya["csrf"]},
-                            follow_redirects=False)
+    taken = app.client.post(
+        f"/inbox/{conv_id}/assign",
+        data={"agent_id": "me", "csrf_token": priya["csrf"]},
+        follow_redirects=False,
+    )
     assert taken.status_code == 303
 
     login(app, other)
@@ -77,11 +82,16 @@ def test_queue_take_reply_resolve(app, clock) -> None:  # type: ignore[no-untype
     assert conv_id in app.client.get("/inbox").text
 
     login(app, priya)
-    sent = app.client.post(f"/inbox/{conv_id}/reply", data={"text": "So sorry! A replacement is on its way.",
-                                                            "csrf_token": priya["csrf"]}, follow_redirects=False)
+    sent = app.client.post(
+        f"/inbox/{conv_id}/reply",
+        data={"text": "So sorry! A replacement is on its way.", "csrf_token": priya["csrf"]},
+        follow_redirects=False,
+    )
     assert sent.status_code == 303
     with app.ctx.engine.connect() as conn:
-        queued = conn.execute(select(notifications).order_by(notifications.c.created_at, notifications.c.id)).all()
+        queued = conn.execute(
+            select(notifications).order_by(notifications.c.created_at, notifications.c.id)
+        ).all()
         conv = conn.execute(select(conversations)).one()
     assert [n.body_text for n in queued][-1] == "So sorry! A replacement is on its way."
     assert queued[-1].channel == "whatsapp" and queued[-1].to_address == PHONE
@@ -89,17 +99,31 @@ def test_queue_take_reply_resolve(app, clock) -> None:  # type: ignore[no-untype
 
     no_csrf = app.client.post(f"/inbox/{conv_id}/resolve", data={"cause": "damaged"})
     assert no_csrf.status_code == 403
-    done = app.client.post(f"/inbox/{conv_id}/resolve", data={
-        "contact_reason": "report_problem", "cause": "damaged", "owner": "carrier", "csrf_token": priya["csrf"]},
-        follow_redirects=False)
+    done = app.client.post(
+        f"/inbox/{conv_id}/resolve",
+        data={
+            "contact_reason": "report_problem",
+            "cause": "damaged",
+            "owner": "carrier",
+            "csrf_token": priya["csrf"],
+        },
+        follow_redirects=False,
+    )
     assert done.status_code == 303
     with app.ctx.engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
-        events = conn.execute(select(outbox.c.event_type, outbox.c.payload)
-                              .where(outbox.c.event_type == "ConversationResolved")).all()
-        last = conn.execute(select(messages).order_by(messages.c.created_at.desc(), messages.c.id.desc())).first()
+        events = conn.execute(
+            select(outbox.c.event_type, outbox.c.payload).where(outbox.c.event_type == "ConversationResolved")
+        ).all()
+        last = conn.execute(
+            select(messages).order_by(messages.c.created_at.desc(), messages.c.id.desc())
+        ).first()
     assert (conv.status, conv.contact_reason, conv.cause, conv.cause_owner) == (
-        "resolved", "report_problem", "damaged", "carrier")
+        "resolved",
+        "report_problem",
+        "damaged",
+        "carrier",
+    )
     assert conv.is_contained is False and conv.resolved_at == clock.now()
     assert conv.first_reply_at is not None and conv.handed_off_at is not None
     assert len(events) == 1
@@ -118,7 +142,9 @@ def test_unknown_cause_is_refused(app, clock) -> None:  # type: ignore[no-untype
     conv_id = handed_off(app, clock)
     admin = staff_user(app.ctx.engine, now=clock.now(), role="admin")
     login(app, admin)
-    bad = app.client.post(f"/inbox/{conv_id}/resolve", data={"cause": "gremlins", "csrf_token": admin["csrf"]})
+    bad = app.client.post(
+        f"/inbox/{conv_id}/resolve", data={"cause": "gremlins", "csrf_token": admin["csrf"]}
+    )
     assert bad.status_code == 400 and "unknown cause 'gremlins'" in bad.json()["detail"]
     with app.ctx.engine.connect() as conn:
         assert conn.execute(select(conversations.c.status)).scalar_one() == "waiting"

@@ -37,22 +37,38 @@ class FakeFacts:
 
 def in_transit_order(**changes: object) -> OrderFacts:
     shipment = ShipmentFacts(
-        id="s1", carrier="dhl", tracking_number="JD0001", status="InTransit",
-        promised_from=datetime(2026, 11, 25, 9, tzinfo=UTC), promised_to=datetime(2026, 11, 25, 13, tzinfo=UTC),
-        predicted_from=datetime(2026, 11, 26, 9, tzinfo=UTC), predicted_to=datetime(2026, 11, 26, 13, tzinfo=UTC),
-        delay_reason="missed connection at the hub", last_scan_at=datetime(2026, 11, 22, 21, 5, tzinfo=UTC),
-        last_location="Leipzig hub", dispatched_at=datetime(2026, 11, 21, 8, tzinfo=UTC),
+        id="s1",
+        carrier="dhl",
+        tracking_number="JD0001",
+        status="InTransit",
+        promised_from=datetime(2026, 11, 25, 9, tzinfo=UTC),
+        promised_to=datetime(2026, 11, 25, 13, tzinfo=UTC),
+        predicted_from=datetime(2026, 11, 26, 9, tzinfo=UTC),
+        predicted_to=datetime(2026, 11, 26, 13, tzinfo=UTC),
+        delay_reason="missed connection at the hub",
+        last_scan_at=datetime(2026, 11, 22, 21, 5, tzinfo=UTC),
+        last_location="Leipzig hub",
+        dispatched_at=datetime(2026, 11, 21, 8, tzinfo=UTC),
     )
-    order = OrderFacts(id="o1", number="DS-10293", customer_id="c1", status="dispatched",
-                       placed_at=datetime(2026, 11, 20, 12, tzinfo=UTC), email="maya@example.com",
-                       postcode="SW1A 1AA", shipments=[shipment])
+    order = OrderFacts(
+        id="o1",
+        number="DS-10293",
+        customer_id="c1",
+        status="dispatched",
+        placed_at=datetime(2026, 11, 20, 12, tzinfo=UTC),
+        email="maya@example.com",
+        postcode="SW1A 1AA",
+        shipments=[shipment],
+    )
     return replace(order, **changes)  # type: ignore[arg-type]
 
 
 class Chat:
     """Drives a dialogue as the handler does: classify, respond, perform confirmed actions."""
 
-    def __init__(self, facts: FakeFacts, state: DialogueState | None = None, action_result: ActionResult | None = None):
+    def __init__(
+        self, facts: FakeFacts, state: DialogueState | None = None, action_result: ActionResult | None = None
+    ):
         self.dialogue = Dialogue(facts, brand="Test Shop")
         self.state = state or DialogueState()
         self.performed: list[object] = []
@@ -60,8 +76,13 @@ class Chat:
 
     def say(self, text: str) -> Turn:
         p = get_classifier().predict(text)
-        msg = Message(text=text, intent=p.intent, confidence=p.confidence, entities=extract(text, now=NOW),
-                      is_low_confidence=p.is_low_confidence)
+        msg = Message(
+            text=text,
+            intent=p.intent,
+            confidence=p.confidence,
+            entities=extract(text, now=NOW),
+            is_low_confidence=p.is_low_confidence,
+        )
         turn = self.dialogue.respond(self.state, msg, now=NOW, channel_address="chat:s1")
         if turn.action is not None:
             self.performed.append(turn.action)
@@ -149,8 +170,9 @@ def test_reschedule_is_confirmed_before_it_happens_and_after(facts: FakeFacts) -
     ask = chat.say("I won't be home, can you deliver another day")
     assert ask.replies == ['Which day suits you? For example "Friday morning" or "next Tuesday afternoon".']
     confirm = chat.say("next tuesday afternoon")
-    assert confirm.replies == ["Shall I move the delivery of order DS-10293 to Tue 24 Nov, 12:00–17:00? "
-                               "Please answer yes or no."]
+    assert confirm.replies == [
+        "Shall I move the delivery of order DS-10293 to Tue 24 Nov, 12:00–17:00? Please answer yes or no."
+    ]
     assert chat.performed == []  # nothing happens before the customer says yes
     done = chat.say("yes please")
     assert len(chat.performed) == 1
@@ -176,30 +198,47 @@ def test_cancel_after_dispatch_is_refused_without_action(facts: FakeFacts) -> No
 
 def test_cancel_before_dispatch_asks_then_acts() -> None:
     order = in_transit_order(status="paid", shipments=[])
-    chat = Chat(FakeFacts(orders={order.id: order}), DialogueState(verified_customer_id="c1"),
-                action_result=ActionResult(True, "order DS-10293 is cancelled."))
+    chat = Chat(
+        FakeFacts(orders={order.id: order}),
+        DialogueState(verified_customer_id="c1"),
+        action_result=ActionResult(True, "order DS-10293 is cancelled."),
+    )
     assert chat.say("cancel my order").replies == ["Shall I cancel order DS-10293? Please answer yes or no."]
     assert chat.say("yes").replies == ["Done: order DS-10293 is cancelled. Anything else I can help with?"]
     assert [a.kind for a in chat.performed] == ["cancel"]  # type: ignore[attr-defined]
 
 
 def test_action_that_needs_a_person_hands_off_with_the_request(facts: FakeFacts) -> None:
-    chat = Chat(facts, DialogueState(verified_customer_id="c1"),
-                action_result=ActionResult(False, "I can't do this automatically yet.", needs_person=True))
+    chat = Chat(
+        facts,
+        DialogueState(verified_customer_id="c1"),
+        action_result=ActionResult(False, "I can't do this automatically yet.", needs_person=True),
+    )
     chat.say("leave it with my neighbour please")
     turn = chat.say("yes")
     assert turn.handoff is not None and turn.handoff.reason == "action_failed"
-    assert "Customer confirmed: ask the carrier to deliver order DS-10293 to a neighbour" in turn.handoff.summary
+    assert (
+        "Customer confirmed: ask the carrier to deliver order DS-10293 to a neighbour" in turn.handoff.summary
+    )
 
 
 def test_refund_status_from_live_returns() -> None:
-    ret = ReturnFacts(id="r1", status="refunded", resolution="refund", refund_minor=5999, currency="EUR",
-                      requested_at=datetime(2026, 11, 10, tzinfo=UTC), updated_at=datetime(2026, 11, 18, tzinfo=UTC))
+    ret = ReturnFacts(
+        id="r1",
+        status="refunded",
+        resolution="refund",
+        refund_minor=5999,
+        currency="EUR",
+        requested_at=datetime(2026, 11, 10, tzinfo=UTC),
+        updated_at=datetime(2026, 11, 18, tzinfo=UTC),
+    )
     order = in_transit_order(status="delivered", returns=[ret])
     chat = Chat(FakeFacts(orders={order.id: order}), DialogueState(verified_customer_id="c1"))
     turn = chat.say("where is my refund")
-    assert turn.replies[0].startswith("Your refund for order DS-10293 (requested Tue 10 Nov) is refunded: "
-                                      "59.99 EUR was refunded on Wed 18 Nov")
+    assert turn.replies[0].startswith(
+        "Your refund for order DS-10293 (requested Tue 10 Nov) is refunded: "
+        "59.99 EUR was refunded on Wed 18 Nov"
+    )
 
 
 def test_handoff_when_asked(facts: FakeFacts) -> None:
@@ -210,8 +249,12 @@ def test_handoff_when_asked(facts: FakeFacts) -> None:
 def test_complaint_and_strong_negative_sentiment_hand_off(facts: FakeFacts) -> None:
     assert Chat(facts).say("I want to make a formal complaint").handoff.reason == "complaint"  # type: ignore[union-attr]
     chat = Chat(facts)
-    msg = Message(text="WHERE IS MY ORDER this is USELESS and RIDICULOUS!!!", intent="track_order", confidence=0.9,
-                  entities={})
+    msg = Message(
+        text="WHERE IS MY ORDER this is USELESS and RIDICULOUS!!!",
+        intent="track_order",
+        confidence=0.9,
+        entities={},
+    )
     angry = chat.dialogue.respond(chat.state, msg, now=NOW)
     assert angry.handoff is not None and angry.handoff.reason == "negative_sentiment"
     assert angry.handoff.urgency == 2
@@ -219,9 +262,13 @@ def test_complaint_and_strong_negative_sentiment_hand_off(facts: FakeFacts) -> N
 
 @pytest.mark.parametrize(
     ("text", "kind"),
-    [("my item arrived damaged", "damaged"), ("an item is missing from my order", "missing_item"),
-     ("you sent me the wrong item", "wrong_item"), ("it says delivered but I never got it", "not_received"),
-     ("I didn't place this order, fraud", "fraud")],
+    [
+        ("my item arrived damaged", "damaged"),
+        ("an item is missing from my order", "missing_item"),
+        ("you sent me the wrong item", "wrong_item"),
+        ("it says delivered but I never got it", "not_received"),
+        ("I didn't place this order, fraud", "fraud"),
+    ],
 )
 def test_sensitive_problems_hand_off_with_a_summary(facts: FakeFacts, text: str, kind: str) -> None:
     chat = Chat(facts)
@@ -253,9 +300,15 @@ def test_one_satisfaction_question_at_the_end(facts: FakeFacts) -> None:
 
 
 def test_delivered_order_mentions_proof(facts: FakeFacts) -> None:
-    shipment = ShipmentFacts(id="s1", carrier="ups", tracking_number="1Z", status="Delivered",
-                             delivered_at=datetime(2026, 11, 22, 10, 41, tzinfo=UTC), proof_recipient="M. Jones",
-                             has_proof_photo=True)
+    shipment = ShipmentFacts(
+        id="s1",
+        carrier="ups",
+        tracking_number="1Z",
+        status="Delivered",
+        delivered_at=datetime(2026, 11, 22, 10, 41, tzinfo=UTC),
+        proof_recipient="M. Jones",
+        has_proof_photo=True,
+    )
     order = in_transit_order(status="delivered", shipments=[shipment])
     chat = Chat(FakeFacts(orders={order.id: order}), DialogueState(verified_customer_id="c1"))
     text = chat.say("has my order arrived?").replies[0]

@@ -115,8 +115,11 @@ def test_order_patterns_are_configurable() -> None:
 
 
 def test_classify_command_writes_json_lines() -> None:
-    result = CliRunner().invoke(cli_app, ["assistant", "classify"],
-                                input="where is order DS-10293?\n\nwrite me a poem about the sea\n")
+    result = CliRunner().invoke(
+        cli_app,
+        ["assistant", "classify"],
+        input="where is order DS-10293?\n\nwrite me a poem about the sea\n",
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["intent"] for line in lines] == ["track_order", "out_of_scope"]
@@ -126,7 +129,9 @@ def test_classify_command_writes_json_lines() -> None:
 
 def test_eval_command_prints_per_intent_scores(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "few.csv"
-    data.write_text("text,intent\nwhere is my parcel,track_order\ntell me a joke,out_of_scope\n", encoding="utf-8")
+    data.write_text(
+        "text,intent\nwhere is my parcel,track_order\ntell me a joke,out_of_scope\n", encoding="utf-8"
+    )
     result = CliRunner().invoke(cli_app, ["assistant", "eval", str(data)])
     assert result.exit_code == 0, result.output
     assert "track_order" in result.stdout and "out-of-scope refused" in result.stdout

@@ -49,54 +49,101 @@ class SqlOrderFacts:
             return None
         ships = []
         for s in self.conn.execute(
-            select(shipments).where(shipments.c.order_id == order_id, shipments.c.is_return.is_(False))
+            select(shipments)
+            .where(shipments.c.order_id == order_id, shipments.c.is_return.is_(False))
             .order_by(shipments.c.created_at)
         ):
             last = self.conn.execute(
-                select(tracking_events.c.message).where(tracking_events.c.shipment_id == s.id)
-                .order_by(tracking_events.c.occurred_at.desc()).limit(1)
+                select(tracking_events.c.message)
+                .where(tracking_events.c.shipment_id == s.id)
+                .order_by(tracking_events.c.occurred_at.desc())
+                .limit(1)
             ).scalar()
             proof = self.conn.execute(
-                select(proofs_of_delivery).where(proofs_of_delivery.c.shipment_id == s.id)
-                .order_by(proofs_of_delivery.c.delivered_at.desc()).limit(1)
+                select(proofs_of_delivery)
+                .where(proofs_of_delivery.c.shipment_id == s.id)
+                .order_by(proofs_of_delivery.c.delivered_at.desc())
+                .limit(1)
             ).first()
-            ships.append(ShipmentFacts(
-                id=s.id, carrier=s.carrier, tracking_number=s.tracking_number, status=s.status,
-                promised_from=s.promised_from, promised_to=s.promised_to, predicted_from=s.predicted_from,
-                predicted_to=s.predicted_to, delay_reason=s.delay_reason, last_scan_at=s.last_scan_at,
-                last_location=s.last_location, last_message=last, dispatched_at=s.dispatched_at,
-                delivered_at=s.delivered_at or (proof.delivered_at if proof else None),
-                proof_recipient=proof.recipient_name if proof else None,
-                has_proof_photo=bool(proof and proof.photo_path),
-            ))
+            ships.append(
+                ShipmentFacts(
+                    id=s.id,
+                    carrier=s.carrier,
+                    tracking_number=s.tracking_number,
+                    status=s.status,
+                    promised_from=s.promised_from,
+                    promised_to=s.promised_to,
+                    predicted_from=s.predicted_from,
+                    predicted_to=s.predicted_to,
+                    delay_reason=s.delay_reason,
+                    last_scan_at=s.last_scan_at,
+                    last_location=s.last_location,
+                    last_message=last,
+                    dispatched_at=s.dispatched_at,
+                    delivered_at=s.delivered_at or (proof.delivered_at if proof else None),
+                    proof_recipient=proof.recipient_name if proof else None,
+                    has_proof_photo=bool(proof and proof.photo_path),
+                )
+            )
         rets = [
-            ReturnFacts(id=r.id, status=r.status, resolution=r.resolution, refund_minor=r.refund_minor,
-                        currency=r.currency, requested_at=r.requested_at, updated_at=r.updated_at)
-            for r in self.conn.execute(select(returns).where(returns.c.order_id == order_id)
-                                       .order_by(returns.c.requested_at))
+            ReturnFacts(
+                id=r.id,
+                status=r.status,
+                resolution=r.resolution,
+                refund_minor=r.refund_minor,
+                currency=r.currency,
+                requested_at=r.requested_at,
+                updated_at=r.updated_at,
+            )
+            for r in self.conn.execute(
+                select(returns).where(returns.c.order_id == order_id).order_by(returns.c.requested_at)
+            )
         ]
-        has_invoice = self.conn.execute(
-            select(order_steps.c.step).where(order_steps.c.order_id == order_id, order_steps.c.step == "invoiced")
-        ).first() is not None
+        has_invoice = (
+            self.conn.execute(
+                select(order_steps.c.step).where(
+                    order_steps.c.order_id == order_id, order_steps.c.step == "invoiced"
+                )
+            ).first()
+            is not None
+        )
         return OrderFacts(
-            id=o.id, number=o.external_id, customer_id=o.customer_id, status=o.status, placed_at=o.placed_at,
-            email=o.email, postcode=o.ship_postcode, customer_postcode=o.customer_postcode,
-            promised_from=o.promised_from, promised_to=o.promised_to, shipments=ships, returns=rets,
+            id=o.id,
+            number=o.external_id,
+            customer_id=o.customer_id,
+            status=o.status,
+            placed_at=o.placed_at,
+            email=o.email,
+            postcode=o.ship_postcode,
+            customer_postcode=o.customer_postcode,
+            promised_from=o.promised_from,
+            promised_to=o.promised_to,
+            shipments=ships,
+            returns=rets,
             has_invoice=has_invoice,
         )
 
     def recent_orders(self, customer_id: str, *, limit: int = 5) -> list[OrderFacts]:
-        ids = self.conn.execute(
-            select(orders.c.id).where(orders.c.customer_id == customer_id).order_by(orders.c.placed_at.desc())
-            .limit(limit)
-        ).scalars().all()
+        ids = (
+            self.conn.execute(
+                select(orders.c.id)
+                .where(orders.c.customer_id == customer_id)
+                .order_by(orders.c.placed_at.desc())
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
         return [o for o in (self.get_order(i) for i in ids) if o is not None]
 
     def failed_verifications(self, *, keys: list[str], since: datetime) -> int:
         counts = [
             self.conn.execute(
-                select(func.count()).select_from(verification_attempts).where(
-                    verification_attempts.c.key == key, verification_attempts.c.is_success.is_(False),
+                select(func.count())
+                .select_from(verification_attempts)
+                .where(
+                    verification_attempts.c.key == key,
+                    verification_attempts.c.is_success.is_(False),
                     verification_attempts.c.attempted_at >= since,
                 )
             ).scalar_one()
@@ -104,13 +151,30 @@ class SqlOrderFacts:
         ]
         return max(counts, default=0)
 
-    def record_verification(self, *, conversation_id: str, keys: list[str], is_success: bool, now: datetime,
-                            prune_before: datetime) -> None:
-        self.conn.execute(delete(verification_attempts).where(verification_attempts.c.attempted_at < prune_before))
-        self.conn.execute(insert(verification_attempts), [
-            {"conversation_id": conversation_id, "key": key, "is_success": is_success, "attempted_at": now}
-            for key in keys
-        ])
+    def record_verification(
+        self,
+        *,
+        conversation_id: str,
+        keys: list[str],
+        is_success: bool,
+        now: datetime,
+        prune_before: datetime,
+    ) -> None:
+        self.conn.execute(
+            delete(verification_attempts).where(verification_attempts.c.attempted_at < prune_before)
+        )
+        self.conn.execute(
+            insert(verification_attempts),
+            [
+                {
+                    "conversation_id": conversation_id,
+                    "key": key,
+                    "is_success": is_success,
+                    "attempted_at": now,
+                }
+                for key in keys
+            ],
+        )
 
 
 def customer_for_channel(conn: Connection, *, channel: str, address: str) -> str | None:
@@ -119,10 +183,14 @@ def customer_for_channel(conn: Connection, *, channel: str, address: str) -> str
     if not kinds or not address:
         return None
     customer_id = conn.execute(
-        select(identities.c.customer_id).where(identities.c.kind.in_(kinds), identities.c.value == address).limit(1)
+        select(identities.c.customer_id)
+        .where(identities.c.kind.in_(kinds), identities.c.value == address)
+        .limit(1)
     ).scalar()
     if customer_id is None and "phone" in kinds:
-        customer_id = conn.execute(select(customers.c.id).where(customers.c.phone == address).limit(1)).scalar()
+        customer_id = conn.execute(
+            select(customers.c.id).where(customers.c.phone == address).limit(1)
+        ).scalar()
     if customer_id is None:
         return None
     # A merged profile answers for the one it was merged into.
@@ -132,7 +200,9 @@ def customer_for_channel(conn: Connection, *, channel: str, address: str) -> str
 
 def customer_for_email(conn: Connection, email: str) -> str | None:
     return conn.execute(
-        select(customers.c.id).where(or_(customers.c.email == email.lower(), customers.c.email == email)).limit(1)
+        select(customers.c.id)
+        .where(or_(customers.c.email == email.lower(), customers.c.email == email))
+        .limit(1)
     ).scalar()
 
 
@@ -157,14 +227,18 @@ class DomainActions:
     def perform(self, request: ActionRequest, *, now: datetime) -> ActionResult:
         command = self.commands.get(request.kind)
         if command is None:
-            return ActionResult(False, "I can't do this automatically yet, so a colleague will do it for you.",
-                                needs_person=True)
+            return ActionResult(
+                False,
+                "I can't do this automatically yet, so a colleague will do it for you.",
+                needs_person=True,
+            )
         from doorstep.errors import DoorstepError
 
         try:
             with self.conn.begin_nested():  # a refused command leaves the conversation's own writes intact
-                detail = command(self.conn, order_id=request.order_id, requested_by="assistant", now=now,
-                                 **request.params)
+                detail = command(
+                    self.conn, order_id=request.order_id, requested_by="assistant", now=now, **request.params
+                )
         except DoorstepError as exc:
             return ActionResult(False, exc.detail)
         return ActionResult(True, str(detail) if detail else "it's done.")

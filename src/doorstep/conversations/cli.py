@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-assistant_app = typer.Typer(help="The order assistant's understanding: classify, evaluate, train.",
-                            no_args_is_help=True)
+assistant_app = typer.Typer(
+    help="The order assistant's understanding: classify, evaluate, train.", no_args_is_help=True
+)
 console = Console(stderr=True)
 out = Console()
 
@@ -41,8 +42,9 @@ def classify() -> None:
 
 @assistant_app.command("eval")
 def evaluate(
-    file: Annotated[Path, typer.Argument(help="Labelled CSV with a header 'text,intent'.", exists=True,
-                                         dir_okay=False)],
+    file: Annotated[
+        Path, typer.Argument(help="Labelled CSV with a header 'text,intent'.", exists=True, dir_okay=False)
+    ],
 ) -> None:
     """Per-intent precision, recall and F1, in-scope accuracy and out-of-scope rates on a labelled CSV."""
     from doorstep.conversations.nlu.classifier import get_classifier, read_labelled
@@ -56,19 +58,28 @@ def evaluate(
     report = evaluate_rows(get_classifier(), rows)
     table = Table("intent", "precision", "recall", "F1", "support", title=f"{file} ({len(rows)} utterances)")
     for intent, m in report.per_intent.items():
-        table.add_row(intent, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+        table.add_row(
+            intent, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
+        )
     out.print(table)
-    out.print(f"in-scope accuracy            {report.in_scope_accuracy:.3f}  ({report.in_scope_total} utterances)")
-    out.print(f"out-of-scope refused         {report.out_of_scope_refused:.3f}  ({report.out_of_scope_total} utterances)")
+    out.print(
+        f"in-scope accuracy            {report.in_scope_accuracy:.3f}  ({report.in_scope_total} utterances)"
+    )
+    out.print(
+        f"out-of-scope refused         {report.out_of_scope_refused:.3f}  ({report.out_of_scope_total} utterances)"
+    )
     out.print(f"in-scope wrongly refused     {report.in_scope_refused:.3f}")
     out.print(f"macro F1                     {report.macro_f1:.3f}")
 
 
 @assistant_app.command("train")
 def train(
-    data: Annotated[Path | None, typer.Option(help="Training CSV (text,intent); defaults to the shipped one.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Where to write the model; defaults to the shipped artifact.")]
-    = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Training CSV (text,intent); defaults to the shipped one.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write the model; defaults to the shipped artifact.")
+    ] = None,
 ) -> None:
     """Rebuild the intent model from the training CSV and write the artifact the assistant loads."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -77,7 +88,9 @@ def train(
 
     source = data or TRAIN_CSV
     target = output or MODEL_PATH
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
         task = bar.add_task(f"reading {source}", total=3)
         rows = read_labelled(source)
         bar.update(task, advance=1, description=f"fitting on {len(rows)} utterances")
@@ -85,5 +98,7 @@ def train(
         bar.update(task, advance=1, description=f"writing {target}")
         model.save(target)
         bar.update(task, advance=1, description="done")
-    console.print(f"[green]model written[/green] to {target} ({target.stat().st_size / 1024:.0f} KiB, "
-                  f"{len(model.labels)} intents)")
+    console.print(
+        f"[green]model written[/green] to {target} ({target.stat().st_size / 1024:.0f} KiB, "
+        f"{len(model.labels)} intents)"
+    )

@@ -13,8 +13,13 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
 
 
-_STATUS = {ErrorCode.NOT_FOUND: 404, ErrorCode.FORBIDDEN: 403, ErrorCode.CONFLICT: 409, ErrorCode.INVALID: 400,
-           ErrorCode.RATE_LIMITED: 429}
+_STATUS = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.INVALID: 400,
+    ErrorCode.RATE_LIMITED: 429,
+}
 
 
 class ConversationError(DoorstepError):

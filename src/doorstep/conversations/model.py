@@ -21,8 +21,14 @@ from doorstep.conversations.ports import (
 )
 
 ORDER_INTENTS = {
-    "track_order", "delivery_eta", "reschedule_delivery", "change_delivery_address", "cancel_order",
-    "start_return", "refund_status", "invoice_request",
+    "track_order",
+    "delivery_eta",
+    "reschedule_delivery",
+    "change_delivery_address",
+    "cancel_order",
+    "start_return",
+    "refund_status",
+    "invoice_request",
 }
 MAX_FAILED_VERIFICATIONS = 5  # per order number and per channel address, in VERIFICATION_WINDOW
 VERIFICATION_WINDOW = timedelta(hours=1)
@@ -40,15 +46,25 @@ STATUS_WORDS = {
     "Expired": "no longer being tracked by the carrier",
 }
 ORDER_STEP_WORDS = {
-    "placed": "received and waiting to be prepared", "paid": "paid and waiting to be prepared",
-    "picked": "being picked in the warehouse", "packed": "packed and about to leave the warehouse",
-    "dispatched": "dispatched", "out_for_delivery": "out for delivery", "delivered": "delivered",
-    "invoiced": "delivered and invoiced", "cancelled": "cancelled", "refunded": "refunded",
+    "placed": "received and waiting to be prepared",
+    "paid": "paid and waiting to be prepared",
+    "picked": "being picked in the warehouse",
+    "packed": "packed and about to leave the warehouse",
+    "dispatched": "dispatched",
+    "out_for_delivery": "out for delivery",
+    "delivered": "delivered",
+    "invoiced": "delivered and invoiced",
+    "cancelled": "cancelled",
+    "refunded": "refunded",
 }
 RETURN_WORDS = {
-    "requested": "requested and waiting for approval", "approved": "approved", "rejected": "not accepted",
-    "label_issued": "approved: the return label has been sent", "in_transit": "on its way back to us",
-    "received": "received at our warehouse; the refund is being prepared", "refunded": "refunded",
+    "requested": "requested and waiting for approval",
+    "approved": "approved",
+    "rejected": "not accepted",
+    "label_issued": "approved: the return label has been sent",
+    "in_transit": "on its way back to us",
+    "received": "received at our warehouse; the refund is being prepared",
+    "refunded": "refunded",
     "exchange_shipped": "exchanged: the replacement has been sent",
 }
 NEGATIVE_WORDS = re.compile(
@@ -57,27 +73,70 @@ NEGATIVE_WORDS = re.compile(
     r"fuck\w*|shit\w*|crap)\b",
     re.IGNORECASE,
 )
-YES = re.compile(r"^\s*(y|yes|yeah|yep|yup|ok|okay|sure|please do|do it|go ahead|confirm(ed)?|correct|that's right|"
-                 r"yes please|sounds good|perfect)\b", re.IGNORECASE)
-NO = re.compile(r"^\s*(n|no|nope|nah|don'?t|do not|cancel that|stop|never ?mind|not now|wait)\b", re.IGNORECASE)
+YES = re.compile(
+    r"^\s*(y|yes|yeah|yep|yup|ok|okay|sure|please do|do it|go ahead|confirm(ed)?|correct|that's right|"
+    r"yes please|sounds good|perfect)\b",
+    re.IGNORECASE,
+)
+NO = re.compile(
+    r"^\s*(n|no|nope|nah|don'?t|do not|cancel that|stop|never ?mind|not now|wait)\b", re.IGNORECASE
+)
 RATING = re.compile(r"^\s*([1-5])(?:\s*(?:/|out of)\s*5)?\s*(?:stars?)?\s*[.!]?\s*$", re.IGNORECASE)
-RATING_WORDS = {"terrible": 1, "bad": 2, "poor": 2, "ok": 3, "okay": 3, "fine": 3, "good": 4, "great": 5,
-                "excellent": 5, "perfect": 5, "amazing": 5}
+RATING_WORDS = {
+    "terrible": 1,
+    "bad": 2,
+    "poor": 2,
+    "ok": 3,
+    "okay": 3,
+    "fine": 3,
+    "good": 4,
+    "great": 5,
+    "excellent": 5,
+    "perfect": 5,
+    "amazing": 5,
+}
 
 SENSITIVE_KINDS = [
     ("fraud", re.compile(r"\b(fraud|didn'?t (place|order)|not my order|scam|hacked)\b", re.I)),
-    ("not_received", re.compile(r"\b(delivered|says delivered|marked)\b.*\b(not|never|no|nothing|haven'?t)\b|"
-                                r"\b(stolen|took my (parcel|package))\b|\bnot my house\b|\bwrong (house|address)\b", re.I)),
-    ("damaged", re.compile(r"\b(damag\w*|broken|broke|smash\w*|crack\w*|crush\w*|dent\w*|scratch\w*|shatter\w*|"
-                           r"wet|ripped|torn|faulty|defective|doesn'?t work|won'?t (turn|switch) on|snapped)\b", re.I)),
-    ("missing_item", re.compile(r"\b(missing|not in the box|only (half|\d|one|two)|didn'?t get all|gone)\b", re.I)),
-    ("wrong_item", re.compile(r"\b(wrong|someone else|different|not what i ordered|isn'?t what i ordered|instead of)\b", re.I)),
+    (
+        "not_received",
+        re.compile(
+            r"\b(delivered|says delivered|marked)\b.*\b(not|never|no|nothing|haven'?t)\b|"
+            r"\b(stolen|took my (parcel|package))\b|\bnot my house\b|\bwrong (house|address)\b",
+            re.I,
+        ),
+    ),
+    (
+        "damaged",
+        re.compile(
+            r"\b(damag\w*|broken|broke|smash\w*|crack\w*|crush\w*|dent\w*|scratch\w*|shatter\w*|"
+            r"wet|ripped|torn|faulty|defective|doesn'?t work|won'?t (turn|switch) on|snapped)\b",
+            re.I,
+        ),
+    ),
+    (
+        "missing_item",
+        re.compile(r"\b(missing|not in the box|only (half|\d|one|two)|didn'?t get all|gone)\b", re.I),
+    ),
+    (
+        "wrong_item",
+        re.compile(
+            r"\b(wrong|someone else|different|not what i ordered|isn'?t what i ordered|instead of)\b", re.I
+        ),
+    ),
 ]
 REDIRECT_KINDS = [
-    ("pickup_point", re.compile(r"\b(pick ?up|collect\w*|locker|parcel ?shop|post office|collection point)\b", re.I)),
+    (
+        "pickup_point",
+        re.compile(r"\b(pick ?up|collect\w*|locker|parcel ?shop|post office|collection point)\b", re.I),
+    ),
     ("neighbour", re.compile(r"\b(neighbou?r|next door|number \d+)\b", re.I)),
-    ("safe_place", re.compile(r"\b(leave|safe ?place|porch|garage|shed|behind|back door|doormat|bin|front door|gate)\b",
-                              re.I)),
+    (
+        "safe_place",
+        re.compile(
+            r"\b(leave|safe ?place|porch|garage|shed|behind|back door|doormat|bin|front door|gate)\b", re.I
+        ),
+    ),
 ]
 EXCHANGE = re.compile(r"\b(exchange|swap|replace|different (size|colou?r)|bigger|smaller|size \d+)\b", re.I)
 RETURN_REASONS = [
@@ -175,7 +234,9 @@ class Dialogue:
         self.brand = brand
 
     # ---- entry point -------------------------------------------------------------------------------------
-    def respond(self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str = "") -> Turn:
+    def respond(
+        self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str = ""
+    ) -> Turn:
         state.turns += 1
         state.last_text = msg.text
         self._remember_entities(state, msg)
@@ -186,8 +247,13 @@ class Dialogue:
             if score is not None:
                 state.awaiting = None
                 state.is_closed = True
-                return Turn(["Thank you for your feedback. Have a good day!"], state, msg.intent,
-                            satisfaction=score, is_resolved=True)
+                return Turn(
+                    ["Thank you for your feedback. Have a good day!"],
+                    state,
+                    msg.intent,
+                    satisfaction=score,
+                    is_resolved=True,
+                )
             state.awaiting = None
         if state.awaiting == "confirm" and state.pending_action:
             if YES.search(msg.text):
@@ -198,12 +264,15 @@ class Dialogue:
             if NO.search(msg.text):
                 state.pending_action = None
                 state.awaiting = None
-                return Turn(["OK, I haven't changed anything. Anything else I can help with?"], state, msg.intent)
+                return Turn(
+                    ["OK, I haven't changed anything. Anything else I can help with?"], state, msg.intent
+                )
             state.pending_action = None
             state.awaiting = None
         if _is_strongly_negative(msg.text) and msg.intent not in ("thanks", "goodbye"):
-            return self._handoff(state, msg, "complaint" if msg.intent == "complaint" else "negative_sentiment",
-                                 urgency=2)
+            return self._handoff(
+                state, msg, "complaint" if msg.intent == "complaint" else "negative_sentiment", urgency=2
+            )
         slot_turn = self._fill_slot(state, msg, now=now, channel_address=channel_address)
         if slot_turn is not None:
             return slot_turn
@@ -212,14 +281,28 @@ class Dialogue:
     def after_action(self, state: DialogueState, action: ActionRequest, result: ActionResult) -> Turn:
         """The message after an action: what was done, or a handoff when it needs a person."""
         if result.needs_person:
-            return self._handoff(state, None, "action_failed", urgency=1, intent=_intent_of_action(action.kind),
-                                 note=f"customer confirmed: {describe_action(action)}; {result.detail}",
-                                 reply_prefix=result.detail)
+            return self._handoff(
+                state,
+                None,
+                "action_failed",
+                urgency=1,
+                intent=_intent_of_action(action.kind),
+                note=f"customer confirmed: {describe_action(action)}; {result.detail}",
+                reply_prefix=result.detail,
+            )
         if result.is_done:
-            return Turn([f"Done: {result.detail} Anything else I can help with?"], state,
-                        _intent_of_action(action.kind), facts_order_id=action.order_id)
-        return Turn([f"Sorry, I couldn't do that: {result.detail} Anything else?"], state,
-                    _intent_of_action(action.kind), facts_order_id=action.order_id)
+            return Turn(
+                [f"Done: {result.detail} Anything else I can help with?"],
+                state,
+                _intent_of_action(action.kind),
+                facts_order_id=action.order_id,
+            )
+        return Turn(
+            [f"Sorry, I couldn't do that: {result.detail} Anything else?"],
+            state,
+            _intent_of_action(action.kind),
+            facts_order_id=action.order_id,
+        )
 
     # ---- slots ---------------------------------------------------------------------------------------------
     def _remember_entities(self, state: DialogueState, msg: Message) -> None:
@@ -232,7 +315,9 @@ class Dialogue:
         if e.get("postcode"):
             state.postcode = e["postcode"]
 
-    def _fill_slot(self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str) -> Turn | None:
+    def _fill_slot(
+        self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str
+    ) -> Turn | None:
         """Answers to a question the assistant asked: the message may be just the missing piece."""
         awaiting, intent = state.awaiting, state.pending_intent
         if awaiting is None or intent is None:
@@ -242,7 +327,9 @@ class Dialogue:
         if awaiting == "order_number" and e.get("order_number"):
             state.awaiting = None
             return self._route(state, msg, intent, now=now, channel_address=channel_address)
-        if awaiting == "verification" and (e.get("email") or e.get("postcode") or _looks_like_postcode(msg.text)):
+        if awaiting == "verification" and (
+            e.get("email") or e.get("postcode") or _looks_like_postcode(msg.text)
+        ):
             if not e.get("email") and not e.get("postcode"):
                 state.postcode = msg.text.strip()
             state.awaiting = None
@@ -252,8 +339,15 @@ class Dialogue:
             return self._route(state, msg, intent, now=now, channel_address=channel_address)
         if awaiting == "address" and not substantive:
             state.awaiting = None
-            return self._confirm(state, ActionRequest("redirect", state.order_id or "", state.order_number or "",
-                                                      {"kind": "address", "address": msg.text.strip()}))
+            return self._confirm(
+                state,
+                ActionRequest(
+                    "redirect",
+                    state.order_id or "",
+                    state.order_number or "",
+                    {"kind": "address", "address": msg.text.strip()},
+                ),
+            )
         if substantive and msg.intent != intent:
             state.awaiting = None  # the customer moved on; route the new request
             state.pending_intent = None
@@ -264,13 +358,22 @@ class Dialogue:
         return self._route(state, msg, intent, now=now, channel_address=channel_address)
 
     # ---- routing -------------------------------------------------------------------------------------------
-    def _route(self, state: DialogueState, msg: Message, intent: str, *, now: datetime, channel_address: str) -> Turn:
+    def _route(
+        self, state: DialogueState, msg: Message, intent: str, *, now: datetime, channel_address: str
+    ) -> Turn:
         if intent == "out_of_scope":
             state.low_confidence_streak += 1
             if state.low_confidence_streak >= LOW_CONFIDENCE_TURNS_BEFORE_HANDOFF:
                 return self._handoff(state, msg, "low_confidence", urgency=1)
-            return Turn(["Sorry, I can't help with that here. " + HELP_LINE +
-                         " Or I can pass you to a person: just say \"agent\"."], state, intent)
+            return Turn(
+                [
+                    "Sorry, I can't help with that here. "
+                    + HELP_LINE
+                    + ' Or I can pass you to a person: just say "agent".'
+                ],
+                state,
+                intent,
+            )
         state.low_confidence_streak = 0
         if intent not in ("greeting", "thanks", "goodbye") and state.contact_reason is None:
             state.contact_reason = intent
@@ -282,8 +385,11 @@ class Dialogue:
             if not state.asked_satisfaction:
                 state.asked_satisfaction = True
                 state.awaiting = "satisfaction"
-                return Turn(["Before you go: how happy are you with this chat, from 1 (not at all) to 5 (very)?"],
-                            state, intent)
+                return Turn(
+                    ["Before you go: how happy are you with this chat, from 1 (not at all) to 5 (very)?"],
+                    state,
+                    intent,
+                )
             state.is_closed = True
             return Turn(["Goodbye, and thanks for contacting us!"], state, intent, is_resolved=True)
         if intent == "talk_to_human":
@@ -298,11 +404,14 @@ class Dialogue:
             return self._order_intent(state, msg, intent, now=now, channel_address=channel_address)
         return Turn(["Sorry, I can't help with that here. " + HELP_LINE], state, intent)
 
-    def _order_intent(self, state: DialogueState, msg: Message, intent: str, *, now: datetime,
-                      channel_address: str) -> Turn:
+    def _order_intent(
+        self, state: DialogueState, msg: Message, intent: str, *, now: datetime, channel_address: str
+    ) -> Turn:
         order = self._order_under_discussion(state)
         if order is None and state.order_number is None:
-            candidates = self.facts.recent_orders(state.verified_customer_id) if state.verified_customer_id else []
+            candidates = (
+                self.facts.recent_orders(state.verified_customer_id) if state.verified_customer_id else []
+            )
             if len(candidates) == 1:
                 order = candidates[0]
                 state.order_id, state.order_number = order.id, order.number
@@ -338,14 +447,25 @@ class Dialogue:
             return order
         return None
 
-    def _verify(self, state: DialogueState, order: OrderFacts | None, *, now: datetime,
-                channel_address: str) -> Turn | tuple[OrderFacts, VerificationAttempt]:
-        keys = [f"order:{(state.order_number or '').upper()}"] + ([f"address:{channel_address}"] if channel_address else [])
-        if self.facts.failed_verifications(keys=keys, since=now - VERIFICATION_WINDOW) >= MAX_FAILED_VERIFICATIONS:
+    def _verify(
+        self, state: DialogueState, order: OrderFacts | None, *, now: datetime, channel_address: str
+    ) -> Turn | tuple[OrderFacts, VerificationAttempt]:
+        keys = [f"order:{(state.order_number or '').upper()}"] + (
+            [f"address:{channel_address}"] if channel_address else []
+        )
+        if (
+            self.facts.failed_verifications(keys=keys, since=now - VERIFICATION_WINDOW)
+            >= MAX_FAILED_VERIFICATIONS
+        ):
             state.awaiting = None
-            return self._handoff(state, None, "verification_locked", urgency=1,
-                                 reply_prefix="There have been too many attempts to check these details, so I've "
-                                              "paused checks for an hour.")
+            return self._handoff(
+                state,
+                None,
+                "verification_locked",
+                urgency=1,
+                reply_prefix="There have been too many attempts to check these details, so I've "
+                "paused checks for an hour.",
+            )
         if not state.email and not state.postcode:
             state.awaiting = "verification"
             return Turn([_ask("verification")], state, state.pending_intent or "")
@@ -353,9 +473,15 @@ class Dialogue:
         if not matches:
             state.email = state.postcode = None
             state.awaiting = "verification"
-            return Turn(["Sorry, those details don't match an order with that number. Please check the order "
-                         "number and the email address or postcode you used when ordering."],
-                        state, state.pending_intent or "", verification=VerificationAttempt(keys, is_success=False))
+            return Turn(
+                [
+                    "Sorry, those details don't match an order with that number. Please check the order "
+                    "number and the email address or postcode you used when ordering."
+                ],
+                state,
+                state.pending_intent or "",
+                verification=VerificationAttempt(keys, is_success=False),
+            )
         assert order is not None
         state.verified_customer_id = order.customer_id
         state.customer_id = order.customer_id
@@ -365,57 +491,109 @@ class Dialogue:
         return order, VerificationAttempt(keys, is_success=True)
 
     # ---- answers from live data ----------------------------------------------------------------------------
-    def _answer(self, state: DialogueState, msg: Message, intent: str, order: OrderFacts, *, now: datetime) -> Turn:
+    def _answer(
+        self, state: DialogueState, msg: Message, intent: str, order: OrderFacts, *, now: datetime
+    ) -> Turn:
         state.pending_intent = None
         state.order_id, state.order_number = order.id, order.number
         if intent in ("track_order", "delivery_eta"):
-            return Turn([describe_order(order, now=now) + " Anything else I can help with?"], state, intent,
-                        facts_order_id=order.id)
+            return Turn(
+                [describe_order(order, now=now) + " Anything else I can help with?"],
+                state,
+                intent,
+                facts_order_id=order.id,
+            )
         if intent == "refund_status":
             return Turn([describe_returns(order)], state, intent, facts_order_id=order.id)
         if intent == "cancel_order":
             if order.status == "cancelled":
-                return Turn([f"Order {order.number} is already cancelled."], state, intent, facts_order_id=order.id)
+                return Turn(
+                    [f"Order {order.number} is already cancelled."], state, intent, facts_order_id=order.id
+                )
             if order.is_dispatched:
-                return Turn([f"Order {order.number} has already left our warehouse, so it can't be cancelled now. "
-                             "Once it arrives you can send it back for a refund: just ask me to start a return."],
-                            state, intent, facts_order_id=order.id)
-            return self._confirm(state, ActionRequest("cancel", order.id, order.number),
-                                 f"Shall I cancel order {order.number}? Please answer yes or no.")
+                return Turn(
+                    [
+                        f"Order {order.number} has already left our warehouse, so it can't be cancelled now. "
+                        "Once it arrives you can send it back for a refund: just ask me to start a return."
+                    ],
+                    state,
+                    intent,
+                    facts_order_id=order.id,
+                )
+            return self._confirm(
+                state,
+                ActionRequest("cancel", order.id, order.number),
+                f"Shall I cancel order {order.number}? Please answer yes or no.",
+            )
         if intent == "start_return":
             if not order.is_delivered:
-                return Turn([f"Order {order.number} hasn't been delivered yet. Once it arrives you can start a "
-                             "return here."], state, intent, facts_order_id=order.id)
+                return Turn(
+                    [
+                        f"Order {order.number} hasn't been delivered yet. Once it arrives you can start a "
+                        "return here."
+                    ],
+                    state,
+                    intent,
+                    facts_order_id=order.id,
+                )
             resolution = "exchange" if EXCHANGE.search(msg.text) else "refund"
             reason = next((code for code, rx in RETURN_REASONS if rx.search(msg.text)), "other")
-            request = ActionRequest("start_return", order.id, order.number,
-                                    {"resolution": resolution, "reason_code": reason, "note": msg.text[:300]})
+            request = ActionRequest(
+                "start_return",
+                order.id,
+                order.number,
+                {"resolution": resolution, "reason_code": reason, "note": msg.text[:300]},
+            )
             return self._confirm(state, request)
         if intent == "invoice_request":
-            return self._confirm(state, ActionRequest("resend_invoice", order.id, order.number,
-                                                      {"email": order.email}))
+            return self._confirm(
+                state, ActionRequest("resend_invoice", order.id, order.number, {"email": order.email})
+            )
         if intent == "reschedule_delivery":
             if order.is_delivered:
-                return Turn([f"Order {order.number} has already been delivered."], state, intent,
-                            facts_order_id=order.id)
+                return Turn(
+                    [f"Order {order.number} has already been delivered."],
+                    state,
+                    intent,
+                    facts_order_id=order.id,
+                )
             when = msg.entities if msg.entities.get("date") else None
             if when is None:
                 state.awaiting, state.pending_intent = "date", intent
                 return Turn([_ask("date")], state, intent, facts_order_id=order.id)
-            params = {"date": when["date"], "window_from": when["window_from"], "window_to": when["window_to"],
-                      "part_of_day": when.get("part_of_day")}
+            params = {
+                "date": when["date"],
+                "window_from": when["window_from"],
+                "window_to": when["window_to"],
+                "part_of_day": when.get("part_of_day"),
+            }
             return self._confirm(state, ActionRequest("reschedule", order.id, order.number, params))
         if intent == "change_delivery_address":
             if order.is_delivered:
-                return Turn([f"Order {order.number} has already been delivered."], state, intent,
-                            facts_order_id=order.id)
+                return Turn(
+                    [f"Order {order.number} has already been delivered."],
+                    state,
+                    intent,
+                    facts_order_id=order.id,
+                )
             kind = next((k for k, rx in REDIRECT_KINDS if rx.search(msg.text)), None)
             if kind is None:
                 state.awaiting, state.pending_intent = "address", intent
-                return Turn(["What's the new delivery address? Please write it in one message (street, town, "
-                             "postcode)."], state, intent, facts_order_id=order.id)
-            return self._confirm(state, ActionRequest("redirect", order.id, order.number,
-                                                      {"kind": kind, "instructions": msg.text[:300]}))
+                return Turn(
+                    [
+                        "What's the new delivery address? Please write it in one message (street, town, "
+                        "postcode)."
+                    ],
+                    state,
+                    intent,
+                    facts_order_id=order.id,
+                )
+            return self._confirm(
+                state,
+                ActionRequest(
+                    "redirect", order.id, order.number, {"kind": kind, "instructions": msg.text[:300]}
+                ),
+            )
         return Turn(["Sorry, I can't help with that here. " + HELP_LINE], state, intent)
 
     def _confirm(self, state: DialogueState, request: ActionRequest, question: str | None = None) -> Turn:
@@ -425,18 +603,32 @@ class Dialogue:
         return Turn([text], state, _intent_of_action(request.kind), facts_order_id=request.order_id or None)
 
     # ---- handoff -------------------------------------------------------------------------------------------
-    def _handoff(self, state: DialogueState, msg: Message | None, reason: str, *, urgency: int,
-                 intent: str | None = None, note: str | None = None, reply_prefix: str | None = None) -> Turn:
+    def _handoff(
+        self,
+        state: DialogueState,
+        msg: Message | None,
+        reason: str,
+        *,
+        urgency: int,
+        intent: str | None = None,
+        note: str | None = None,
+        reply_prefix: str | None = None,
+    ) -> Turn:
         state.is_handed_off = True
         state.awaiting = None
         intent = intent or (msg.intent if msg else state.pending_intent or "talk_to_human")
         if state.contact_reason is None and intent not in ("greeting", "thanks", "goodbye", "out_of_scope"):
             state.contact_reason = intent
         summary = summarise(state, reason=reason, intent=intent, note=note)
-        lead = "I'm sorry about this. " if reason in ("complaint", "negative_sentiment") or reason.startswith(
-            "sensitive") else ""
-        text = (f"{reply_prefix + ' ' if reply_prefix else ''}{lead}I'm passing you to a colleague who will reply "
-                "here; they can see our conversation, so you won't need to repeat yourself.")
+        lead = (
+            "I'm sorry about this. "
+            if reason in ("complaint", "negative_sentiment") or reason.startswith("sensitive")
+            else ""
+        )
+        text = (
+            f"{reply_prefix + ' ' if reply_prefix else ''}{lead}I'm passing you to a colleague who will reply "
+            "here; they can see our conversation, so you won't need to repeat yourself."
+        )
         return Turn([text], state, intent, handoff=Handoff(reason, summary, urgency))
 
 
@@ -460,7 +652,9 @@ def _is_strongly_negative(text: str) -> bool:
 
 
 def _looks_like_postcode(text: str) -> bool:
-    return bool(re.fullmatch(r"\s*[A-Za-z0-9][A-Za-z0-9 -]{2,8}[A-Za-z0-9]\s*", text)) and any(c.isdigit() for c in text)
+    return bool(re.fullmatch(r"\s*[A-Za-z0-9][A-Za-z0-9 -]{2,8}[A-Za-z0-9]\s*", text)) and any(
+        c.isdigit() for c in text
+    )
 
 
 def _matches(order: OrderFacts, *, email: str | None, postcode: str | None) -> bool:
@@ -476,14 +670,19 @@ def _ask(slot: str) -> str:
     return {
         "order_number": "Sure. What's your order number? You'll find it in your order confirmation.",
         "verification": "To keep your details safe, please tell me the email address or the delivery postcode "
-                        "on the order.",
-        "date": "Which day suits you? For example \"Friday morning\" or \"next Tuesday afternoon\".",
+        "on the order.",
+        "date": 'Which day suits you? For example "Friday morning" or "next Tuesday afternoon".',
     }[slot]
 
 
 def _intent_of_action(kind: str) -> str:
-    return {"reschedule": "reschedule_delivery", "redirect": "change_delivery_address", "start_return": "start_return",
-            "cancel": "cancel_order", "resend_invoice": "invoice_request"}.get(kind, kind)
+    return {
+        "reschedule": "reschedule_delivery",
+        "redirect": "change_delivery_address",
+        "start_return": "start_return",
+        "cancel": "cancel_order",
+        "resend_invoice": "invoice_request",
+    }.get(kind, kind)
 
 
 def fmt_day(at: datetime) -> str:
@@ -509,9 +708,12 @@ def describe_action(request: ActionRequest) -> str:
         kind = p.get("kind")
         if kind == "address":
             return f"deliver order {request.order_number} to {p.get('address')}"
-        where = {"pickup_point": "a pickup point near you", "neighbour": "a neighbour",
-                 "safe_place": "a safe place"}.get(str(kind), str(kind))
-        extra = f" (your note: \"{p['instructions']}\")" if p.get("instructions") else ""
+        where = {
+            "pickup_point": "a pickup point near you",
+            "neighbour": "a neighbour",
+            "safe_place": "a safe place",
+        }.get(str(kind), str(kind))
+        extra = f' (your note: "{p["instructions"]}")' if p.get("instructions") else ""
         return f"ask the carrier to deliver order {request.order_number} to {where}{extra}"
     if request.kind == "start_return":
         what = "an exchange" if p.get("resolution") == "exchange" else "a return for a refund"
@@ -546,7 +748,9 @@ def describe_order(order: OrderFacts, *, now: datetime) -> str:
             text += f" We promised delivery {fmt_window(order.promised_from, order.promised_to)}."
         return text
     words = STATUS_WORDS.get(shipment.status, shipment.status)
-    parts = [f"Order {order.number} is {words} with {shipment.carrier.upper()} (tracking {shipment.tracking_number})."]
+    parts = [
+        f"Order {order.number} is {words} with {shipment.carrier.upper()} (tracking {shipment.tracking_number})."
+    ]
     if shipment.status == "Delivered":
         when = shipment.delivered_at
         if when:
@@ -565,9 +769,11 @@ def describe_order(order: OrderFacts, *, now: datetime) -> str:
         is_late = promised_to is not None and (shipment.predicted_to or shipment.predicted_from) > promised_to
         if is_late:
             reason = f" ({shipment.delay_reason})" if shipment.delay_reason else ""
-            parts.append(f"It's running late{reason}: we now expect it "
-                         f"{fmt_window(shipment.predicted_from, shipment.predicted_to)} instead of "
-                         f"{fmt_window(promised_from, promised_to)}.")
+            parts.append(
+                f"It's running late{reason}: we now expect it "
+                f"{fmt_window(shipment.predicted_from, shipment.predicted_to)} instead of "
+                f"{fmt_window(promised_from, promised_to)}."
+            )
         else:
             parts.append(f"We expect it {fmt_window(shipment.predicted_from, shipment.predicted_to)}.")
     elif promised_from:
@@ -579,15 +785,21 @@ def describe_order(order: OrderFacts, *, now: datetime) -> str:
 
 def describe_returns(order: OrderFacts) -> str:
     if not order.returns:
-        return (f"I can't see a return for order {order.number} yet. If you'd like to send something back, "
-                "just ask me to start a return.")
+        return (
+            f"I can't see a return for order {order.number} yet. If you'd like to send something back, "
+            "just ask me to start a return."
+        )
     lines = []
     for r in order.returns:
         words = RETURN_WORDS.get(r.status, r.status)
-        text = f"Your {r.resolution} for order {order.number} (requested {fmt_day(r.requested_at)}) is {words}"
+        text = (
+            f"Your {r.resolution} for order {order.number} (requested {fmt_day(r.requested_at)}) is {words}"
+        )
         if r.status == "refunded" and r.refund_minor is not None:
-            text += f": {r.refund_minor / 100:.2f} {r.currency or ''} was refunded on {fmt_day(r.updated_at)}; " \
-                    "banks usually show it within 3 to 5 working days"
+            text += (
+                f": {r.refund_minor / 100:.2f} {r.currency or ''} was refunded on {fmt_day(r.updated_at)}; "
+                "banks usually show it within 3 to 5 working days"
+            )
         elif r.status in ("received",):
             text += f" (since {fmt_day(r.updated_at)})"
         lines.append(text + ".")
@@ -607,27 +819,33 @@ def summarise(state: DialogueState, *, reason: str, intent: str, note: str | Non
     if note:
         bits.append(note[0].upper() + note[1:] + ".")
     if state.last_text:
-        bits.append(f"Last message: \"{state.last_text[:200]}\"")
+        bits.append(f'Last message: "{state.last_text[:200]}"')
     return " ".join(bits)
 
 
 SUGGESTIONS = {
     "damaged": "I'm so sorry your order arrived damaged. Could you send a photo of the item and the box? As soon as "
-               "I have it I'll arrange a replacement or a full refund, whichever you prefer.",
+    "I have it I'll arrange a replacement or a full refund, whichever you prefer.",
     "missing_item": "I'm sorry an item is missing. I've checked with the warehouse and will send the missing item "
-                    "now; you don't need to return anything.",
+    "now; you don't need to return anything.",
     "wrong_item": "Sorry for the mix-up. We'll send the right item today and a free return label for the wrong one.",
     "not_received": "I'm sorry you haven't got your parcel although it shows as delivered. I've opened an "
-                    "investigation with the carrier; could you check with neighbours and any safe place meanwhile?",
+    "investigation with the carrier; could you check with neighbours and any safe place meanwhile?",
     "fraud": "Thank you for telling us. I've put the order on hold and passed it to our payments team; they will "
-             "contact you within one working day.",
+    "contact you within one working day.",
     "complaint": "I'm sorry about your experience; thank you for telling us. I'd like to put this right: ",
     "talk_to_human": "Hi, I'm here to help. What can I do for you?",
 }
 
 
-def suggested_replies(*, intent: str | None, problem_kind: str | None, handoff_reason: str | None,
-                      order: OrderFacts | None, now: datetime) -> list[str]:
+def suggested_replies(
+    *,
+    intent: str | None,
+    problem_kind: str | None,
+    handoff_reason: str | None,
+    order: OrderFacts | None,
+    now: datetime,
+) -> list[str]:
     """Answers an agent can send as they are or edit: from the intent and the order's live data."""
     out: list[str] = []
     if problem_kind and problem_kind in SUGGESTIONS:
@@ -635,18 +853,29 @@ def suggested_replies(*, intent: str | None, problem_kind: str | None, handoff_r
     if handoff_reason in ("complaint", "negative_sentiment"):
         out.append(SUGGESTIONS["complaint"])
     if order is not None:
-        if intent in ("track_order", "delivery_eta", "reschedule_delivery", "change_delivery_address", None,
-                      "talk_to_human", "complaint", "report_problem"):
+        if intent in (
+            "track_order",
+            "delivery_eta",
+            "reschedule_delivery",
+            "change_delivery_address",
+            None,
+            "talk_to_human",
+            "complaint",
+            "report_problem",
+        ):
             out.append(describe_order(order, now=now))
         if intent in ("refund_status", "start_return") or order.returns:
             out.append(describe_returns(order))
         if intent == "invoice_request":
             out.append(f"I've just sent the invoice for order {order.number} to your email address.")
         if intent == "cancel_order":
-            out.append(f"I've cancelled order {order.number}; the refund goes back to your original payment "
-                       "method within 3 to 5 working days." if not order.is_dispatched else
-                       f"Order {order.number} has already left our warehouse; once it arrives you can return it "
-                       "for free.")
+            out.append(
+                f"I've cancelled order {order.number}; the refund goes back to your original payment "
+                "method within 3 to 5 working days."
+                if not order.is_dispatched
+                else f"Order {order.number} has already left our warehouse; once it arrives you can return it "
+                "for free."
+            )
     if not out:
         out.append(SUGGESTIONS["talk_to_human"])
     return out

@@ -15,7 +15,9 @@ class ShipmentFacts:
     id: str
     carrier: str
     tracking_number: str
-    status: str  # normalised: Pending | InfoReceived | InTransit | OutForDelivery | AttemptFail | Delivered | ...
+    status: (
+        str  # normalised: Pending | InfoReceived | InTransit | OutForDelivery | AttemptFail | Delivered | ...
+    )
     promised_from: datetime | None = None
     promised_to: datetime | None = None
     predicted_from: datetime | None = None
@@ -59,8 +61,9 @@ class OrderFacts:
 
     @property
     def is_dispatched(self) -> bool:
-        return self.status in DISPATCHED_STEPS or any(s.dispatched_at or s.status not in ("Pending", "InfoReceived")
-                                                       for s in self.shipments)
+        return self.status in DISPATCHED_STEPS or any(
+            s.dispatched_at or s.status not in ("Pending", "InfoReceived") for s in self.shipments
+        )
 
     @property
     def is_delivered(self) -> bool:
@@ -90,12 +93,21 @@ class ActionRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "order_id": self.order_id, "order_number": self.order_number, "params": self.params}
+        return {
+            "kind": self.kind,
+            "order_id": self.order_id,
+            "order_number": self.order_number,
+            "params": self.params,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActionRequest:
-        return cls(kind=data["kind"], order_id=data["order_id"], order_number=data["order_number"],
-                   params=dict(data.get("params") or {}))
+        return cls(
+            kind=data["kind"],
+            order_id=data["order_id"],
+            order_number=data["order_number"],
+            params=dict(data.get("params") or {}),
+        )
 
 
 @dataclass(frozen=True)

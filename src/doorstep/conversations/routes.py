@@ -40,7 +40,9 @@ def _check_token(ctx: CtxDep, session_id: str, token: str | None) -> None:
     try:
         subject = verify(ctx.settings.secret_key, CHAT_PURPOSE, token, max_age_s=CHAT_TOKEN_TTL_S)
     except BadLink:
-        raise ConversationError("this chat session has expired: start a new one", code=ErrorCode.FORBIDDEN) from None
+        raise ConversationError(
+            "this chat session has expired: start a new one", code=ErrorCode.FORBIDDEN
+        ) from None
     if subject != session_id:
         raise ConversationError("the token does not belong to this chat session", code=ErrorCode.FORBIDDEN)
 
@@ -54,7 +56,9 @@ def _messages(ctx: CtxDep, session_id: str, after: str | None) -> tuple[str, lis
         if after:
             stmt = stmt.where(messages.c.id > after)  # ids are time-ordered (uuid7)
         rows = conn.execute(stmt.order_by(messages.c.created_at, messages.c.id)).all()
-    return conv.status, [ChatMessageRead(id=r.id, author=r.author, body=r.body, created_at=r.created_at) for r in rows]
+    return conv.status, [
+        ChatMessageRead(id=r.id, author=r.author, body=r.body, created_at=r.created_at) for r in rows
+    ]
 
 
 @router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=ChatSessionRead)
@@ -72,24 +76,46 @@ def create_session(body: ChatSessionCreate, ctx: CtxDep) -> ChatSessionRead:
         session_id = open_chat_session(uow, now=now, brand=ctx.settings.brand_name, verified_order=order)
         uow.commit()
     state, items = _messages(ctx, session_id, None)
-    return ChatSessionRead(id=session_id, token=sign(ctx.settings.secret_key, CHAT_PURPOSE, session_id),
-                           status=state, messages=items)
+    return ChatSessionRead(
+        id=session_id,
+        token=sign(ctx.settings.secret_key, CHAT_PURPOSE, session_id),
+        status=state,
+        messages=items,
+    )
 
 
-@router.post("/sessions/{session_id}/messages", status_code=status.HTTP_202_ACCEPTED,
-             response_model=ChatMessageAccepted)
-def post_message(session_id: str, body: ChatMessageCreate, ctx: CtxDep,
-                 x_chat_token: Annotated[str | None, Header()] = None) -> ChatMessageAccepted:
+@router.post(
+    "/sessions/{session_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ChatMessageAccepted,
+)
+def post_message(
+    session_id: str,
+    body: ChatMessageCreate,
+    ctx: CtxDep,
+    x_chat_token: Annotated[str | None, Header()] = None,
+) -> ChatMessageAccepted:
     """Accepts a customer message; the assistant's reply appears in GET .../messages shortly after."""
     _check_token(ctx, session_id, x_chat_token)
     client_id = body.client_id if body.client_id and CLIENT_ID.match(body.client_id) else new_id()
     provider_id = f"{session_id}:{client_id}"
     now = ctx.clock.now()
     entry = LogEntry(
-        source="inbound_message", message_id=f"{WEB_CHAT}:{provider_id}", type="message", name=None,
-        partition_key=f"{WEB_CHAT}:{session_id}", occurred_at=now,
-        payload={"channel": WEB_CHAT, "from": session_id, "to": "web", "text": body.text,
-                 "provider_message_id": provider_id, "sent_at": now.isoformat(), "raw": {}},
+        source="inbound_message",
+        message_id=f"{WEB_CHAT}:{provider_id}",
+        type="message",
+        name=None,
+        partition_key=f"{WEB_CHAT}:{session_id}",
+        occurred_at=now,
+        payload={
+            "channel": WEB_CHAT,
+            "from": session_id,
+            "to": "web",
+            "text": body.text,
+            "provider_message_id": provider_id,
+            "sent_at": now.isoformat(),
+            "raw": {},
+        },
     )
     with ctx.engine.begin() as conn:
         if conn.execute(select(conversations.c.id).where(conversations.c.id == session_id)).first() is None:
@@ -102,8 +128,12 @@ def post_message(session_id: str, body: ChatMessageCreate, ctx: CtxDep,
 
 
 @router.get("/sessions/{session_id}/messages", response_model=ChatMessagePage)
-def list_messages(session_id: str, ctx: CtxDep, x_chat_token: Annotated[str | None, Header()] = None,
-                  after: Annotated[str | None, Query(max_length=36)] = None) -> ChatMessagePage:
+def list_messages(
+    session_id: str,
+    ctx: CtxDep,
+    x_chat_token: Annotated[str | None, Header()] = None,
+    after: Annotated[str | None, Query(max_length=36)] = None,
+) -> ChatMessagePage:
     """The conversation so far (or only messages after the id `after`): poll every second or two."""
     _check_token(ctx, session_id, x_chat_token)
     state, items = _messages(ctx, session_id, after)

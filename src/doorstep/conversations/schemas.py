@@ -8,13 +8,16 @@ MAX_CHAT_TEXT = 2000  # longer messages are cut off by the widget too
 
 
 class ChatSessionCreate(BaseModel):
-    tracking_token: str | None = Field(default=None, description="The signed token of a tracking link: verifies "
-                                                                 "the customer for that order.")
+    tracking_token: str | None = Field(
+        default=None, description="The signed token of a tracking link: verifies the customer for that order."
+    )
 
 
 class ChatMessageCreate(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_CHAT_TEXT)
-    client_id: str | None = Field(default=None, max_length=64, description="Makes a resent message idempotent.")
+    client_id: str | None = Field(
+        default=None, max_length=64, description="Makes a resent message idempotent."
+    )
 
 
 class ChatMessageRead(BaseModel):

@@ -21,7 +21,9 @@ def start(ctx: AppContext) -> None:
         try:
             get_classifier()
         except Exception:
-            log.exception("the assistant's intent model failed to load; `doorstep assistant train` rebuilds it")
+            log.exception(
+                "the assistant's intent model failed to load; `doorstep assistant train` rebuilds it"
+            )
 
     threading.Thread(target=warm, name="assistant-model", daemon=True).start()
     return None

@@ -24,9 +24,21 @@ TEST_CSV = DATA_DIR / "test.csv"
 MODEL_PATH = HERE / "model.joblib"
 
 INTENTS = (
-    "track_order", "delivery_eta", "reschedule_delivery", "change_delivery_address", "cancel_order",
-    "start_return", "refund_status", "report_problem", "invoice_request", "talk_to_human", "complaint",
-    "greeting", "thanks", "goodbye", "out_of_scope",
+    "track_order",
+    "delivery_eta",
+    "reschedule_delivery",
+    "change_delivery_address",
+    "cancel_order",
+    "start_return",
+    "refund_status",
+    "report_problem",
+    "invoice_request",
+    "talk_to_human",
+    "complaint",
+    "greeting",
+    "thanks",
+    "goodbye",
+    "out_of_scope",
 )
 OUT_OF_SCOPE = "out_of_scope"
 # Below this probability the best intent is not trusted (chosen on the training set's cross-validation; see
@@ -88,7 +100,9 @@ class IntentClassifier:
     def train(cls, rows: list[tuple[str, str]], *, floor: float = CONFIDENCE_FLOOR) -> IntentClassifier:
         unknown = {intent for _, intent in rows} - set(INTENTS)
         if unknown:
-            raise ValueError(f"unknown intents in training data: {sorted(unknown)}; known: {', '.join(INTENTS)}")
+            raise ValueError(
+                f"unknown intents in training data: {sorted(unknown)}; known: {', '.join(INTENTS)}"
+            )
         pipeline = build_pipeline()
         pipeline.fit([normalise(t) for t, _ in rows], [i for _, i in rows])
         return cls(pipeline, floor=floor)
@@ -114,8 +128,9 @@ class IntentClassifier:
         import joblib
         import sklearn
 
-        joblib.dump({"sklearn": sklearn.__version__, "pipeline": self.pipeline, "floor": self.floor}, path,
-                    compress=3)
+        joblib.dump(
+            {"sklearn": sklearn.__version__, "pipeline": self.pipeline, "floor": self.floor}, path, compress=3
+        )
 
 
 def train_default() -> IntentClassifier:
@@ -165,10 +180,17 @@ class Understanding:
     is_low_confidence: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"text": self.text, "intent": self.intent, "confidence": self.confidence, "entities": self.entities}
+        return {
+            "text": self.text,
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "entities": self.entities,
+        }
 
 
-def understand(text: str, *, now: datetime, rules: Any = None, classifier: IntentClassifier | None = None) -> Understanding:
+def understand(
+    text: str, *, now: datetime, rules: Any = None, classifier: IntentClassifier | None = None
+) -> Understanding:
     """Intent and entities of one utterance."""
     from doorstep.conversations.nlu.entities import extract
 

@@ -22,17 +22,50 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # A phone number is written with a leading + or 00, or as a national number starting with 0 (10+ digits).
 PHONE_CANDIDATE = re.compile(r"(?:\+|00)\d[\d ()-]{7,17}\d|\b0\d[\d -]{8,13}\d\b")
 UK_POSTCODE = re.compile(r"\b([A-Z]{1,2}\d[A-Z\d]?) ?(\d[A-Z]{2})\b", re.IGNORECASE)
-KEYED_POSTCODE = re.compile(r"\b(?:post ?code|zip(?: ?code)?|plz)\s*(?:is|:)?\s*([A-Z0-9][A-Z0-9 -]{2,9}[A-Z0-9])\b",
-                            re.IGNORECASE)
+KEYED_POSTCODE = re.compile(
+    r"\b(?:post ?code|zip(?: ?code)?|plz)\s*(?:is|:)?\s*([A-Z0-9][A-Z0-9 -]{2,9}[A-Z0-9])\b", re.IGNORECASE
+)
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-WEEKDAY_SHORT = {"mon": 0, "tue": 1, "tues": 1, "wed": 2, "thu": 3, "thur": 3, "thurs": 3, "fri": 4, "sat": 5, "sun": 6}
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december"]
-MONTH_INDEX = {m: i + 1 for i, m in enumerate(MONTHS)} | {m[:3]: i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
+WEEKDAY_SHORT = {
+    "mon": 0,
+    "tue": 1,
+    "tues": 1,
+    "wed": 2,
+    "thu": 3,
+    "thur": 3,
+    "thurs": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+}
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+MONTH_INDEX = (
+    {m: i + 1 for i, m in enumerate(MONTHS)} | {m[:3]: i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
+)
 # Parts of the day as local delivery windows (start hour, end hour).
-PARTS_OF_DAY = {"morning": (8, 12), "afternoon": (12, 17), "evening": (17, 21), "midday": (11, 14),
-                "lunchtime": (11, 14), "noon": (11, 14), "night": (18, 22)}
+PARTS_OF_DAY = {
+    "morning": (8, 12),
+    "afternoon": (12, 17),
+    "evening": (17, 21),
+    "midday": (11, 14),
+    "lunchtime": (11, 14),
+    "noon": (11, 14),
+    "night": (18, 22),
+}
 
 _DAY_WORD = r"(?:mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)(?:day|nesday|urday|sday)?"
 RELATIVE = re.compile(r"\b(today|tonight|tomorrow|tmrw|tmr|day after tomorrow)\b", re.IGNORECASE)
@@ -46,8 +79,10 @@ IN_DAYS = re.compile(r"\bin\s+(\d{1,2}|a|one|two|three|four|five)\s+(day|days|we
 NEXT_WEEK = re.compile(r"\bnext week\b", re.IGNORECASE)
 WEEKEND = re.compile(r"\b(?:this|next|the)?\s*weekend\b", re.IGNORECASE)
 PART_RE = re.compile(r"\b(morning|afternoon|evening|midday|lunchtime|noon|night|tonight)\b", re.IGNORECASE)
-CLOCK_RE = re.compile(r"\b(?:at|after|before|from|around|by)?\s*(\d{1,2})(?::(\d{2}))?\s*(am|pm)\b|\b(\d{1,2}):(\d{2})\b",
-                      re.IGNORECASE)
+CLOCK_RE = re.compile(
+    r"\b(?:at|after|before|from|around|by)?\s*(\d{1,2})(?::(\d{2}))?\s*(am|pm)\b|\b(\d{1,2}):(\d{2})\b",
+    re.IGNORECASE,
+)
 SMALL_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 
 
@@ -72,7 +107,9 @@ def _order_regexes(rules: EntityRules) -> list[re.Pattern[str]]:
     return _COMPILED[key]
 
 
-def extract(text: str, *, now: datetime, rules: EntityRules | None = None, tz: tzinfo = UTC) -> dict[str, Any]:
+def extract(
+    text: str, *, now: datetime, rules: EntityRules | None = None, tz: tzinfo = UTC
+) -> dict[str, Any]:
     """All entities found in `text`; dates resolve against `now` in the customer's time zone `tz`."""
     rules = rules or EntityRules()
     found: dict[str, Any] = {}
