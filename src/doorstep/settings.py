@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     aftership_webhook_secret: str = ""
     karrio_webhook_secret: str = ""
     tracking_webhook_secret: str = ""  # generic JSON tracking endpoint
+    carrier_codes_dir: str = ""  # extra carrier code tables (*.yaml) beside the packaged ones
+    shipment_check_interval_s: float = 300.0  # stalled / probably-lost checks; 0 turns the loop off
     carrier_webhook_url: str = ""  # outbound delivery changes
     carrier_webhook_secret: str = ""
     smtp_host: str = ""
