@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     inbound_email_secret: str = ""  # inbound-parse webhooks send it as Bearer token, Basic password or ?secret=
 
     brand_name: str = "Doorstep Demo Shop"
+    # the shop's order number formats for the assistant, as regexes (a group named `number` is the value);
+    # empty: '#?[A-Z]{0,3}-?\\d{4,10}'. From the environment as JSON: DOORSTEP_ASSISTANT_ORDER_PATTERNS='["..."]'
+    assistant_order_patterns: list[str] = Field(default_factory=list)
     outbound_timeout_s: float = 10.0
 
     # seeded on first start in development only
