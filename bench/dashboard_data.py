@@ -87,7 +87,7 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
     for lo in range(0, orders, CHUNK):
         n = min(CHUNK, orders - lo)
         oid = _uuids("a", n, lo)
-        cidx = np.minimum((rng.pareto(1.5, n) * n_cust / 20).astype(np.int64), n_cust - 1)
+        cidx = rng.integers(0, n_cust, n)  # ~3 orders per customer on average, a few with many
         placed_s = np.maximum(rng.uniform(0, span, n), first_seen[cidx] + 60)
         placed_s = np.minimum(placed_s, span - 60)
         total = rng.integers(1500, 25000, n)
@@ -175,7 +175,7 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
     for lo in range(0, events, CHUNK * 5):
         n = min(CHUNK * 5, events - lo)
         n_sessions = n // 5 + 1
-        sess_cust = np.minimum((rng.pareto(1.5, n_sessions) * n_cust / 20).astype(np.int64), n_cust - 1)
+        sess_cust = rng.integers(0, n_cust, n_sessions)
         sess_start = np.maximum(rng.uniform(0, span, n_sessions), first_seen[sess_cust])
         sess_src = SOURCES[rng.integers(0, len(SOURCES), n_sessions)]
         idx = np.arange(n) // 5

@@ -51,10 +51,13 @@ class Runner(Protocol):
 
 
 class DuckRunner:
-    dialect = Dialect("duckdb")
+    """`pushdown`: the store is SQLite, so the period's rows are first copied in through `sqlite_query`."""
 
-    def __init__(self, con: Any):
+    def __init__(self, con: Any, *, pushdown: bool = False, types: dict[str, dict[str, str]] | None = None):
         self.con = con
+        self.pushdown = pushdown
+        self.types = types or {}
+        self.dialect = Dialect("duckdb", "src_" if pushdown else "store.")
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
         self.con.execute(sql, _used(sql, params, _PARAM["duckdb"]))
@@ -103,6 +106,8 @@ class DuckEngine:
         self._created = 0
         self._lock = threading.Lock()
         self._closed = False
+        self.pushdown = self.database_url.startswith("sqlite")
+        self._column_types: dict[str, dict[str, str]] | None = None
 
     def _attach_sql(self) -> str:
         url = make_url(self.database_url)
@@ -145,13 +150,25 @@ class DuckEngine:
                 self._created += 1
         ok = False
         try:
-            yield DuckRunner(con)
+            yield DuckRunner(con, pushdown=self.pushdown, types=self._types(con))
             ok = True
         finally:
             if ok and not self._closed and self._pool.qsize() < self.pool_size:
                 self._pool.put(con)
             else:
                 con.close()
+
+    def _types(self, con: Any) -> dict[str, dict[str, str]]:
+        """Column types of the source tables as DuckDB reads them from the store (read once)."""
+        if not self.pushdown:
+            return {}
+        if self._column_types is None:
+            from doorstep.analytics.sql import SOURCE_COLUMNS
+
+            self._column_types = {
+                table: {name: kind for name, kind, *_ in con.execute(f"DESCRIBE store.{table}").fetchall()}
+                for table in SOURCE_COLUMNS}
+        return self._column_types
 
     def close(self) -> None:
         self._closed = True

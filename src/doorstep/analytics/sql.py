@@ -20,9 +20,10 @@ SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 @dataclass(frozen=True)
 class Dialect:
     name: str  # duckdb | sqlite | postgresql
+    prefix: str = ""  # duckdb: "store." (the attached store) or "src_" (the pushed-down subsets)
 
     def t(self, table: str) -> str:
-        return f"store.{table}" if self.name == "duckdb" else table
+        return f"{self.prefix}{table}"
 
     def p(self, name: str) -> str:
         return f"${name}" if self.name == "duckdb" else f":{name}"
@@ -453,3 +454,61 @@ def drill_customers_sql(d: Dialect, name: str) -> str:
                 f"WHERE EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = q.customer_id "
                 "AND o2.placed_at < q.last_placed)) ORDER BY cu.first_seen_at")
     raise KeyError(name)
+
+
+# Columns each metric reads, per table: what the pushed-down subsets copy.
+SOURCE_COLUMNS: dict[str, str] = {
+    "orders": "id, external_id, customer_id, status, currency, total_minor, channel, ship_region, promised_to, "
+              "placed_at",
+    "customers": "id, email, name, region, first_seen_at, last_seen_at",
+    "shipments": "order_id, carrier, dispatched_at, promised_to, delivered_at, first_attempt_at, status, subtag, "
+                 "is_return",
+    "order_steps": "order_id, step, occurred_at",
+    "returns": "order_id, requested_at, reason_code",
+    "feedback": "id, customer_id, order_id, kind, csat, nps, rating, topic, comment, submitted_at",
+    "order_lines": "order_id, category",
+    "conversations": "id, customer_id, order_id, opened_at, contact_reason, intent, cause, cause_owner",
+    "customer_events": "customer_id, type, name, session_id, campaign_source, occurred_at",
+}
+
+
+def pushdown(f: Filters, types: dict[str, dict[str, str]]) -> list[str]:
+    """DuckDB over a SQLite store: copy, into DuckDB temp tables `src_<table>`, exactly the rows the
+    dashboard can touch, selected by SQLite itself with its indexes (DuckDB's sqlite scanner pushes no filter
+    down, so scanning 10M events would dominate). Every row a metric reads for this period is in the subset:
+    the cohort customers' orders (all of them, for repeat purchase and contact linking), everything hanging
+    off those orders, contacts and feedback since the previous period began, and the two periods' events.
+    The generic SQL then runs unchanged over the subsets (the tests check it against plain SQL)."""
+    d = Dialect("sqlite")
+
+    def lit(value: datetime) -> str:
+        return "'" + d.bind(value) + "'"
+
+    ps, e = lit(f.previous.start), lit(f.end)
+    customers_sql = (
+        f"SELECT customer_id FROM orders WHERE placed_at >= {ps} AND placed_at < {e} "
+        f"UNION SELECT customer_id FROM conversations WHERE opened_at >= {ps} AND customer_id IS NOT NULL "
+        f"UNION SELECT customer_id FROM feedback WHERE submitted_at >= {ps} AND customer_id IS NOT NULL "
+        f"UNION SELECT customer_id FROM orders WHERE id IN (SELECT order_id FROM conversations "
+        f"WHERE opened_at >= {ps} UNION SELECT order_id FROM feedback WHERE submitted_at >= {ps})")
+    orders_sql = f"SELECT id FROM orders WHERE customer_id IN ({customers_sql})"
+    wheres = {
+        "orders": f"customer_id IN ({customers_sql})",
+        "customers": (f"id IN ({customers_sql} UNION SELECT customer_id FROM customer_events "
+                      f"WHERE occurred_at >= {ps} AND occurred_at < {e})"),
+        "shipments": f"order_id IN ({orders_sql})",
+        "order_steps": f"order_id IN ({orders_sql})",
+        "returns": f"order_id IN ({orders_sql})",
+        "order_lines": f"order_id IN ({orders_sql})",
+        "feedback": f"submitted_at >= {ps}",
+        "conversations": f"opened_at >= {ps}",
+        "customer_events": f"occurred_at >= {ps} AND occurred_at < {e} AND type IN ('page', 'track')",
+    }
+    stmts = []
+    for table, where in wheres.items():
+        inner = f"SELECT {SOURCE_COLUMNS[table]} FROM {table} WHERE {where}".replace("'", "''")
+        # sqlite_query returns text: give each column its type in the store, as the scanner reads it
+        casts = ", ".join(f"CAST({c} AS {types[table][c]}) AS {c}" for c in SOURCE_COLUMNS[table].split(", "))
+        stmts.append(f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {casts} "
+                     f"FROM sqlite_query('store', '{inner}')")
+    return stmts
