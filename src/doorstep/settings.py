@@ -13,6 +13,8 @@ DEV_SECRET = "dev-insecure-secret-change-me"  # refused outside development, see
 DEV_WRITE_KEY = "wk_dev_doorstep"  # printed by `make run`; only ingests
 DEV_ADMIN_EMAIL = "admin@doorstep.local"
 DEV_ADMIN_PASSWORD = "doorstep-admin"
+# Development + demo only (see _demo_webhook_secrets): the secret the demo simulator signs its webhooks with.
+DEV_DEMO_WEBHOOK_SECRET = "dev-demo-webhook-secret-not-for-production"
 
 
 class Settings(BaseSettings):
@@ -106,6 +108,17 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.var_dir / 'doorstep.db').as_posix()}"
         if not self.public_base_url:
             self.public_base_url = f"http://{self.host}:{self.port}"
+        return self
+
+    @model_validator(mode="after")
+    def _demo_webhook_secrets(self) -> Settings:
+        """Development with the demo on only: unset provider webhook secrets take DEV_DEMO_WEBHOOK_SECRET, so
+        the demo simulator's signed webhooks are accepted by this same server. Never applied in test or
+        production, and never when a secret is set."""
+        if self.env == "development" and self.demo:
+            for name in ("aftership_webhook_secret", "twilio_auth_token", "inbound_email_secret"):
+                if hasattr(self, name) and not getattr(self, name):
+                    setattr(self, name, DEV_DEMO_WEBHOOK_SECRET)
         return self
 
     @model_validator(mode="after")
