@@ -137,6 +137,8 @@ def bench_generic(n_shipments: int, n_scans: int, batch: int, *, grouped: bool =
             stored = _count(ctx, tracking_events)
             result = {
                 "cpu_s": round(total_cpu_s, 3),
+                "http_cpu_s": round(http_cpu_s, 3),
+                "projection_cpu_s": round(ctx.cache["projection_cpu_s"], 3),
                 "events_per_cpu_s_end_to_end": round(len(events) / total_cpu_s),
                 "events": len(events), "requests": len(bodies), "stored_scans": stored,
                 "shipments": _count(ctx, shipments), "outbox_rows": _count(ctx, outbox),
@@ -189,6 +191,8 @@ def bench_aftership(n_webhooks: int) -> dict[str, Any]:
             stored = _count(ctx, tracking_events)
             return {
                 "cpu_s": round(total_cpu_s, 3),
+                "http_cpu_s": round(http_cpu_s, 3),
+                "projection_cpu_s": round(ctx.cache["projection_cpu_s"], 3),
                 "webhooks_per_cpu_s_end_to_end": round(len(bodies) / total_cpu_s),
                 "webhooks": len(bodies), "new_scans": stored, "outbox_rows": _count(ctx, outbox),
                 "http_s": round(http_s, 3), "projection_s": round(project_s, 3), "total_s": round(total_s, 3),

@@ -205,10 +205,7 @@ def import_csv(
             try:
                 generic.parse_events({"events": events[start : start + chunk]}, tables)
             except InvalidTrackingPayload as exc:
-                index = int(exc.detail.split("]", 1)[0].split("[", 1)[1]) + start if exc.detail.startswith(
-                    "events[") else None
-                where = f"row {index + 2}" if index is not None else "file"
-                raise InvalidTrackingPayload(f"{where}: {exc.detail.split(': ', 1)[-1]}") from None
+                raise InvalidTrackingPayload(_csv_location(exc, start)) from None
     except InvalidTrackingPayload as exc:
         console.print(f"[red]{file}: nothing imported:[/red] {exc.detail}")
         raise typer.Exit(2) from None
@@ -233,6 +230,18 @@ def import_csv(
     ctx.engine.dispose()
     console.print(f"{len(events)} rows read, {new} new log entries"
                   + ("" if drain else "; the worker will project them"))
+
+
+def _csv_location(exc: Any, start: int) -> str:
+    """"events[4].occurred_at: not a timestamp" -> "row 6, column occurred_at: not a timestamp"."""
+    errors = exc.extra.get("errors") or [{}]
+    field = str(errors[0].get("field", ""))
+    message = str(errors[0].get("message", exc.detail))
+    if not field.startswith("events["):
+        return exc.detail  # type: ignore[no-any-return]
+    index_text, _, column = field[len("events["):].partition("].")
+    row = int(index_text) + start + 2  # 1-based, after the header row
+    return f"row {row}, column {column.split('.')[-1] or '?'}: {message}"
 
 
 def check(
