@@ -346,3 +346,24 @@ def test_read_api_shows_the_timeline_and_needs_a_scope(app: AppUnderTest) -> Non
                           headers={"authorization": f"Bearer {writer}"}).status_code == 403
     assert app.client.get("/api/v1/shipments/nope", headers={"authorization": f"Bearer {reader}"}).status_code == 404
     assert len(captured(app, "ShipmentReadyForPickup")) == 1
+
+
+def test_order_updated_with_a_tracking_number_creates_the_shipment_and_adopts_scans(app: AppUnderTest) -> None:
+    from doorstep.orders.events import OrderUpdated
+
+    body = orjson.dumps({"events": [{"carrier": "dpd", "tracking_number": "OU1", "status": "InTransit",
+                                     "occurred_at": (NOW - timedelta(hours=5)).isoformat()}]})
+    app.client.post("/api/v1/tracking-events", content=body, headers=generic_headers(body, now=NOW))
+    app.drain()
+    assert count(app, shipments) == 0
+    order_id, customer_id = add_order(app.ctx.engine, external_id="8001", now=NOW,
+                                      promised_to=NOW + timedelta(days=2))
+    with app.ctx.uow() as uow:
+        uow.publish(OrderUpdated(occurred_at=NOW, order_id=order_id, customer_id=customer_id,
+                                 changes={"tracking_number": "OU1"}))
+        uow.commit()
+    app.drain()
+    s = shipment(app, "OU1")
+    assert (s.carrier, s.order_id, s.status.value, len(s.timeline)) == ("dpd", order_id, "InTransit", 1)
+    assert s.predicted_to is not None
+    assert [e.payload["order_id"] for e in captured(app, "ShipmentCreated")] == [order_id]

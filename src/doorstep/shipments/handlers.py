@@ -24,7 +24,7 @@ from doorstep.shipments.carriers.codes import CodeTables, cached_tables
 from doorstep.shipments.carriers.common import ParsedTracking
 from doorstep.shipments.eta import EtaPredictor, load_predictor
 from doorstep.shipments.model import DEFAULT_POLICY, DetectionPolicy, Shipment, TrackingEvent
-from doorstep.shipments.repository import TRACKING_COLUMNS, ShipmentRepository, TrackingKey
+from doorstep.shipments.repository import CHECK_COLUMNS, TRACKING_COLUMNS, ShipmentRepository, TrackingKey
 
 SHIPMENT_NAMESPACE = uuid.UUID("6f1d4a52-5b0e-4d7c-9a54-2f3c1e0b8d11")
 PROJECTION_TABLES = ["tracking_events"]
@@ -251,7 +251,7 @@ def register_shipment(
     *,
     ctx: HandlerContext,
     order_id: str,
-    carrier: str,
+    carrier: str | None,
     tracking_number: str,
     service: str | None = None,
     is_return: bool = False,
@@ -262,8 +262,12 @@ def register_shipment(
     conn = ctx.uow.conn
     now = ctx.clock.now()
     repo = ShipmentRepository(conn)
-    slug = code_tables(ctx).carrier_slug(carrier)
-    existing = repo.get_by_tracking(tracking_number, slug, lock=True)
+    if carrier:
+        slug = code_tables(ctx).carrier_slug(carrier)
+        existing = repo.get_by_tracking(tracking_number, slug, lock=True)
+    else:  # the shop named no carrier: take the one that already reported this number, if any
+        existing = repo.get_by_tracking(tracking_number, lock=True)
+        slug = existing.carrier if existing else (repo.orphan_carrier(tracking_number) or "unknown")
     order = conn.execute(select(orders).where(orders.c.id == order_id)).first()
     if existing is not None:
         if existing.order_id is None and order is not None:
@@ -301,7 +305,7 @@ def on_order_placed(envelope: Any, ctx: HandlerContext) -> None:
     """Links shipments that a carrier webhook named by this order number before the order was known."""
     payload = envelope.payload
     repo = ShipmentRepository(ctx.uow.conn)
-    waiting = repo.list_by_order_ref(str(payload["external_id"]))
+    waiting = repo.list_by_order_ref(str(payload["external_id"]), lock=True)
     if not waiting:
         return
     order = ctx.uow.conn.execute(select(orders).where(orders.c.id == payload["order_id"])).first()
@@ -325,8 +329,9 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
     order_id = payload["order_id"]
     tracking_number = changes.get("tracking_number")
     if isinstance(tracking_number, str) and tracking_number:
-        carrier = changes.get("carrier") or changes.get("carrier_name") or "unknown"
-        register_shipment(ctx=ctx, order_id=order_id, carrier=str(carrier), tracking_number=tracking_number,
+        carrier = changes.get("carrier") or changes.get("carrier_name")
+        register_shipment(ctx=ctx, order_id=order_id, carrier=str(carrier) if carrier else None,
+                          tracking_number=tracking_number,
                           service=changes.get("service") if isinstance(changes.get("service"), str) else None)
     if "promised_to" in changes or "promised_from" in changes:
         order = ctx.uow.conn.execute(select(orders).where(orders.c.id == order_id)).first()
@@ -335,7 +340,7 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
         repo = ShipmentRepository(ctx.uow.conn)
         eta = predictor(ctx)
         now = ctx.clock.now()
-        for s in repo.list_for_order(order_id):
+        for s in repo.list_for_order(order_id, lock=True):
             if s.is_terminal:
                 continue
             s.set_promise(promised_from=order.promised_from, promised_to=order.promised_to)
@@ -370,7 +375,7 @@ def run_checks(ctx: Any, *, clock: Clock | None = None, page: int = 500) -> dict
     while True:
         with UnitOfWork(ctx.engine, bus=ctx.bus, clock=clock) as uow:
             repo = ShipmentRepository(uow.conn)
-            batch = repo.list_active(limit=page, after_id=after)
+            batch = repo.list_active(limit=page, after_id=after, lock=True)
             if not batch:
                 break
             repo.load_timelines(batch)
@@ -386,7 +391,7 @@ def run_checks(ctx: Any, *, clock: Clock | None = None, page: int = 500) -> dict
                     changed.append(s)
                     counts["events"] += len(s.events)
                     uow.collect(s.events)
-            repo.save_many(changed)
+            repo.save_many(changed, columns=CHECK_COLUMNS)
             uow.commit()
             counts["checked"] += len(batch)
             after = batch[-1].id
