@@ -367,3 +367,28 @@ def test_order_updated_with_a_tracking_number_creates_the_shipment_and_adopts_sc
     assert (s.carrier, s.order_id, s.status.value, len(s.timeline)) == ("dpd", order_id, "InTransit", 1)
     assert s.predicted_to is not None
     assert [e.payload["order_id"] for e in captured(app, "ShipmentCreated")] == [order_id]
+
+
+def test_batch_projection_of_many_rows_matches_one_at_a_time(app: AppUnderTest) -> None:
+    from doorstep.bus.registry import HandlerContext
+    from doorstep.shipments.handlers import project_log_rows
+
+    cps = [checkpoint(NOW - timedelta(hours=h), tag) for h, tag in ((9, "InTransit"), (4, "OutForDelivery"),
+                                                                   (1, "Delivered"))]
+    for number in ("B1", "B2"):
+        for upto in (1, 2, 3):
+            post_aftership(app, aftership_tracking(number, cps[:upto], order_number=f"o-{number}"))
+    with app.ctx.engine.connect() as conn, conn.begin():
+        rows = conn.execute(select(event_log).order_by(event_log.c.id)).all()
+        from doorstep.db.uow import UnitOfWork
+
+        uow = UnitOfWork(None, bus=app.ctx.bus, clock=app.ctx.clock, conn=conn)
+        touched = project_log_rows(rows, HandlerContext(uow=uow, clock=app.ctx.clock, settings=app.ctx.settings,
+                                                        services=app.ctx.services))
+        uow.flush_events()
+    assert sorted(s.tracking_number for s in touched) == ["B1", "B2"]
+    for number in ("B1", "B2"):
+        s = shipment(app, number)
+        assert s.status.value == "Delivered"
+        assert [e.status.value for e in s.timeline] == ["InTransit", "OutForDelivery", "Delivered"]
+    assert count(app, tracking_events) == 6

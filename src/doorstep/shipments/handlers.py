@@ -88,6 +88,22 @@ def project_generic(row: Any, ctx: HandlerContext) -> None:
     project_trackings(parsed, ctx=ctx)
 
 
+def project_log_rows(rows: Sequence[Any], ctx: HandlerContext) -> list[Shipment]:
+    """Projects many log rows (any of the three sources) with one set of statements: the batch form of the
+    per-row projections, for a worker that hands a whole log batch to a source's projection. Rows are applied
+    in log order per tracking number, as one row at a time would be."""
+    parsed: list[ParsedTracking] = []
+    for row in rows:
+        body = row.payload
+        if row.source == "aftership" and body.get("event") in aftership.TRACKING_EVENTS:
+            parsed.append(aftership.parse_tracking(body["msg"]))
+        elif row.source == "karrio" and (body.get("event") or body.get("type")) in karrio.TRACKER_EVENTS:
+            parsed.append(karrio.parse_tracker(body["data"], code_tables(ctx)))
+        elif row.source == "tracking":
+            parsed.extend(generic.parse_events(body, code_tables(ctx)))
+    return project_trackings(parsed, ctx=ctx) if parsed else []
+
+
 def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) -> list[Shipment]:
     """Stores the scans (kept with no shipment when the tracking number is unknown), creates shipments that
     name an order, applies the new scans in time order, re-predicts and records the domain events."""
