@@ -392,3 +392,17 @@ def test_batch_projection_of_many_rows_matches_one_at_a_time(app: AppUnderTest) 
         assert s.status.value == "Delivered"
         assert [e.status.value for e in s.timeline] == ["InTransit", "OutForDelivery", "Delivered"]
     assert count(app, tracking_events) == 6
+
+
+def test_edd_revise_without_new_checkpoints_updates_the_carrier_estimate(app: AppUnderTest) -> None:
+    cps = [checkpoint(NOW - timedelta(hours=3), "InTransit")]
+    post_aftership(app, aftership_tracking("E1", cps, order_number="9001"))
+    app.drain()
+    revised = aftership_tracking("E1", cps, order_number="9001")
+    revised["aftership_estimated_delivery_date"] = {"estimated_delivery_date": "2026-11-26",
+                                                    "confidence_score": None}
+    assert post_aftership(app, revised, event="edd_revise").status_code == 200
+    app.drain()
+    s = shipment(app, "E1")
+    assert s.carrier_estimate == datetime(2026, 11, 26, 23, 59, 59, tzinfo=UTC)
+    assert count(app, tracking_events) == 1

@@ -116,14 +116,15 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
     missing_refs = {p.order_ref for key, p in merged.items() if key not in found and p.order_ref}
     by_ref = _orders_by_external_id(conn, missing_refs)
     created: list[Shipment] = []
+    described: set[str] = set()
     for key, p in merged.items():
         shipment = found.get(key)
         if shipment is None and p.order_ref:
             shipment = _new_shipment(p, by_ref.get(p.order_ref), now=now)
             created.append(shipment)
             found[key] = shipment
-        if shipment is not None:
-            _describe(shipment, p)
+        if shipment is not None and _describe(shipment, p):
+            described.add(shipment.id)
     new_by_shipment: dict[str, list[TrackingEvent]] = {}
     created_ids = {s.id for s in created}
     if created:
@@ -151,7 +152,8 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
     for scan, shipment_id in pairs:
         if shipment_id is not None and shipment_id not in created_ids and scan.dedupe_key in new_keys:
             new_by_shipment.setdefault(shipment_id, []).append(scan)
-    existing = [s for s in found.values() if s.id in new_by_shipment and s.id not in created_ids]
+    existing = [s for s in found.values()
+                if (s.id in new_by_shipment or s.id in described) and s.id not in created_ids]
     _apply(existing, new_by_shipment, ctx=ctx, now=now)
     repo.save_many(existing, columns=TRACKING_COLUMNS)
     touched = [*created, *existing]
@@ -216,8 +218,11 @@ def _new_shipment(p: ParsedTracking, order: Any | None, *, now: datetime) -> Shi
     )
 
 
-def _describe(s: Shipment, p: ParsedTracking) -> None:
-    """Fills what the carrier told us and we did not know; never overwrites the order's facts."""
+def _describe(s: Shipment, p: ParsedTracking) -> bool:
+    """Fills what the carrier told us and we did not know (never overwrites the order's facts); True when
+    something changed, e.g. an AfterShip edd_revise with a new estimate and no new checkpoint."""
+    before = (s.service, s.origin_region, s.destination_region, s.destination_postcode, s.order_ref,
+              s.carrier_estimate)
     s.service = s.service or p.service
     s.origin_region = s.origin_region or p.origin_region
     s.destination_region = s.destination_region or p.destination_region
@@ -225,6 +230,8 @@ def _describe(s: Shipment, p: ParsedTracking) -> None:
     s.order_ref = s.order_ref or p.order_ref
     if p.carrier_estimate is not None:
         s.carrier_estimate = p.carrier_estimate
+    return before != (s.service, s.origin_region, s.destination_region, s.destination_postcode, s.order_ref,
+                      s.carrier_estimate)
 
 
 def _adopt_orphans(
