@@ -151,31 +151,36 @@ def bench_generic(n_shipments: int, n_scans: int, batch: int, *, grouped: bool =
             return result
 
 
+def _aftership_bodies(n_webhooks: int) -> list[bytes]:
+    per_shipment = 4
+    n_shipments = max(n_webhooks // per_shipment, 1)
+    bodies = []
+    for step in range(per_shipment):
+        for i in range(n_shipments):
+            checkpoints = []
+            for k in range(step + 1):
+                status, subtag = STEPS[k + 1]
+                at = NOW - timedelta(hours=(per_shipment - k) * 5, minutes=i % 60)
+                checkpoints.append({"checkpoint_time": at.isoformat(), "tag": status,
+                                    "subtag": subtag or f"{status}_001", "message": f"{status} scan",
+                                    "city": "Leeds", "country_region": "GBR", "raw_tag": f"R{k}",
+                                    "coordinate": {"latitude": 53.8, "longitude": -1.55}})
+            msg = {"slug": "dhl", "tracking_number": f"AS{i:07d}", "order_number": f"A{i}",
+                   "tag": checkpoints[-1]["tag"], "checkpoints": checkpoints}
+            bodies.append(orjson.dumps({"event": "tracking_update", "event_id": str(uuid.uuid4()),
+                                        "is_tracking_first_tag": False, "msg": msg,
+                                        "ts": int(NOW.timestamp())}))
+    return bodies
+
+
 def bench_aftership(n_webhooks: int) -> dict[str, Any]:
     """One webhook per request, as AfterShip sends them: each repeats the tracking's earlier checkpoints
     (skipped as duplicates) and adds one new one."""
     with tempfile.TemporaryDirectory() as tmp:
         client, ctx = _app(Path(tmp), Path(tmp) / "var")
         with client:
-            per_shipment = 4
-            n_shipments = max(n_webhooks // per_shipment, 1)
-            _orders(ctx, n_shipments, "A")
-            bodies = []
-            for step in range(per_shipment):
-                for i in range(n_shipments):
-                    checkpoints = []
-                    for k in range(step + 1):
-                        status, subtag = STEPS[k + 1]
-                        at = NOW - timedelta(hours=(per_shipment - k) * 5, minutes=i % 60)
-                        checkpoints.append({"checkpoint_time": at.isoformat(), "tag": status,
-                                            "subtag": subtag or f"{status}_001", "message": f"{status} scan",
-                                            "city": "Leeds", "country_region": "GBR", "raw_tag": f"R{k}",
-                                            "coordinate": {"latitude": 53.8, "longitude": -1.55}})
-                    msg = {"slug": "dhl", "tracking_number": f"AS{i:07d}", "order_number": f"A{i}",
-                           "tag": checkpoints[-1]["tag"], "checkpoints": checkpoints}
-                    bodies.append(orjson.dumps({"event": "tracking_update", "event_id": str(uuid.uuid4()),
-                                                "is_tracking_first_tag": False, "msg": msg,
-                                                "ts": int(NOW.timestamp())}))
+            _orders(ctx, max(n_webhooks // 4, 1), "A")
+            bodies = _aftership_bodies(n_webhooks)
             started = time.perf_counter()
             cpu = time.process_time()
             for body in bodies:
@@ -200,6 +205,49 @@ def bench_aftership(n_webhooks: int) -> dict[str, Any]:
                 "webhooks_per_s_projection": round(len(bodies) / project_s),
                 "http_ms_per_webhook": round(http_s / len(bodies) * 1000, 3),
             }
+
+
+def bench_aftership_batched_projection(n_webhooks: int) -> dict[str, Any]:
+    """What a worker that hands a whole log batch (100 rows) to handlers.project_log_rows would do with the
+    same single-webhook deliveries. Not how the worker is wired today: see RESULTS_tracking.md."""
+    from sqlalchemy import update
+
+    from doorstep.bus.registry import HandlerContext
+    from doorstep.db.uow import UnitOfWork
+    from doorstep.ingest.tables import event_log, log_offsets
+    from doorstep.shipments.handlers import project_log_rows
+
+    with tempfile.TemporaryDirectory() as tmp:
+        client, ctx = _app(Path(tmp), Path(tmp) / "var")
+        with client:
+            _orders(ctx, max(n_webhooks // 4, 1), "A")
+            bodies = _aftership_bodies(n_webhooks)
+            for body in bodies:
+                client.post("/webhooks/aftership", content=body,
+                            headers={"aftership-hmac-sha256": hmac_sha256_b64(SECRET, body),
+                                     "content-type": "application/json"})
+            started = time.perf_counter()
+            cpu = time.process_time()
+            position = 0
+            while True:
+                with ctx.engine.connect() as conn, conn.begin():
+                    rows = conn.execute(select(event_log).where(event_log.c.id > position)
+                                        .order_by(event_log.c.id).limit(100)).all()
+                    if not rows:
+                        break
+                    uow = UnitOfWork(None, bus=ctx.bus, clock=ctx.clock, conn=conn)
+                    project_log_rows(rows, HandlerContext(uow=uow, clock=ctx.clock, settings=ctx.settings,
+                                                          services=ctx.services))
+                    uow.flush_events()
+                    position = rows[-1].id
+                    conn.execute(update(log_offsets).values(position=position))
+            wall_s = time.perf_counter() - started
+            cpu_s = time.process_time() - cpu
+            return {"webhooks": len(bodies), "new_scans": _count(ctx, tracking_events),
+                    "outbox_rows": _count(ctx, outbox), "projection_s": round(wall_s, 3),
+                    "projection_cpu_s": round(cpu_s, 3),
+                    "webhooks_per_s_projection": round(len(bodies) / wall_s),
+                    "webhooks_per_cpu_s_projection": round(len(bodies) / cpu_s)}
 
 
 def bench_prediction(history_size: int) -> dict[str, Any]:
@@ -245,6 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "generic_interleaved": bench_generic(args.shipments, args.scans, args.batch),
         "generic_grouped": bench_generic(args.shipments, args.scans, args.batch, grouped=True),
         "aftership_single": bench_aftership(args.webhooks),
+        "aftership_batched_projection": bench_aftership_batched_projection(args.webhooks),
         "prediction": bench_prediction(args.history),
     }
     print(json.dumps(results, indent=2))

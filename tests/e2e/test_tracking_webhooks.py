@@ -346,3 +346,63 @@ def test_read_api_shows_the_timeline_and_needs_a_scope(app: AppUnderTest) -> Non
                           headers={"authorization": f"Bearer {writer}"}).status_code == 403
     assert app.client.get("/api/v1/shipments/nope", headers={"authorization": f"Bearer {reader}"}).status_code == 404
     assert len(captured(app, "ShipmentReadyForPickup")) == 1
+
+
+def test_order_updated_with_a_tracking_number_creates_the_shipment_and_adopts_scans(app: AppUnderTest) -> None:
+    from doorstep.orders.events import OrderUpdated
+
+    body = orjson.dumps({"events": [{"carrier": "dpd", "tracking_number": "OU1", "status": "InTransit",
+                                     "occurred_at": (NOW - timedelta(hours=5)).isoformat()}]})
+    app.client.post("/api/v1/tracking-events", content=body, headers=generic_headers(body, now=NOW))
+    app.drain()
+    assert count(app, shipments) == 0
+    order_id, customer_id = add_order(app.ctx.engine, external_id="8001", now=NOW,
+                                      promised_to=NOW + timedelta(days=2))
+    with app.ctx.uow() as uow:
+        uow.publish(OrderUpdated(occurred_at=NOW, order_id=order_id, customer_id=customer_id,
+                                 changes={"tracking_number": "OU1"}))
+        uow.commit()
+    app.drain()
+    s = shipment(app, "OU1")
+    assert (s.carrier, s.order_id, s.status.value, len(s.timeline)) == ("dpd", order_id, "InTransit", 1)
+    assert s.predicted_to is not None
+    assert [e.payload["order_id"] for e in captured(app, "ShipmentCreated")] == [order_id]
+
+
+def test_batch_projection_of_many_rows_matches_one_at_a_time(app: AppUnderTest) -> None:
+    from doorstep.bus.registry import HandlerContext
+    from doorstep.shipments.handlers import project_log_rows
+
+    cps = [checkpoint(NOW - timedelta(hours=h), tag) for h, tag in ((9, "InTransit"), (4, "OutForDelivery"),
+                                                                   (1, "Delivered"))]
+    for number in ("B1", "B2"):
+        for upto in (1, 2, 3):
+            post_aftership(app, aftership_tracking(number, cps[:upto], order_number=f"o-{number}"))
+    with app.ctx.engine.connect() as conn, conn.begin():
+        rows = conn.execute(select(event_log).order_by(event_log.c.id)).all()
+        from doorstep.db.uow import UnitOfWork
+
+        uow = UnitOfWork(None, bus=app.ctx.bus, clock=app.ctx.clock, conn=conn)
+        touched = project_log_rows(rows, HandlerContext(uow=uow, clock=app.ctx.clock, settings=app.ctx.settings,
+                                                        services=app.ctx.services))
+        uow.flush_events()
+    assert sorted(s.tracking_number for s in touched) == ["B1", "B2"]
+    for number in ("B1", "B2"):
+        s = shipment(app, number)
+        assert s.status.value == "Delivered"
+        assert [e.status.value for e in s.timeline] == ["InTransit", "OutForDelivery", "Delivered"]
+    assert count(app, tracking_events) == 6
+
+
+def test_edd_revise_without_new_checkpoints_updates_the_carrier_estimate(app: AppUnderTest) -> None:
+    cps = [checkpoint(NOW - timedelta(hours=3), "InTransit")]
+    post_aftership(app, aftership_tracking("E1", cps, order_number="9001"))
+    app.drain()
+    revised = aftership_tracking("E1", cps, order_number="9001")
+    revised["aftership_estimated_delivery_date"] = {"estimated_delivery_date": "2026-11-26",
+                                                    "confidence_score": None}
+    assert post_aftership(app, revised, event="edd_revise").status_code == 200
+    app.drain()
+    s = shipment(app, "E1")
+    assert s.carrier_estimate == datetime(2026, 11, 26, 23, 59, 59, tzinfo=UTC)
+    assert count(app, tracking_events) == 1

@@ -92,6 +92,7 @@ def test_trained_model_exports_to_trees_that_match_sklearn_and_round_trips(tmp_p
     exported = eta.export_regressor(regressor)
     expected = regressor.predict(x[:25])
     assert [exported.predict(list(row)) for row in x[:25]] == pytest.approx(list(expected), rel=1e-9, abs=1e-9)
+    assert [exported.predict_walk(list(row)) for row in x[:25]] == pytest.approx(list(expected), rel=1e-9)
 
     result = eta.train(generate(400, seed=5), now=T0, n_estimators=15)
     report = result.report

@@ -24,7 +24,7 @@ from doorstep.shipments.carriers.codes import CodeTables, cached_tables
 from doorstep.shipments.carriers.common import ParsedTracking
 from doorstep.shipments.eta import EtaPredictor, load_predictor
 from doorstep.shipments.model import DEFAULT_POLICY, DetectionPolicy, Shipment, TrackingEvent
-from doorstep.shipments.repository import TRACKING_COLUMNS, ShipmentRepository, TrackingKey
+from doorstep.shipments.repository import CHECK_COLUMNS, TRACKING_COLUMNS, ShipmentRepository, TrackingKey
 
 SHIPMENT_NAMESPACE = uuid.UUID("6f1d4a52-5b0e-4d7c-9a54-2f3c1e0b8d11")
 PROJECTION_TABLES = ["tracking_events"]
@@ -88,6 +88,22 @@ def project_generic(row: Any, ctx: HandlerContext) -> None:
     project_trackings(parsed, ctx=ctx)
 
 
+def project_log_rows(rows: Sequence[Any], ctx: HandlerContext) -> list[Shipment]:
+    """Projects many log rows (any of the three sources) with one set of statements: the batch form of the
+    per-row projections, for a worker that hands a whole log batch to a source's projection. Rows are applied
+    in log order per tracking number, as one row at a time would be."""
+    parsed: list[ParsedTracking] = []
+    for row in rows:
+        body = row.payload
+        if row.source == "aftership" and body.get("event") in aftership.TRACKING_EVENTS:
+            parsed.append(aftership.parse_tracking(body["msg"]))
+        elif row.source == "karrio" and (body.get("event") or body.get("type")) in karrio.TRACKER_EVENTS:
+            parsed.append(karrio.parse_tracker(body["data"], code_tables(ctx)))
+        elif row.source == "tracking":
+            parsed.extend(generic.parse_events(body, code_tables(ctx)))
+    return project_trackings(parsed, ctx=ctx) if parsed else []
+
+
 def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) -> list[Shipment]:
     """Stores the scans (kept with no shipment when the tracking number is unknown), creates shipments that
     name an order, applies the new scans in time order, re-predicts and records the domain events."""
@@ -100,14 +116,15 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
     missing_refs = {p.order_ref for key, p in merged.items() if key not in found and p.order_ref}
     by_ref = _orders_by_external_id(conn, missing_refs)
     created: list[Shipment] = []
+    described: set[str] = set()
     for key, p in merged.items():
         shipment = found.get(key)
         if shipment is None and p.order_ref:
             shipment = _new_shipment(p, by_ref.get(p.order_ref), now=now)
             created.append(shipment)
             found[key] = shipment
-        if shipment is not None:
-            _describe(shipment, p)
+        if shipment is not None and _describe(shipment, p):
+            described.add(shipment.id)
     new_by_shipment: dict[str, list[TrackingEvent]] = {}
     created_ids = {s.id for s in created}
     if created:
@@ -135,7 +152,8 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
     for scan, shipment_id in pairs:
         if shipment_id is not None and shipment_id not in created_ids and scan.dedupe_key in new_keys:
             new_by_shipment.setdefault(shipment_id, []).append(scan)
-    existing = [s for s in found.values() if s.id in new_by_shipment and s.id not in created_ids]
+    existing = [s for s in found.values()
+                if (s.id in new_by_shipment or s.id in described) and s.id not in created_ids]
     _apply(existing, new_by_shipment, ctx=ctx, now=now)
     repo.save_many(existing, columns=TRACKING_COLUMNS)
     touched = [*created, *existing]
@@ -200,8 +218,11 @@ def _new_shipment(p: ParsedTracking, order: Any | None, *, now: datetime) -> Shi
     )
 
 
-def _describe(s: Shipment, p: ParsedTracking) -> None:
-    """Fills what the carrier told us and we did not know; never overwrites the order's facts."""
+def _describe(s: Shipment, p: ParsedTracking) -> bool:
+    """Fills what the carrier told us and we did not know (never overwrites the order's facts); True when
+    something changed, e.g. an AfterShip edd_revise with a new estimate and no new checkpoint."""
+    before = (s.service, s.origin_region, s.destination_region, s.destination_postcode, s.order_ref,
+              s.carrier_estimate)
     s.service = s.service or p.service
     s.origin_region = s.origin_region or p.origin_region
     s.destination_region = s.destination_region or p.destination_region
@@ -209,6 +230,8 @@ def _describe(s: Shipment, p: ParsedTracking) -> None:
     s.order_ref = s.order_ref or p.order_ref
     if p.carrier_estimate is not None:
         s.carrier_estimate = p.carrier_estimate
+    return before != (s.service, s.origin_region, s.destination_region, s.destination_postcode, s.order_ref,
+                      s.carrier_estimate)
 
 
 def _adopt_orphans(
@@ -251,7 +274,7 @@ def register_shipment(
     *,
     ctx: HandlerContext,
     order_id: str,
-    carrier: str,
+    carrier: str | None,
     tracking_number: str,
     service: str | None = None,
     is_return: bool = False,
@@ -262,8 +285,12 @@ def register_shipment(
     conn = ctx.uow.conn
     now = ctx.clock.now()
     repo = ShipmentRepository(conn)
-    slug = code_tables(ctx).carrier_slug(carrier)
-    existing = repo.get_by_tracking(tracking_number, slug, lock=True)
+    if carrier:
+        slug = code_tables(ctx).carrier_slug(carrier)
+        existing = repo.get_by_tracking(tracking_number, slug, lock=True)
+    else:  # the shop named no carrier: take the one that already reported this number, if any
+        existing = repo.get_by_tracking(tracking_number, lock=True)
+        slug = existing.carrier if existing else (repo.orphan_carrier(tracking_number) or "unknown")
     order = conn.execute(select(orders).where(orders.c.id == order_id)).first()
     if existing is not None:
         if existing.order_id is None and order is not None:
@@ -301,7 +328,7 @@ def on_order_placed(envelope: Any, ctx: HandlerContext) -> None:
     """Links shipments that a carrier webhook named by this order number before the order was known."""
     payload = envelope.payload
     repo = ShipmentRepository(ctx.uow.conn)
-    waiting = repo.list_by_order_ref(str(payload["external_id"]))
+    waiting = repo.list_by_order_ref(str(payload["external_id"]), lock=True)
     if not waiting:
         return
     order = ctx.uow.conn.execute(select(orders).where(orders.c.id == payload["order_id"])).first()
@@ -325,8 +352,9 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
     order_id = payload["order_id"]
     tracking_number = changes.get("tracking_number")
     if isinstance(tracking_number, str) and tracking_number:
-        carrier = changes.get("carrier") or changes.get("carrier_name") or "unknown"
-        register_shipment(ctx=ctx, order_id=order_id, carrier=str(carrier), tracking_number=tracking_number,
+        carrier = changes.get("carrier") or changes.get("carrier_name")
+        register_shipment(ctx=ctx, order_id=order_id, carrier=str(carrier) if carrier else None,
+                          tracking_number=tracking_number,
                           service=changes.get("service") if isinstance(changes.get("service"), str) else None)
     if "promised_to" in changes or "promised_from" in changes:
         order = ctx.uow.conn.execute(select(orders).where(orders.c.id == order_id)).first()
@@ -335,7 +363,7 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
         repo = ShipmentRepository(ctx.uow.conn)
         eta = predictor(ctx)
         now = ctx.clock.now()
-        for s in repo.list_for_order(order_id):
+        for s in repo.list_for_order(order_id, lock=True):
             if s.is_terminal:
                 continue
             s.set_promise(promised_from=order.promised_from, promised_to=order.promised_to)
@@ -370,7 +398,7 @@ def run_checks(ctx: Any, *, clock: Clock | None = None, page: int = 500) -> dict
     while True:
         with UnitOfWork(ctx.engine, bus=ctx.bus, clock=clock) as uow:
             repo = ShipmentRepository(uow.conn)
-            batch = repo.list_active(limit=page, after_id=after)
+            batch = repo.list_active(limit=page, after_id=after, lock=True)
             if not batch:
                 break
             repo.load_timelines(batch)
@@ -386,7 +414,7 @@ def run_checks(ctx: Any, *, clock: Clock | None = None, page: int = 500) -> dict
                     changed.append(s)
                     counts["events"] += len(s.events)
                     uow.collect(s.events)
-            repo.save_many(changed)
+            repo.save_many(changed, columns=CHECK_COLUMNS)
             uow.commit()
             counts["checked"] += len(batch)
             after = batch[-1].id

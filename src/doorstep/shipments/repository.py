@@ -163,6 +163,9 @@ TRACKING_COLUMNS = (
     "dispatched_at", "first_attempt_at", "delivered_at", "last_scan_at", "last_location", "updated_at",
     "order_ref", "carrier_estimate", "status_since", "pickup_deadline", "scan_count", "alerts",
 )
+# What the periodic checks change.
+CHECK_COLUMNS = ("predicted_from", "predicted_to", "predicted_at", "predicted_confidence", "predicted_by",
+                 "delay_reason", "alerts", "updated_at")
 
 
 class ShipmentRepository:
@@ -211,14 +214,22 @@ class ShipmentRepository:
         found = self._load(query.order_by(shipments.c.created_at.desc()).limit(1), with_timeline=with_timeline)
         return found[0] if found else None
 
-    def list_for_order(self, order_id: str, *, with_timeline: bool = True) -> list[Shipment]:
-        query = self._select().where(shipments.c.order_id == order_id).order_by(shipments.c.created_at)
+    def list_for_order(self, order_id: str, *, with_timeline: bool = True, lock: bool = False) -> list[Shipment]:
+        query = self._select(lock=lock).where(shipments.c.order_id == order_id).order_by(shipments.c.created_at)
         return self._load(query, with_timeline=with_timeline)
 
-    def list_by_order_ref(self, order_ref: str) -> list[Shipment]:
+    def list_by_order_ref(self, order_ref: str, *, lock: bool = False) -> list[Shipment]:
         """Shipments a carrier webhook tied to an order number that was not known yet."""
-        query = self._select().where(shipments.c.order_ref == order_ref, shipments.c.order_id.is_(None))
+        query = self._select(lock=lock).where(shipments.c.order_ref == order_ref, shipments.c.order_id.is_(None))
         return self._load(query, with_timeline=False)
+
+    def orphan_carrier(self, tracking_number: str) -> str | None:
+        """The carrier of scans kept for this tracking number, when a caller does not know it."""
+        return self.conn.execute(  # type: ignore[no-any-return]
+            select(tracking_events.c.carrier)
+            .where(tracking_events.c.tracking_number == tracking_number, tracking_events.c.shipment_id.is_(None))
+            .limit(1)
+        ).scalar_one_or_none()
 
     def list_by_tracking(
         self, keys: Sequence[TrackingKey], *, with_timeline: bool = True, lock: bool = False, light: bool = False
@@ -236,9 +247,12 @@ class ShipmentRepository:
             self.load_timelines(list(found.values()), light=light)
         return found
 
-    def list_active(self, *, limit: int = 1000, after_id: str | None = None) -> list[Shipment]:
-        """Shipments still on their way (for the periodic stalled/lost checks), in id order, paged by id."""
+    def list_active(self, *, limit: int = 1000, after_id: str | None = None, lock: bool = False) -> list[Shipment]:
+        """Shipments still on their way (for the periodic stalled/lost checks), in id order, paged by id.
+        With `lock`, rows another transaction holds are skipped (PostgreSQL) and checked next round."""
         query = self._select().where(shipments.c.status.not_in([Status.DELIVERED.value, Status.EXPIRED.value]))
+        if lock:
+            query = query.with_for_update(of=shipments, skip_locked=True)
         if after_id is not None:
             query = query.where(shipments.c.id > after_id)
         return self._load(query.order_by(shipments.c.id).limit(limit), with_timeline=False)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from doorstep.context import AppContext, get_ctx
@@ -49,13 +50,28 @@ def _json(body: bytes) -> Any:
         raise invalid("body", f"malformed JSON: {exc}") from None
 
 
-def _append(ctx: AppContext, entry: LogEntry) -> bool:
-    with ctx.engine.begin() as conn:
-        new = append(conn, [entry], received_at=ctx.clock.now())
+async def _append(ctx: AppContext, entry: LogEntry) -> bool:
+    """Appends one entry; durable (committed) when it returns. Shares a commit with concurrent requests when
+    the pipeline's group committer (`services["log_writer"]`) is there."""
+    received_at = ctx.clock.now()
+
+    def write(conn: Connection) -> int:
+        return append(conn, [entry], received_at=received_at)
+
+    writer = ctx.services.get("log_writer")
+    if writer is not None:
+        new = await writer.submit(write)
+    else:
+        new = await run_in_threadpool(_write_alone, ctx, write)
     wake = ctx.services.get("wake_worker")
     if wake is not None and new:
         wake()
     return bool(new)
+
+
+def _write_alone(ctx: AppContext, write: Any) -> int:
+    with ctx.engine.begin() as conn:
+        return int(write(conn))
 
 
 def _answer(new: bool, **extra: Any) -> JSONResponse:
@@ -77,7 +93,7 @@ async def aftership_webhook(request: Request) -> JSONResponse:
         parsed = aftership.parse_tracking(data["msg"])  # validate everything before storing anything
         key = f"tracking:{parsed.carrier}:{parsed.tracking_number}"
     entry = LogEntry("aftership", event_id, event[:32], None, key, sent_at, data)
-    new = await run_in_threadpool(_append, ctx, entry)
+    new = await _append(ctx, entry)
     return _answer(new, event_id=event_id)
 
 
@@ -97,7 +113,7 @@ async def karrio_webhook(request: Request) -> JSONResponse:
         parsed = karrio.parse_tracker(data["data"], code_tables(ctx))
         key = f"tracking:{parsed.carrier}:{parsed.tracking_number}"
     entry = LogEntry("karrio", message_id, event[:32], None, key, sent_at, data)
-    new = await run_in_threadpool(_append, ctx, entry)
+    new = await _append(ctx, entry)
     return _answer(new)
 
 
@@ -137,13 +153,13 @@ def _authorise_generic(ctx: AppContext, request: Request, body: bytes) -> None:
         raise BadSignature(f"{SIGNATURE_HEADER} does not match the body signed with the tracking secret")
 
 
-def _store_generic(ctx: AppContext, events: list[dict[str, Any]], digest: str) -> tuple[bool, int, int]:
+async def _store_generic(ctx: AppContext, events: list[dict[str, Any]], digest: str) -> tuple[bool, int, int]:
     payload = {"events": events}
     parsed = generic.parse_events(payload, code_tables(ctx))  # all or nothing: raises naming the field
     first = parsed[0]
     key = f"tracking:{first.carrier}:{first.tracking_number}" if len(parsed) == 1 else "tracking:batch"
     entry = LogEntry("tracking", f"sha256:{digest}", "tracking_events", None, key, ctx.clock.now(), payload)
-    return _append(ctx, entry), sum(len(p.scans) for p in parsed), len(parsed)
+    return await _append(ctx, entry), sum(len(p.scans) for p in parsed), len(parsed)
 
 
 @router.post("/api/v1/tracking-events", summary="Post carrier scans in Doorstep's generic JSON format")
@@ -156,9 +172,7 @@ async def post_tracking_events(request: Request) -> JSONResponse:
     body = await _body(request)
     _authorise_generic(ctx, request, body)
     events = generic.events_of(_json(body))
-    new, scans, trackings = await run_in_threadpool(
-        _store_generic, ctx, events, hashlib.sha256(body).hexdigest()
-    )
+    new, scans, trackings = await _store_generic(ctx, events, hashlib.sha256(body).hexdigest())
     return _answer(new, events=scans, tracking_numbers=trackings)
 
 
@@ -176,9 +190,7 @@ async def post_tracking_csv(request: Request) -> JSONResponse:
         raise invalid("body", "CSV must be UTF-8 text") from None
     events = generic.csv_to_events(text)
     generic.events_of({"events": events})
-    new, scans, trackings = await run_in_threadpool(
-        _store_generic, ctx, events, hashlib.sha256(body).hexdigest()
-    )
+    new, scans, trackings = await _store_generic(ctx, events, hashlib.sha256(body).hexdigest())
     return _answer(new, events=scans, tracking_numbers=trackings)
 
 
