@@ -57,3 +57,20 @@ def test_timer_fires_once_when_due_and_not_when_cancelled(
             assert {r.dedupe_key: r.fired_at for r in fired} == {"f:o1": clock.now(), "f:o2": None}
             rows = conn.execute(select(outbox.c.event_type, outbox.c.handler, outbox.c.key)).all()
         assert ("FollowUpDue", "orders.chain_follow_up", "order:o1") in rows
+
+
+def test_rate_limit_windows_count_and_old_ones_are_pruned(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    from doorstep.shipments.ratelimit import hit, prune
+    from doorstep.shipments.tables import rate_limit_hits
+
+    with running_app(make_settings(tmp_path, database_url), clock) as app, app.ctx.engine.begin() as conn:
+        assert [hit(conn, key="k", limit=2, window_s=60, now=clock.now()) for _ in range(3)] == [
+            True,
+            True,
+            False,
+        ]
+        assert hit(conn, key="k", limit=2, window_s=60, now=clock.now() + timedelta(seconds=60)) is True
+        assert prune(conn, now=clock.now() + timedelta(days=1, seconds=30)) == 1
+        assert conn.execute(select(rate_limit_hits.c.count)).scalars().all() == [1]

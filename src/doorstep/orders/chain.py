@@ -85,3 +85,20 @@ def current_step(reached: Mapping[str, datetime]) -> str | None:
 def timeline(reached: Mapping[str, datetime]) -> list[tuple[str, datetime | None]]:
     """Every step in chain order with its time, None when not reached yet."""
     return [(step, reached.get(step)) for step in STEPS]
+
+
+# ---- commands for callers holding a connection (the assistant's ActionsPort finds them here by name) --------
+
+
+def cancel_before_dispatch(conn: object, **kwargs: object) -> str:
+    """See doorstep.shipments.actions_lastmile.cancel_before_dispatch (imported late: this module stays pure)."""
+    from doorstep.shipments.actions_lastmile import cancel_before_dispatch as command
+
+    return command(conn, **kwargs)  # type: ignore[arg-type]
+
+
+def resend_invoice(conn: object, **kwargs: object) -> str:
+    """See doorstep.shipments.actions_lastmile.resend_invoice."""
+    from doorstep.shipments.actions_lastmile import resend_invoice as command
+
+    return command(conn, **kwargs)  # type: ignore[arg-type]

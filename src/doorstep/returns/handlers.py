@@ -91,76 +91,111 @@ def request_return(
 ) -> dict[str, Any]:
     """Checks the policy; a valid request is approved at once and gets its label (or, keep-the-item, its
     refund). Nothing is written when the policy refuses."""
-    now = ctx.clock.now()
-    pol = policy(ctx.settings)
-    if reason_detail is not None and len(reason_detail) > 1000:
-        raise InvalidReturn("reason_detail is longer than 1000 characters", field="reason_detail")
     with ctx.uow() as uow:
-        conn = uow.conn
-        order = conn.execute(select(orders).where(orders.c.id == order_id).with_for_update()).first()
-        if order is None:
-            raise ReturnNotFound(f"no order {order_id!r}", field="order_id")
-        delivered_at = conn.execute(
-            select(func.max(shipments.c.delivered_at)).where(
-                shipments.c.order_id == order.id, shipments.c.is_return.is_(False)
-            )
-        ).scalar_one()
-        to_return = [_line(conn, order.id, i, req) for i, req in enumerate(lines)]
-        decision = check_request(
-            pol,
-            lines=to_return,
+        return_id, notes = open_return(
+            uow.conn,
+            uow.publish,
+            settings=ctx.settings,
+            now=ctx.clock.now(),
+            order_id=order_id,
+            lines=lines,
             reason_code=reason_code,
             resolution=resolution,
             method=method,
-            delivered_at=delivered_at,
-            now=now,
+            reason_detail=reason_detail,
+            exchange_sku=exchange_sku,
         )
-        return_id = new_id()
-        conn.execute(
-            insert(returns).values(
-                id=return_id,
-                order_id=order.id,
-                customer_id=order.customer_id,
-                status="requested",
-                resolution=resolution,
-                method=decision.method,
-                reason_code=reason_code,
-                reason_detail=reason_detail,
-                refund_minor=int(decision.refund_amount * MINOR),
-                currency=order.currency,
-                requested_at=now,
-                updated_at=now,
-                steps=[{"step": "requested", "at": now.isoformat()}],
-            )
-        )
-        for line, req in zip(to_return, lines, strict=True):
-            conn.execute(
-                insert(return_lines).values(
-                    return_id=return_id,
-                    order_line_id=line.order_line_id,
-                    quantity=req.quantity,
-                    reason_code=reason_code,
-                    condition=req.condition,
-                )
-            )
-        row = conn.execute(select(returns).where(returns.c.id == return_id)).one()
-        flow = _Publisher(conn, uow.publish, row, now)
-        uow.publish(
-            ReturnRequested(occurred_at=now, **flow.ids, reason_code=reason_code, resolution=resolution)
-        )
-        if exchange_sku:
-            conn.execute(
-                update(returns)
-                .where(returns.c.id == return_id)
-                .values(reason_detail=_with_sku(reason_detail, exchange_sku))
-            )
-        if not decision.needs_review:
-            _approve(ctx, flow, order=order)
         uow.commit()
-    return get_return(ctx, return_id) | {"notes": decision.notes}
+    return get_return(ctx, return_id) | {"notes": notes}
 
 
-def _approve(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: Any) -> None:
+@dataclass(frozen=True)
+class _Settings:
+    """What the return steps need from the service: settings (var_dir for labels, the policy path)."""
+
+    settings: Any
+
+
+def open_return(
+    conn: Connection,
+    publish: Any,
+    *,
+    settings: Any,
+    now: datetime,
+    order_id: str,
+    lines: list[LineRequest],
+    reason_code: str,
+    resolution: str,
+    method: str | None,
+    reason_detail: str | None = None,
+    exchange_sku: str | None = None,
+) -> tuple[str, list[str]]:
+    """The request inside a transaction the caller owns; returns (return id, notes for the customer)."""
+    ctx = _Settings(settings)
+    pol = policy(settings)
+    if reason_detail is not None and len(reason_detail) > 1000:
+        raise InvalidReturn("reason_detail is longer than 1000 characters", field="reason_detail")
+    order = conn.execute(select(orders).where(orders.c.id == order_id).with_for_update()).first()
+    if order is None:
+        raise ReturnNotFound(f"no order {order_id!r}", field="order_id")
+    delivered_at = conn.execute(
+        select(func.max(shipments.c.delivered_at)).where(
+            shipments.c.order_id == order.id, shipments.c.is_return.is_(False)
+        )
+    ).scalar_one()
+    to_return = [_line(conn, order.id, i, req) for i, req in enumerate(lines)]
+    decision = check_request(
+        pol,
+        lines=to_return,
+        reason_code=reason_code,
+        resolution=resolution,
+        method=method,
+        delivered_at=delivered_at,
+        now=now,
+    )
+    return_id = new_id()
+    conn.execute(
+        insert(returns).values(
+            id=return_id,
+            order_id=order.id,
+            customer_id=order.customer_id,
+            status="requested",
+            resolution=resolution,
+            method=decision.method,
+            reason_code=reason_code,
+            reason_detail=reason_detail,
+            refund_minor=int(decision.refund_amount * MINOR),
+            currency=order.currency,
+            requested_at=now,
+            updated_at=now,
+            steps=[{"step": "requested", "at": now.isoformat()}],
+        )
+    )
+    for line, req in zip(to_return, lines, strict=True):
+        conn.execute(
+            insert(return_lines).values(
+                return_id=return_id,
+                order_line_id=line.order_line_id,
+                quantity=req.quantity,
+                reason_code=reason_code,
+                condition=req.condition,
+            )
+        )
+    row = conn.execute(select(returns).where(returns.c.id == return_id)).one()
+    flow = _Publisher(conn, publish, row, now)
+    publish(ReturnRequested(occurred_at=now, **flow.ids, reason_code=reason_code, resolution=resolution))
+    if exchange_sku:
+        conn.execute(
+            update(returns)
+            .where(returns.c.id == return_id)
+            .values(reason_detail=_with_sku(reason_detail, exchange_sku))
+        )
+    if not decision.needs_review:
+        _approve(ctx, flow, order=order)
+    return return_id, decision.notes
+
+
+def _approve(ctx: Any, flow: _Publisher, *, order: Any) -> None:
     flow.step("approved")
     method = flow_method(flow)
     flow.publish(ReturnApproved(occurred_at=flow.now, **flow.ids, method=method))
@@ -182,11 +217,7 @@ def _line(conn: Connection, order_id: str, index: int, req: LineRequest) -> Line
         raise InvalidReturn(
             f"no line {req.order_line_id} on this order", field=f"lines.{index}.order_line_id"
         )
-    done = conn.execute(
-        select(func.coalesce(func.sum(return_lines.c.quantity), 0))
-        .select_from(return_lines.join(returns, returns.c.id == return_lines.c.return_id))
-        .where(return_lines.c.order_line_id == row.id, returns.c.status != "rejected")
-    ).scalar_one()
+    done = returned_quantity(conn, row.id)
     return LineToReturn(
         order_line_id=row.id,
         product_id=row.product_id,
@@ -200,7 +231,18 @@ def _line(conn: Connection, order_id: str, index: int, req: LineRequest) -> Line
     )
 
 
-def _issue_label(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: Any) -> None:
+def returned_quantity(conn: Connection, order_line_id: int) -> int:
+    """How many of a line are already in a return that was not rejected."""
+    return int(
+        conn.execute(
+            select(func.coalesce(func.sum(return_lines.c.quantity), 0))
+            .select_from(return_lines.join(returns, returns.c.id == return_lines.c.return_id))
+            .where(return_lines.c.order_line_id == order_line_id, returns.c.status != "rejected")
+        ).scalar_one()
+    )
+
+
+def _issue_label(ctx: Any, flow: _Publisher, *, order: Any) -> None:
     conn = flow.conn
     original = conn.execute(
         select(shipments.c.carrier).where(shipments.c.order_id == order.id, shipments.c.is_return.is_(False))
@@ -255,7 +297,7 @@ def label_path(var_dir: Path, customer_id: str, return_id: str) -> Path:
     return var_dir / "labels" / customer_id / f"{return_id}.pdf"
 
 
-def _finish(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: Any) -> None:
+def _finish(ctx: Any, flow: _Publisher, *, order: Any) -> None:
     row = flow.conn.execute(select(returns).where(returns.c.id == flow.id)).one()
     if row.resolution == "exchange":
         exchange_id = row.exchange_order_id or _create_exchange(flow, order=order, row=row)

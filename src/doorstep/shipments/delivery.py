@@ -324,3 +324,20 @@ def validate_failure(reason: str, note: str | None, *, assignment_status: str) -
         raise InvalidChange("say what happened when the reason is 'other'", field="note")
     if note and len(note) > 500:
         raise InvalidChange("note is longer than 500 characters", field="note")
+
+
+# ---- commands for callers holding a connection (the assistant's ActionsPort finds them here by name) --------
+
+
+def reschedule_for_order(conn: Any, **kwargs: Any) -> str:
+    """See doorstep.shipments.actions_lastmile.reschedule_for_order (imported late: this module stays pure)."""
+    from doorstep.shipments.actions_lastmile import reschedule_for_order as command
+
+    return command(conn, **kwargs)
+
+
+def redirect_for_order(conn: Any, **kwargs: Any) -> str:
+    """See doorstep.shipments.actions_lastmile.redirect_for_order."""
+    from doorstep.shipments.actions_lastmile import redirect_for_order as command
+
+    return command(conn, **kwargs)

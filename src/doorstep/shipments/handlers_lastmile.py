@@ -142,72 +142,95 @@ def change_delivery(
 ) -> dict[str, Any]:
     """Validates and records a delivery change, books the slot, queues the signed carrier webhook, emits
     DeliveryChanged: all in one transaction, or nothing."""
-    now = ctx.clock.now()
     with ctx.uow() as uow:
-        conn = uow.conn
-        shipment = load_shipment(conn, shipment_id, lock=True)
-        caps = capabilities(ctx, shipment.carrier)
-        slot = None
-        if kind == "slot" and isinstance(detail, dict) and isinstance(detail.get("slot_id"), str):
-            row = conn.execute(
-                select(delivery_slots).where(delivery_slots.c.id == detail["slot_id"]).with_for_update()
-            ).first()
-            slot = _slot(row) if row else None
-        cleaned = validate_change(kind, detail, shipment=shipment.state(), caps=caps, now=now, slot=slot)
-        if kind == "slot":
-            assert slot is not None
-            _book_slot(conn, shipment_id=shipment.id, slot=slot, now=now)
-        change_id = new_id()
-        conn.execute(
-            insert(delivery_changes).values(
-                id=change_id,
-                shipment_id=shipment.id,
-                kind=kind,
-                detail=cleaned,
-                requested_by=requested_by,
-                created_at=now,
-                carrier_status="pending",
-            )
-        )
-        body = json.dumps(
-            {
-                "event": "delivery_changed",
-                "change_id": change_id,
-                "shipment_id": shipment.id,
-                "carrier": shipment.carrier,
-                "tracking_number": shipment.tracking_number,
-                "kind": kind,
-                "detail": cleaned,
-                "requested_by": requested_by,
-                "requested_at": now.isoformat(),
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-        conn.execute(
-            insert(carrier_webhook_deliveries).values(
-                id=new_id(),
-                change_id=change_id,
-                shipment_id=shipment.id,
-                body=body,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-        uow.publish(
-            DeliveryChanged(
-                occurred_at=now,
-                shipment_id=shipment.id,
-                order_id=shipment.order_id,
-                customer_id=shipment.customer_id,
-                kind=kind,
-                detail=cleaned,
-                requested_by=requested_by,
-            )
+        result = apply_delivery_change(
+            uow.conn,
+            uow.publish,
+            shipment_id=shipment_id,
+            kind=kind,
+            detail=detail,
+            requested_by=requested_by,
+            now=ctx.clock.now(),
+            caps_for=lambda carrier: capabilities(ctx, carrier),
         )
         uow.commit()
+    return result
+
+
+def apply_delivery_change(
+    conn: Connection,
+    publish: Any,
+    *,
+    shipment_id: str,
+    kind: str,
+    detail: Any,
+    requested_by: str,
+    now: datetime,
+    caps_for: Any,
+) -> dict[str, Any]:
+    """The change inside a transaction the caller owns (the tracking page, the API, the assistant)."""
+    shipment = load_shipment(conn, shipment_id, lock=True)
+    caps = caps_for(shipment.carrier)
+    slot = None
+    if kind == "slot" and isinstance(detail, dict) and isinstance(detail.get("slot_id"), str):
+        row = conn.execute(
+            select(delivery_slots).where(delivery_slots.c.id == detail["slot_id"]).with_for_update()
+        ).first()
+        slot = _slot(row) if row else None
+    cleaned = validate_change(kind, detail, shipment=shipment.state(), caps=caps, now=now, slot=slot)
+    if kind == "slot":
+        assert slot is not None
+        _book_slot(conn, shipment_id=shipment.id, slot=slot, now=now)
+    change_id = new_id()
+    conn.execute(
+        insert(delivery_changes).values(
+            id=change_id,
+            shipment_id=shipment.id,
+            kind=kind,
+            detail=cleaned,
+            requested_by=requested_by,
+            created_at=now,
+            carrier_status="pending",
+        )
+    )
+    body = json.dumps(
+        {
+            "event": "delivery_changed",
+            "change_id": change_id,
+            "shipment_id": shipment.id,
+            "carrier": shipment.carrier,
+            "tracking_number": shipment.tracking_number,
+            "kind": kind,
+            "detail": cleaned,
+            "requested_by": requested_by,
+            "requested_at": now.isoformat(),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    conn.execute(
+        insert(carrier_webhook_deliveries).values(
+            id=new_id(),
+            change_id=change_id,
+            shipment_id=shipment.id,
+            body=body,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    publish(
+        DeliveryChanged(
+            occurred_at=now,
+            shipment_id=shipment.id,
+            order_id=shipment.order_id,
+            customer_id=shipment.customer_id,
+            kind=kind,
+            detail=cleaned,
+            requested_by=requested_by,
+        )
+    )
     return {
         "change_id": change_id,
         "shipment_id": shipment.id,

@@ -29,7 +29,8 @@ def hit(conn: Connection, *, key: str, limit: int, window_s: int, now: datetime)
     return int(count) <= limit
 
 
-def prune(conn: Connection, *, before: datetime) -> int:
-    return conn.execute(
-        delete(rate_limit_hits).where(rate_limit_hits.c.window_start < before - timedelta(seconds=0))
-    ).rowcount
+def prune(conn: Connection, *, now: datetime, keep: timedelta = timedelta(days=1)) -> int:
+    """Drops windows long past; the sender loop calls this now and then."""
+    return int(
+        conn.execute(delete(rate_limit_hits).where(rate_limit_hits.c.window_start < now - keep)).rowcount
+    )
