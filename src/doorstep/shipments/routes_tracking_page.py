@@ -43,6 +43,8 @@ ACTIONS_PER_TOKEN = 20  # changes per order per window
 PAGE_TOKEN_TTL_S = 2 * 3600
 NONCE_COOKIE = "dst_page"
 NOT_FOUND_TEXT = "We could not find an order with those details. Check the order number and the email or postcode you used."
+# Links in messages point at a section: /t/{token}?action=reschedule opens the slot picker.
+PAGE_ACTIONS = {"reschedule", "rebook", "pickup_point", "instructions", "return", "return_label"}
 PROBLEM_TOPICS = {
     "not_received": "I can’t find my parcel",
     "damaged": "It arrived damaged",
@@ -144,13 +146,18 @@ def _check_page_token(ctx: AppContext, request: Request, order_id: str, page_tok
 
 @router.get("/t/{token}")
 def tracking_page(
-    token: str, request: Request, ctx: CtxDep, done: str | None = None, error: str | None = None
+    token: str,
+    request: Request,
+    ctx: CtxDep,
+    done: str | None = None,
+    error: str | None = None,
+    action: str | None = None,
 ) -> Response:
     try:
         order_id = _order_from_token(ctx, token)
     except links.BadLink as exc:
         return render(request, "tracking/lookup.html", status_code=403, order_number="", error=exc.detail)
-    return _render_page(ctx, request, token, order_id, done=done, error=error)
+    return _render_page(ctx, request, token, order_id, done=done, error=error, action=action)
 
 
 def _render_page(
@@ -163,6 +170,7 @@ def _render_page(
     error: str | None = None,
     error_field: str | None = None,
     status_code: int = 200,
+    action: str | None = None,
 ) -> Response:
     now = ctx.clock.now()
     with ctx.read_engine.connect() as conn:
@@ -200,6 +208,7 @@ def _render_page(
         done=done,
         error=error,
         error_field=error_field,
+        action=action if action in PAGE_ACTIONS else None,
         safe_places=SAFE_PLACES,
         problem_topics=PROBLEM_TOPICS,
         reasons=pol.reasons,
