@@ -246,3 +246,18 @@ def test_concurrent_bookings_never_exceed_capacity(
             assert _count(conn, slot_bookings) == 2
             assert _count(conn, delivery_changes) == 2
             assert _count(conn, carrier_webhook_deliveries) == 2
+
+
+def test_demo_slots_cover_a_week_once(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    from doorstep.shipments.handlers_lastmile import DEMO_WINDOWS_H, ensure_demo_slots
+
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        order_with_shipment(app.ctx.engine, now=clock.now(), carrier="dpd", region="Leeds")
+        order_with_shipment(app.ctx.engine, now=clock.now(), carrier="dpd", region="Leeds")
+        order_with_shipment(app.ctx.engine, now=clock.now(), status="Delivered", carrier="ups", region="York")
+        assert ensure_demo_slots(app.ctx) == 7 * len(DEMO_WINDOWS_H)
+        assert ensure_demo_slots(app.ctx) == 0
+        with app.ctx.engine.connect() as conn:
+            assert set(conn.execute(select(delivery_slots.c.carrier, delivery_slots.c.region)).all()) == {
+                ("dpd", "Leeds")
+            }

@@ -9,7 +9,7 @@ import binascii
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,52 @@ def create_slots(
                     .values(capacity=capacity, ends_at=ends_at)
                 )
         uow.commit()
+    return created
+
+
+DEMO_WINDOWS_H = ((8, 10), (10, 12), (13, 15), (15, 17), (18, 20))  # the common courier windows
+DEMO_SLOT_CAPACITY = 20
+
+
+def ensure_demo_slots(ctx: AppContext, *, days: int = 7) -> int:
+    """Demo mode: a capacity calendar for every carrier and area with parcels on the way, so the tracking
+    page always has slots to offer. Existing slots are left as they are."""
+    now = ctx.clock.now()
+    with ctx.engine.connect() as conn:
+        areas = conn.execute(
+            select(shipments.c.carrier, shipments.c.destination_region)
+            .where(
+                shipments.c.is_return.is_(False),
+                shipments.c.destination_region.is_not(None),
+                shipments.c.status.not_in(["Delivered", "Expired"]),
+            )
+            .distinct()
+        ).all()
+    created = 0
+    start_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for carrier, region in areas:
+        with ctx.engine.connect() as conn:
+            have = set(
+                conn.execute(
+                    select(delivery_slots.c.starts_at).where(
+                        delivery_slots.c.carrier == carrier,
+                        delivery_slots.c.region == region,
+                        delivery_slots.c.starts_at >= start_day,
+                    )
+                ).scalars()
+            )
+        windows = [
+            (
+                start_day + timedelta(days=d, hours=a),
+                start_day + timedelta(days=d, hours=b),
+                DEMO_SLOT_CAPACITY,
+            )
+            for d in range(1, days + 1)
+            for a, b in DEMO_WINDOWS_H
+            if start_day + timedelta(days=d, hours=a) not in have
+        ]
+        if windows:
+            created += create_slots(ctx, carrier=carrier, region=region, windows=windows)
     return created
 
 

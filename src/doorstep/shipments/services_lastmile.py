@@ -6,6 +6,7 @@ import time
 
 from doorstep.bus.timers import RepeatingTask
 from doorstep.context import AppContext
+from doorstep.shipments.handlers_lastmile import ensure_demo_slots
 from doorstep.shipments.outbound import send_due
 from doorstep.shipments.ratelimit import prune
 
@@ -16,7 +17,8 @@ PRUNE_EVERY_S = 600.0
 
 
 class _Round:
-    """One pass of the loop: send due carrier webhooks; every ten minutes, drop old rate-limit windows."""
+    """One pass of the loop: send due carrier webhooks; every ten minutes, drop old rate-limit windows (and,
+    in demo mode, keep a week of delivery slots open)."""
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
@@ -27,6 +29,8 @@ class _Round:
         if time.monotonic() >= self.next_prune:
             with self.ctx.engine.begin() as conn:
                 prune(conn, now=self.ctx.clock.now())
+            if self.ctx.settings.demo:
+                ensure_demo_slots(self.ctx)
             self.next_prune = time.monotonic() + PRUNE_EVERY_S
 
 
