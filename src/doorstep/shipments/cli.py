@@ -154,8 +154,8 @@ def history_from_files(folder: Path) -> list[Any]:
                     scans = parsed.scans
                     promised = parse_optional_time(msg.get("order_promised_delivery_date"), "order_promised_delivery_date")
                     carrier, number = parsed.carrier, parsed.tracking_number
-                    extra = {"service": parsed.service, "origin_region": parsed.origin_region,
-                             "destination_region": parsed.destination_region}
+                    extra: dict[str, Any] = {"service": parsed.service, "origin_region": parsed.origin_region,
+                                             "destination_region": parsed.destination_region}
                 elif isinstance(item, dict) and isinstance(item.get("scans"), list):
                     carrier, number = str(item["carrier"]), str(item["tracking_number"])
                     scans = [TrackingEvent(carrier=carrier, tracking_number=number,
@@ -301,7 +301,7 @@ def _csv_location(exc: Any, start: int) -> str:
     field = str(errors[0].get("field", ""))
     message = str(errors[0].get("message", exc.detail))
     if not field.startswith("events["):
-        return exc.detail  # type: ignore[no-any-return]
+        return exc.detail
     index_text, _, column = field[len("events["):].partition("].")
     row = int(index_text) + start + 2  # 1-based, after the header row
     return f"row {row}, column {column.split('.')[-1] or '?'}: {message}"
