@@ -81,3 +81,23 @@ def test_check_command_runs(env: dict[str, str]) -> None:
     result = CliRunner().invoke(cli, ["shipments", "check"])
     assert result.exit_code == 0, result.output
     assert "checked 0 active shipments" in result.output
+
+
+def test_import_aftership_recorded_bodies(tmp_path: Path, env: dict[str, str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support_tracking import aftership_body, aftership_tracking, checkpoint
+
+    old = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)  # far older than the webhook's 24 hours
+    tracking = aftership_tracking("IMP1", [checkpoint(old, "InTransit")], order_number="x")
+    lines = [aftership_body(tracking, ts=old + timedelta(hours=h), event_id=f"e{h}").decode() for h in (1, 2)]
+    good = tmp_path / "webhooks.jsonl"
+    good.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["shipments", "import-aftership", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "2 webhook bodies read, 2 new" in result.output
+    assert _scans(env["url"]) == 1  # the same checkpoint twice is one scan
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n{\"event\": \"tracking_update\", \"event_id\": \"z\", \"ts\": 1, \"msg\": {}}\n")
+    result = CliRunner().invoke(cli, ["shipments", "import-aftership", str(bad)])
+    assert result.exit_code == 2 and "line 2" in result.output and "msg.slug" in result.output

@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     train.command("eta")(train_eta)
     shipments = _group(app, "shipments", "Shipments and tracking: import scans, run the periodic checks.")
     shipments.command("import-csv")(import_csv)
+    shipments.command("import-aftership")(import_aftership)
     shipments.command("check")(check)
 
 
@@ -153,8 +154,8 @@ def history_from_files(folder: Path) -> list[Any]:
                     scans = parsed.scans
                     promised = parse_optional_time(msg.get("order_promised_delivery_date"), "order_promised_delivery_date")
                     carrier, number = parsed.carrier, parsed.tracking_number
-                    extra = {"service": parsed.service, "origin_region": parsed.origin_region,
-                             "destination_region": parsed.destination_region}
+                    extra: dict[str, Any] = {"service": parsed.service, "origin_region": parsed.origin_region,
+                                             "destination_region": parsed.destination_region}
                 elif isinstance(item, dict) and isinstance(item.get("scans"), list):
                     carrier, number = str(item["carrier"]), str(item["tracking_number"])
                     scans = [TrackingEvent(carrier=carrier, tracking_number=number,
@@ -232,13 +233,75 @@ def import_csv(
                   + ("" if drain else "; the worker will project them"))
 
 
+def import_aftership(
+    file: Annotated[Path, typer.Argument(help="JSON lines, one AfterShip webhook body per line (for example "
+                                         "aftership_webhooks.jsonl from `doorstep simulate`).", exists=True,
+                                         dir_okay=False)],
+    drain: Annotated[bool, typer.Option("--drain/--no-drain", help="Project the scans now (else the worker will).")] = True,
+) -> None:
+    """Load recorded AfterShip webhook bodies straight into the event log: an operator's import, so neither
+    signature nor age is checked (the HTTP endpoint refuses deliveries older than 24 hours). Every body is
+    validated first; nothing is stored if one is malformed. Duplicates (same event_id) are skipped."""
+    from doorstep.app import build_context, build_worker
+    from doorstep.ingest.log import LogEntry, append
+    from doorstep.settings import get_settings
+    from doorstep.shipments.carriers import aftership
+    from doorstep.shipments.carriers.common import invalid
+    from doorstep.shipments.errors import InvalidTrackingPayload
+
+    entries = []
+    try:
+        for line_no, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                body = json.loads(line)
+                if not isinstance(body, dict) or not isinstance(body.get("event_id"), str):
+                    raise invalid("event_id", "required")
+                event = str(body.get("event") or "")
+                ts = body.get("ts")
+                if not isinstance(ts, int | float):
+                    raise invalid("ts", "required unix timestamp (seconds)")
+                from datetime import UTC, datetime
+
+                sent_at = datetime.fromtimestamp(float(ts), tz=UTC)
+                key = "aftership"
+                if event in aftership.TRACKING_EVENTS:
+                    parsed = aftership.parse_tracking(body.get("msg") or {})
+                    key = f"tracking:{parsed.carrier}:{parsed.tracking_number}"
+            except (InvalidTrackingPayload, json.JSONDecodeError) as exc:
+                detail = exc.detail if isinstance(exc, InvalidTrackingPayload) else f"malformed JSON: {exc}"
+                raise InvalidTrackingPayload(f"line {line_no}: {detail}") from None
+            entries.append(LogEntry("aftership", body["event_id"], event[:32], None, key, sent_at, body))
+    except InvalidTrackingPayload as exc:
+        console.print(f"[red]{file}: nothing imported:[/red] {exc.detail}")
+        raise typer.Exit(2) from None
+    ctx = build_context(get_settings())
+    new = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("appending", total=len(entries))
+        for start in range(0, len(entries), 500):
+            part = entries[start : start + 500]
+            with ctx.engine.begin() as conn:
+                new += append(conn, part, received_at=ctx.clock.now())
+            progress.advance(task, len(part))
+        if drain:
+            worker = build_worker(ctx, name="import-aftership")
+            task = progress.add_task("projecting", total=None)
+            while (n := worker.run_once()) > 0:
+                progress.advance(task, n)
+    ctx.engine.dispose()
+    console.print(f"{len(entries)} webhook bodies read, {new} new" + ("" if drain else "; the worker will project them"))
+
+
 def _csv_location(exc: Any, start: int) -> str:
     """"events[4].occurred_at: not a timestamp" -> "row 6, column occurred_at: not a timestamp"."""
     errors = exc.extra.get("errors") or [{}]
     field = str(errors[0].get("field", ""))
     message = str(errors[0].get("message", exc.detail))
     if not field.startswith("events["):
-        return exc.detail  # type: ignore[no-any-return]
+        return exc.detail
     index_text, _, column = field[len("events["):].partition("].")
     row = int(index_text) + start + 2  # 1-based, after the header row
     return f"row {row}, column {column.split('.')[-1] or '?'}: {message}"

@@ -135,9 +135,9 @@ class Baseline:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
         return cls(
-            lanes={k: tuple(v) for k, v in data["lanes"].items()},  # type: ignore[misc]
-            carriers={k: tuple(v) for k, v in data["carriers"].items()},  # type: ignore[misc]
-            overall=tuple(data["overall"]),  # type: ignore[arg-type]
+            lanes={k: tuple(v) for k, v in data["lanes"].items()},
+            carriers={k: tuple(v) for k, v in data["carriers"].items()},
+            overall=tuple(data["overall"]),
             confidence=data.get("confidence"),
             is_trained=bool(data.get("is_trained")),
         )
@@ -207,7 +207,7 @@ class TreeEnsemble:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TreeEnsemble:
-        return cls(init=data["init"], rate=data["rate"], trees=[tuple(t) for t in data["trees"]])  # type: ignore[misc]
+        return cls(init=data["init"], rate=data["rate"], trees=[tuple(t) for t in data["trees"]])
 
 
 def _compile(ensemble: TreeEnsemble) -> Callable[[Sequence[float]], float]:
@@ -232,7 +232,7 @@ def _compile(ensemble: TreeEnsemble) -> Callable[[Sequence[float]], float]:
     lines.append(f"    return {float(ensemble.init)!r} + {float(ensemble.rate)!r} * t")
     namespace: dict[str, Any] = {}
     exec(compile("\n".join(lines), "<eta-trees>", "exec"), namespace)  # numbers only, see the docstring
-    return namespace["f"]  # type: ignore[no-any-return]
+    return namespace["f"]
 
 
 @dataclass
@@ -429,10 +429,10 @@ def time_split(history: Sequence[Shipment], *, holdout_share: float = 0.25) -> t
     delivered = [s for s in history if s.delivered_at is not None and s.dispatched_at is not None]
     if len(delivered) < 20:
         raise ValueError(f"only {len(delivered)} delivered shipments with scans: need at least 20 to train and test")
-    starts = sorted(s.dispatched_at for s in delivered)  # type: ignore[misc]
+    starts = sorted(s.dispatched_at for s in delivered if s.dispatched_at is not None)
     cutoff = starts[int(len(starts) * (1 - holdout_share))]
-    train = [s for s in delivered if s.delivered_at < cutoff]  # type: ignore[operator]
-    test = [s for s in delivered if s.dispatched_at >= cutoff]  # type: ignore[operator]
+    train = [s for s in delivered if s.delivered_at is not None and s.delivered_at < cutoff]
+    test = [s for s in delivered if s.dispatched_at is not None and s.dispatched_at >= cutoff]
     if len(train) < 10 or not test:
         raise ValueError("the history is too short in time to hold out a later period: add more delivered shipments")
     return train, test, cutoff

@@ -50,18 +50,18 @@ def code_tables(ctx: HandlerContext | Any) -> CodeTables:
     tables = ctx.services.get("carrier_codes")
     if tables is None:
         tables = ctx.services["carrier_codes"] = cached_tables(str(ctx.settings.carrier_codes_dir or ""))
-    return tables  # type: ignore[no-any-return]
+    return tables
 
 
 def predictor(ctx: HandlerContext | Any) -> EtaPredictor:
     found = ctx.services.get("eta")
     if found is None:
         found = ctx.services["eta"] = load_predictor(ctx.settings.var_dir)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def policy(ctx: HandlerContext | Any) -> DetectionPolicy:
-    return ctx.services.get("detection_policy") or DEFAULT_POLICY  # type: ignore[no-any-return]
+    return ctx.services.get("detection_policy") or DEFAULT_POLICY
 
 
 # ---- projections of the log ------------------------------------------------------------------------------
@@ -142,8 +142,8 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
         attach: dict[str, list[int]] = {}
         for row_id, scan in orphans:
             attach.setdefault(by_key[(scan.carrier, scan.tracking_number)], []).append(row_id)
-        for shipment_id, row_ids in attach.items():
-            repo.attach_scans(row_ids, shipment_id)
+        for owner_id, row_ids in attach.items():
+            repo.attach_scans(row_ids, owner_id)
     pairs: list[tuple[TrackingEvent, str | None]] = []
     for key, p in merged.items():
         shipment = found.get(key)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
+from typing import TypedDict
 
 from doorstep.bus.messages import DomainEvent
 from doorstep.shipments.events import (
@@ -137,6 +138,12 @@ def normalise_subtag(value: str | None, status: Status) -> str | None:
     if not code.startswith(status.value + "_"):
         raise ValueError(f"subtag {value!r} does not belong to status {status.value}")
     return code
+
+
+class _Ids(TypedDict):
+    shipment_id: str
+    order_id: str | None
+    customer_id: str | None
 
 
 @dataclass(frozen=True)
@@ -295,7 +302,7 @@ class Shipment:
         )
         return shipment
 
-    def _ids(self) -> dict[str, str | None]:
+    def _ids(self) -> _Ids:
         return {"shipment_id": self.id, "order_id": self.order_id, "customer_id": self.customer_id}
 
     @property

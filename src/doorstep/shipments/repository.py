@@ -225,7 +225,7 @@ class ShipmentRepository:
 
     def orphan_carrier(self, tracking_number: str) -> str | None:
         """The carrier of scans kept for this tracking number, when a caller does not know it."""
-        return self.conn.execute(  # type: ignore[no-any-return]
+        return self.conn.execute(
             select(tracking_events.c.carrier)
             .where(tracking_events.c.tracking_number == tracking_number, tracking_events.c.shipment_id.is_(None))
             .limit(1)

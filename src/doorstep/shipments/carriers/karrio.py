@@ -85,8 +85,8 @@ def parse_tracker(tracker: dict[str, Any], tables: CodeTables, *, source: str = 
               fallback=tracker_status if at == newest else None, source=source)
         for at, event, path in parsed
     ]
-    info = tracker.get("info") if isinstance(tracker.get("info"), dict) else {}
-    metadata = tracker.get("metadata") if isinstance(tracker.get("metadata"), dict) else {}
+    info: dict[str, Any] = tracker["info"] if isinstance(tracker.get("info"), dict) else {}
+    metadata: dict[str, Any] = tracker["metadata"] if isinstance(tracker.get("metadata"), dict) else {}
     order_ref = optional_str(info, "order_id", "data.info.", max_len=100) or optional_str(
         metadata, "order_id", "data.metadata.", max_len=100
     )
