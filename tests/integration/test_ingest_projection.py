@@ -35,6 +35,9 @@ def send(app: AppUnderTest, *events: dict[str, Any]) -> None:
     assert response.status_code == 200, response.text
     assert "rejected" not in response.json(), response.json()
     drain_log(app)
+    with app.ctx.engine.connect() as conn:
+        deferred = conn.execute(select(outbox.c.last_error).where(outbox.c.handler == "bus.retry_log_event")).all()
+    assert deferred == [], deferred  # every call projected at the first attempt
 
 
 def owner(app: AppUnderTest, kind: str, value: str) -> str | None:
@@ -308,3 +311,18 @@ def test_find_by_identity_normalises_what_it_is_given(app: AppUnderTest) -> None
         assert find_by_identity(conn, "phone", "07911 123456", default_region="GB") == maya
         assert find_by_identity(conn, "email", " Maya@Shop.IO ") == maya
         assert find_by_identity(conn, "email", "lee@shop.io") is None
+
+
+def test_seen_times_widen_with_out_of_order_calls(app: AppUnderTest) -> None:
+    send(
+        app,
+        {"type": "page", "anonymousId": "a1", "timestamp": "2026-11-23T08:00:00Z", "messageId": "m1"},
+        {"type": "page", "anonymousId": "a1", "timestamp": "2026-11-23T08:30:00Z", "messageId": "m2"},
+        {"type": "page", "anonymousId": "a1", "timestamp": "2026-11-23T07:00:00Z", "messageId": "m3"},
+        {"type": "page", "anonymousId": "a1", "timestamp": "2026-11-23T08:10:00Z", "messageId": "m4"},
+    )
+
+    with app.ctx.engine.connect() as conn:
+        row = conn.execute(select(customers.c.first_seen_at, customers.c.last_seen_at)).one()
+    assert (row.first_seen_at.isoformat(), row.last_seen_at.isoformat()) == (
+        "2026-11-23T07:00:00+00:00", "2026-11-23T08:30:00+00:00")

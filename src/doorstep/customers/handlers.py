@@ -23,6 +23,7 @@ from doorstep.customers.model import (
     Identifier,
     Kind,
     LinkDecision,
+    ProfileIdentities,
     consent_flags,
     extract_identifiers,
     normalise_id,
@@ -71,7 +72,14 @@ def record_call(
         else:
             refused.append(previous)
     owners = repo.owners(identifiers)
-    profiles = repo.identities_of(owners.values()) if owners else {}
+    # a profile's identifiers are needed only to check limits, i.e. when the call brings something new
+    is_settled = len(owners) == len(identifiers) and len(set(owners.values())) == 1
+    if is_settled:
+        profiles = {cid: ProfileIdentities(cid) for cid in owners.values()}
+        for identifier in identifiers:
+            profiles[owners[identifier]].add(identifier)
+    else:
+        profiles = repo.identities_of(owners.values()) if owners else {}
     resolution = resolve(
         identifiers, owners=owners, profiles=profiles, message_id=message_id, is_alias=is_alias,
         id_exists=repo.exists,
@@ -82,6 +90,11 @@ def record_call(
         return None
     customer_id = resolution.customer_id
     traits = traits_of(payload)
+    if not (resolution.is_new or resolution.links or resolution.merges or resolution.decisions or refused or traits):
+        # the common case: a page view or event from a known visitor, nothing about the profile changes
+        repo.touch(customer_id, at=occurred_at)
+        repo.add_event(event_row(payload, log_id=log_id, customer_id=customer_id, occurred_at=occurred_at))
+        return customer_id
     # consents are read only when this call can change them (most calls cannot)
     needs_consents = bool(resolution.merges) or bool(consent_flags(traits))
     customer = None if resolution.is_new else repo.get(customer_id, with_consents=needs_consents)

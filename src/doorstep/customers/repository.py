@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, select, tuple_, update
 
 from doorstep.customers.model import (
     Consent,
@@ -21,6 +21,7 @@ from doorstep.customers.model import (
 )
 from doorstep.customers.tables import consents, customer_events, customers, identities, identity_links
 from doorstep.db.dialect import insert_ignore, upsert
+from doorstep.db.types import UTCDateTime
 from doorstep.errors import NotFound
 
 PROFILE_COLUMNS = ("email", "phone", "name", "locale", "timezone", "country", "region", "postcode",
@@ -39,6 +40,15 @@ _CONSENTS = select(consents).where(consents.c.customer_id == bindparam("customer
 _EXISTS = select(customers.c.id).where(customers.c.id == bindparam("customer_id"))
 _UPDATE = update(customers).where(customers.c.id == bindparam("_id"))
 _INSERT = insert(customers)
+_AT = bindparam("at", type_=UTCDateTime())
+_TOUCH = (
+    update(customers)
+    .where(customers.c.id == bindparam("customer_id"))
+    .values(
+        last_seen_at=case((customers.c.last_seen_at < _AT, _AT), else_=customers.c.last_seen_at),
+        first_seen_at=case((customers.c.first_seen_at > _AT, _AT), else_=customers.c.first_seen_at),
+    )
+)
 _LINK = insert(identities)
 _DECISIONS = insert(identity_links)
 
@@ -160,6 +170,10 @@ class CustomerRepository:
         values["_id"] = customer.id
         self.conn.execute(_UPDATE, values)
         self._save_consents(customer)
+
+    def touch(self, customer_id: str, *, at: datetime) -> None:
+        """Moves first/last seen to include `at`: all a call without traits changes on a known profile."""
+        self.conn.execute(_TOUCH, {"customer_id": customer_id, "at": at})
 
     def _values(self, customer: Customer) -> dict[str, Any]:
         values = {name: getattr(customer, name) for name in PROFILE_COLUMNS}

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from doorstep.db.dialect import insert_ignore, upsert
+from doorstep.db.dialect import upsert
 from doorstep.errors import NotFound
 from doorstep.orders.model import Money, Order, OrderLine, ShippingAddress
 from doorstep.orders.tables import order_lines, order_steps, orders, products
@@ -143,17 +145,33 @@ class OrderRepository:
         ).rowcount or 0
 
     def upsert_products(self, items: list[dict[str, Any]], *, now: datetime) -> None:
-        """Keeps the catalogue current from what events say about products (later calls win)."""
+        """Keeps the catalogue current from what events say about products: a later call's values win, and
+        a value it does not carry leaves the stored one."""
         rows: dict[str, dict[str, Any]] = {}
         for item in items:
-            rows[item["id"]] = {**item, "updated_at": now}
+            rows[item["id"]] = {"sku": None, "name": None, "category": None, "price_minor": None, "currency": None,
+                                **item, "updated_at": now}
         if not rows:
             return
-        values = list(rows.values())
-        for row in values:
-            for key in ("sku", "name", "category", "price_minor", "currency"):
-                row.setdefault(key, None)
-        self.conn.execute(insert_ignore(self.conn, products, index_elements=["id"]), values)
-        for row in values:
-            changes = {k: v for k, v in row.items() if k != "id" and v is not None}
-            self.conn.execute(update(products).where(products.c.id == row["id"]).values(**changes))
+        self.conn.execute(_products_upsert(self.conn), list(rows.values()))
+
+
+_PRODUCT_UPSERTS: dict[str, Any] = {}
+
+
+def _products_upsert(conn: Connection) -> Any:
+    """INSERT ... ON CONFLICT (id) DO UPDATE SET col = COALESCE(new, old): one statement per call."""
+    dialect = conn.dialect.name
+    statement = _PRODUCT_UPSERTS.get(dialect)
+    if statement is None:
+        base = pg_insert(products) if dialect == "postgresql" else sqlite_insert(products)
+        statement = base.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                **{c: func.coalesce(base.excluded[c], products.c[c])
+                   for c in ("sku", "name", "category", "price_minor", "currency")},
+                "updated_at": base.excluded.updated_at,
+            },
+        )
+        _PRODUCT_UPSERTS[dialect] = statement
+    return statement
