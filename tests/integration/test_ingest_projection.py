@@ -326,3 +326,19 @@ def test_seen_times_widen_with_out_of_order_calls(app: AppUnderTest) -> None:
         row = conn.execute(select(customers.c.first_seen_at, customers.c.last_seen_at)).one()
     assert (row.first_seen_at.isoformat(), row.last_seen_at.isoformat()) == (
         "2026-11-23T07:00:00+00:00", "2026-11-23T08:30:00+00:00")
+
+
+def test_a_repeated_refusal_is_explained_once(app: AppUnderTest) -> None:
+    send(
+        app,
+        {"type": "identify", "anonymousId": "family-ipad", "userId": "maya", "messageId": "m1"},
+        *[{"type": "track", "anonymousId": "family-ipad", "userId": "tom", "event": "Product Viewed",
+           "messageId": f"t{n}"} for n in range(3)],
+        *[{"type": "page", "anonymousId": "null", "userId": "tom", "messageId": f"p{n}"} for n in range(3)],
+    )
+
+    with app.ctx.engine.connect() as conn:
+        refusals = conn.execute(select(identity_links.c.kind, identity_links.c.value, identity_links.c.message_id)
+                                .where(identity_links.c.action == "refused").order_by(identity_links.c.id)).all()
+    assert [tuple(r) for r in refusals] == [("anonymous_id", "family-ipad", "t0"), ("anonymous_id", "null", "p0")]
+    assert count(app.ctx.engine, customer_events) == 7

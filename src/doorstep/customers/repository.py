@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, delete, insert, select, tuple_, update
 
 from doorstep.customers.model import (
+    Action,
     Consent,
     Customer,
     Identifier,
@@ -51,6 +52,11 @@ _TOUCH = (
 )
 _LINK = insert(identities)
 _DECISIONS = insert(identity_links)
+_KNOWN_REFUSALS = select(identity_links.c.kind, identity_links.c.value, identity_links.c.other_customer_id).where(
+    identity_links.c.customer_id.in_(bindparam("customer_ids", expanding=True)),
+    identity_links.c.action == "refused",
+    identity_links.c.value.in_(bindparam("values", expanding=True)),
+)
 
 
 class CustomerRepository:
@@ -87,6 +93,23 @@ class CustomerRepository:
         )
 
     def record_decisions(self, decisions: Iterable[LinkDecision], *, message_id: str | None, now: datetime) -> None:
+        """Stores the explanations. A refusal already on record (same profile, identifier and other profile)
+        is not stored again: a shared device repeats the same refusal on every call."""
+        decisions = list(decisions)
+        refusals = [d for d in decisions if d.action == Action.REFUSED]
+        if refusals:
+            known = {
+                (r.kind, r.value, r.other_customer_id)
+                for r in self.conn.execute(
+                    _KNOWN_REFUSALS,
+                    {"customer_ids": sorted({d.customer_id for d in refusals}),
+                     "values": sorted({d.value[:320] for d in refusals})},
+                ).all()
+            }
+            decisions = [
+                d for d in decisions
+                if d.action != Action.REFUSED or (d.kind, d.value[:320], d.other_customer_id) not in known
+            ]
         rows = [
             {
                 "customer_id": d.customer_id,
