@@ -34,18 +34,57 @@ def calls(n_shoppers: int, start: datetime) -> list[LogEntry]:
             out.append(LogEntry("segment", message_id, kind, name, key, at, payload))
 
         for page in range(3):
-            add("page", f"Page {page}", {"anonymousId": anon, "name": f"Page {page}",
-                                         "context": {"campaign": {"source": "newsletter"}}}, f"anon:{anon}")
+            add(
+                "page",
+                f"Page {page}",
+                {
+                    "anonymousId": anon,
+                    "name": f"Page {page}",
+                    "context": {"campaign": {"source": "newsletter"}},
+                },
+                f"anon:{anon}",
+            )
         for product in range(2):
-            add("track", "Product Viewed", {"anonymousId": anon, "event": "Product Viewed",
-                                            "properties": {"product_id": f"p{product}", "price": 10}}, f"anon:{anon}")
-        add("identify", None, {"anonymousId": anon, "userId": user,
-                               "traits": {"email": f"{user}@shop.io", "phone": f"+4479111{s % 100000:05d}",
-                                          "name": f"Shopper {s}"}}, f"user:{user}")
+            add(
+                "track",
+                "Product Viewed",
+                {
+                    "anonymousId": anon,
+                    "event": "Product Viewed",
+                    "properties": {"product_id": f"p{product}", "price": 10},
+                },
+                f"anon:{anon}",
+            )
+        add(
+            "identify",
+            None,
+            {
+                "anonymousId": anon,
+                "userId": user,
+                "traits": {
+                    "email": f"{user}@shop.io",
+                    "phone": f"+4479111{s % 100000:05d}",
+                    "name": f"Shopper {s}",
+                },
+            },
+            f"user:{user}",
+        )
         if s % 3 == 0:
-            add("track", "Order Completed", {"userId": user, "event": "Order Completed", "properties": {
-                "order_id": f"o-{s}", "total": "42.50", "currency": "EUR",
-                "products": [{"product_id": "p0", "price": "20.00", "quantity": 2}]}}, f"user:{user}")
+            add(
+                "track",
+                "Order Completed",
+                {
+                    "userId": user,
+                    "event": "Order Completed",
+                    "properties": {
+                        "order_id": f"o-{s}",
+                        "total": "42.50",
+                        "currency": "EUR",
+                        "products": [{"product_id": "p0", "price": "20.00", "quantity": 2}],
+                    },
+                },
+                f"user:{user}",
+            )
     return out
 
 
@@ -56,8 +95,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(url)
-        settings = Settings(env="test", var_dir=Path(tmp), database_url=url, in_process_worker=False, log_json=False,
-                            worker_batch_size=500)
+        settings = Settings(
+            env="test",
+            var_dir=Path(tmp),
+            database_url=url,
+            in_process_worker=False,
+            log_json=False,
+            worker_batch_size=500,
+        )
         ctx = build_context(settings)
         entries = calls(args.shoppers, datetime(2026, 11, 23, tzinfo=UTC))
         with ctx.engine.begin() as conn:
@@ -68,8 +113,10 @@ def main() -> None:
         worker.drain()
         elapsed = time.perf_counter() - began
         rate = len(entries) / elapsed
-        print(f"projected {len(entries)} Segment calls ({args.shoppers} shoppers) on SQLite in {elapsed:.2f} s: "
-              f"{rate:,.0f} calls/s (nproc {os.cpu_count()})")
+        print(
+            f"projected {len(entries)} Segment calls ({args.shoppers} shoppers) on SQLite in {elapsed:.2f} s: "
+            f"{rate:,.0f} calls/s (nproc {os.cpu_count()})"
+        )
         ctx.engine.dispose()
         ctx.read_engine.dispose()
 
