@@ -82,6 +82,15 @@ def test_missing_write_key_is_401_problem(app: AppUnderTest) -> None:
 
     assert response.status_code == 401
     assert "write key" in problem(response)["detail"]  # type: ignore[operator]
+    assert problem(response)["errors"] == [{"field": "writeKey", "message": "required"}]
+
+
+def test_malformed_basic_credentials_are_400_naming_the_header(app: AppUnderTest) -> None:
+    response = app.client.post("/v1/track", json=segment_event(), headers={"Authorization": "Basic %%%"})
+
+    assert response.status_code == 400
+    assert problem(response)["errors"][0]["field"] == "Authorization"  # type: ignore[index]
+    assert log_count(app.ctx.engine) == 0
 
 
 @pytest.mark.parametrize(
