@@ -88,10 +88,9 @@ def calls(n_shoppers: int, start: datetime) -> list[LogEntry]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shoppers", type=int, default=2000)
-    args = parser.parse_args()
+def main(shoppers: int | None = None) -> None:
+    """Called by `python -m bench` with no arguments (DOORSTEP_BENCH_SHOPPERS, default 2000)."""
+    n_shoppers = shoppers or int(os.environ.get("DOORSTEP_BENCH_SHOPPERS", "2000"))
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(url)
@@ -104,7 +103,7 @@ def main() -> None:
             worker_batch_size=500,
         )
         ctx = build_context(settings)
-        entries = calls(args.shoppers, datetime(2026, 11, 23, tzinfo=UTC))
+        entries = calls(n_shoppers, datetime(2026, 11, 23, tzinfo=UTC))
         with ctx.engine.begin() as conn:
             for start in range(0, len(entries), 1000):
                 append(conn, entries[start : start + 1000], received_at=datetime.now(UTC))
@@ -114,12 +113,17 @@ def main() -> None:
         elapsed = time.perf_counter() - began
         rate = len(entries) / elapsed
         print(
-            f"projected {len(entries)} Segment calls ({args.shoppers} shoppers) on SQLite in {elapsed:.2f} s: "
+            f"projected {len(entries)} Segment calls ({n_shoppers} shoppers) on SQLite in {elapsed:.2f} s: "
             f"{rate:,.0f} calls/s (nproc {os.cpu_count()})"
         )
+        writer = ctx.services.get("log_writer")
+        if writer is not None:
+            writer.close()
         ctx.engine.dispose()
         ctx.read_engine.dispose()
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shoppers", type=int, default=2000)
+    main(parser.parse_args().shoppers)
