@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from doorstep.context import AppContext
+
 console = Console(stderr=True)
 out = Console()
 
@@ -17,14 +19,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(customers_app, name="customers")
 
 
-def _ctx():  # type: ignore[no-untyped-def]
+def _ctx() -> AppContext:
     from doorstep.app import build_context
     from doorstep.settings import get_settings
 
     return build_context(get_settings())
 
 
-def _find(ctx, ref: str) -> str:  # type: ignore[no-untyped-def]
+def _find(ctx: AppContext, ref: str) -> str:
     """A customer id from an id, an email, a phone number or a userId."""
     from doorstep.customers.queries import find_by_identity, resolve_id
     from doorstep.errors import NotFound
