@@ -558,3 +558,17 @@ def test_a_repeated_refusal_is_explained_once(app: AppUnderTest) -> None:
         ("anonymous_id", "null", "p0"),
     ]
     assert count(app.ctx.engine, customer_events) == 7
+
+
+def test_alias_from_a_shared_devices_anonymous_id_does_not_join_two_accounts(app: AppUnderTest) -> None:
+    send(
+        app,
+        {"type": "identify", "anonymousId": "family-ipad", "userId": "maya", "messageId": "m1"},
+        {"type": "alias", "previousId": "family-ipad", "userId": "tom", "messageId": "m2"},
+        {"type": "alias", "previousId": "maya", "userId": "maya-2024", "messageId": "m3"},
+    )
+
+    maya, tom = owner(app, "user_id", "maya"), owner(app, "user_id", "tom")
+    assert maya and tom and maya != tom
+    assert owner(app, "anonymous_id", "family-ipad") == maya
+    assert owner(app, "user_id", "maya-2024") == maya  # an alias between userIds does join them

@@ -60,13 +60,16 @@ def record_call(
     None when the call carried no usable identifier (every one blocked)."""
     repo = uow.customers
     identifiers, refused = extract_identifiers(payload, default_region=default_region)
-    is_alias = payload.get("type") == "alias"
-    if is_alias and payload.get("previousId") is not None:
+    # An alias from one userId to another (an account renamed or merged by the shop) may join two userIds.
+    # An alias from an anonymousId (signup on a device) follows the ordinary rules: on a shared device the
+    # anonymousId may already belong to someone else.
+    joins_user_ids = False
+    if payload.get("type") == "alias" and payload.get("previousId") is not None:
         previous = normalise_id(Kind.USER_ID, payload["previousId"])
         if isinstance(previous, str):
             as_user = Identifier(Kind.USER_ID, previous)
-            kind = Kind.USER_ID if repo.owners([as_user]) else Kind.ANONYMOUS_ID
-            candidate = Identifier(kind, previous)
+            joins_user_ids = bool(repo.owners([as_user]))
+            candidate = as_user if joins_user_ids else Identifier(Kind.ANONYMOUS_ID, previous)
             if candidate not in identifiers:
                 identifiers.append(candidate)
         else:
@@ -85,7 +88,7 @@ def record_call(
         owners=owners,
         profiles=profiles,
         message_id=message_id,
-        is_alias=is_alias,
+        is_alias=joins_user_ids,
         id_exists=repo.exists,
     )
     if resolution.customer_id is None:
