@@ -413,8 +413,8 @@ def resolve(
     """Decides which profile a call belongs to, what to link and what to merge.
 
     `identifiers` strongest first; `owners` maps the known ones to their profile; `profiles` has the
-    identifiers of every profile in `owners`. `is_alias` (an alias call) lets its previousId join the
-    userId's profile even past the one-userId limit: the sender states they are the same person.
+    identifiers of every profile in `owners`. `is_alias` (an alias from one userId to another) lets the
+    two userIds share a profile past the one-userId limit: the shop states they are the same account.
     """
     if not identifiers:
         return Resolution(customer_id=None)
