@@ -34,32 +34,76 @@ def calls(n_shoppers: int, start: datetime) -> list[LogEntry]:
             out.append(LogEntry("segment", message_id, kind, name, key, at, payload))
 
         for page in range(3):
-            add("page", f"Page {page}", {"anonymousId": anon, "name": f"Page {page}",
-                                         "context": {"campaign": {"source": "newsletter"}}}, f"anon:{anon}")
+            add(
+                "page",
+                f"Page {page}",
+                {
+                    "anonymousId": anon,
+                    "name": f"Page {page}",
+                    "context": {"campaign": {"source": "newsletter"}},
+                },
+                f"anon:{anon}",
+            )
         for product in range(2):
-            add("track", "Product Viewed", {"anonymousId": anon, "event": "Product Viewed",
-                                            "properties": {"product_id": f"p{product}", "price": 10}}, f"anon:{anon}")
-        add("identify", None, {"anonymousId": anon, "userId": user,
-                               "traits": {"email": f"{user}@shop.io", "phone": f"+4479111{s % 100000:05d}",
-                                          "name": f"Shopper {s}"}}, f"user:{user}")
+            add(
+                "track",
+                "Product Viewed",
+                {
+                    "anonymousId": anon,
+                    "event": "Product Viewed",
+                    "properties": {"product_id": f"p{product}", "price": 10},
+                },
+                f"anon:{anon}",
+            )
+        add(
+            "identify",
+            None,
+            {
+                "anonymousId": anon,
+                "userId": user,
+                "traits": {
+                    "email": f"{user}@shop.io",
+                    "phone": f"+4479111{s % 100000:05d}",
+                    "name": f"Shopper {s}",
+                },
+            },
+            f"user:{user}",
+        )
         if s % 3 == 0:
-            add("track", "Order Completed", {"userId": user, "event": "Order Completed", "properties": {
-                "order_id": f"o-{s}", "total": "42.50", "currency": "EUR",
-                "products": [{"product_id": "p0", "price": "20.00", "quantity": 2}]}}, f"user:{user}")
+            add(
+                "track",
+                "Order Completed",
+                {
+                    "userId": user,
+                    "event": "Order Completed",
+                    "properties": {
+                        "order_id": f"o-{s}",
+                        "total": "42.50",
+                        "currency": "EUR",
+                        "products": [{"product_id": "p0", "price": "20.00", "quantity": 2}],
+                    },
+                },
+                f"user:{user}",
+            )
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shoppers", type=int, default=2000)
-    args = parser.parse_args()
+def main(shoppers: int | None = None) -> None:
+    """Called by `python -m bench` with no arguments (DOORSTEP_BENCH_SHOPPERS, default 2000)."""
+    n_shoppers = shoppers or int(os.environ.get("DOORSTEP_BENCH_SHOPPERS", "2000"))
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(url)
-        settings = Settings(env="test", var_dir=Path(tmp), database_url=url, in_process_worker=False, log_json=False,
-                            worker_batch_size=500)
+        settings = Settings(
+            env="test",
+            var_dir=Path(tmp),
+            database_url=url,
+            in_process_worker=False,
+            log_json=False,
+            worker_batch_size=500,
+        )
         ctx = build_context(settings)
-        entries = calls(args.shoppers, datetime(2026, 11, 23, tzinfo=UTC))
+        entries = calls(n_shoppers, datetime(2026, 11, 23, tzinfo=UTC))
         with ctx.engine.begin() as conn:
             for start in range(0, len(entries), 1000):
                 append(conn, entries[start : start + 1000], received_at=datetime.now(UTC))
@@ -68,11 +112,18 @@ def main() -> None:
         worker.drain()
         elapsed = time.perf_counter() - began
         rate = len(entries) / elapsed
-        print(f"projected {len(entries)} Segment calls ({args.shoppers} shoppers) on SQLite in {elapsed:.2f} s: "
-              f"{rate:,.0f} calls/s (nproc {os.cpu_count()})")
+        print(
+            f"projected {len(entries)} Segment calls ({n_shoppers} shoppers) on SQLite in {elapsed:.2f} s: "
+            f"{rate:,.0f} calls/s (nproc {os.cpu_count()})"
+        )
+        writer = ctx.services.get("log_writer")
+        if writer is not None:
+            writer.close()
         ctx.engine.dispose()
         ctx.read_engine.dispose()
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shoppers", type=int, default=2000)
+    main(parser.parse_args().shoppers)

@@ -34,8 +34,16 @@ def order_completed(order_id: str = "1001", **overrides: Any) -> dict[str, Any]:
         "shipping": "4.50",
         "tax": "0",
         "currency": "EUR",
-        "products": [{"product_id": "shoe-1", "sku": "SH-42", "name": "Runner", "category": "Shoes", "price": "95.00",
-                      "quantity": 1}],
+        "products": [
+            {
+                "product_id": "shoe-1",
+                "sku": "SH-42",
+                "name": "Runner",
+                "category": "Shoes",
+                "price": "95.00",
+                "quantity": 1,
+            }
+        ],
         "promised_delivery_from": "2026-11-26T09:00:00Z",
         "promised_delivery_to": "2026-11-26T13:00:00Z",
     }
@@ -57,9 +65,12 @@ def drain_log(app: Any, *, timeout_s: float = 15.0) -> None:
         app.drain()
         with app.ctx.engine.connect() as conn:
             last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
-            done = conn.execute(
-                select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
-            ).scalar() or 0
+            done = (
+                conn.execute(
+                    select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
+                ).scalar()
+                or 0
+            )
         if done >= last:
             app.drain()
             return

@@ -47,7 +47,9 @@ def problem(response: object) -> dict[str, object]:
         ("/v1/alias", {"userId": "u1", "previousId": "a1"}),
     ],
 )
-def test_each_endpoint_appends_one_call(app: AppUnderTest, key: str, path: str, event: dict[str, object]) -> None:
+def test_each_endpoint_appends_one_call(
+    app: AppUnderTest, key: str, path: str, event: dict[str, object]
+) -> None:
     response = app.client.post(path, json=event, headers=basic(key))
 
     assert response.status_code == 200, response.text
@@ -80,6 +82,15 @@ def test_missing_write_key_is_401_problem(app: AppUnderTest) -> None:
 
     assert response.status_code == 401
     assert "write key" in problem(response)["detail"]  # type: ignore[operator]
+    assert problem(response)["errors"] == [{"field": "writeKey", "message": "required"}]
+
+
+def test_malformed_basic_credentials_are_400_naming_the_header(app: AppUnderTest) -> None:
+    response = app.client.post("/v1/track", json=segment_event(), headers={"Authorization": "Basic %%%"})
+
+    assert response.status_code == 400
+    assert problem(response)["errors"][0]["field"] == "Authorization"  # type: ignore[index]
+    assert log_count(app.ctx.engine) == 0
 
 
 @pytest.mark.parametrize(
@@ -98,7 +109,9 @@ def test_missing_write_key_is_401_problem(app: AppUnderTest) -> None:
 def test_bad_single_calls_are_400_naming_the_field_and_store_nothing(
     app: AppUnderTest, key: str, body: bytes, field: str
 ) -> None:
-    response = app.client.post("/v1/track", content=body, headers={**basic(key), "content-type": "application/json"})
+    response = app.client.post(
+        "/v1/track", content=body, headers={**basic(key), "content-type": "application/json"}
+    )
 
     assert response.status_code == 400, response.text
     body_json = problem(response)
@@ -151,8 +164,13 @@ def test_gzip_batch_is_inflated_and_a_gzip_bomb_is_refused(app: AppUnderTest, ke
 
 def test_batch_with_bad_items_stores_the_good_ones_and_lists_the_rest(app: AppUnderTest, key: str) -> None:
     good = [segment_event(), segment_event("page", name="Home")]
-    batch = [good[0], {"type": "track", "messageId": "bad-1", "event": "X"}, "not an object", good[1],
-             {"type": "dance", "userId": "u"}]
+    batch = [
+        good[0],
+        {"type": "track", "messageId": "bad-1", "event": "X"},
+        "not an object",
+        good[1],
+        {"type": "dance", "userId": "u"},
+    ]
 
     response = app.client.post("/v1/batch", json={"batch": batch}, headers=basic(key))
 
@@ -160,7 +178,10 @@ def test_batch_with_bad_items_stores_the_good_ones_and_lists_the_rest(app: AppUn
     body = response.json()
     assert body["accepted"] == 2 and body["duplicates"] == 0
     assert [(r["index"], r["messageId"], r["errors"][0]["field"]) for r in body["rejected"]] == [
-        (1, "bad-1", "userId"), (2, None, ""), (4, None, "type")]
+        (1, "bad-1", "userId"),
+        (2, None, ""),
+        (4, None, "type"),
+    ]
     assert log_count(app.ctx.engine) == 2
 
 
@@ -171,7 +192,9 @@ def test_all_bad_batch_is_400_listing_every_item(app: AppUnderTest, key: str) ->
     assert [r["index"] for r in problem(response)["rejected"]] == [0, 1]  # type: ignore[union-attr]
 
 
-def test_retry_is_a_duplicate_but_a_reused_message_id_is_refused(app: AppUnderTest, key: str, clock: FixedClock) -> None:
+def test_retry_is_a_duplicate_but_a_reused_message_id_is_refused(
+    app: AppUnderTest, key: str, clock: FixedClock
+) -> None:
     event = segment_event(messageId="m-1")
     first = app.client.post("/v1/track", json=event, headers=basic(key))
     clock.advance(seconds=30)
@@ -179,7 +202,13 @@ def test_retry_is_a_duplicate_but_a_reused_message_id_is_refused(app: AppUnderTe
     replay = app.client.post("/v1/track", json={**event, "event": "Order Completed"}, headers=basic(key))
     in_batch = app.client.post(
         "/v1/batch",
-        json={"batch": [segment_event(messageId="m-2"), segment_event(messageId="m-2"), {**event, "event": "Other"}]},
+        json={
+            "batch": [
+                segment_event(messageId="m-2"),
+                segment_event(messageId="m-2"),
+                {**event, "event": "Other"},
+            ]
+        },
         headers=basic(key),
     )
 
@@ -188,8 +217,10 @@ def test_retry_is_a_duplicate_but_a_reused_message_id_is_refused(app: AppUnderTe
     assert problem(replay)["errors"][0]["field"] == "messageId"  # type: ignore[index]
     assert in_batch.status_code == 200
     assert in_batch.json()["accepted"] == 1
-    assert [(r["index"], r["errors"][0]["field"]) for r in in_batch.json()["rejected"]] == [(1, "messageId"),
-                                                                                          (2, "messageId")]
+    assert [(r["index"], r["errors"][0]["field"]) for r in in_batch.json()["rejected"]] == [
+        (1, "messageId"),
+        (2, "messageId"),
+    ]
     with app.ctx.engine.connect() as conn:
         stored = conn.execute(select(event_log.c.message_id, event_log.c.name).order_by(event_log.c.id)).all()
     assert [tuple(r) for r in stored] == [("m-1", "Product Viewed"), ("m-2", "Product Viewed")]
@@ -197,7 +228,10 @@ def test_retry_is_a_duplicate_but_a_reused_message_id_is_refused(app: AppUnderTe
 
 def test_clock_skew_is_corrected_from_sent_at(app: AppUnderTest, key: str) -> None:
     # the device clock runs 3 hours fast; the server received the batch at 09:00 UTC
-    batch = {"batch": [segment_event(timestamp="2026-11-23T11:59:00Z", sentAt=None)], "sentAt": "2026-11-23T12:00:00Z"}
+    batch = {
+        "batch": [segment_event(timestamp="2026-11-23T11:59:00Z", sentAt=None)],
+        "sentAt": "2026-11-23T12:00:00Z",
+    }
     batch["batch"][0].pop("sentAt")
 
     app.client.post("/v1/batch", json=batch, headers=basic(key))
@@ -208,18 +242,45 @@ def test_clock_skew_is_corrected_from_sent_at(app: AppUnderTest, key: str) -> No
     assert row.payload["originalTimestamp"] == "2026-11-23T11:59:00+00:00"
 
 
-def test_maya_story_one_profile_and_an_order_through_the_read_api(app: AppUnderTest, key: str, clock: FixedClock) -> None:
+def test_maya_story_one_profile_and_an_order_through_the_read_api(
+    app: AppUnderTest, key: str, clock: FixedClock
+) -> None:
     reader = secret_key(app.ctx.engine, now=clock.now(), scopes=["customers:read", "orders:read"])
     batch = [
-        {"type": "page", "anonymousId": "anon-maya", "name": "Home", "messageId": "p1",
-         "context": {"page": {"url": "https://shop.example/?utm_source=newsletter"}}},
-        {"type": "track", "anonymousId": "anon-maya", "event": "Product Viewed", "messageId": "t1",
-         "properties": {"product_id": "shoe-1", "name": "Runner", "price": 95, "category": "Shoes"}},
-        {"type": "identify", "anonymousId": "anon-maya", "userId": "maya-1", "messageId": "i1",
-         "traits": {"email": "Maya@Shop.io", "phone": "07911 123456", "name": "Maya Lopez",
-                    "preferred_channel": "whatsapp", "consent": {"whatsapp": True}}},
-        {"type": "track", "userId": "maya-1", "event": "Order Completed", "messageId": "o1",
-         "properties": order_completed("1001", payment_status="paid")},
+        {
+            "type": "page",
+            "anonymousId": "anon-maya",
+            "name": "Home",
+            "messageId": "p1",
+            "context": {"page": {"url": "https://shop.example/?utm_source=newsletter"}},
+        },
+        {
+            "type": "track",
+            "anonymousId": "anon-maya",
+            "event": "Product Viewed",
+            "messageId": "t1",
+            "properties": {"product_id": "shoe-1", "name": "Runner", "price": 95, "category": "Shoes"},
+        },
+        {
+            "type": "identify",
+            "anonymousId": "anon-maya",
+            "userId": "maya-1",
+            "messageId": "i1",
+            "traits": {
+                "email": "Maya@Shop.io",
+                "phone": "07911 123456",
+                "name": "Maya Lopez",
+                "preferred_channel": "whatsapp",
+                "consent": {"whatsapp": True},
+            },
+        },
+        {
+            "type": "track",
+            "userId": "maya-1",
+            "event": "Order Completed",
+            "messageId": "o1",
+            "properties": order_completed("1001", payment_status="paid"),
+        },
     ]
     assert app.client.post("/v1/batch", json={"batch": batch}, headers=basic(key)).json()["accepted"] == 4
     app.drain()
@@ -230,20 +291,33 @@ def test_maya_story_one_profile_and_an_order_through_the_read_api(app: AppUnderT
     profile = app.client.get(f"/api/v1/customers/{summary['id']}", headers=bearer(reader)).json()
     order = app.client.get("/api/v1/orders/1001", headers=bearer(reader)).json()
 
-    assert (profile["email"], profile["phone"], profile["name"]) == ("maya@shop.io", "+447911123456", "Maya Lopez")
+    assert (profile["email"], profile["phone"], profile["name"]) == (
+        "maya@shop.io",
+        "+447911123456",
+        "Maya Lopez",
+    )
     assert sorted((i["kind"], i["value"]) for i in profile["identities"]) == [
-        ("anonymous_id", "anon-maya"), ("email", "maya@shop.io"), ("phone", "+447911123456"), ("user_id", "maya-1")]
+        ("anonymous_id", "anon-maya"),
+        ("email", "maya@shop.io"),
+        ("phone", "+447911123456"),
+        ("user_id", "maya-1"),
+    ]
     assert [link["action"] for link in profile["identity_links"]] == ["created", "linked", "linked", "linked"]
-    assert "user_id:maya-1 with anonymous_id:anon-maya in message i1" in profile["identity_links"][1]["reason"]
+    assert (
+        "user_id:maya-1 with anonymous_id:anon-maya in message i1" in profile["identity_links"][1]["reason"]
+    )
     assert profile["preferred_channels"] == ["whatsapp"]
-    assert [(c["channel"], c["topic"], c["is_granted"]) for c in profile["consents"]] == [("whatsapp", "marketing", True)]
+    assert [(c["channel"], c["topic"], c["is_granted"]) for c in profile["consents"]] == [
+        ("whatsapp", "marketing", True)
+    ]
     assert [(e["type"], e["name"]) for e in profile["recent_events"]][-1] == ("page", "Home")
     assert profile["recent_events"][-1]["campaign_source"] == "newsletter"
     assert [o["external_id"] for o in profile["orders"]] == ["1001"]
     assert (order["total"], order["currency"], order["customer_id"]) == ("99.50", "EUR", summary["id"])
     assert [s["step"] for s in order["steps"]] == ["placed", "paid"]
     assert [(line["product_id"], line["unit_price"], line["category"]) for line in order["lines"]] == [
-        ("shoe-1", "95.00", "Shoes")]
+        ("shoe-1", "95.00", "Shoes")
+    ]
     assert order["promised_from"] == "2026-11-26T09:00:00Z"
 
 
@@ -270,17 +344,22 @@ def test_read_api_needs_the_right_scope_or_role(app: AppUnderTest, clock: FixedC
 def test_customer_listing_pages_with_an_opaque_cursor(app: AppUnderTest, key: str, clock: FixedClock) -> None:
     reader = secret_key(app.ctx.engine, now=clock.now(), scopes=["customers:read"])
     for n in range(5):
-        app.client.post("/v1/identify", json={"userId": f"u{n}", "traits": {"name": f"C{n}"}}, headers=basic(key))
+        app.client.post(
+            "/v1/identify", json={"userId": f"u{n}", "traits": {"name": f"C{n}"}}, headers=basic(key)
+        )
         app.drain()
         clock.advance(minutes=1)
 
     first = app.client.get("/api/v1/customers", params={"limit": 2}, headers=bearer(reader)).json()
-    second = app.client.get("/api/v1/customers", params={"limit": 2, "cursor": first["next_cursor"]},
-                            headers=bearer(reader)).json()
-    third = app.client.get("/api/v1/customers", params={"limit": 2, "cursor": second["next_cursor"]},
-                           headers=bearer(reader)).json()
-    since = app.client.get("/api/v1/customers", params={"updated_since": "2026-11-23T09:03:00Z"},
-                           headers=bearer(reader)).json()
+    second = app.client.get(
+        "/api/v1/customers", params={"limit": 2, "cursor": first["next_cursor"]}, headers=bearer(reader)
+    ).json()
+    third = app.client.get(
+        "/api/v1/customers", params={"limit": 2, "cursor": second["next_cursor"]}, headers=bearer(reader)
+    ).json()
+    since = app.client.get(
+        "/api/v1/customers", params={"updated_since": "2026-11-23T09:03:00Z"}, headers=bearer(reader)
+    ).json()
     bad = app.client.get("/api/v1/customers", params={"cursor": "!!nope"}, headers=bearer(reader))
 
     names = [c["name"] for page in (first, second, third) for c in page["items"]]
@@ -293,22 +372,39 @@ def test_customer_listing_pages_with_an_opaque_cursor(app: AppUnderTest, key: st
 def test_order_listing_filters_and_pages(app: AppUnderTest, key: str, clock: FixedClock) -> None:
     reader = secret_key(app.ctx.engine, now=clock.now(), scopes=["orders:read"])
     for n in range(3):
-        app.client.post("/v1/track", json={"userId": "u1" if n < 2 else "u2", "event": "Order Completed",
-                                           "properties": order_completed(f"10{n}")}, headers=basic(key))
+        app.client.post(
+            "/v1/track",
+            json={
+                "userId": "u1" if n < 2 else "u2",
+                "event": "Order Completed",
+                "properties": order_completed(f"10{n}"),
+            },
+            headers=basic(key),
+        )
         clock.advance(hours=1)
-    app.client.post("/v1/track", json={"userId": "u1", "event": "Order Cancelled", "properties": {"order_id": "100"}},
-                    headers=basic(key))
+    app.client.post(
+        "/v1/track",
+        json={"userId": "u1", "event": "Order Cancelled", "properties": {"order_id": "100"}},
+        headers=basic(key),
+    )
     app.drain()
     customer_id = app.client.get("/api/v1/orders/101", headers=bearer(reader)).json()["customer_id"]
 
-    mine = app.client.get("/api/v1/orders", params={"customer_id": customer_id}, headers=bearer(reader)).json()
-    cancelled = app.client.get("/api/v1/orders", params={"status": "cancelled"}, headers=bearer(reader)).json()
-    window = app.client.get("/api/v1/orders", params={"placed_after": "2026-11-23T10:00:00Z",
-                                                      "placed_before": "2026-11-23T11:00:00Z"},
-                            headers=bearer(reader)).json()
+    mine = app.client.get(
+        "/api/v1/orders", params={"customer_id": customer_id}, headers=bearer(reader)
+    ).json()
+    cancelled = app.client.get(
+        "/api/v1/orders", params={"status": "cancelled"}, headers=bearer(reader)
+    ).json()
+    window = app.client.get(
+        "/api/v1/orders",
+        params={"placed_after": "2026-11-23T10:00:00Z", "placed_before": "2026-11-23T11:00:00Z"},
+        headers=bearer(reader),
+    ).json()
     page1 = app.client.get("/api/v1/orders", params={"limit": 2}, headers=bearer(reader)).json()
-    page2 = app.client.get("/api/v1/orders", params={"limit": 2, "cursor": page1["next_cursor"]},
-                           headers=bearer(reader)).json()
+    page2 = app.client.get(
+        "/api/v1/orders", params={"limit": 2, "cursor": page1["next_cursor"]}, headers=bearer(reader)
+    ).json()
     missing = app.client.get("/api/v1/orders/nope", headers=bearer(reader))
 
     assert [o["external_id"] for o in mine["items"]] == ["101", "100"]
@@ -320,17 +416,38 @@ def test_order_listing_filters_and_pages(app: AppUnderTest, key: str, clock: Fix
 
 def test_erasure_removes_the_customer_everywhere(app: AppUnderTest, key: str, clock: FixedClock) -> None:
     admin = secret_key(app.ctx.engine, now=clock.now(), scopes=["admin"])
-    app.client.post("/v1/batch", headers=basic(key), json={"batch": [
-        {"type": "page", "anonymousId": "a-maya", "messageId": "p1"},
-        {"type": "page", "anonymousId": "a-maya-phone", "messageId": "p2"},
-        {"type": "identify", "userId": "maya", "anonymousId": "a-maya", "traits": {"email": "maya@shop.io"},
-         "messageId": "i1"},
-        {"type": "identify", "userId": "maya", "anonymousId": "a-maya-phone", "messageId": "i2"},
-        {"type": "track", "userId": "maya", "event": "Order Completed", "properties": order_completed("1001"),
-         "messageId": "o1"},
-        {"type": "identify", "userId": "lee", "traits": {"email": "lee@shop.io"}, "messageId": "i3"},
-        {"type": "identify", "userId": "lee", "anonymousId": "a-maya", "messageId": "i4"},  # Lee on Maya's laptop
-    ]})
+    app.client.post(
+        "/v1/batch",
+        headers=basic(key),
+        json={
+            "batch": [
+                {"type": "page", "anonymousId": "a-maya", "messageId": "p1"},
+                {"type": "page", "anonymousId": "a-maya-phone", "messageId": "p2"},
+                {
+                    "type": "identify",
+                    "userId": "maya",
+                    "anonymousId": "a-maya",
+                    "traits": {"email": "maya@shop.io"},
+                    "messageId": "i1",
+                },
+                {"type": "identify", "userId": "maya", "anonymousId": "a-maya-phone", "messageId": "i2"},
+                {
+                    "type": "track",
+                    "userId": "maya",
+                    "event": "Order Completed",
+                    "properties": order_completed("1001"),
+                    "messageId": "o1",
+                },
+                {"type": "identify", "userId": "lee", "traits": {"email": "lee@shop.io"}, "messageId": "i3"},
+                {
+                    "type": "identify",
+                    "userId": "lee",
+                    "anonymousId": "a-maya",
+                    "messageId": "i4",
+                },  # Lee on Maya's laptop
+            ]
+        },
+    )
     app.drain()
     with app.ctx.engine.connect() as conn:
         maya = conn.execute(select(identities.c.customer_id).where(identities.c.value == "maya")).scalar_one()
@@ -355,8 +472,11 @@ def test_erasure_removes_the_customer_everywhere(app: AppUnderTest, key: str, cl
 
 
 def test_staff_customer_pages(app: AppUnderTest, key: str, clock: FixedClock) -> None:
-    app.client.post("/v1/identify", json={"userId": "u1", "traits": {"email": "maya@shop.io", "name": "Maya <b>"}},
-                    headers=basic(key))
+    app.client.post(
+        "/v1/identify",
+        json={"userId": "u1", "traits": {"email": "maya@shop.io", "name": "Maya <b>"}},
+        headers=basic(key),
+    )
     app.drain()
     agent = staff_user(app.ctx.engine, now=clock.now(), role="agent")
     driver = staff_user(app.ctx.engine, now=clock.now(), role="driver")
@@ -374,7 +494,10 @@ def test_staff_customer_pages(app: AppUnderTest, key: str, clock: FixedClock) ->
     assert listing.status_code == 200 and "maya@shop.io" in listing.text
     assert profile_page.status_code == 200
     assert "Maya &lt;b&gt;" in profile_page.text
-    assert "Why these belong together" in profile_page.text and "new profile: first seen user_id:u1" in profile_page.text
+    assert (
+        "Why these belong together" in profile_page.text
+        and "new profile: first seen user_id:u1" in profile_page.text
+    )
 
 
 def test_batch_level_context_applies_to_each_call_and_the_calls_own_wins(app: AppUnderTest, key: str) -> None:

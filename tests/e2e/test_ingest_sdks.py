@@ -61,11 +61,21 @@ def server(tmp_path: Path, sqlite_url: str) -> Iterator[LiveServer]:
 
 def drive(analytics: Any, *, user: str, order_id: str, errors: list[Any]) -> None:
     """What a shop's backend sends: anonymous browsing, sign-up, an order."""
-    analytics.page(anonymous_id=f"{user}-browser", name="Home", properties={"url": "https://shop.example/?utm_source=sdk"})
-    analytics.track(anonymous_id=f"{user}-browser", event="Product Viewed",
-                    properties={"product_id": "shoe-1", "name": "Runner", "price": 95})
-    analytics.identify(user_id=user, anonymous_id=f"{user}-browser",
-                       traits={"email": f"{user}@shop.io", "name": user.title(), "phone": "+447911123456"})
+    analytics.page(
+        anonymous_id=f"{user}-browser",
+        name="Home",
+        properties={"url": "https://shop.example/?utm_source=sdk"},
+    )
+    analytics.track(
+        anonymous_id=f"{user}-browser",
+        event="Product Viewed",
+        properties={"product_id": "shoe-1", "name": "Runner", "price": 95},
+    )
+    analytics.identify(
+        user_id=user,
+        anonymous_id=f"{user}-browser",
+        traits={"email": f"{user}@shop.io", "name": user.title(), "phone": "+447911123456"},
+    )
     analytics.track(user_id=user, event="Order Completed", properties=order_completed(order_id))
     analytics.flush()
     assert errors == [], errors
@@ -78,13 +88,19 @@ def assert_profile_and_order(server: LiveServer, *, user: str, order_id: str) ->
         customer_id = conn.execute(
             select(identities.c.customer_id).where(identities.c.kind == "user_id", identities.c.value == user)
         ).scalar_one()
-        kinds = sorted(conn.execute(
-            select(identities.c.kind).where(identities.c.customer_id == customer_id)
-        ).scalars())
+        kinds = sorted(
+            conn.execute(select(identities.c.kind).where(identities.c.customer_id == customer_id)).scalars()
+        )
         profile = conn.execute(select(customers).where(customers.c.id == customer_id)).one()
         order = conn.execute(select(orders).where(orders.c.external_id == order_id)).one()
-        lines = conn.execute(select(order_lines.c.product_id).where(order_lines.c.order_id == order.id)).scalars().all()
-        steps = conn.execute(select(order_steps.c.step).where(order_steps.c.order_id == order.id)).scalars().all()
+        lines = (
+            conn.execute(select(order_lines.c.product_id).where(order_lines.c.order_id == order.id))
+            .scalars()
+            .all()
+        )
+        steps = (
+            conn.execute(select(order_steps.c.step).where(order_steps.c.order_id == order.id)).scalars().all()
+        )
     assert kinds == ["anonymous_id", "email", "phone", "user_id"]
     assert (profile.email, profile.phone, profile.merged_into) == (f"{user}@shop.io", "+447911123456", None)
     assert (order.customer_id, order.total_minor, order.currency) == (customer_id, 9950, "EUR")

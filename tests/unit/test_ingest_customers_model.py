@@ -38,7 +38,9 @@ def profile(customer_id: str, *identifiers: Identifier) -> ProfileIdentities:
     return p
 
 
-@pytest.mark.parametrize("value", ["null", "NULL", " undefined ", "anonymous", "0", "-1", "", "none", "NaN", "unknown"])
+@pytest.mark.parametrize(
+    "value", ["null", "NULL", " undefined ", "anonymous", "0", "-1", "", "none", "NaN", "unknown"]
+)
 def test_blocked_user_and_anonymous_ids_are_refused(value: str) -> None:
     found, refused = extract_identifiers({"type": "track", "userId": value, "anonymousId": value})
 
@@ -48,7 +50,8 @@ def test_blocked_user_and_anonymous_ids_are_refused(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "email", ["test@test.com", "noreply@shop.io", "no-reply@shop.io", "someone@test.com", "null@x.io", "not-an-email"]
+    "email",
+    ["test@test.com", "noreply@shop.io", "no-reply@shop.io", "someone@test.com", "null@x.io", "not-an-email"],
 )
 def test_placeholder_and_malformed_emails_are_refused(email: str) -> None:
     assert isinstance(normalise_email(email), Refusal)
@@ -60,7 +63,11 @@ def test_email_is_trimmed_and_lowercased() -> None:
 
 def test_phone_is_normalised_to_e164_with_region_from_traits() -> None:
     found, refused = extract_identifiers(
-        {"type": "identify", "userId": "u1", "traits": {"phone": "07911 123456", "address": {"country": "United Kingdom"}}}
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"phone": "07911 123456", "address": {"country": "United Kingdom"}},
+        }
     )
 
     assert Identifier(Kind.PHONE, "+447911123456") in found
@@ -69,10 +76,16 @@ def test_phone_is_normalised_to_e164_with_region_from_traits() -> None:
 
 def test_phone_region_falls_back_to_context_locale_then_default() -> None:
     by_locale, _ = extract_identifiers(
-        {"type": "identify", "userId": "u1", "traits": {"phone": "030 901820"}, "context": {"locale": "de-DE"}}
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"phone": "030 901820"},
+            "context": {"locale": "de-DE"},
+        }
     )
-    by_default, _ = extract_identifiers({"type": "identify", "userId": "u1", "traits": {"phone": "(201) 555-0123"}},
-                                        default_region="US")
+    by_default, _ = extract_identifiers(
+        {"type": "identify", "userId": "u1", "traits": {"phone": "(201) 555-0123"}}, default_region="US"
+    )
 
     assert Identifier(Kind.PHONE, "+4930901820") in by_locale
     assert Identifier(Kind.PHONE, "+12015550123") in by_default
@@ -92,7 +105,12 @@ def test_placeholder_phones_are_refused(phone: str) -> None:
 
 def test_identifiers_come_strongest_first() -> None:
     found, _ = extract_identifiers(
-        {"type": "identify", "anonymousId": "a1", "userId": "u1", "traits": {"email": "maya@shop.io", "phone": "+447911123456"}}
+        {
+            "type": "identify",
+            "anonymousId": "a1",
+            "userId": "u1",
+            "traits": {"email": "maya@shop.io", "phone": "+447911123456"},
+        }
     )
 
     assert [i.kind for i in found] == [Kind.USER_ID, Kind.EMAIL, Kind.PHONE, Kind.ANONYMOUS_ID]
@@ -109,7 +127,9 @@ def test_first_sighting_creates_a_profile_with_a_deterministic_id() -> None:
 
 
 def test_login_links_user_id_to_the_anonymous_profile() -> None:
-    result = resolve([U1, A1], owners={A1: "c-anon"}, profiles={"c-anon": profile("c-anon", A1)}, message_id="m2")
+    result = resolve(
+        [U1, A1], owners={A1: "c-anon"}, profiles={"c-anon": profile("c-anon", A1)}, message_id="m2"
+    )
 
     assert result.customer_id == "c-anon"
     assert not result.is_new
@@ -164,7 +184,9 @@ def test_anonymous_profile_is_merged_into_the_user_profile_which_outranks_it() -
 def test_a_fourth_email_is_refused_on_a_profile_with_three() -> None:
     emails = [Identifier(Kind.EMAIL, f"m{i}@shop.io") for i in range(3)]
     new_email = Identifier(Kind.EMAIL, "m9@shop.io")
-    result = resolve([U1, new_email], owners={U1: "c1"}, profiles={"c1": profile("c1", U1, *emails)}, message_id="m6")
+    result = resolve(
+        [U1, new_email], owners={U1: "c1"}, profiles={"c1": profile("c1", U1, *emails)}, message_id="m6"
+    )
 
     assert result.customer_id == "c1"
     assert result.links == []
@@ -174,8 +196,13 @@ def test_a_fourth_email_is_refused_on_a_profile_with_three() -> None:
 
 def test_alias_may_join_two_user_ids() -> None:
     old = Identifier(Kind.USER_ID, "legacy-7")
-    result = resolve([U1, old], owners={old: "c-old"}, profiles={"c-old": profile("c-old", old)},
-                     message_id="m7", is_alias=True)
+    result = resolve(
+        [U1, old],
+        owners={old: "c-old"},
+        profiles={"c-old": profile("c-old", old)},
+        message_id="m7",
+        is_alias=True,
+    )
 
     assert result.customer_id == "c-old"
     assert result.links == [U1]
@@ -184,7 +211,9 @@ def test_alias_may_join_two_user_ids() -> None:
 
 def test_without_alias_the_same_two_user_ids_stay_apart() -> None:
     old = Identifier(Kind.USER_ID, "legacy-7")
-    result = resolve([U1, old], owners={old: "c-old"}, profiles={"c-old": profile("c-old", old)}, message_id="m8")
+    result = resolve(
+        [U1, old], owners={old: "c-old"}, profiles={"c-old": profile("c-old", old)}, message_id="m8"
+    )
 
     assert result.customer_id == customer_id_for(U1)
     assert result.merges == []
@@ -201,18 +230,35 @@ def test_a_taken_deterministic_id_is_not_reused() -> None:
 def test_traits_fill_the_profile_and_consents_raise_events() -> None:
     customer = Customer.create("c1", at=AT, now=AT)
     customer.apply_traits(
-        {"name": "Maya Lopez", "address": {"country": "gb", "postal_code": "N1 9GU", "state": "London"},
-         "timezone": "Europe/London", "preferred_channels": ["WhatsApp", "fax", "email"],
-         "consent": {"whatsapp": {"service": True, "marketing": False}}, "email_opt_in": True},
-        context={"locale": "en-GB"}, linked=[E1], at=AT, source="segment:identify", now=AT,
+        {
+            "name": "Maya Lopez",
+            "address": {"country": "gb", "postal_code": "N1 9GU", "state": "London"},
+            "timezone": "Europe/London",
+            "preferred_channels": ["WhatsApp", "fax", "email"],
+            "consent": {"whatsapp": {"service": True, "marketing": False}},
+            "email_opt_in": True,
+        },
+        context={"locale": "en-GB"},
+        linked=[E1],
+        at=AT,
+        source="segment:identify",
+        now=AT,
     )
 
     assert (customer.email, customer.name, customer.country, customer.postcode, customer.region) == (
-        "maya@shop.io", "Maya Lopez", "GB", "N1 9GU", "London")
+        "maya@shop.io",
+        "Maya Lopez",
+        "GB",
+        "N1 9GU",
+        "London",
+    )
     assert customer.locale == "en-GB"
     assert customer.preferred_channels == ["whatsapp", "email"]
     assert {(c.channel, c.topic, c.is_granted) for c in customer.consents.values()} == {
-        ("email", "marketing", True), ("whatsapp", "marketing", False), ("whatsapp", "service", True)}
+        ("email", "marketing", True),
+        ("whatsapp", "marketing", False),
+        ("whatsapp", "service", True),
+    }
     kinds = [type(e) for e in customer.events]
     assert kinds.count(CustomerCreated) == 1
     assert kinds.count(ConsentChanged) == 3
@@ -231,9 +277,17 @@ def test_unchanged_or_older_consent_raises_no_event() -> None:
 
 
 def test_absorb_keeps_survivor_values_and_records_the_merge() -> None:
-    survivor = Customer(id="c1", email="maya@shop.io", traits={"plan": "gold"}, first_seen_at=AT, last_seen_at=AT)
-    loser = Customer(id="c2", email="other@shop.io", phone="+447911123456", traits={"plan": "free", "size": 38},
-                     first_seen_at=datetime(2026, 1, 1, tzinfo=UTC), last_seen_at=AT)
+    survivor = Customer(
+        id="c1", email="maya@shop.io", traits={"plan": "gold"}, first_seen_at=AT, last_seen_at=AT
+    )
+    loser = Customer(
+        id="c2",
+        email="other@shop.io",
+        phone="+447911123456",
+        traits={"plan": "free", "size": 38},
+        first_seen_at=datetime(2026, 1, 1, tzinfo=UTC),
+        last_seen_at=AT,
+    )
 
     survivor.absorb(loser, reason="because", at=AT, now=AT)
 
@@ -248,7 +302,9 @@ def test_absorb_keeps_survivor_values_and_records_the_merge() -> None:
 
 def test_consent_flag_shapes() -> None:
     assert consent_flags({"accepts_marketing": False, "sms_opt_out": True}) == [
-        ("email", "marketing", False), ("sms", "marketing", False)]
+        ("email", "marketing", False),
+        ("sms", "marketing", False),
+    ]
     assert consent_flags({"unsubscribed": True}) == [("email", "marketing", False)]
     assert consent_flags({"consent": {"carrier_pigeon": True}}) == []
 

@@ -15,8 +15,14 @@ AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("amount", "currency", "minor"),
-    [("19.99", "EUR", 1999), ("1999", "JPY", 1999), ("12.345", "KWD", 12345), (19.995, "usd", 2000),
-     ("0.005", "GBP", 1), ("1.23456", "CLF", 12346)],
+    [
+        ("19.99", "EUR", 1999),
+        ("1999", "JPY", 1999),
+        ("12.345", "KWD", 12345),
+        (19.995, "usd", 2000),
+        ("0.005", "GBP", 1),
+        ("1.23456", "CLF", 12346),
+    ],
 )
 def test_money_minor_units_follow_iso_4217(amount: object, currency: str, minor: int) -> None:
     assert Money.of(amount, currency).minor == minor
@@ -35,13 +41,32 @@ def test_money_round_trips_and_refuses_mixing_currencies() -> None:
 
 def completed(**overrides: object) -> dict[str, object]:
     props: dict[str, object] = {
-        "order_id": "1001", "revenue": 90, "shipping": 5, "tax": 4.5, "discount": 10, "coupon": "WELCOME10",
+        "order_id": "1001",
+        "revenue": 90,
+        "shipping": 5,
+        "tax": 4.5,
+        "discount": 10,
+        "coupon": "WELCOME10",
         "currency": "eur",
-        "products": [{"product_id": "shoe", "sku": "SH-42", "name": "Runner", "category": "Shoes", "price": 45,
-                      "quantity": 2}],
-        "shipping_address": {"name": "Maya Lopez", "street": "1 High St", "city": "London", "postal_code": "N1 9GU",
-                             "country": "United Kingdom"},
-        "promised_delivery_from": "2026-11-26T09:00:00+01:00", "promised_delivery_to": "2026-11-26",
+        "products": [
+            {
+                "product_id": "shoe",
+                "sku": "SH-42",
+                "name": "Runner",
+                "category": "Shoes",
+                "price": 45,
+                "quantity": 2,
+            }
+        ],
+        "shipping_address": {
+            "name": "Maya Lopez",
+            "street": "1 High St",
+            "city": "London",
+            "postal_code": "N1 9GU",
+            "country": "United Kingdom",
+        },
+        "promised_delivery_from": "2026-11-26T09:00:00+01:00",
+        "promised_delivery_to": "2026-11-26",
     }
     props.update(overrides)
     return props
@@ -49,14 +74,26 @@ def completed(**overrides: object) -> dict[str, object]:
 
 def test_order_completed_places_the_order_with_money_lines_address_and_promise() -> None:
     props = completed()
-    order = Order.place(order_facts(props, external_id="1001"), customer_id="c1", at=AT, now=AT,
-                        default_currency="USD", properties=props)
+    order = Order.place(
+        order_facts(props, external_id="1001"),
+        customer_id="c1",
+        at=AT,
+        now=AT,
+        default_currency="USD",
+        properties=props,
+    )
 
     assert order.id == order_id_for("1001")
-    assert (order.currency, order.total.minor, order.shipping.minor, order.tax.minor, order.discount.minor) == (
-        "EUR", 9950, 500, 450, 1000)
-    assert [(line.product_id, line.quantity, line.unit_price.minor, line.category) for line in order.lines] == [
-        ("shoe", 2, 4500, "Shoes")]
+    assert (
+        order.currency,
+        order.total.minor,
+        order.shipping.minor,
+        order.tax.minor,
+        order.discount.minor,
+    ) == ("EUR", 9950, 500, 450, 1000)
+    assert [
+        (line.product_id, line.quantity, line.unit_price.minor, line.category) for line in order.lines
+    ] == [("shoe", 2, 4500, "Shoes")]
     assert (order.address.city, order.address.postcode, order.address.country) == ("London", "N1 9GU", "GB")
     assert order.promised_from == datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
     assert order.promised_to == datetime(2026, 11, 26, 23, 59, 59, 999999, tzinfo=UTC)
@@ -68,14 +105,26 @@ def test_order_completed_places_the_order_with_money_lines_address_and_promise()
 def test_total_wins_over_revenue_and_lines_are_the_last_resort() -> None:
     assert order_facts({"total": "12.00", "revenue": 99}, external_id="x").total == Decimal("12.00")
     assert order_facts({"value": 7}, external_id="x").total == Decimal(7)
-    order = Order.place(order_facts({"products": [{"product_id": "p", "price": 3, "quantity": 3}]}, external_id="x"),
-                        customer_id="c", at=AT, now=AT, default_currency="GBP", properties={})
+    order = Order.place(
+        order_facts({"products": [{"product_id": "p", "price": 3, "quantity": 3}]}, external_id="x"),
+        customer_id="c",
+        at=AT,
+        now=AT,
+        default_currency="GBP",
+        properties={},
+    )
     assert (order.total.minor, order.currency) == (900, "GBP")
 
 
 def test_paid_status_adds_the_paid_step() -> None:
-    order = Order.place(order_facts({"payment_status": "paid", "total": 1}, external_id="x"), customer_id="c", at=AT,
-                        now=AT, default_currency="USD", properties={})
+    order = Order.place(
+        order_facts({"payment_status": "paid", "total": 1}, external_id="x"),
+        customer_id="c",
+        at=AT,
+        now=AT,
+        default_currency="USD",
+        properties={},
+    )
 
     assert list(order.steps) == ["placed", "paid"]
     assert [e.step for e in order.events if isinstance(e, OrderStepReached)] == ["placed", "paid"]
@@ -83,13 +132,20 @@ def test_paid_status_adds_the_paid_step() -> None:
 
 def test_update_reports_only_what_changed() -> None:
     props = completed()
-    order = Order.place(order_facts(props, external_id="1001"), customer_id="c1", at=AT, now=AT,
-                        default_currency="USD", properties=props)
+    order = Order.place(
+        order_facts(props, external_id="1001"),
+        customer_id="c1",
+        at=AT,
+        now=AT,
+        default_currency="USD",
+        properties=props,
+    )
     order.events.clear()
 
     same = order.update(order_facts(props, external_id="1001"), at=AT, now=AT, properties=props)
-    changed = order.update(order_facts({"coupon": "VIP", "total": 80}, external_id="1001"), at=AT, now=AT,
-                           properties={})
+    changed = order.update(
+        order_facts({"coupon": "VIP", "total": 80}, external_id="1001"), at=AT, now=AT, properties={}
+    )
 
     assert same == {}
     assert changed == {"total": "80", "coupon": "VIP"}
@@ -97,8 +153,14 @@ def test_update_reports_only_what_changed() -> None:
 
 
 def test_cancel_once_and_partial_then_full_refund() -> None:
-    order = Order.place(order_facts({"total": 100, "currency": "EUR"}, external_id="1"), customer_id="c", at=AT,
-                        now=AT, default_currency="USD", properties={})
+    order = Order.place(
+        order_facts({"total": 100, "currency": "EUR"}, external_id="1"),
+        customer_id="c",
+        at=AT,
+        now=AT,
+        default_currency="USD",
+        properties={},
+    )
     order.events.clear()
 
     first = order.refund(Decimal(30), refund_key="m1", at=AT, now=AT)
@@ -116,11 +178,13 @@ def test_cancel_once_and_partial_then_full_refund() -> None:
 
 
 def test_promise_shapes() -> None:
-    assert promised_window({"delivery_promise": {"from": "2026-11-26T09:00:00Z", "to": "2026-11-26T13:00:00Z"}}) == (
-        datetime(2026, 11, 26, 9, tzinfo=UTC), datetime(2026, 11, 26, 13, tzinfo=UTC))
+    assert promised_window(
+        {"delivery_promise": {"from": "2026-11-26T09:00:00Z", "to": "2026-11-26T13:00:00Z"}}
+    ) == (datetime(2026, 11, 26, 9, tzinfo=UTC), datetime(2026, 11, 26, 13, tzinfo=UTC))
     assert promised_window({"estimated_delivery_date": "2026-11-27"})[0] == datetime(2026, 11, 27, tzinfo=UTC)
-    assert promised_window({"delivery_promise": {"from": "2026-11-27T10:00:00Z", "to": "2026-11-26T10:00:00Z"}}) == (
-        None, None)
+    assert promised_window(
+        {"delivery_promise": {"from": "2026-11-27T10:00:00Z", "to": "2026-11-26T10:00:00Z"}}
+    ) == (None, None)
     assert promised_window({"delivery_promise": "soon"}) == (None, None)
 
 
@@ -135,8 +199,14 @@ def test_absurd_amounts_and_quantities_cannot_overflow_the_store() -> None:
     with pytest.raises(MoneyError):
         Money.of(1e30, "EUR")
     order = Order.place(
-        order_facts({"total": 1e30, "products": [{"product_id": "p", "price": 2, "quantity": 1e300}]}, external_id="x"),
-        customer_id="c", at=AT, now=AT, default_currency="EUR", properties={},
+        order_facts(
+            {"total": 1e30, "products": [{"product_id": "p", "price": 2, "quantity": 1e300}]}, external_id="x"
+        ),
+        customer_id="c",
+        at=AT,
+        now=AT,
+        default_currency="EUR",
+        properties={},
     )
     assert order.lines[0].quantity == 1
     assert order.total.minor == 200

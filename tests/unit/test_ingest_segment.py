@@ -113,14 +113,32 @@ def test_partition_key_prefers_user_id() -> None:
 
 
 def test_replay_fingerprint_ignores_send_and_receive_times_only() -> None:
-    first = check({"type": "track", "event": "X", "userId": "u", "messageId": "m", "timestamp": "2026-11-23T08:00:00Z",
-                   "sentAt": "2026-11-23T08:01:00Z"})
-    retry = validate_event(
-        {"type": "track", "event": "X", "userId": "u", "messageId": "m", "timestamp": "2026-11-23T08:00:00Z",
-         "sentAt": "2026-11-23T08:05:00Z"},
-        index=0, received_at=RECEIVED + timedelta(minutes=4), max_future_skew=DAY,
+    first = check(
+        {
+            "type": "track",
+            "event": "X",
+            "userId": "u",
+            "messageId": "m",
+            "timestamp": "2026-11-23T08:00:00Z",
+            "sentAt": "2026-11-23T08:01:00Z",
+        }
     )
-    other = check({"type": "track", "event": "Y", "userId": "u", "messageId": "m", "timestamp": "2026-11-23T08:00:00Z"})
+    retry = validate_event(
+        {
+            "type": "track",
+            "event": "X",
+            "userId": "u",
+            "messageId": "m",
+            "timestamp": "2026-11-23T08:00:00Z",
+            "sentAt": "2026-11-23T08:05:00Z",
+        },
+        index=0,
+        received_at=RECEIVED + timedelta(minutes=4),
+        max_future_skew=DAY,
+    )
+    other = check(
+        {"type": "track", "event": "Y", "userId": "u", "messageId": "m", "timestamp": "2026-11-23T08:00:00Z"}
+    )
 
     assert isinstance(first, Accepted) and isinstance(retry, Accepted) and isinstance(other, Accepted)
     assert replay_fingerprint(first.payload) == replay_fingerprint(retry.payload)

@@ -23,6 +23,7 @@ from doorstep.customers.model import (
     Identifier,
     Kind,
     LinkDecision,
+    ProfileIdentities,
     consent_flags,
     extract_identifiers,
     normalise_id,
@@ -59,29 +60,58 @@ def record_call(
     None when the call carried no usable identifier (every one blocked)."""
     repo = uow.customers
     identifiers, refused = extract_identifiers(payload, default_region=default_region)
-    is_alias = payload.get("type") == "alias"
-    if is_alias and payload.get("previousId") is not None:
+    # An alias from one userId to another (an account renamed or merged by the shop) may join two userIds.
+    # An alias from an anonymousId (signup on a device) follows the ordinary rules: on a shared device the
+    # anonymousId may already belong to someone else.
+    joins_user_ids = False
+    if payload.get("type") == "alias" and payload.get("previousId") is not None:
         previous = normalise_id(Kind.USER_ID, payload["previousId"])
         if isinstance(previous, str):
             as_user = Identifier(Kind.USER_ID, previous)
-            kind = Kind.USER_ID if repo.owners([as_user]) else Kind.ANONYMOUS_ID
-            candidate = Identifier(kind, previous)
+            joins_user_ids = bool(repo.owners([as_user]))
+            candidate = as_user if joins_user_ids else Identifier(Kind.ANONYMOUS_ID, previous)
             if candidate not in identifiers:
                 identifiers.append(candidate)
         else:
             refused.append(previous)
     owners = repo.owners(identifiers)
-    profiles = repo.identities_of(owners.values()) if owners else {}
+    # a profile's identifiers are needed only to check limits, i.e. when the call brings something new
+    is_settled = len(owners) == len(identifiers) and len(set(owners.values())) == 1
+    if is_settled:
+        profiles = {cid: ProfileIdentities(cid) for cid in owners.values()}
+        for identifier in identifiers:
+            profiles[owners[identifier]].add(identifier)
+    else:
+        profiles = repo.identities_of(owners.values()) if owners else {}
     resolution = resolve(
-        identifiers, owners=owners, profiles=profiles, message_id=message_id, is_alias=is_alias,
+        identifiers,
+        owners=owners,
+        profiles=profiles,
+        message_id=message_id,
+        is_alias=joins_user_ids,
         id_exists=repo.exists,
     )
     if resolution.customer_id is None:
-        log.info("message %s has no usable identifier (%s); not linked to a profile", message_id,
-                 "; ".join(f"{r.kind} {r.reason}" for r in refused) or "none given")
+        log.info(
+            "message %s has no usable identifier (%s); not linked to a profile",
+            message_id,
+            "; ".join(f"{r.kind} {r.reason}" for r in refused) or "none given",
+        )
         return None
     customer_id = resolution.customer_id
     traits = traits_of(payload)
+    if not (
+        resolution.is_new
+        or resolution.links
+        or resolution.merges
+        or resolution.decisions
+        or refused
+        or traits
+    ):
+        # the common case: a page view or event from a known visitor, nothing about the profile changes
+        repo.touch(customer_id, at=occurred_at)
+        repo.add_event(event_row(payload, log_id=log_id, customer_id=customer_id, occurred_at=occurred_at))
+        return customer_id
     # consents are read only when this call can change them (most calls cannot)
     needs_consents = bool(resolution.merges) or bool(consent_flags(traits))
     customer = None if resolution.is_new else repo.get(customer_id, with_consents=needs_consents)
@@ -93,7 +123,11 @@ def record_call(
         if loser is None:
             continue
         reason = next(
-            (d.reason for d in resolution.decisions if d.other_customer_id == loser_id and d.action == "merged"),
+            (
+                d.reason
+                for d in resolution.decisions
+                if d.other_customer_id == loser_id and d.action == "merged"
+            ),
             "merged",
         )
         customer.absorb(loser, reason=reason, at=occurred_at, now=now)
@@ -112,9 +146,14 @@ def record_call(
     context = obj(payload, "context")
     customer.seen(occurred_at)
     customer.apply_traits(
-        traits, context=context,
-        linked=[i for i in identifiers if i in linked_now or owners.get(i) in {customer_id, *resolution.merges}],
-        at=occurred_at, source=f"segment:{payload.get('type')}", now=now,
+        traits,
+        context=context,
+        linked=[
+            i for i in identifiers if i in linked_now or owners.get(i) in {customer_id, *resolution.merges}
+        ],
+        at=occurred_at,
+        source=f"segment:{payload.get('type')}",
+        now=now,
     )
     repo.save(customer)
     repo.add_event(event_row(payload, log_id=log_id, customer_id=customer_id, occurred_at=occurred_at))
@@ -123,11 +162,18 @@ def record_call(
 
 
 def _refusal_decision(customer_id: str, kind: Any, value: str, reason: str, message_id: str) -> LinkDecision:
-    return LinkDecision(customer_id, Action.REFUSED, str(kind), value,
-                        f"ignored {kind} {value!r}: {reason} (message {message_id})")
+    return LinkDecision(
+        customer_id,
+        Action.REFUSED,
+        str(kind),
+        value,
+        f"ignored {kind} {value!r}: {reason} (message {message_id})",
+    )
 
 
-def event_row(payload: Mapping[str, Any], *, log_id: int, customer_id: str, occurred_at: datetime) -> dict[str, Any]:
+def event_row(
+    payload: Mapping[str, Any], *, log_id: int, customer_id: str, occurred_at: datetime
+) -> dict[str, Any]:
     """The lean timeline row of one call: type, name, time, session, campaign source, product, order."""
     context = obj(payload, "context")
     properties = obj(payload, "properties")
@@ -159,8 +205,12 @@ def _short(value: Any, width: int) -> str | None:
 
 def session_id(payload: Mapping[str, Any], context: Mapping[str, Any], properties: Mapping[str, Any]) -> Any:
     """RudderStack's context.sessionId, a session_id property, or Amplitude's integration option."""
-    for value in (context.get("sessionId"), context.get("session_id"), properties.get("session_id"),
-                  properties.get("sessionId")):
+    for value in (
+        context.get("sessionId"),
+        context.get("session_id"),
+        properties.get("session_id"),
+        properties.get("sessionId"),
+    ):
         if value is not None:
             return value
     integrations = obj(payload, "integrations")
@@ -212,28 +262,44 @@ def erase_customer(customer_id: str, *, uow: UnitOfWork, now: datetime) -> dict[
     conn = uow.conn
     removed_log = 0
     for start in range(0, len(log_ids), 500):
-        removed_log += conn.execute(delete(event_log).where(event_log.c.id.in_(log_ids[start : start + 500]))).rowcount or 0
-    for start in range(0, len(keys), 500):
-        removed_log += conn.execute(
-            delete(event_log).where(event_log.c.partition_key.in_(keys[start : start + 500]))
-        ).rowcount or 0
-    # delivered domain events about the customer carry personal data in their payloads
-    removed_outbox = conn.execute(
-        delete(outbox).where(
-            outbox.c.status != "pending",
-            or_(*[outbox.c.key == f"customer:{cid}" for cid in profile_ids]),
+        removed_log += (
+            conn.execute(delete(event_log).where(event_log.c.id.in_(log_ids[start : start + 500]))).rowcount
+            or 0
         )
-    ).rowcount or 0
+    for start in range(0, len(keys), 500):
+        removed_log += (
+            conn.execute(
+                delete(event_log).where(event_log.c.partition_key.in_(keys[start : start + 500]))
+            ).rowcount
+            or 0
+        )
+    # delivered domain events about the customer carry personal data in their payloads
+    removed_outbox = (
+        conn.execute(
+            delete(outbox).where(
+                outbox.c.status != "pending",
+                or_(*[outbox.c.key == f"customer:{cid}" for cid in profile_ids]),
+            )
+        ).rowcount
+        or 0
+    )
     # other profiles' explanations that name this customer (a refused merge, a refused shared identifier)
     conn.execute(delete(identity_links).where(identity_links.c.other_customer_id.in_(profile_ids)))
     for start in range(0, len(identifiers), 500):
         chunk = identifiers[start : start + 500]
-        conn.execute(delete(identity_links).where(
-            tuple_(identity_links.c.kind, identity_links.c.value).in_([(str(i.kind), i.value) for i in chunk])
-        ))
+        conn.execute(
+            delete(identity_links).where(
+                tuple_(identity_links.c.kind, identity_links.c.value).in_(
+                    [(str(i.kind), i.value) for i in chunk]
+                )
+            )
+        )
     removed_profiles = repo.delete_profiles(list(reversed(profile_ids)))
     uow.publish(CustomerErased(customer_id=survivor, occurred_at=now))
     log.info("erased customer %s: %d profiles, %d log rows", survivor, removed_profiles, removed_log)
-    return {"profiles": removed_profiles, "log_events": removed_log, "outbox_rows": removed_outbox,
-            "identities": len(identifiers)}
-
+    return {
+        "profiles": removed_profiles,
+        "log_events": removed_log,
+        "outbox_rows": removed_outbox,
+        "identities": len(identifiers),
+    }

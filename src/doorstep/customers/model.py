@@ -51,24 +51,100 @@ IDENTIFIER_LIMITS: dict[Kind, int] = {Kind.USER_ID: 1, Kind.EMAIL: 3, Kind.PHONE
 # Values SDKs and shops send when they have no real identifier. Compared case-insensitively after trimming.
 BLOCKED_VALUES = frozenset(
     {
-        "", "null", "nil", "none", "undefined", "anonymous", "anon", "unknown", "0", "-1", "nan", "n/a", "na",
-        "true", "false", "[object object]", "guest", "test", "user", "default", "(null)", "<null>", "{}", "[]",
-        "00000000-0000-0000-0000-000000000000", "not set", "(not set)", "not_set", "empty", "blank", "#",
+        "",
+        "null",
+        "nil",
+        "none",
+        "undefined",
+        "anonymous",
+        "anon",
+        "unknown",
+        "0",
+        "-1",
+        "nan",
+        "n/a",
+        "na",
+        "true",
+        "false",
+        "[object object]",
+        "guest",
+        "test",
+        "user",
+        "default",
+        "(null)",
+        "<null>",
+        "{}",
+        "[]",
+        "00000000-0000-0000-0000-000000000000",
+        "not set",
+        "(not set)",
+        "not_set",
+        "empty",
+        "blank",
+        "#",
     }
 )
 # Placeholder email addresses: a whole address, a local part, or a domain that marks a dummy value.
 BLOCKED_EMAILS = frozenset(
-    {"test@test.com", "test@example.com", "email@example.com", "user@example.com", "example@example.com",
-     "a@a.com", "a@b.com", "x@x.com", "asdf@asdf.com", "foo@bar.com", "abc@abc.com", "me@me.com"}
+    {
+        "test@test.com",
+        "test@example.com",
+        "email@example.com",
+        "user@example.com",
+        "example@example.com",
+        "a@a.com",
+        "a@b.com",
+        "x@x.com",
+        "asdf@asdf.com",
+        "foo@bar.com",
+        "abc@abc.com",
+        "me@me.com",
+    }
 )
 BLOCKED_EMAIL_LOCALS = frozenset(
-    {"noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply", "noemail", "no-email",
-     "no_email", "none", "null", "undefined", "unknown", "anonymous", "nobody", "na", "n/a", "test", "dummy",
-     "fake", "invalid", "placeholder", "email"}
+    {
+        "noreply",
+        "no-reply",
+        "no_reply",
+        "donotreply",
+        "do-not-reply",
+        "do_not_reply",
+        "noemail",
+        "no-email",
+        "no_email",
+        "none",
+        "null",
+        "undefined",
+        "unknown",
+        "anonymous",
+        "nobody",
+        "na",
+        "n/a",
+        "test",
+        "dummy",
+        "fake",
+        "invalid",
+        "placeholder",
+        "email",
+    }
 )
 BLOCKED_EMAIL_DOMAINS = frozenset(
-    {"test.com", "test.test", "email.com", "domain.com", "none.com", "null.com", "noemail.com", "no-email.com",
-     "invalid", "example.invalid", "localhost", "mailinator.com", "fake.com", "dummy.com"}
+    {
+        "test.com",
+        "test.test",
+        "email.com",
+        "domain.com",
+        "none.com",
+        "null.com",
+        "noemail.com",
+        "no-email.com",
+        "invalid",
+        "example.invalid",
+        "localhost",
+        "mailinator.com",
+        "fake.com",
+        "dummy.com",
+    }
 )
 MAX_EMAIL_CHARS = 254  # RFC 5321's limit on a forward path
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -77,13 +153,43 @@ CONSENT_TOPICS = ("service", "marketing")
 
 # Country names SDKs commonly send instead of ISO 3166 codes.
 COUNTRY_NAMES = {
-    "united kingdom": "GB", "uk": "GB", "great britain": "GB", "england": "GB", "scotland": "GB",
-    "wales": "GB", "united states": "US", "united states of america": "US", "usa": "US", "us": "US",
-    "germany": "DE", "deutschland": "DE", "france": "FR", "spain": "ES", "españa": "ES", "italy": "IT",
-    "italia": "IT", "netherlands": "NL", "the netherlands": "NL", "belgium": "BE", "ireland": "IE",
-    "portugal": "PT", "poland": "PL", "polska": "PL", "austria": "AT", "switzerland": "CH", "sweden": "SE",
-    "norway": "NO", "denmark": "DK", "finland": "FI", "canada": "CA", "australia": "AU",
-    "new zealand": "NZ", "brazil": "BR", "mexico": "MX", "india": "IN", "japan": "JP",
+    "united kingdom": "GB",
+    "uk": "GB",
+    "great britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "united states": "US",
+    "united states of america": "US",
+    "usa": "US",
+    "us": "US",
+    "germany": "DE",
+    "deutschland": "DE",
+    "france": "FR",
+    "spain": "ES",
+    "españa": "ES",
+    "italy": "IT",
+    "italia": "IT",
+    "netherlands": "NL",
+    "the netherlands": "NL",
+    "belgium": "BE",
+    "ireland": "IE",
+    "portugal": "PT",
+    "poland": "PL",
+    "polska": "PL",
+    "austria": "AT",
+    "switzerland": "CH",
+    "sweden": "SE",
+    "norway": "NO",
+    "denmark": "DK",
+    "finland": "FI",
+    "canada": "CA",
+    "australia": "AU",
+    "new zealand": "NZ",
+    "brazil": "BR",
+    "mexico": "MX",
+    "india": "IN",
+    "japan": "JP",
 }
 
 
@@ -307,12 +413,15 @@ def resolve(
     """Decides which profile a call belongs to, what to link and what to merge.
 
     `identifiers` strongest first; `owners` maps the known ones to their profile; `profiles` has the
-    identifiers of every profile in `owners`. `is_alias` (an alias call) lets its previousId join the
-    userId's profile even past the one-userId limit: the sender states they are the same person.
+    identifiers of every profile in `owners`. `is_alias` (an alias from one userId to another) lets the
+    two userIds share a profile past the one-userId limit: the shop states they are the same account.
     """
     if not identifiers:
         return Resolution(customer_id=None)
-    working = {cid: ProfileIdentities(cid, {k: set(v) for k, v in p.identifiers.items()}) for cid, p in profiles.items()}
+    working = {
+        cid: ProfileIdentities(cid, {k: set(v) for k, v in p.identifiers.items()})
+        for cid, p in profiles.items()
+    }
     resolution = Resolution(customer_id=None)
     first = identifiers[0]
     anchor = first
@@ -325,7 +434,8 @@ def resolve(
         # has room for it; otherwise (say a second userId on a shared device) it starts its own profile.
         candidate = working[owners[known[0]]] if known else None
         has_room = candidate is not None and (
-            candidate.count(first.kind) < IDENTIFIER_LIMITS[first.kind] or (is_alias and first.kind == Kind.USER_ID)
+            candidate.count(first.kind) < IDENTIFIER_LIMITS[first.kind]
+            or (is_alias and first.kind == Kind.USER_ID)
         )
         if candidate is not None and has_room:
             target = candidate
@@ -333,8 +443,13 @@ def resolve(
             resolution.links.append(first)
             rule = "alias: previousId and userId name the same person" if is_alias else "seen together"
             resolution.decisions.append(
-                LinkDecision(target.customer_id, Action.LINKED, first.kind, first.value,
-                             f"{rule}: {first} with {known[0]} in message {message_id}")
+                LinkDecision(
+                    target.customer_id,
+                    Action.LINKED,
+                    first.kind,
+                    first.value,
+                    f"{rule}: {first} with {known[0]} in message {message_id}",
+                )
             )
         else:
             attempt = 0
@@ -348,8 +463,13 @@ def resolve(
             resolution.is_new = True
             resolution.links.append(first)
             resolution.decisions.append(
-                LinkDecision(new_id, Action.CREATED, first.kind, first.value,
-                             f"new profile: first seen {first} (message {message_id})")
+                LinkDecision(
+                    new_id,
+                    Action.CREATED,
+                    first.kind,
+                    first.value,
+                    f"new profile: first seen {first} (message {message_id})",
+                )
             )
     resolution.customer_id = target.customer_id
     for identifier in identifiers[1:]:
@@ -362,7 +482,10 @@ def resolve(
             if target.count(identifier.kind) >= limit and not alias_pass:
                 resolution.decisions.append(
                     LinkDecision(
-                        target.customer_id, Action.REFUSED, identifier.kind, identifier.value,
+                        target.customer_id,
+                        Action.REFUSED,
+                        identifier.kind,
+                        identifier.value,
                         f"not linked: the profile already has {target.count(identifier.kind)} {identifier.kind} "
                         f"({_describe(target, identifier.kind)}) and allows {limit}; seen with {anchor} "
                         f"in message {message_id}",
@@ -373,8 +496,13 @@ def resolve(
             resolution.links.append(identifier)
             rule = "alias: previousId and userId name the same person" if is_alias else "seen together"
             resolution.decisions.append(
-                LinkDecision(target.customer_id, Action.LINKED, identifier.kind, identifier.value,
-                             f"{rule}: {identifier} with {anchor} in message {message_id}")
+                LinkDecision(
+                    target.customer_id,
+                    Action.LINKED,
+                    identifier.kind,
+                    identifier.value,
+                    f"{rule}: {identifier} with {anchor} in message {message_id}",
+                )
             )
             continue
         other = working[owner_id]
@@ -382,7 +510,10 @@ def resolve(
         if conflict:
             resolution.decisions.append(
                 LinkDecision(
-                    target.customer_id, Action.REFUSED, identifier.kind, identifier.value,
+                    target.customer_id,
+                    Action.REFUSED,
+                    identifier.kind,
+                    identifier.value,
                     f"not merged with profile {other.customer_id}: {conflict}; {identifier} stays there "
                     f"(seen with {anchor} in message {message_id})",
                     other_customer_id=other.customer_id,
@@ -398,7 +529,10 @@ def resolve(
         rule = "alias" if is_alias else f"{identifier.kind} seen with {anchor.kind}"
         resolution.decisions.append(
             LinkDecision(
-                target.customer_id, Action.MERGED, identifier.kind, identifier.value,
+                target.customer_id,
+                Action.MERGED,
+                identifier.kind,
+                identifier.value,
                 f"merged profile {owner_id} ({rule}): {identifier} belonged to it and was seen with {anchor} "
                 f"in message {message_id}; {anchor.kind} outranks {identifier.kind}"
                 if RANK[anchor.kind] < RANK[identifier.kind]
@@ -410,7 +544,9 @@ def resolve(
     return resolution
 
 
-def _merge_conflict(target: ProfileIdentities, other: ProfileIdentities, *, allow_user_ids: bool) -> str | None:
+def _merge_conflict(
+    target: ProfileIdentities, other: ProfileIdentities, *, allow_user_ids: bool
+) -> str | None:
     for kind in PRIORITY:
         combined = target.identifiers.get(kind, set()) | other.identifiers.get(kind, set())
         limit = IDENTIFIER_LIMITS[kind]
@@ -463,8 +599,9 @@ class Customer:
 
     @classmethod
     def create(cls, customer_id: str, *, at: datetime, now: datetime) -> Customer:
-        customer = cls(id=customer_id, first_seen_at=at, last_seen_at=at, created_at=now, updated_at=now,
-                       is_new=True)
+        customer = cls(
+            id=customer_id, first_seen_at=at, last_seen_at=at, created_at=now, updated_at=now, is_new=True
+        )
         customer.events.append(CustomerCreated(customer_id=customer_id, occurred_at=at))
         return customer
 
@@ -475,8 +612,14 @@ class Customer:
             self.last_seen_at = at
 
     def apply_traits(
-        self, traits: Mapping[str, Any], *, context: Mapping[str, Any], linked: Iterable[Identifier], at: datetime,
-        source: str, now: datetime,
+        self,
+        traits: Mapping[str, Any],
+        *,
+        context: Mapping[str, Any],
+        linked: Iterable[Identifier],
+        at: datetime,
+        source: str,
+        now: datetime,
     ) -> None:
         """Takes profile fields from traits (later calls win) and consents from consent flags.
 
@@ -488,8 +631,12 @@ class Customer:
             elif identifier.kind == Kind.PHONE:
                 self.phone = identifier.value
         name = _text(traits.get("name")) or " ".join(
-            p for p in (_text(traits.get("first_name") or traits.get("firstName")),
-                        _text(traits.get("last_name") or traits.get("lastName"))) if p
+            p
+            for p in (
+                _text(traits.get("first_name") or traits.get("firstName")),
+                _text(traits.get("last_name") or traits.get("lastName")),
+            )
+            if p
         )
         if name:
             self.name = name[:200]
@@ -503,11 +650,19 @@ class Customer:
         country = country_code(address.get("country")) or country_code(traits.get("country"))
         if country:
             self.country = country
-        region = _text(address.get("state") or address.get("region") or traits.get("region") or traits.get("state"))
+        region = _text(
+            address.get("state") or address.get("region") or traits.get("region") or traits.get("state")
+        )
         if region:
             self.region = region[:100]
-        postcode = _text(address.get("postal_code") or address.get("postalCode") or address.get("postcode")
-                         or address.get("zip") or traits.get("postal_code") or traits.get("postcode"))
+        postcode = _text(
+            address.get("postal_code")
+            or address.get("postalCode")
+            or address.get("postcode")
+            or address.get("zip")
+            or traits.get("postal_code")
+            or traits.get("postcode")
+        )
         if postcode:
             self.postcode = postcode[:20]
         channels = preferred_channels(traits)
@@ -528,8 +683,14 @@ class Customer:
         self.consents[(channel, topic)] = Consent(channel, topic, is_granted, source, at)
         self.consents_changed = True
         self.events.append(
-            ConsentChanged(customer_id=self.id, channel=channel, topic=topic, is_granted=is_granted, source=source,
-                           occurred_at=at)
+            ConsentChanged(
+                customer_id=self.id,
+                channel=channel,
+                topic=topic,
+                is_granted=is_granted,
+                source=source,
+                occurred_at=at,
+            )
         )
 
     def absorb(self, other: Customer, *, reason: str, at: datetime, now: datetime) -> None:
@@ -551,7 +712,9 @@ class Customer:
         other.merged_into = self.id
         other.updated_at = now
         self.updated_at = now
-        self.events.append(CustomersMerged(customer_id=self.id, merged_id=other.id, reason=reason, occurred_at=at))
+        self.events.append(
+            CustomersMerged(customer_id=self.id, merged_id=other.id, reason=reason, occurred_at=at)
+        )
 
 
 def _text(value: Any) -> str | None:

@@ -27,7 +27,9 @@ RECENT_EVENTS = 50
 RECENT_ORDERS = 50
 
 
-def find_by_identity(conn: Connection, kind: str, value: str, *, default_region: str | None = None) -> str | None:
+def find_by_identity(
+    conn: Connection, kind: str, value: str, *, default_region: str | None = None
+) -> str | None:
     """The live profile holding an identifier (`email`, `phone`, `user_id`, `anonymous_id`), or None.
 
     Emails and phones are normalised first, so "+44 7911 123456" finds "+447911123456"; other domains use
@@ -63,15 +65,21 @@ def resolve_id(conn: Connection, customer_id: str) -> str:
 def get_customer(conn: Connection, customer_id: str, *, events_limit: int = RECENT_EVENTS) -> CustomerRead:
     live_id = resolve_id(conn, customer_id)
     row = conn.execute(select(customers).where(customers.c.id == live_id)).one()
-    merged = [r.id for r in conn.execute(select(customers.c.id).where(customers.c.merged_into == live_id)).all()]
+    merged = [
+        r.id for r in conn.execute(select(customers.c.id).where(customers.c.merged_into == live_id)).all()
+    ]
     ident = conn.execute(
-        select(identities).where(identities.c.customer_id == live_id).order_by(identities.c.kind, identities.c.id)
+        select(identities)
+        .where(identities.c.customer_id == live_id)
+        .order_by(identities.c.kind, identities.c.id)
     ).all()
     links = conn.execute(
         select(identity_links).where(identity_links.c.customer_id == live_id).order_by(identity_links.c.id)
     ).all()
     consent_rows = conn.execute(
-        select(consents).where(consents.c.customer_id == live_id).order_by(consents.c.channel, consents.c.topic)
+        select(consents)
+        .where(consents.c.customer_id == live_id)
+        .order_by(consents.c.channel, consents.c.topic)
     ).all()
     events = conn.execute(
         select(customer_events)
@@ -80,8 +88,14 @@ def get_customer(conn: Connection, customer_id: str, *, events_limit: int = RECE
         .limit(events_limit)
     ).all()
     order_rows = conn.execute(
-        select(orders.c.id, orders.c.external_id, orders.c.status, orders.c.total_minor, orders.c.currency,
-               orders.c.placed_at)
+        select(
+            orders.c.id,
+            orders.c.external_id,
+            orders.c.status,
+            orders.c.total_minor,
+            orders.c.currency,
+            orders.c.placed_at,
+        )
         .where(orders.c.customer_id.in_([live_id, *merged]))
         .order_by(orders.c.placed_at.desc(), orders.c.id.desc())
         .limit(RECENT_ORDERS)
@@ -96,20 +110,62 @@ def get_customer(conn: Connection, customer_id: str, *, events_limit: int = RECE
         traits=dict(row.traits or {}),
         created_at=row.created_at,
         merged_ids=merged,
-        identities=[IdentityRead(kind=i.kind, value=i.value, first_seen_at=i.first_seen_at,
-                                 source_message_id=i.source_message_id) for i in ident],
-        consents=[ConsentRead(channel=c.channel, topic=c.topic, is_granted=c.is_granted, source=c.source,
-                              updated_at=c.updated_at) for c in consent_rows],
-        identity_links=[IdentityLinkRead(action=link.action, kind=link.kind, value=link.value,
-                                         other_customer_id=link.other_customer_id, reason=link.reason,
-                                         message_id=link.message_id, created_at=link.created_at) for link in links],
-        recent_events=[CustomerEventRead(log_id=e.log_id, type=e.type, name=e.name, occurred_at=e.occurred_at,
-                                         session_id=e.session_id, campaign_source=e.campaign_source,
-                                         product_id=e.product_id, order_external_id=e.order_external_id,
-                                         properties=e.properties) for e in events],
-        orders=[CustomerOrderSummary(id=o.id, external_id=o.external_id, status=o.status,
-                                     total=str(Money.from_minor(o.total_minor, o.currency).amount),
-                                     currency=o.currency, placed_at=o.placed_at) for o in order_rows],
+        identities=[
+            IdentityRead(
+                kind=i.kind,
+                value=i.value,
+                first_seen_at=i.first_seen_at,
+                source_message_id=i.source_message_id,
+            )
+            for i in ident
+        ],
+        consents=[
+            ConsentRead(
+                channel=c.channel,
+                topic=c.topic,
+                is_granted=c.is_granted,
+                source=c.source,
+                updated_at=c.updated_at,
+            )
+            for c in consent_rows
+        ],
+        identity_links=[
+            IdentityLinkRead(
+                action=link.action,
+                kind=link.kind,
+                value=link.value,
+                other_customer_id=link.other_customer_id,
+                reason=link.reason,
+                message_id=link.message_id,
+                created_at=link.created_at,
+            )
+            for link in links
+        ],
+        recent_events=[
+            CustomerEventRead(
+                log_id=e.log_id,
+                type=e.type,
+                name=e.name,
+                occurred_at=e.occurred_at,
+                session_id=e.session_id,
+                campaign_source=e.campaign_source,
+                product_id=e.product_id,
+                order_external_id=e.order_external_id,
+                properties=e.properties,
+            )
+            for e in events
+        ],
+        orders=[
+            CustomerOrderSummary(
+                id=o.id,
+                external_id=o.external_id,
+                status=o.status,
+                total=str(Money.from_minor(o.total_minor, o.currency).amount),
+                currency=o.currency,
+                placed_at=o.placed_at,
+            )
+            for o in order_rows
+        ],
     )
 
 
@@ -142,25 +198,43 @@ def list_customers(
     if email:
         normal = normalise_email(email)
         value = normal if isinstance(normal, str) else email.strip().lower()
-        query = query.where(customers.c.id.in_(
-            select(identities.c.customer_id).where(identities.c.kind == "email", identities.c.value == value)
-        ))
+        query = query.where(
+            customers.c.id.in_(
+                select(identities.c.customer_id).where(
+                    identities.c.kind == "email", identities.c.value == value
+                )
+            )
+        )
     if phone:
         normal = normalise_phone(phone, region=default_region)
         value = normal if isinstance(normal, str) else phone.strip()
-        query = query.where(customers.c.id.in_(
-            select(identities.c.customer_id).where(identities.c.kind == "phone", identities.c.value == value)
-        ))
+        query = query.where(
+            customers.c.id.in_(
+                select(identities.c.customer_id).where(
+                    identities.c.kind == "phone", identities.c.value == value
+                )
+            )
+        )
     if q:
         pattern = f"%{q.strip().lower()}%"
-        query = query.where(or_(customers.c.email.like(pattern), customers.c.name.ilike(pattern),
-                                customers.c.phone.like(pattern), customers.c.id == q.strip()))
+        query = query.where(
+            or_(
+                customers.c.email.like(pattern),
+                customers.c.name.ilike(pattern),
+                customers.c.phone.like(pattern),
+                customers.c.id == q.strip(),
+            )
+        )
     if updated_since is not None:
         query = query.where(customers.c.updated_at >= updated_since)
     if cursor:
         at, last_id = decode_cursor(cursor, kinds=(datetime, str))
-        query = query.where(or_(customers.c.updated_at < at, and_(customers.c.updated_at == at, customers.c.id < last_id)))
-    rows = conn.execute(query.order_by(customers.c.updated_at.desc(), customers.c.id.desc()).limit(limit + 1)).all()
+        query = query.where(
+            or_(customers.c.updated_at < at, and_(customers.c.updated_at == at, customers.c.id < last_id))
+        )
+    rows = conn.execute(
+        query.order_by(customers.c.updated_at.desc(), customers.c.id.desc()).limit(limit + 1)
+    ).all()
     items = [_summary(r) for r in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].updated_at, rows[limit - 1].id) if len(rows) > limit else None
     return CustomerPage(items=items, next_cursor=next_cursor)

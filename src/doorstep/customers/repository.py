@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, select, tuple_, update
 
 from doorstep.customers.model import (
+    Action,
     Consent,
     Customer,
     Identifier,
@@ -21,10 +22,25 @@ from doorstep.customers.model import (
 )
 from doorstep.customers.tables import consents, customer_events, customers, identities, identity_links
 from doorstep.db.dialect import insert_ignore, upsert
+from doorstep.db.types import UTCDateTime
 from doorstep.errors import NotFound
 
-PROFILE_COLUMNS = ("email", "phone", "name", "locale", "timezone", "country", "region", "postcode",
-                   "preferred_channels", "traits", "first_seen_at", "last_seen_at", "updated_at", "merged_into")
+PROFILE_COLUMNS = (
+    "email",
+    "phone",
+    "name",
+    "locale",
+    "timezone",
+    "country",
+    "region",
+    "postcode",
+    "preferred_channels",
+    "traits",
+    "first_seen_at",
+    "last_seen_at",
+    "updated_at",
+    "merged_into",
+)
 
 # The projection runs these for every call: built once so SQLAlchemy compiles and caches them once.
 _OWNERS = select(identities.c.kind, identities.c.value, identities.c.customer_id).where(
@@ -39,8 +55,24 @@ _CONSENTS = select(consents).where(consents.c.customer_id == bindparam("customer
 _EXISTS = select(customers.c.id).where(customers.c.id == bindparam("customer_id"))
 _UPDATE = update(customers).where(customers.c.id == bindparam("_id"))
 _INSERT = insert(customers)
+_AT = bindparam("at", type_=UTCDateTime())
+_TOUCH = (
+    update(customers)
+    .where(customers.c.id == bindparam("customer_id"))
+    .values(
+        last_seen_at=case((customers.c.last_seen_at < _AT, _AT), else_=customers.c.last_seen_at),
+        first_seen_at=case((customers.c.first_seen_at > _AT, _AT), else_=customers.c.first_seen_at),
+    )
+)
 _LINK = insert(identities)
 _DECISIONS = insert(identity_links)
+_KNOWN_REFUSALS = select(
+    identity_links.c.kind, identity_links.c.value, identity_links.c.other_customer_id
+).where(
+    identity_links.c.customer_id.in_(bindparam("customer_ids", expanding=True)),
+    identity_links.c.action == "refused",
+    identity_links.c.value.in_(bindparam("values", expanding=True)),
+)
 
 
 class CustomerRepository:
@@ -56,7 +88,11 @@ class CustomerRepository:
         if not pairs:
             return {}
         rows = self.conn.execute(_OWNERS, {"pairs": pairs}).all()
-        return {Identifier(Kind(r.kind), r.value): r.customer_id for r in rows if r.kind in Kind._value2member_map_}
+        return {
+            Identifier(Kind(r.kind), r.value): r.customer_id
+            for r in rows
+            if r.kind in Kind._value2member_map_
+        }
 
     def identities_of(self, customer_ids: Iterable[str]) -> dict[str, ProfileIdentities]:
         ids = sorted(set(customer_ids))
@@ -72,11 +108,38 @@ class CustomerRepository:
     def link(self, customer_id: str, identifier: Identifier, *, at: datetime, message_id: str | None) -> None:
         self.conn.execute(
             _LINK,
-            {"customer_id": customer_id, "kind": str(identifier.kind), "value": identifier.value, "first_seen_at": at,
-             "source_message_id": message_id},
+            {
+                "customer_id": customer_id,
+                "kind": str(identifier.kind),
+                "value": identifier.value,
+                "first_seen_at": at,
+                "source_message_id": message_id,
+            },
         )
 
-    def record_decisions(self, decisions: Iterable[LinkDecision], *, message_id: str | None, now: datetime) -> None:
+    def record_decisions(
+        self, decisions: Iterable[LinkDecision], *, message_id: str | None, now: datetime
+    ) -> None:
+        """Stores the explanations. A refusal already on record (same profile, identifier and other profile)
+        is not stored again: a shared device repeats the same refusal on every call."""
+        decisions = list(decisions)
+        refusals = [d for d in decisions if d.action == Action.REFUSED]
+        if refusals:
+            known = {
+                (r.kind, r.value, r.other_customer_id)
+                for r in self.conn.execute(
+                    _KNOWN_REFUSALS,
+                    {
+                        "customer_ids": sorted({d.customer_id for d in refusals}),
+                        "values": sorted({d.value[:320] for d in refusals}),
+                    },
+                ).all()
+            }
+            decisions = [
+                d
+                for d in decisions
+                if d.action != Action.REFUSED or (d.kind, d.value[:320], d.other_customer_id) not in known
+            ]
         rows = [
             {
                 "customer_id": d.customer_id,
@@ -98,7 +161,9 @@ class CustomerRepository:
     def exists(self, customer_id: str) -> bool:
         return self.conn.execute(_EXISTS, {"customer_id": customer_id}).first() is not None
 
-    def get(self, customer_id: str, *, for_update: bool = True, with_consents: bool = True) -> Customer | None:
+    def get(
+        self, customer_id: str, *, for_update: bool = True, with_consents: bool = True
+    ) -> Customer | None:
         row = self.conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"customer_id": customer_id}).first()
         if row is None:
             return None
@@ -126,7 +191,9 @@ class CustomerRepository:
 
     def load_consents(self, customer: Customer) -> None:
         for c in self.conn.execute(_CONSENTS, {"customer_id": customer.id}).all():
-            customer.consents[(c.channel, c.topic)] = Consent(c.channel, c.topic, c.is_granted, c.source, c.updated_at)
+            customer.consents[(c.channel, c.topic)] = Consent(
+                c.channel, c.topic, c.is_granted, c.source, c.updated_at
+            )
 
     def get_or_raise(self, customer_id: str) -> Customer:
         customer = self.get(customer_id)
@@ -161,6 +228,10 @@ class CustomerRepository:
         self.conn.execute(_UPDATE, values)
         self._save_consents(customer)
 
+    def touch(self, customer_id: str, *, at: datetime) -> None:
+        """Moves first/last seen to include `at`: all a call without traits changes on a known profile."""
+        self.conn.execute(_TOUCH, {"customer_id": customer_id, "at": at})
+
     def _values(self, customer: Customer) -> dict[str, Any]:
         values = {name: getattr(customer, name) for name in PROFILE_COLUMNS}
         values["preferred_channels"] = list(customer.preferred_channels)
@@ -172,21 +243,33 @@ class CustomerRepository:
             return
         customer.consents_changed = False
         rows = [
-            {"customer_id": customer.id, "channel": c.channel, "topic": c.topic, "is_granted": c.is_granted,
-             "source": c.source[:50], "updated_at": c.updated_at}
+            {
+                "customer_id": customer.id,
+                "channel": c.channel,
+                "topic": c.topic,
+                "is_granted": c.is_granted,
+                "source": c.source[:50],
+                "updated_at": c.updated_at,
+            }
             for c in customer.consents.values()
         ]
         if rows:
             self.conn.execute(
-                upsert(self.conn, consents, index_elements=["customer_id", "channel", "topic"],
-                       update_columns=["is_granted", "source", "updated_at"]),
+                upsert(
+                    self.conn,
+                    consents,
+                    index_elements=["customer_id", "channel", "topic"],
+                    update_columns=["is_granted", "source", "updated_at"],
+                ),
                 rows,
             )
 
     def move_merged(self, *, loser_id: str, survivor_id: str) -> None:
         """Moves what hangs off a merged profile to the survivor (its consents were absorbed already)."""
         for table in (identities, identity_links, customer_events):
-            self.conn.execute(update(table).where(table.c.customer_id == loser_id).values(customer_id=survivor_id))
+            self.conn.execute(
+                update(table).where(table.c.customer_id == loser_id).values(customer_id=survivor_id)
+            )
         self.conn.execute(delete(consents).where(consents.c.customer_id == loser_id))
 
     # --- the event projection -------------------------------------------------------------------------
@@ -194,7 +277,9 @@ class CustomerRepository:
     def add_event(self, values: dict[str, Any]) -> None:
         statement = self._add_event_statement
         if statement is None:
-            statement = self._add_event_statement = insert_ignore(self.conn, customer_events, index_elements=["log_id"])
+            statement = self._add_event_statement = insert_ignore(
+                self.conn, customer_events, index_elements=["log_id"]
+            )
         self.conn.execute(statement, values)
 
     # --- erasure ------------------------------------------------------------------------------------
@@ -204,7 +289,9 @@ class CustomerRepository:
         found: list[str] = []
         frontier = [customer_id]
         while frontier:
-            rows = self.conn.execute(select(customers.c.id).where(customers.c.merged_into.in_(frontier))).all()
+            rows = self.conn.execute(
+                select(customers.c.id).where(customers.c.merged_into.in_(frontier))
+            ).all()
             frontier = [r.id for r in rows if r.id not in found and r.id != customer_id]
             found.extend(frontier)
         return list(reversed(found))
@@ -218,9 +305,12 @@ class CustomerRepository:
 
     def event_log_ids(self, customer_ids: Iterable[str]) -> list[int]:
         ids = list(customer_ids)
-        return [r.log_id for r in self.conn.execute(
-            select(customer_events.c.log_id).where(customer_events.c.customer_id.in_(ids))
-        ).all()]
+        return [
+            r.log_id
+            for r in self.conn.execute(
+                select(customer_events.c.log_id).where(customer_events.c.customer_id.in_(ids))
+            ).all()
+        ]
 
     def delete_profiles(self, customer_ids: list[str]) -> int:
         """Deletes profiles (merged ones first, so merged_into never dangles); rows hanging off them go by
@@ -233,4 +323,3 @@ class CustomerRepository:
         for customer_id in customer_ids:
             total += self.conn.execute(delete(customers).where(customers.c.id == customer_id)).rowcount or 0
         return total
-

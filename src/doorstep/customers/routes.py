@@ -29,10 +29,16 @@ def list_customers(
     _principal: CanRead,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
-    email: Annotated[str | None, Query(description="profiles holding this email (any of their emails)")] = None,
-    phone: Annotated[str | None, Query(description="profiles holding this phone (normalised to E.164)")] = None,
+    email: Annotated[
+        str | None, Query(description="profiles holding this email (any of their emails)")
+    ] = None,
+    phone: Annotated[
+        str | None, Query(description="profiles holding this phone (normalised to E.164)")
+    ] = None,
     q: Annotated[str | None, Query(description="substring of email, name or phone")] = None,
-    updated_since: Annotated[datetime | None, Query(description="ISO 8601; profiles changed at or after")] = None,
+    updated_since: Annotated[
+        datetime | None, Query(description="ISO 8601; profiles changed at or after")
+    ] = None,
 ) -> CustomerPage:
     if updated_since is not None and updated_since.tzinfo is None:
         from doorstep.clock import ensure_utc
@@ -40,12 +46,20 @@ def list_customers(
         updated_since = ensure_utc(updated_since)
     with ctx.read_engine.connect() as conn:
         return queries.list_customers(
-            conn, limit=limit, cursor=cursor, email=email, phone=phone, q=q, updated_since=updated_since,
+            conn,
+            limit=limit,
+            cursor=cursor,
+            email=email,
+            phone=phone,
+            q=q,
+            updated_since=updated_since,
             default_region=ctx.settings.default_phone_region or None,
         )
 
 
-@router.get("/{customer_id}", summary="A customer profile: identities and why, traits, consents, recent events")
+@router.get(
+    "/{customer_id}", summary="A customer profile: identities and why, traits, consents, recent events"
+)
 def get_customer(ctx: CtxDep, customer_id: str, _principal: CanRead) -> CustomerRead:
     with ctx.read_engine.connect() as conn:
         return queries.get_customer(conn, customer_id)
@@ -60,7 +74,11 @@ async def erase(ctx: CtxDep, customer_id: str, _principal: CanErase) -> Customer
         with ctx.uow() as uow:
             counts = erase_customer(customer_id, uow=uow, now=ctx.clock.now())
             uow.commit()
-        return CustomerErasedRead(customer_id=customer_id, profiles=counts["profiles"],
-                                  log_events=counts["log_events"], identities=counts["identities"])
+        return CustomerErasedRead(
+            customer_id=customer_id,
+            profiles=counts["profiles"],
+            log_events=counts["log_events"],
+            identities=counts["identities"],
+        )
 
     return await run_in_threadpool(run)

@@ -34,7 +34,11 @@ def customers_page(
     phone = search if search.startswith("+") else None
     with ctx.read_engine.connect() as conn:
         page = queries.list_customers(
-            conn, limit=limit, cursor=cursor, email=email, phone=phone,
+            conn,
+            limit=limit,
+            cursor=cursor,
+            email=email,
+            phone=phone,
             q=search if search and not (email or phone) else None,
             default_region=ctx.settings.default_phone_region or None,
         )

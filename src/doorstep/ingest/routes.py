@@ -44,7 +44,8 @@ WRITE_KEY_CACHE_MAX = 10_000  # unknown keys are cached too; a flood of random k
 def _check_write_key(ctx: AppContext, key: str | None) -> None:
     if not key:
         raise BadWriteKey(
-            "no write key: send it as the Basic-auth user name, or as `writeKey` in the body"
+            "no write key: send it as the Basic-auth user name, or as `writeKey` in the body",
+            errors=[{"field": "writeKey", "message": "required"}],
         )
     cache: dict[str, tuple[float, bool]] = ctx.cache.setdefault("write_keys", {})
     hit = cache.get(key)
@@ -59,7 +60,10 @@ def _check_write_key(ctx: AppContext, key: str | None) -> None:
             cache.clear()
         cache[key] = hit
     if not hit[1]:
-        raise BadWriteKey("the write key is unknown or revoked: copy it from `doorstep keys list` or create one")
+        raise BadWriteKey(
+            "the write key is unknown or revoked: create one with `doorstep keys create --kind write`",
+            errors=[{"field": "writeKey", "message": "unknown or revoked"}],
+        )
 
 
 def _basic_user(request: Request) -> str | None:
@@ -67,9 +71,12 @@ def _basic_user(request: Request) -> str | None:
     if not auth.lower().startswith("basic "):
         return None
     try:
-        decoded = base64.b64decode(auth[6:].strip()).decode()
+        decoded = base64.b64decode(auth[6:].strip(), validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise IngestError("Authorization: malformed Basic credentials") from None
+        raise IngestError(
+            "Authorization: malformed Basic credentials; send base64 of '<write key>:'",
+            errors=[{"field": "Authorization", "message": "malformed Basic credentials"}],
+        ) from None
     return decoded.split(":", 1)[0] or None
 
 

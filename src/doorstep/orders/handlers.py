@@ -40,12 +40,30 @@ ORDER_EVENTS = frozenset({ORDER_COMPLETED, ORDER_UPDATED, ORDER_CANCELLED, ORDER
 # customer's timeline; their products update the catalogue.
 PRODUCT_EVENTS = frozenset(
     {
-        "Products Searched", "Product List Viewed", "Product List Filtered", "Promotion Viewed",
-        "Promotion Clicked", "Product Clicked", "Product Viewed", "Product Added", "Product Removed",
-        "Cart Viewed", "Checkout Started", "Checkout Step Viewed", "Checkout Step Completed",
-        "Payment Info Entered", "Coupon Entered", "Coupon Applied", "Coupon Denied", "Coupon Removed",
-        "Product Added to Wishlist", "Product Removed from Wishlist", "Wishlist Product Added to Cart",
-        "Product Shared", "Cart Shared", "Product Reviewed",
+        "Products Searched",
+        "Product List Viewed",
+        "Product List Filtered",
+        "Promotion Viewed",
+        "Promotion Clicked",
+        "Product Clicked",
+        "Product Viewed",
+        "Product Added",
+        "Product Removed",
+        "Cart Viewed",
+        "Checkout Started",
+        "Checkout Step Viewed",
+        "Checkout Step Completed",
+        "Payment Info Entered",
+        "Coupon Entered",
+        "Coupon Applied",
+        "Coupon Denied",
+        "Coupon Removed",
+        "Product Added to Wishlist",
+        "Product Removed from Wishlist",
+        "Wishlist Product Added to Cart",
+        "Product Shared",
+        "Cart Shared",
+        "Product Reviewed",
     }
 )
 ECOMMERCE_EVENTS = ORDER_EVENTS | PRODUCT_EVENTS
@@ -88,9 +106,15 @@ def record_commerce_event(
     facts = order_facts(properties, external_id=external_id)
     if name in (ORDER_COMPLETED, ORDER_UPDATED):
         if order is None:
-            order = Order.place(facts, customer_id=customer_id, at=occurred_at, now=now,
-                                default_currency=default_currency, properties=properties,
-                                campaign_source=campaign_source)
+            order = Order.place(
+                facts,
+                customer_id=customer_id,
+                at=occurred_at,
+                now=now,
+                default_currency=default_currency,
+                properties=properties,
+                campaign_source=campaign_source,
+            )
             repo.add(order)
         else:
             order.update(facts, at=occurred_at, now=now, properties=properties)
@@ -107,7 +131,9 @@ def record_commerce_event(
         for key in ("total", "revenue", "value", "amount"):
             if properties.get(key) is not None:
                 try:
-                    amount = abs(parse_decimal(properties[key]))  # some shops send refunds as negative amounts
+                    amount = abs(
+                        parse_decimal(properties[key])
+                    )  # some shops send refunds as negative amounts
                 except MoneyError:
                     continue
                 break

@@ -34,8 +34,25 @@ NAMESPACE = uuid.UUID("0b8a52a4-3c1e-4d5f-8e6a-7f9b1c2d3e40")  # Doorstep's uuid
 # ISO 4217 minor-unit exponents that are not 2. Everything else has cents.
 CURRENCY_EXPONENTS: dict[str, int] = {
     **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
-         "XAF", "XOF", "XPF"],
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
         0,
     ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
@@ -223,8 +240,15 @@ class Order:
 
     @classmethod
     def place(
-        cls, facts: OrderFacts, *, customer_id: str, at: datetime, now: datetime, default_currency: str,
-        properties: Mapping[str, Any], campaign_source: str | None = None,
+        cls,
+        facts: OrderFacts,
+        *,
+        customer_id: str,
+        at: datetime,
+        now: datetime,
+        default_currency: str,
+        properties: Mapping[str, Any],
+        campaign_source: str | None = None,
     ) -> Order:
         """A new order from Order Completed: step 'placed' (and 'paid' when known), OrderPlaced."""
         currency = facts.currency or normalise_currency(default_currency)
@@ -257,9 +281,16 @@ class Order:
         )
         order.reach(OrderStep.PLACED, at=at)
         order.events.append(
-            OrderPlaced(order_id=order.id, customer_id=customer_id, external_id=order.external_id,
-                        total=str(order.total.amount), currency=currency, promised_from=order.promised_from,
-                        promised_to=order.promised_to, occurred_at=at)
+            OrderPlaced(
+                order_id=order.id,
+                customer_id=customer_id,
+                external_id=order.external_id,
+                total=str(order.total.amount),
+                currency=currency,
+                promised_from=order.promised_from,
+                promised_to=order.promised_to,
+                occurred_at=at,
+            )
         )
         if facts.is_paid:
             order.reach(OrderStep.PAID, at=at)
@@ -272,11 +303,14 @@ class Order:
         self.steps[str(step)] = at
         if detail is not None:
             self.step_details[str(step)] = detail
-        self.events.append(OrderStepReached(order_id=self.id, customer_id=self.customer_id, step=str(step),
-                                            occurred_at=at))
+        self.events.append(
+            OrderStepReached(order_id=self.id, customer_id=self.customer_id, step=str(step), occurred_at=at)
+        )
         return True
 
-    def update(self, facts: OrderFacts, *, at: datetime, now: datetime, properties: Mapping[str, Any]) -> dict[str, Any]:
+    def update(
+        self, facts: OrderFacts, *, at: datetime, now: datetime, properties: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Applies the fields an Order Updated (or a repeated Order Completed) carries; returns what changed."""
         changes: dict[str, Any] = {}
         if facts.currency is not None and facts.currency != self.currency:
@@ -305,16 +339,18 @@ class Order:
                 self.lines_changed = True
                 changes["products"] = len(lines)
                 if facts.total is None:
-                    self.total = Money(sum((line.unit_price.amount * line.quantity for line in lines), Decimal(0)),
-                                       currency)
+                    self.total = Money(
+                        sum((line.unit_price.amount * line.quantity for line in lines), Decimal(0)), currency
+                    )
                     changes["total"] = str(self.total.amount)
         if facts.is_paid and self.reach(OrderStep.PAID, at=at):
             changes["paid"] = True
         if changes:
             self.properties = {**self.properties, **properties}
             self.updated_at = now
-            self.events.append(OrderUpdated(order_id=self.id, customer_id=self.customer_id, changes=changes,
-                                            occurred_at=at))
+            self.events.append(
+                OrderUpdated(order_id=self.id, customer_id=self.customer_id, changes=changes, occurred_at=at)
+            )
         return changes
 
     def cancel(self, *, reason: str, at: datetime, now: datetime) -> bool:
@@ -323,14 +359,17 @@ class Order:
         self.status = OrderStatus.CANCELLED
         self.updated_at = now
         self.reach(OrderStep.CANCELLED, at=at, detail={"reason": reason} if reason else None)
-        self.events.append(OrderCancelled(order_id=self.id, customer_id=self.customer_id, reason=reason,
-                                          occurred_at=at))
+        self.events.append(
+            OrderCancelled(order_id=self.id, customer_id=self.customer_id, reason=reason, occurred_at=at)
+        )
         return True
 
     def refund(self, amount: Decimal | None, *, refund_key: str, at: datetime, now: datetime) -> Money | None:
         """Records a refund (the whole order when no amount is given). A refund already recorded under
         `refund_key` (its message) is not counted twice. Returns the amount refunded now."""
-        refunds: list[dict[str, Any]] = list((self.step_details.get(str(OrderStep.REFUNDED)) or {}).get("refunds", []))
+        refunds: list[dict[str, Any]] = list(
+            (self.step_details.get(str(OrderStep.REFUNDED)) or {}).get("refunds", [])
+        )
         if any(r.get("key") == refund_key for r in refunds):
             return None
         already = sum((Decimal(r["amount"]) for r in refunds), Decimal(0))
@@ -342,19 +381,36 @@ class Order:
         self.step_details[str(OrderStep.REFUNDED)] = {"refunds": refunds, "refunded": str(refunded)}
         if str(OrderStep.REFUNDED) not in self.steps:
             self.steps[str(OrderStep.REFUNDED)] = at
-            self.events.append(OrderStepReached(order_id=self.id, customer_id=self.customer_id,
-                                                step=str(OrderStep.REFUNDED), occurred_at=at))
+            self.events.append(
+                OrderStepReached(
+                    order_id=self.id,
+                    customer_id=self.customer_id,
+                    step=str(OrderStep.REFUNDED),
+                    occurred_at=at,
+                )
+            )
         if self.status != OrderStatus.CANCELLED:
-            self.status = OrderStatus.REFUNDED if refunded >= self.total.amount else OrderStatus.PARTIALLY_REFUNDED
+            self.status = (
+                OrderStatus.REFUNDED if refunded >= self.total.amount else OrderStatus.PARTIALLY_REFUNDED
+            )
         self.updated_at = now
-        self.events.append(OrderRefunded(order_id=self.id, customer_id=self.customer_id, amount=str(money.amount),
-                                         currency=self.currency, occurred_at=at))
+        self.events.append(
+            OrderRefunded(
+                order_id=self.id,
+                customer_id=self.customer_id,
+                amount=str(money.amount),
+                currency=self.currency,
+                occurred_at=at,
+            )
+        )
         return money
 
 
 def _line_key(lines: list[OrderLine]) -> list[tuple[Any, ...]]:
-    return [(line.product_id, line.sku, line.name, line.category, line.quantity, line.unit_price.minor)
-            for line in lines]
+    return [
+        (line.product_id, line.sku, line.name, line.category, line.quantity, line.unit_price.minor)
+        for line in lines
+    ]
 
 
 def build_lines(products: list[dict[str, Any]], currency: str) -> list[OrderLine]:
@@ -362,8 +418,15 @@ def build_lines(products: list[dict[str, Any]], currency: str) -> list[OrderLine
     for product in products:
         if not isinstance(product, dict):
             continue
-        product_id = _text(product.get("product_id") or product.get("productId") or product.get("id")
-                           or product.get("sku")) or f"unknown-{len(lines) + 1}"
+        product_id = (
+            _text(
+                product.get("product_id")
+                or product.get("productId")
+                or product.get("id")
+                or product.get("sku")
+            )
+            or f"unknown-{len(lines) + 1}"
+        )
         try:
             price = parse_decimal(product.get("price", 0))
         except MoneyError:
@@ -448,7 +511,11 @@ def promised_window(properties: Mapping[str, Any]) -> tuple[datetime | None, dat
 def shipping_address(properties: Mapping[str, Any]) -> ShippingAddress | None:
     raw = properties.get("shipping_address") or properties.get("shippingAddress")
     block: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
-    flat = {k[len("shipping_"):]: v for k, v in properties.items() if k.startswith("shipping_") and k != "shipping_address"}
+    flat = {
+        k[len("shipping_") :]: v
+        for k, v in properties.items()
+        if k.startswith("shipping_") and k != "shipping_address"
+    }
 
     def pick(*names: str) -> str | None:
         for source in (block, flat):
@@ -488,11 +555,17 @@ def order_facts(properties: Mapping[str, Any], *, external_id: str) -> OrderFact
     if total is None:
         revenue = _amount(properties, "revenue", warnings)
         if revenue is not None:
-            total = revenue + (_amount(properties, "shipping", []) or 0) + (_amount(properties, "tax", []) or 0)
+            total = (
+                revenue + (_amount(properties, "shipping", []) or 0) + (_amount(properties, "tax", []) or 0)
+            )
         else:
             total = _amount(properties, "value", warnings)
     status = str(properties.get("payment_status") or properties.get("financial_status") or "").lower()
-    is_paid = status in PAID_STATUSES or properties.get("paid") is True or bool(parse_when(properties.get("paid_at")))
+    is_paid = (
+        status in PAID_STATUSES
+        or properties.get("paid") is True
+        or bool(parse_when(properties.get("paid_at")))
+    )
     start, end = promised_window(properties)
     products = properties.get("products")
     return OrderFacts(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from doorstep.db.dialect import insert_ignore, upsert
+from doorstep.db.dialect import upsert
 from doorstep.errors import NotFound
 from doorstep.orders.model import Money, Order, OrderLine, ShippingAddress
 from doorstep.orders.tables import order_lines, order_steps, orders, products
@@ -51,8 +53,14 @@ class OrderRepository:
             coupon=row.coupon,
             channel=row.channel,
             campaign_source=row.campaign_source,
-            address=ShippingAddress(row.ship_name, row.ship_line1, row.ship_city, row.ship_postcode, row.ship_region,
-                                    row.ship_country),
+            address=ShippingAddress(
+                row.ship_name,
+                row.ship_line1,
+                row.ship_city,
+                row.ship_postcode,
+                row.ship_region,
+                row.ship_country,
+            ),
             promised_from=row.promised_from,
             promised_to=row.promised_to,
             properties=dict(row.properties or {}),
@@ -63,8 +71,15 @@ class OrderRepository:
             select(order_lines).where(order_lines.c.order_id == row.id).order_by(order_lines.c.line_no)
         ).all():
             order.lines.append(
-                OrderLine(line.line_no, line.product_id, line.quantity, Money.from_minor(line.unit_price_minor, currency),
-                          line.sku, line.name, line.category)
+                OrderLine(
+                    line.line_no,
+                    line.product_id,
+                    line.quantity,
+                    Money.from_minor(line.unit_price_minor, currency),
+                    line.sku,
+                    line.name,
+                    line.category,
+                )
             )
         for step in self.conn.execute(select(order_steps).where(order_steps.c.order_id == row.id)).all():
             order.steps[step.step] = step.occurred_at
@@ -74,8 +89,9 @@ class OrderRepository:
 
     def add(self, order: Order) -> None:
         values = self._values(order)
-        values.update(id=order.id, external_id=order.external_id, placed_at=order.placed_at,
-                      created_at=order.created_at)
+        values.update(
+            id=order.id, external_id=order.external_id, placed_at=order.placed_at, created_at=order.created_at
+        )
         self.conn.execute(insert(orders).values(**values))
         self._save_children(order)
         order.is_new = False
@@ -112,19 +128,39 @@ class OrderRepository:
         if order.lines_changed:
             # lines are updated in place by number (return lines point at them), extra old ones removed
             rows = [
-                {"order_id": order.id, "line_no": line.line_no, "product_id": line.product_id, "sku": line.sku,
-                 "name": line.name, "category": line.category, "quantity": line.quantity,
-                 "unit_price_minor": line.unit_price.minor}
+                {
+                    "order_id": order.id,
+                    "line_no": line.line_no,
+                    "product_id": line.product_id,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "category": line.category,
+                    "quantity": line.quantity,
+                    "unit_price_minor": line.unit_price.minor,
+                }
                 for line in order.lines
             ]
             if rows:
                 self.conn.execute(
-                    upsert(self.conn, order_lines, index_elements=["order_id", "line_no"],
-                           update_columns=["product_id", "sku", "name", "category", "quantity", "unit_price_minor"]),
+                    upsert(
+                        self.conn,
+                        order_lines,
+                        index_elements=["order_id", "line_no"],
+                        update_columns=[
+                            "product_id",
+                            "sku",
+                            "name",
+                            "category",
+                            "quantity",
+                            "unit_price_minor",
+                        ],
+                    ),
                     rows,
                 )
             self.conn.execute(
-                delete(order_lines).where(order_lines.c.order_id == order.id, order_lines.c.line_no > len(rows))
+                delete(order_lines).where(
+                    order_lines.c.order_id == order.id, order_lines.c.line_no > len(rows)
+                )
             )
             order.lines_changed = False
         step_rows = [
@@ -133,27 +169,59 @@ class OrderRepository:
         ]
         if step_rows:
             self.conn.execute(
-                upsert(self.conn, order_steps, index_elements=["order_id", "step"], update_columns=["detail"]),
+                upsert(
+                    self.conn, order_steps, index_elements=["order_id", "step"], update_columns=["detail"]
+                ),
                 step_rows,
             )
 
     def move_customer(self, *, from_customer_id: str, to_customer_id: str) -> int:
-        return self.conn.execute(
-            update(orders).where(orders.c.customer_id == from_customer_id).values(customer_id=to_customer_id)
-        ).rowcount or 0
+        return (
+            self.conn.execute(
+                update(orders)
+                .where(orders.c.customer_id == from_customer_id)
+                .values(customer_id=to_customer_id)
+            ).rowcount
+            or 0
+        )
 
     def upsert_products(self, items: list[dict[str, Any]], *, now: datetime) -> None:
-        """Keeps the catalogue current from what events say about products (later calls win)."""
+        """Keeps the catalogue current from what events say about products: a later call's values win, and
+        a value it does not carry leaves the stored one."""
         rows: dict[str, dict[str, Any]] = {}
         for item in items:
-            rows[item["id"]] = {**item, "updated_at": now}
+            rows[item["id"]] = {
+                "sku": None,
+                "name": None,
+                "category": None,
+                "price_minor": None,
+                "currency": None,
+                **item,
+                "updated_at": now,
+            }
         if not rows:
             return
-        values = list(rows.values())
-        for row in values:
-            for key in ("sku", "name", "category", "price_minor", "currency"):
-                row.setdefault(key, None)
-        self.conn.execute(insert_ignore(self.conn, products, index_elements=["id"]), values)
-        for row in values:
-            changes = {k: v for k, v in row.items() if k != "id" and v is not None}
-            self.conn.execute(update(products).where(products.c.id == row["id"]).values(**changes))
+        self.conn.execute(_products_upsert(self.conn), list(rows.values()))
+
+
+_PRODUCT_UPSERTS: dict[str, Any] = {}
+
+
+def _products_upsert(conn: Connection) -> Any:
+    """INSERT ... ON CONFLICT (id) DO UPDATE SET col = COALESCE(new, old): one statement per call."""
+    dialect = conn.dialect.name
+    statement = _PRODUCT_UPSERTS.get(dialect)
+    if statement is None:
+        base = pg_insert(products) if dialect == "postgresql" else sqlite_insert(products)
+        statement = base.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                **{
+                    c: func.coalesce(base.excluded[c], products.c[c])
+                    for c in ("sku", "name", "category", "price_minor", "currency")
+                },
+                "updated_at": base.excluded.updated_at,
+            },
+        )
+        _PRODUCT_UPSERTS[dialect] = statement
+    return statement

@@ -28,18 +28,29 @@ def list_orders(
     _principal: CanRead,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
-    customer_id: Annotated[str | None, Query(description="orders of this customer (and profiles merged into it)")] = None,
-    status: Annotated[str | None, Query(description="placed | cancelled | refunded | partially_refunded ...")] = None,
+    customer_id: Annotated[
+        str | None, Query(description="orders of this customer (and profiles merged into it)")
+    ] = None,
+    status: Annotated[
+        str | None, Query(description="placed | cancelled | refunded | partially_refunded ...")
+    ] = None,
     placed_after: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     placed_before: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
 ) -> OrderPage:
     with ctx.read_engine.connect() as conn:
         customer_ids = None
         if customer_id is not None:
-            merged = [r.id for r in conn.execute(select(customers.c.id).where(customers.c.merged_into == customer_id))]
+            merged = [
+                r.id
+                for r in conn.execute(select(customers.c.id).where(customers.c.merged_into == customer_id))
+            ]
             customer_ids = [customer_id, *merged]
         return queries.list_orders(
-            conn, limit=limit, cursor=cursor, customer_ids=customer_ids, status=status,
+            conn,
+            limit=limit,
+            cursor=cursor,
+            customer_ids=customer_ids,
+            status=status,
             placed_after=ensure_utc(placed_after) if placed_after else None,
             placed_before=ensure_utc(placed_before) if placed_before else None,
         )
