@@ -92,6 +92,7 @@ class JourneyStore:
             journey, _ = parse_source(default_source())
         else:
             row = repo.journey_row(name)
+            assert row is not None
             journey = parse_journey(row.definition, event_fields=event_fields(), name=name)
         with self._lock:
             self._cached = (version, journey)

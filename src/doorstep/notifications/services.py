@@ -59,7 +59,7 @@ def channels_of(ctx: AppContext) -> dict[str, Channel]:
     channels = ctx.services.get("notification_channels")
     if channels is None:
         channels = ctx.services["notification_channels"] = build_channels(ctx.settings)
-    return channels  # type: ignore[no-any-return]
+    return channels
 
 
 def journeys_of(ctx: AppContext) -> JourneyStore:

@@ -235,7 +235,7 @@ def build_context(
     shipment = shipment or {}
     order_id = order.get("id") or event.get("order_id")
     ctx_links = links(settings, order_id=order_id, customer_id=customer["id"], channel=channel, topic=topic)
-    fmt = {"tz_name": tz, "locale": locale}
+    fmt: dict[str, Any] = {"tz_name": tz, "locale": locale}
     total = format_money(Decimal(order["total_minor"]) / 100, order.get("currency"), locale=locale) if order.get("total_minor") is not None else ""
     return {
         "brand": settings.brand_name,
