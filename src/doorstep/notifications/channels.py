@@ -97,6 +97,7 @@ class OutboxChannel:
     page shows it. What `make run` uses when no provider is set up."""
 
     name = "outbox"
+    is_local = True  # no I/O: the sender calls it inline, without the timeout thread
 
     def send(self, message: OutgoingMessage, *, now: datetime) -> SendOutcome:
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
