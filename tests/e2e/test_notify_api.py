@@ -7,6 +7,10 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import secret_key, staff_user
+from tests.helpers import running_app
+from tests.support_notify import add_customer, add_order, messages, publish
 
 from doorstep.bus.tables import outbox
 from doorstep.clock import FixedClock
@@ -16,10 +20,6 @@ from doorstep.notifications.services import send_due
 from doorstep.notifications.templates import unsubscribe_url
 from doorstep.orders.events import OrderPlaced
 from doorstep.security.signatures import twilio_signature
-from tests.conftest import make_settings
-from tests.factories import secret_key, staff_user
-from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, messages, publish
 
 BASE = "https://track.example"
 TWILIO = {"twilio_account_sid": "AC0123456789abcdef", "twilio_auth_token": "twilio-token-123",

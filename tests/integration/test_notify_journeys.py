@@ -7,6 +7,9 @@ import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import func, select
+from tests.conftest import make_settings
+from tests.helpers import running_app
+from tests.support_notify import add_customer, add_order, add_shipment, messages, publish, set_shipment_status
 
 from doorstep.clock import FixedClock
 from doorstep.customers.events import ConsentChanged
@@ -15,9 +18,6 @@ from doorstep.notifications.api import queue_reply
 from doorstep.notifications.services import send_due
 from doorstep.orders.events import OrderPlaced
 from doorstep.shipments.events import DriverDeparted, ShipmentDelivered, ShipmentPredictedLate
-from tests.conftest import make_settings
-from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, add_shipment, messages, publish, set_shipment_status
 
 UTC = dt.UTC
 

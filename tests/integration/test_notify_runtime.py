@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from doorstep.clock import FixedClock
-from doorstep.db.migrate import check, upgrade
-from doorstep.orders.events import OrderPlaced
 from tests.conftest import make_settings
 from tests.helpers import running_app
 from tests.support_notify import add_customer, add_order, messages, publish
+
+from doorstep.clock import FixedClock
+from doorstep.db.migrate import check, upgrade
+from doorstep.orders.events import OrderPlaced
 
 
 def test_migrations_match_the_tables(tmp_path: Path) -> None:
