@@ -58,9 +58,17 @@ class Recorder:
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
 
 
+OUTBOX_KEY_INDEX = False  # --outbox-key-index: what-if for the pipeline's claim query (see RESULTS_notify.md)
+
+
 def _context(db: Path) -> Any:
     url = f"sqlite:///{db}"
     upgrade(url)
+    if OUTBOX_KEY_INDEX:
+        import sqlite3
+
+        with sqlite3.connect(db) as raw:
+            raw.execute("CREATE INDEX IF NOT EXISTS ix_bench_outbox_key ON outbox (key, handler, status, id)")
     settings = Settings(env="test", database_url=url, var_dir=db.parent, in_process_worker=False, log_json=False,
                         secret_key="bench-secret-key-with-enough-length-0123456789")
     ctx = build_context(settings, clock=SystemClock())
@@ -262,9 +270,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", default="100,1000", help="comma-separated events/s")
     parser.add_argument("--throughput-n", type=int, default=5000, help="messages for the sender throughput run")
     parser.add_argument("--e2e-n", type=int, default=2000, help="events for the end-to-end throughput run")
+    parser.add_argument("--outbox-key-index", action="store_true",
+                        help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
+                             "per-key ordering check, which scans pending rows without it")
     args = parser.parse_args(argv)
+    global OUTBOX_KEY_INDEX
+    OUTBOX_KEY_INDEX = args.outbox_key_index
     print(f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
-          f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL")
+          f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL"
+          f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}")
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_rate(rate, args.seconds, Path(tmp))

@@ -206,3 +206,14 @@ def test_consent_changed_events_are_not_journey_triggers(tmp_path: Path, sqlite_
                                         topic="marketing", is_granted=True, source="test"))
         app.drain()
         assert messages(app.ctx.engine) == []
+
+
+def test_chat_reply_is_handed_to_the_chat_channel(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        with app.ctx.engine.begin() as conn:
+            queue_reply(conn, customer_id=customer_id, channel="chat", to_address="chat-session-1",
+                        text="Hello!", dedupe_key="reply:chat:1", now=clock.now())
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert (message.channel, message.status, message.provider_message_id) == ("chat", "sent", f"chat:{message.id}")

@@ -87,6 +87,8 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
     tried = set(detail.get("tried", []))
     if row.trigger == "conversation_reply":
         channel = row.channel
+        if channel == "chat":
+            return [ChannelChoice("chat", row.to_address or "")], None
         if _only_outbox(ctx):
             return [ChannelChoice("outbox", row.to_address or "")], None
         if channel in channels_of(ctx) and row.to_address:
