@@ -68,7 +68,11 @@ def test_twilio_inbound_stop_withdraws_consent_then_logs_the_message(tmp_path: P
                                      external_id="#1", total="1.00", currency="EUR"))
         app.drain()
         send_due(app.ctx, clock.now())
-        assert [(m.status, m.suppression_reason) for m in messages(app.ctx.engine)] == [("suppressed", "opted_out")]
+        assert [(m.status, m.suppression_reason) for m in messages(app.ctx.engine, trigger="order_confirmed")] == [
+            ("suppressed", "opted_out")]
+        # nor does a conversational reply to the STOP go out on SMS (whatever the assistant queued)
+        replies = messages(app.ctx.engine, trigger="conversation_reply")
+        assert all((m.status, m.suppression_reason) == ("suppressed", "opted_out") for m in replies)
 
         # START gives it back
         _twilio_post(app, "/webhooks/twilio", {**params, "MessageSid": "SM2", "Body": "start"})

@@ -89,6 +89,8 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
         channel = row.channel
         if channel == "chat":
             return [ChannelChoice("chat", row.to_address or "")], None
+        if profile.consents.get((channel, "service")) is False:
+            return [], "opted_out"  # they texted STOP: no reply either (carriers block it anyway)
         if _only_outbox(ctx):
             return [ChannelChoice("outbox", row.to_address or "")], None
         if channel in channels_of(ctx) and row.to_address:
