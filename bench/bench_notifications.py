@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from doorstep.notifications.model import SendOutcome
 from doorstep.notifications.services import Sender
 from doorstep.notifications.tables import notification_preferences, notifications
 from doorstep.orders.events import OrderPlaced
+from doorstep.orders.tables import orders
 from doorstep.settings import Settings
 
 TICK_S = 0.01
@@ -86,6 +88,11 @@ def _customers(ctx: Any, n: int) -> list[str]:
              "timezone": "UTC", "preferred_channels": ["email"], "traits": {}, "first_seen_at": now,
              "last_seen_at": now, "created_at": now, "updated_at": now} for k, i in enumerate(ids)
         ])
+        # one order per customer (the order chain's handlers react to OrderPlaced too and need the row)
+        conn.execute(insert(orders), [
+            {"id": _order_id(i), "external_id": f"#{i[-12:]}", "customer_id": i, "status": "placed", "currency": "EUR",
+             "total_minor": 1000, "placed_at": now, "properties": {}, "created_at": now, "updated_at": now} for i in ids
+        ])
         # quiet hours off (start == end), so the wall-clock hour of the run does not matter
         conn.execute(insert(notification_preferences), [
             {"customer_id": i, "quiet_start": "00:00", "quiet_end": "00:00", "updated_at": now} for i in ids
@@ -93,8 +100,13 @@ def _customers(ctx: Any, n: int) -> list[str]:
     return ids
 
 
+def _order_id(customer_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-order:{customer_id}"))
+
+
 def _event(customer_id: str, at: datetime) -> OrderPlaced:
-    return OrderPlaced(occurred_at=at, order_id=new_id(), customer_id=customer_id, external_id=f"#{customer_id[-6:]}",
+    return OrderPlaced(occurred_at=at, order_id=_order_id(customer_id), customer_id=customer_id,
+                       external_id=f"#{customer_id[-12:]}",
                        total="10.00", currency="EUR")
 
 
@@ -259,9 +271,16 @@ def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
             time.sleep(0.01)
     elapsed = time.perf_counter() - start
     sender.pool.shutdown(wait=False)
+    from sqlalchemy import func, select
+
+    from doorstep.bus.tables import outbox
+
+    with ctx.engine.connect() as conn:
+        statuses = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
     ctx.engine.dispose()
     ctx.read_engine.dispose()
-    return {"events": n, "handed": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed}
+    return {"events": n, "handed": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed,
+            "outbox": statuses}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -274,6 +293,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
                              "per-key ordering check, which scans pending rows without it")
     args = parser.parse_args(argv)
+    import logging
+
+    logging.getLogger("doorstep").setLevel(logging.ERROR)  # the worker's per-retry warnings would swamp the output
     global OUTBOX_KEY_INDEX
     OUTBOX_KEY_INDEX = args.outbox_key_index
     print(f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
@@ -294,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)")
         e = run_end_to_end_throughput(args.e2e_n, Path(tmp))
         print(f"one worker + one sender, {e['events']} events in the outbox: {e['per_s']:.0f} events/s end to end "
-              f"({e['elapsed_s']:.2f} s, {e['handed']} handed)")
+              f"({e['elapsed_s']:.2f} s, {e['handed']} handed; outbox rows by status {e['outbox']})")
 
 
 if __name__ == "__main__":
