@@ -217,3 +217,19 @@ def test_chat_reply_is_handed_to_the_chat_channel(tmp_path: Path, sqlite_url: st
         send_due(app.ctx, clock.now())
         [message] = messages(app.ctx.engine)
         assert (message.channel, message.status, message.provider_message_id) == ("chat", "sent", f"chat:{message.id}")
+
+
+def test_message_for_a_merged_profile_goes_to_the_surviving_profile(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        survivor = add_customer(app.ctx.engine, email="maya.s@example.com")
+        old = add_customer(app.ctx.engine, email="old@example.com")
+        order_id = add_order(app.ctx.engine, old)
+        publish(app.ctx, _placed(order_id, old, clock.now()))
+        app.drain()
+        from doorstep.customers.tables import customers
+
+        with app.ctx.engine.begin() as conn:  # merged after the message was queued
+            conn.execute(customers.update().where(customers.c.id == old).values(merged_into=survivor))
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert (message.status, message.to_address) == ("sent", "maya.s@example.com")

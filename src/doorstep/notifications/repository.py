@@ -153,13 +153,17 @@ class NotificationRepository:
     def profile(self, customer_id: str) -> CustomerProfile | None:
         return self.profiles([customer_id]).get(customer_id)
 
-    def profiles(self, customer_ids: list[str]) -> dict[str, CustomerProfile]:
+    def profiles(self, customer_ids: list[str], *, _depth: int = 0) -> dict[str, CustomerProfile]:
         """Profiles of many customers in five queries (the sender prepares a batch at a time)."""
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
         found: dict[str, CustomerProfile] = {}
+        merged: dict[str, str] = {}
         for row in self.conn.execute(select(customers).where(customers.c.id.in_(ids))):
+            if row.merged_into is not None:
+                merged[row.id] = row.merged_into  # the profile lives on under the id it was merged into
+                continue
             addresses: dict[str, str] = {}
             if row.email:
                 addresses["email"] = row.email
@@ -170,9 +174,17 @@ class NotificationRepository:
                 id=row.id, name=row.name, locale=row.locale, timezone=row.timezone,
                 preferred_channels=list(row.preferred_channels or []), addresses=addresses, consents={},
             )
+        if merged and _depth < 5:
+            targets = self.profiles(list(set(merged.values()) - set(found)), _depth=_depth + 1)  # chains of merges resolve too
+            for old_id, target in merged.items():
+                profile = found.get(target) or targets.get(target)
+                if profile is not None:
+                    found[old_id] = profile
         if not found:
             return found
-        ids = list(found)
+        ids = [i for i, p in found.items() if p.id == i]
+        if not ids:
+            return found
         for ident in self.conn.execute(
             select(identities.c.customer_id, identities.c.kind, identities.c.value).where(
                 identities.c.customer_id.in_(ids), identities.c.kind.in_(("email", "phone", "whatsapp", "messenger"))
