@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from doorstep.notifications.model import SendOutcome
 from doorstep.notifications.services import Sender
 from doorstep.notifications.tables import notification_preferences, notifications
 from doorstep.orders.events import OrderPlaced
+from doorstep.orders.tables import orders
 from doorstep.settings import Settings
 
 TICK_S = 0.01
@@ -48,6 +50,7 @@ class Recorder:
     """The outbox channel, timestamping each hand-off by customer (one event per customer)."""
 
     name = "outbox"
+    is_local = True
 
     def __init__(self) -> None:
         self.handed: dict[str, float] = {}
@@ -57,9 +60,17 @@ class Recorder:
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
 
 
+OUTBOX_KEY_INDEX = False  # --outbox-key-index: what-if for the pipeline's claim query (see RESULTS_notify.md)
+
+
 def _context(db: Path) -> Any:
     url = f"sqlite:///{db}"
     upgrade(url)
+    if OUTBOX_KEY_INDEX:
+        import sqlite3
+
+        with sqlite3.connect(db) as raw:
+            raw.execute("CREATE INDEX IF NOT EXISTS ix_bench_outbox_key ON outbox (key, handler, status, id)")
     settings = Settings(env="test", database_url=url, var_dir=db.parent, in_process_worker=False, log_json=False,
                         secret_key="bench-secret-key-with-enough-length-0123456789")
     ctx = build_context(settings, clock=SystemClock())
@@ -77,6 +88,11 @@ def _customers(ctx: Any, n: int) -> list[str]:
              "timezone": "UTC", "preferred_channels": ["email"], "traits": {}, "first_seen_at": now,
              "last_seen_at": now, "created_at": now, "updated_at": now} for k, i in enumerate(ids)
         ])
+        # one order per customer (the order chain's handlers react to OrderPlaced too and need the row)
+        conn.execute(insert(orders), [
+            {"id": _order_id(i), "external_id": f"#{i[-12:]}", "customer_id": i, "status": "placed", "currency": "EUR",
+             "total_minor": 1000, "placed_at": now, "properties": {}, "created_at": now, "updated_at": now} for i in ids
+        ])
         # quiet hours off (start == end), so the wall-clock hour of the run does not matter
         conn.execute(insert(notification_preferences), [
             {"customer_id": i, "quiet_start": "00:00", "quiet_end": "00:00", "updated_at": now} for i in ids
@@ -84,20 +100,34 @@ def _customers(ctx: Any, n: int) -> list[str]:
     return ids
 
 
+def _order_id(customer_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-order:{customer_id}"))
+
+
 def _event(customer_id: str, at: datetime) -> OrderPlaced:
-    return OrderPlaced(occurred_at=at, order_id=new_id(), customer_id=customer_id, external_id=f"#{customer_id[-6:]}",
+    return OrderPlaced(occurred_at=at, order_id=_order_id(customer_id), customer_id=customer_id,
+                       external_id=f"#{customer_id[-12:]}",
                        total="10.00", currency="EUR")
 
 
 class Loop:
+    """Runs `fn` until stopped, idling when it did nothing; errors (SQLite busy past its timeout under
+    overload) are counted and the loop goes on, as the real worker and sender loops do."""
+
     def __init__(self, fn: Any, idle_s: float):
         self.fn, self.idle_s = fn, idle_s
+        self.errors: list[str] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            if self.fn() == 0:
+            try:
+                n = self.fn()
+            except Exception as exc:
+                self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                n = 0
+            if n == 0:
                 self.stop.wait(self.idle_s)
 
     def __enter__(self) -> Loop:
@@ -111,7 +141,7 @@ class Loop:
 
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
@@ -123,7 +153,9 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     ctx.services["wake_sender"] = sender.wake.set
     published: dict[str, float] = {}
     start = time.time()
-    with Loop(worker.run_once, 0.005), Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005):
+    worker_loop = Loop(worker.run_once, 0.005)
+    sender_loop = Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005)
+    with worker_loop, sender_loop:
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -149,7 +181,53 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
+        "errors": worker_loop.errors + sender_loop.errors,
     }
+
+
+def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    """The notifications part alone: journey rules queue messages at `rate`/s (what the handler writes, in 10 ms
+    tick transactions) while the sender thread runs; latency = hand-off - the queueing commit."""
+    from doorstep.notifications.handlers import queue_for_rule
+    from doorstep.notifications.journeys import default_source, parse_source
+    from doorstep.notifications.repository import NotificationRepository
+
+    ctx, recorder = _context(tmp / f"sender_rate_{rate}.db")
+    total = int(rate * seconds)
+    ids = _customers(ctx, total)
+    [rule] = parse_source(default_source())[0].rules_for("OrderPlaced")
+    sender = Sender(ctx, name="bench-sender")
+    queued: dict[str, float] = {}
+    start = time.time()
+    sender_loop = Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005)
+    with sender_loop:
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.time() - start) * rate) + 1)
+            if due > sent:
+                with ctx.engine.begin() as conn:
+                    repo = NotificationRepository(conn)
+                    at = datetime.now(UTC)
+                    for customer_id in ids[sent:due]:
+                        payload = _event(customer_id, at).payload()
+                        queue_for_rule(repo, rule=rule, event_type="OrderPlaced", payload=payload, occurred_at=at,
+                                       customer_id=customer_id, locale="en", now=at)
+                committed = time.time()
+                for customer_id in ids[sent:due]:
+                    queued[customer_id] = committed
+                sent = due
+            time.sleep(TICK_S)
+        deadline = time.time() + 60
+        while len(recorder.handed) < total and time.time() < deadline:
+            time.sleep(0.05)
+    sender.pool.shutdown(wait=False)
+    latencies = [(recorder.handed[c] - queued[c]) * 1000 for c in queued if c in recorder.handed]
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+    return {"rate": rate, "events": total, "handed": len(latencies),
+            "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+            "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
+            "max_ms": max(latencies) if latencies else float("nan"), "errors": sender_loop.errors}
 
 
 def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
@@ -188,34 +266,57 @@ def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
     sender = Sender(ctx, name="bench-sender")
     start = time.perf_counter()
     with Loop(worker.run_once, 0.002), Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.002):
-        deadline = time.time() + 300
+        deadline = time.time() + 120
         while len(recorder.handed) < n and time.time() < deadline:
             time.sleep(0.01)
     elapsed = time.perf_counter() - start
     sender.pool.shutdown(wait=False)
+    from sqlalchemy import func, select
+
+    from doorstep.bus.tables import outbox
+
+    with ctx.engine.connect() as conn:
+        statuses = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
     ctx.engine.dispose()
     ctx.read_engine.dispose()
-    return {"events": n, "handed": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed}
+    return {"events": n, "handed": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed,
+            "outbox": statuses}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each steady-rate run")
     parser.add_argument("--rates", default="100,1000", help="comma-separated events/s")
-    parser.add_argument("--throughput-n", type=int, default=5000, help="messages for the throughput runs")
+    parser.add_argument("--throughput-n", type=int, default=5000, help="messages for the sender throughput run")
+    parser.add_argument("--e2e-n", type=int, default=2000, help="events for the end-to-end throughput run")
+    parser.add_argument("--outbox-key-index", action="store_true",
+                        help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
+                             "per-key ordering check, which scans pending rows without it")
     args = parser.parse_args(argv)
+    import logging
+
+    logging.getLogger("doorstep").setLevel(logging.ERROR)  # the worker's per-retry warnings would swamp the output
+    global OUTBOX_KEY_INDEX
+    OUTBOX_KEY_INDEX = args.outbox_key_index
     print(f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
-          f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL")
+          f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL"
+          f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}")
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_rate(rate, args.seconds, Path(tmp))
             print(f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
-                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms")
+                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                  f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}")
+        for rate in (int(r) for r in args.rates.split(",")):
+            r = run_sender_rate(rate, args.seconds, Path(tmp))
+            print(f"sender only: queued {r['rate']:>5}/s  messages {r['events']:>6}  handed {r['handed']:>6}  "
+                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                  f"loop errors {len(r['errors'])}")
         s = run_sender_throughput(args.throughput_n, Path(tmp))
         print(f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)")
-        e = run_end_to_end_throughput(args.throughput_n, Path(tmp))
+        e = run_end_to_end_throughput(args.e2e_n, Path(tmp))
         print(f"one worker + one sender, {e['events']} events in the outbox: {e['per_s']:.0f} events/s end to end "
-              f"({e['elapsed_s']:.2f} s, {e['handed']} handed)")
+              f"({e['elapsed_s']:.2f} s, {e['handed']} handed; outbox rows by status {e['outbox']})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import secret_key, staff_user
+from tests.helpers import running_app
+from tests.support_notify import add_customer, add_order, messages, publish
 
 from doorstep.bus.tables import outbox
 from doorstep.clock import FixedClock
@@ -16,10 +20,6 @@ from doorstep.notifications.services import send_due
 from doorstep.notifications.templates import unsubscribe_url
 from doorstep.orders.events import OrderPlaced
 from doorstep.security.signatures import twilio_signature
-from tests.conftest import make_settings
-from tests.factories import secret_key, staff_user
-from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, messages, publish
 
 BASE = "https://track.example"
 TWILIO = {"twilio_account_sid": "AC0123456789abcdef", "twilio_auth_token": "twilio-token-123",
@@ -68,7 +68,11 @@ def test_twilio_inbound_stop_withdraws_consent_then_logs_the_message(tmp_path: P
                                      external_id="#1", total="1.00", currency="EUR"))
         app.drain()
         send_due(app.ctx, clock.now())
-        assert [(m.status, m.suppression_reason) for m in messages(app.ctx.engine)] == [("suppressed", "opted_out")]
+        assert [(m.status, m.suppression_reason) for m in messages(app.ctx.engine, trigger="order_confirmed")] == [
+            ("suppressed", "opted_out")]
+        # nor does a conversational reply to the STOP go out on SMS (whatever the assistant queued)
+        replies = messages(app.ctx.engine, trigger="conversation_reply")
+        assert all((m.status, m.suppression_reason) == ("suppressed", "opted_out") for m in replies)
 
         # START gives it back
         _twilio_post(app, "/webhooks/twilio", {**params, "MessageSid": "SM2", "Body": "start"})

@@ -12,16 +12,6 @@ from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import insert, select
-
-from doorstep.clock import FixedClock
-from doorstep.customers.tables import consents, identities
-from doorstep.ingest.tables import event_log
-from doorstep.notifications.channels import webhook_secret
-from doorstep.notifications.services import send_due
-from doorstep.notifications.tables import channel_identities
-from doorstep.orders.events import OrderPlaced
-from doorstep.security.signatures import meta_signature, timestamped_signature, twilio_signature
-from doorstep.shipments.events import DriverDeparted
 from tests.conftest import make_settings
 from tests.helpers import running_app
 from tests.support_notify import (
@@ -37,6 +27,16 @@ from tests.support_notify import (
     twilio_ok,
     whatsapp_ok,
 )
+
+from doorstep.clock import FixedClock
+from doorstep.customers.tables import consents, identities
+from doorstep.ingest.tables import event_log
+from doorstep.notifications.channels import webhook_secret
+from doorstep.notifications.services import send_due
+from doorstep.notifications.tables import channel_identities
+from doorstep.orders.events import OrderPlaced
+from doorstep.security.signatures import meta_signature, timestamped_signature, twilio_signature
+from doorstep.shipments.events import DriverDeparted
 
 BASE = "https://track.example"
 TWILIO = {"twilio_account_sid": "AC0123456789abcdef", "twilio_auth_token": "twilio-token-123",
@@ -132,7 +132,7 @@ def test_twilio_sms_has_the_exact_shape_and_signed_callbacks_move_the_status(tmp
             late = {**params, "MessageStatus": "sent"}
             app.client.post("/webhooks/twilio/status", data=late,
                             headers={"X-Twilio-Signature": twilio_signature(TWILIO["twilio_auth_token"], f"{BASE}/webhooks/twilio/status", late.items())})
-            assert messages(app.ctx.engine)[0].status == "delivered"
+            assert messages(app.ctx.engine, trigger="order_confirmed")[0].status == "delivered"
 
 
 def test_provider_failing_mid_send_is_retried_then_delivered(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
@@ -200,61 +200,61 @@ def _whatsapp_settings(tmp_path: Path, url: str, base: str, db: str) -> Any:
 
 
 def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
-    with ProviderServer(whatsapp_ok) as meta:
-        with running_app(_whatsapp_settings(tmp_path, meta.url, BASE, sqlite_url), clock) as app:
-            customer_id = add_customer(app.ctx.engine, channels=["whatsapp"])
-            order_id = _placed(app, customer_id, clock)
-            send_due(app.ctx, clock.now())
+    with ProviderServer(whatsapp_ok) as meta, running_app(_whatsapp_settings(tmp_path, meta.url, BASE, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine, channels=["whatsapp"])
+        order_id = _placed(app, customer_id, clock)
+        send_due(app.ctx, clock.now())
 
-            [first] = meta.requests
-            assert first.path == "/106540352242922/messages"
-            assert first.headers["authorization"] == "Bearer EAAG-test-token"
-            assert first.headers["content-type"] == "application/json"
-            body = first.json
-            assert body["messaging_product"] == "whatsapp" and body["to"] == "4915112345678"
-            assert body["type"] == "template"
-            assert body["template"]["name"] == "order_confirmed"
-            assert body["template"]["language"] == {"code": "en"}
-            params = body["template"]["components"][0]["parameters"]
-            assert [p["text"] for p in params[:2]] == ["Maya", "#1042"]
+        [first] = meta.requests
+        assert first.path == "/106540352242922/messages"
+        assert first.headers["authorization"] == "Bearer EAAG-test-token"
+        assert first.headers["content-type"] == "application/json"
+        body = first.json
+        assert body["messaging_product"] == "whatsapp" and body["to"] == "4915112345678"
+        assert body["type"] == "template"
+        assert body["template"]["name"] == "order_confirmed"
+        assert body["template"]["language"] == {"code": "en"}
+        params = body["template"]["components"][0]["parameters"]
+        assert [p["text"] for p in params[:2]] == ["Maya", "#1042"]
 
-            # the customer writes: the 24-hour window opens
-            inbound = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
-                "contacts": [{"profile": {"name": "Maya"}, "wa_id": "4915112345678"}],
-                "messages": [{"from": "4915112345678", "id": "wamid.IN1", "timestamp": str(int(clock.now().timestamp())),
-                              "type": "text", "text": {"body": "where is my parcel?"}}]}}]}]}
-            raw = orjson.dumps(inbound)
-            forged = app.client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
-            assert forged.status_code == 403
-            ok = app.client.post("/webhooks/whatsapp", content=raw,
-                                 headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw), "Content-Type": "application/json"})
-            assert ok.status_code == 200
-            with app.ctx.engine.connect() as conn:
-                [entry] = conn.execute(select(event_log).where(event_log.c.source == "inbound_message")).all()
-            assert entry.message_id == "whatsapp:wamid.IN1"
-            assert entry.partition_key == "whatsapp:+4915112345678"
-            assert entry.payload["from"] == "+4915112345678" and entry.payload["text"] == "where is my parcel?"
+        # the customer writes: the 24-hour window opens
+        inbound = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Maya"}, "wa_id": "4915112345678"}],
+            "messages": [{"from": "4915112345678", "id": "wamid.IN1", "timestamp": str(int(clock.now().timestamp())),
+                          "type": "text", "text": {"body": "where is my parcel?"}}]}}]}]}
+        raw = orjson.dumps(inbound)
+        forged = app.client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
+        assert forged.status_code == 403
+        ok = app.client.post("/webhooks/whatsapp", content=raw,
+                             headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw), "Content-Type": "application/json"})
+        assert ok.status_code == 200
+        with app.ctx.engine.connect() as conn:
+            [entry] = conn.execute(select(event_log).where(event_log.c.source == "inbound_message")).all()
+        assert entry.message_id == "whatsapp:wamid.IN1"
+        assert entry.partition_key == "whatsapp:+4915112345678"
+        assert entry.payload["from"] == "+4915112345678" and entry.payload["text"] == "where is my parcel?"
 
-            shipment_id = add_shipment(app.ctx.engine, order_id, status="OutForDelivery")
-            publish(app.ctx, DriverDeparted(occurred_at=clock.now(), shipment_id=shipment_id, order_id=order_id, customer_id=customer_id,
-                                            eta_from=clock.now() + dt.timedelta(minutes=30), eta_to=clock.now() + dt.timedelta(hours=1)))
-            app.drain()
-            send_due(app.ctx, clock.now())
-            second = meta.requests[1].json
-            assert second["type"] == "text"
-            assert second["text"]["body"].startswith("Doorstep Demo Shop: your driver is on the way")
+        shipment_id = add_shipment(app.ctx.engine, order_id, status="OutForDelivery")
+        publish(app.ctx, DriverDeparted(occurred_at=clock.now(), shipment_id=shipment_id, order_id=order_id, customer_id=customer_id,
+                                        eta_from=clock.now() + dt.timedelta(minutes=30), eta_to=clock.now() + dt.timedelta(hours=1)))
+        app.drain()
+        send_due(app.ctx, clock.now())
+        later = [r.json for r in meta.requests[1:]]  # the driver message, and any reply the assistant queued
+        assert later and all(body["type"] == "text" for body in later)  # inside the 24-hour window
+        assert [b["text"]["body"][:45] for b in later if "driver is on the way" in b["text"]["body"]] == [
+            "Doorstep Demo Shop: your driver is on the way"]
 
-            # statuses come back signed; read implies delivered
-            wamid = messages(app.ctx.engine)[0].provider_message_id
-            statuses = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
-                "statuses": [{"id": wamid, "status": "delivered", "timestamp": "1795424400", "recipient_id": "4915112345678"},
-                             {"id": wamid, "status": "read", "timestamp": "1795424460", "recipient_id": "4915112345678"}]}}]}]}
-            raw = orjson.dumps(statuses)
-            app.client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)})
-            row = messages(app.ctx.engine)[0]
-            assert row.status == "read" and row.read_at is not None
+        # statuses come back signed; read implies delivered
+        wamid = messages(app.ctx.engine, trigger="order_confirmed")[0].provider_message_id
+        statuses = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
+            "statuses": [{"id": wamid, "status": "delivered", "timestamp": "1795424400", "recipient_id": "4915112345678"},
+                         {"id": wamid, "status": "read", "timestamp": "1795424460", "recipient_id": "4915112345678"}]}}]}]}
+        raw = orjson.dumps(statuses)
+        app.client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)})
+        row = messages(app.ctx.engine, trigger="order_confirmed")[0]
+        assert row.status == "read" and row.read_at is not None
 
 
 def test_whatsapp_verification_handshake(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
@@ -290,7 +290,8 @@ def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(tmp_path: Path, sqli
 
             _placed(app, customer_id, clock)
             send_due(app.ctx, clock.now())
-            [request] = meta.requests
+            [confirmed] = messages(app.ctx.engine, trigger="order_confirmed")
+            [request] = [r for r in meta.requests if r.json["message"]["text"] == confirmed.body_text]
             assert request.path == "/me/messages"
             assert request.query == {"access_token": ["PAGE-TOKEN"]}
             body = request.json
@@ -299,12 +300,12 @@ def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(tmp_path: Path, sqli
             assert "tag" not in body
             assert body["message"]["text"].startswith("Doorstep Demo Shop: thanks Maya!")
 
-            mid = messages(app.ctx.engine)[0].provider_message_id
+            mid = confirmed.provider_message_id
             delivery = {"object": "page", "entry": [{"id": "PAGE1", "time": 1, "messaging": [
                 {"sender": {"id": "6587329014"}, "recipient": {"id": "PAGE1"}, "delivery": {"mids": [mid], "watermark": 1795424400000}}]}]}
             raw = orjson.dumps(delivery)
             app.client.post("/webhooks/messenger", content=raw, headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)})
-            assert messages(app.ctx.engine)[0].status == "delivered"
+            assert messages(app.ctx.engine, trigger="order_confirmed")[0].status == "delivered"
 
 
 def test_outbound_webhook_is_signed_over_timestamp_and_body_and_retried(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:

@@ -7,6 +7,9 @@ import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import func, select
+from tests.conftest import make_settings
+from tests.helpers import running_app
+from tests.support_notify import add_customer, add_order, add_shipment, messages, publish, set_shipment_status
 
 from doorstep.clock import FixedClock
 from doorstep.customers.events import ConsentChanged
@@ -15,9 +18,6 @@ from doorstep.notifications.api import queue_reply
 from doorstep.notifications.services import send_due
 from doorstep.orders.events import OrderPlaced
 from doorstep.shipments.events import DriverDeparted, ShipmentDelivered, ShipmentPredictedLate
-from tests.conftest import make_settings
-from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, add_shipment, messages, publish, set_shipment_status
 
 UTC = dt.UTC
 
@@ -206,3 +206,30 @@ def test_consent_changed_events_are_not_journey_triggers(tmp_path: Path, sqlite_
                                         topic="marketing", is_granted=True, source="test"))
         app.drain()
         assert messages(app.ctx.engine) == []
+
+
+def test_chat_reply_is_handed_to_the_chat_channel(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        with app.ctx.engine.begin() as conn:
+            queue_reply(conn, customer_id=customer_id, channel="chat", to_address="chat-session-1",
+                        text="Hello!", dedupe_key="reply:chat:1", now=clock.now())
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert (message.channel, message.status, message.provider_message_id) == ("chat", "sent", f"chat:{message.id}")
+
+
+def test_message_for_a_merged_profile_goes_to_the_surviving_profile(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        survivor = add_customer(app.ctx.engine, email="maya.s@example.com")
+        old = add_customer(app.ctx.engine, email="old@example.com")
+        order_id = add_order(app.ctx.engine, old)
+        publish(app.ctx, _placed(order_id, old, clock.now()))
+        app.drain()
+        from doorstep.customers.tables import customers
+
+        with app.ctx.engine.begin() as conn:  # merged after the message was queued
+            conn.execute(customers.update().where(customers.c.id == old).values(merged_into=survivor))
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert (message.status, message.to_address) == ("sent", "maya.s@example.com")

@@ -8,6 +8,7 @@ point them at local servers.
 - messenger: Send API POST /me/messages?access_token=..., recipient.id (PSID) and messaging_type
 - webhook: POST JSON to any URL, signed "t=<unix>,v1=<hex HMAC-SHA256 of '<t>.<body>'>"
 - outbox: keeps the rendered message in Doorstep (the notifications row) and the /messages page shows it
+- chat: conversation replies in the web chat, which shows them itself
 """
 
 from __future__ import annotations
@@ -97,9 +98,20 @@ class OutboxChannel:
     page shows it. What `make run` uses when no provider is set up."""
 
     name = "outbox"
+    is_local = True  # no I/O: the sender calls it inline, without the timeout thread
 
     def send(self, message: OutgoingMessage, *, now: datetime) -> SendOutcome:
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
+
+
+class ChatChannel(OutboxChannel):
+    """Replies in the web chat: the conversation itself shows them (the assistant's widget polls it), so
+    handing over is recording."""
+
+    name = "chat"
+
+    def send(self, message: OutgoingMessage, *, now: datetime) -> SendOutcome:
+        return SendOutcome(is_sent=True, provider_message_id=f"chat:{message.notification_id}")
 
 
 class SmtpChannel:
@@ -344,7 +356,11 @@ def provider_configured(settings: Settings) -> dict[str, bool]:
 def build_channels(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> dict[str, Channel]:
     """The adapters for what is configured; outbox and webhook are always there."""
     configured = provider_configured(settings)
-    channels: dict[str, Channel] = {"outbox": OutboxChannel(), "webhook": WebhookChannel(settings, transport=transport)}
+    channels: dict[str, Channel] = {
+        "outbox": OutboxChannel(),
+        "chat": ChatChannel(),
+        "webhook": WebhookChannel(settings, transport=transport),
+    }
     if configured["email"]:
         channels["email"] = SmtpChannel(settings)
     if configured["sms"]:

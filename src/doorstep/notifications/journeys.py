@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ EVENT_MODULES = (
     "doorstep.feedback.events",
 )
 
+# High-volume internal events no customer message should hang on (each subscription costs an outbox row per
+# event): a journey names the specific event instead (ShipmentOutForDelivery, not ShipmentStatusChanged).
+NOT_JOURNEY_EVENTS = frozenset({"ShipmentCreated", "ShipmentStatusChanged", "OrderUpdated", "OrderStepReached"})
+
 
 @lru_cache(maxsize=1)
 def event_fields() -> dict[str, set[str]]:
@@ -34,7 +39,7 @@ def event_fields() -> dict[str, set[str]]:
         importlib.import_module(module)
     found: dict[str, set[str]] = {}
     for name, cls in EVENT_TYPES.items():
-        if cls.__module__ in EVENT_MODULES and name not in ("OrderEvent", "ShipmentEvent", "ReturnEvent"):
+        if cls.__module__ in EVENT_MODULES and name not in ("OrderEvent", "ShipmentEvent", "ReturnEvent", *NOT_JOURNEY_EVENTS):
             found[name] = {f.name for f in dataclasses.fields(cls)}
     return found
 
@@ -62,22 +67,32 @@ def default_source() -> str:
 
 
 class JourneyStore:
-    """Thread-safe cache of the current journey, keyed by its stored version (0 = the shipped default)."""
+    """Thread-safe cache of the current journey, keyed by its stored version (0 = the shipped default). The
+    version is looked up at most every `recheck_s`, so a saved journey takes effect within that time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, recheck_s: float = 1.0) -> None:
         self._lock = threading.Lock()
         self._cached: tuple[int, Journey] | None = None
+        self._checked_at = 0.0
+        self.recheck_s = recheck_s
+
+    def invalidate(self) -> None:
+        self._checked_at = 0.0
 
     def current(self, conn: Connection, name: str = "default") -> Journey:
+        cached = self._cached
+        if cached is not None and time.monotonic() - self._checked_at < self.recheck_s:
+            return cached[1]
         repo = NotificationRepository(conn)
         version = repo.journey_version(name) or 0
-        cached = self._cached
+        self._checked_at = time.monotonic()
         if cached is not None and cached[0] == version:
             return cached[1]
         if version == 0:
             journey, _ = parse_source(default_source())
         else:
             row = repo.journey_row(name)
+            assert row is not None
             journey = parse_journey(row.definition, event_fields=event_fields(), name=name)
         with self._lock:
             self._cached = (version, journey)

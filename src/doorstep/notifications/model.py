@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from doorstep.notifications.errors import JourneyInvalid
 
-CHANNELS = ("email", "sms", "whatsapp", "messenger", "webhook", "outbox")
+CHANNELS = ("email", "sms", "whatsapp", "messenger", "webhook", "outbox", "chat")
 TOPICS = ("service", "marketing")
 STATUSES = ("queued", "sent", "delivered", "read", "failed", "suppressed")
 # Status only moves forward: a late "sent" callback never undoes "delivered".

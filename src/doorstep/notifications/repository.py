@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from doorstep.customers.tables import consents, customers, identities
 from doorstep.db.dialect import insert_ignore, upsert
@@ -102,6 +102,14 @@ class NotificationRepository:
             )
         return ids
 
+    def has_due(self, *, now: datetime) -> bool:
+        return self.conn.execute(
+            select(notifications.c.id).where(
+                notifications.c.status == "queued", notifications.c.scheduled_for <= now,
+                or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now),
+            ).limit(1)
+        ).first() is not None
+
     def get(self, notification_id: str) -> Any | None:
         return self.conn.execute(select(notifications).where(notifications.c.id == notification_id)).first()
 
@@ -143,53 +151,117 @@ class NotificationRepository:
     # ---- customers as the sender sees them ------------------------------------------------------------
 
     def profile(self, customer_id: str) -> CustomerProfile | None:
-        row = self.conn.execute(select(customers).where(customers.c.id == customer_id)).first()
-        if row is None:
-            return None
-        addresses: dict[str, str] = {}
-        if row.email:
-            addresses["email"] = row.email
-        if row.phone:
-            addresses["sms"] = row.phone
-            addresses["whatsapp"] = row.phone
+        return self.profiles([customer_id]).get(customer_id)
+
+    def profiles(self, customer_ids: list[str], *, _depth: int = 0) -> dict[str, CustomerProfile]:
+        """Profiles of many customers in five queries (the sender prepares a batch at a time)."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}
+        found: dict[str, CustomerProfile] = {}
+        merged: dict[str, str] = {}
+        for row in self.conn.execute(select(customers).where(customers.c.id.in_(ids))):
+            if row.merged_into is not None:
+                merged[row.id] = row.merged_into  # the profile lives on under the id it was merged into
+                continue
+            addresses: dict[str, str] = {}
+            if row.email:
+                addresses["email"] = row.email
+            if row.phone:
+                addresses["sms"] = row.phone
+                addresses["whatsapp"] = row.phone
+            found[row.id] = CustomerProfile(
+                id=row.id, name=row.name, locale=row.locale, timezone=row.timezone,
+                preferred_channels=list(row.preferred_channels or []), addresses=addresses, consents={},
+            )
+        if merged and _depth < 5:
+            targets = self.profiles(list(set(merged.values()) - set(found)), _depth=_depth + 1)  # chains of merges resolve too
+            for old_id, target in merged.items():
+                profile = found.get(target) or targets.get(target)
+                if profile is not None:
+                    found[old_id] = profile
+        if not found:
+            return found
+        ids = [i for i, p in found.items() if p.id == i]
+        if not ids:
+            return found
         for ident in self.conn.execute(
-            select(identities.c.kind, identities.c.value).where(
-                identities.c.customer_id == customer_id, identities.c.kind.in_(("email", "phone", "whatsapp", "messenger"))
+            select(identities.c.customer_id, identities.c.kind, identities.c.value).where(
+                identities.c.customer_id.in_(ids), identities.c.kind.in_(("email", "phone", "whatsapp", "messenger"))
             )
         ):
+            addresses = found[ident.customer_id].addresses
             channel = {"phone": "sms"}.get(ident.kind, ident.kind)
             addresses.setdefault(channel, ident.value)
             if ident.kind == "phone":
                 addresses.setdefault("whatsapp", ident.value)
-        last_inbound: dict[str, datetime] = {}
         for ci in self.conn.execute(
-            select(channel_identities).where(channel_identities.c.customer_id == customer_id)
-            .order_by(channel_identities.c.updated_at)
+            select(channel_identities).where(channel_identities.c.customer_id.in_(ids)).order_by(channel_identities.c.updated_at)
         ):
-            addresses[ci.channel] = ci.address  # the address they last wrote from wins
+            profile = found[ci.customer_id]
+            profile.addresses[ci.channel] = ci.address  # the address they last wrote from wins
             if ci.last_inbound_at:
-                last_inbound[ci.channel] = max(ci.last_inbound_at, last_inbound.get(ci.channel, ci.last_inbound_at))
-        granted = {
-            (c.channel, c.topic): bool(c.is_granted)
-            for c in self.conn.execute(select(consents).where(consents.c.customer_id == customer_id))
-        }
-        prefs = self.conn.execute(
-            select(notification_preferences).where(notification_preferences.c.customer_id == customer_id)
-        ).first()
-        return CustomerProfile(
-            id=row.id,
-            name=row.name,
-            locale=row.locale,
-            timezone=row.timezone,
-            preferred_channels=list(row.preferred_channels or []),
-            addresses=addresses,
-            consents=granted,
-            last_inbound=last_inbound,
-            channel_order=list(prefs.channel_order) if prefs is not None and prefs.channel_order else None,
-            quiet_start=prefs.quiet_start if prefs is not None else None,
-            quiet_end=prefs.quiet_end if prefs is not None else None,
-            daily_cap=prefs.daily_cap if prefs is not None else None,
-        )
+                previous = profile.last_inbound.get(ci.channel, ci.last_inbound_at)
+                profile.last_inbound[ci.channel] = max(ci.last_inbound_at, previous)
+        for c in self.conn.execute(select(consents).where(consents.c.customer_id.in_(ids))):
+            found[c.customer_id].consents[(c.channel, c.topic)] = bool(c.is_granted)
+        for prefs in self.conn.execute(
+            select(notification_preferences).where(notification_preferences.c.customer_id.in_(ids))
+        ):
+            profile = found[prefs.customer_id]
+            profile.channel_order = list(prefs.channel_order) if prefs.channel_order else None
+            profile.quiet_start, profile.quiet_end, profile.daily_cap = prefs.quiet_start, prefs.quiet_end, prefs.daily_cap
+        return found
+
+    def rows_for_update(self, ids: list[str]) -> dict[str, Any]:
+        if not ids:
+            return {}
+        return {r.id: r for r in self.conn.execute(select(notifications).where(notifications.c.id.in_(ids)).with_for_update())}
+
+    def orders_by_id(self, ids: list[str | None]) -> dict[str, dict[str, Any]]:
+        wanted = sorted({i for i in ids if i})
+        if not wanted:
+            return {}
+        return {r.id: dict(r._mapping) for r in self.conn.execute(select(orders).where(orders.c.id.in_(wanted)))}
+
+    def shipments_by_id(self, ids: list[str | None]) -> dict[str, dict[str, Any]]:
+        wanted = sorted({i for i in ids if i})
+        if not wanted:
+            return {}
+        return {r.id: dict(r._mapping) for r in self.conn.execute(select(shipments).where(shipments.c.id.in_(wanted)))}
+
+    def sent_times_since(self, customer_ids: list[str], since: datetime) -> dict[str, list[datetime]]:
+        """When each customer was sent journey messages since `since` (for daily caps in their own day)."""
+        wanted = sorted(set(customer_ids))
+        found: dict[str, list[datetime]] = {}
+        if not wanted:
+            return found
+        for r in self.conn.execute(
+            select(notifications.c.customer_id, notifications.c.sent_at).where(
+                notifications.c.customer_id.in_(wanted), notifications.c.status.in_(SENT_STATUSES),
+                notifications.c.trigger != "conversation_reply", notifications.c.sent_at >= since,
+            )
+        ):
+            found.setdefault(r.customer_id, []).append(r.sent_at)
+        return found
+
+    def update_many(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Applies per-row updates, grouped by the columns they set, one executemany per group."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for notification_id, values in changes:
+            keys = tuple(sorted(values))
+            groups.setdefault(keys, []).append({"_id": notification_id, **{f"_{k}": v for k, v in values.items()}})
+        for keys, params in groups.items():
+            stmt = (
+                update(notifications)
+                .where(notifications.c.id == bindparam("_id"))
+                .values({k: bindparam(f"_{k}") for k in keys})
+            )
+            self.conn.execute(stmt, params)
+
+    def add_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(delivery_attempts), rows)
 
     def order(self, order_id: str | None) -> dict[str, Any] | None:
         if not order_id:

@@ -61,6 +61,7 @@ def save_journey(ctx: Any, *, source: str, data: dict[str, Any], updated_by: str
             name="default", source=source, definition=data, updated_by=updated_by, now=ctx.clock.now()
         )
         uow.commit()
+    journeys_of(ctx).invalidate()
     return version
 
 

@@ -198,6 +198,10 @@ async def messenger_verify(request: Request) -> Response:
     return _meta_handshake(request)
 
 
+def _mark_read(ctx: Any, psid: str, watermark: datetime) -> int:
+    return mark_read_until(ctx, channel="messenger", to_address=psid, watermark=watermark)
+
+
 @router.post("/messenger", summary="Messenger inbound messages, deliveries and reads")
 async def messenger_events(request: Request) -> Response:
     data = await _verified_meta_json(request)
@@ -230,7 +234,7 @@ async def messenger_events(request: Request) -> Response:
     if receipts:
         await run_in_threadpool(apply_receipts, ctx, receipts)
     for psid, watermark in reads:
-        await run_in_threadpool(lambda p=psid, w=watermark: mark_read_until(ctx, channel="messenger", to_address=p, watermark=w))
+        await run_in_threadpool(_mark_read, ctx, psid, watermark)
     return PlainTextResponse("EVENT_RECEIVED")
 
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,7 +43,7 @@ from doorstep.notifications.templates import LOCALES, build_context, render_mess
 log = logging.getLogger("doorstep.notifications")
 
 LEASE_S = 60.0  # a sender that dies mid-send gives its claims back after this
-BATCH_SIZE = 50
+BATCH_SIZE = 100  # per pass: one claim transaction and one record transaction for up to this many
 POLL_INTERVAL_S = 0.02
 
 
@@ -59,7 +59,7 @@ def channels_of(ctx: AppContext) -> dict[str, Channel]:
     channels = ctx.services.get("notification_channels")
     if channels is None:
         channels = ctx.services["notification_channels"] = build_channels(ctx.settings)
-    return channels  # type: ignore[no-any-return]
+    return channels
 
 
 def journeys_of(ctx: AppContext) -> JourneyStore:
@@ -87,6 +87,10 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
     tried = set(detail.get("tried", []))
     if row.trigger == "conversation_reply":
         channel = row.channel
+        if channel == "chat":
+            return [ChannelChoice("chat", row.to_address or "")], None
+        if profile.consents.get((channel, "service")) is False:
+            return [], "opted_out"  # they texted STOP: no reply either (carriers block it anyway)
         if _only_outbox(ctx):
             return [ChannelChoice("outbox", row.to_address or "")], None
         if channel in channels_of(ctx) and row.to_address:
@@ -110,30 +114,65 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
     )
 
 
-def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id: str, now: datetime,
-                 in_batch: dict[str, int] | None = None) -> Prepared | None:
-    """Decides one claimed message. `in_batch` counts messages already prepared in this pass per customer, so
-    the daily cap holds within a batch too."""
-    in_batch = in_batch if in_batch is not None else {}
-    row = repo.get_for_update(notification_id)
+@dataclass
+class Batch:
+    """What a pass knows up front about the messages it claimed, loaded in a few queries, and the row
+    changes it will write back in a few executemany statements."""
+
+    rows: dict[str, Any]
+    profiles: dict[str, CustomerProfile]
+    orders: dict[str, dict[str, Any]]
+    shipments: dict[str, dict[str, Any]]
+    sent_times: dict[str, list[datetime]]
+    changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    in_batch: dict[str, int] = field(default_factory=dict)  # prepared in this pass, per customer (daily cap)
+
+    @classmethod
+    def load(cls, repo: NotificationRepository, ids: list[str], now: datetime) -> Batch:
+        rows = repo.rows_for_update(ids)
+        customer_ids = [r.customer_id for r in rows.values()]
+        since = now - timedelta(hours=26)  # covers any local day, in every time zone
+        return cls(
+            rows=rows,
+            profiles=repo.profiles(customer_ids),
+            orders=repo.orders_by_id([r.order_id for r in rows.values()]),
+            shipments=repo.shipments_by_id([r.shipment_id for r in rows.values()]),
+            sent_times=repo.sent_times_since(customer_ids, since),
+        )
+
+    def sent_today(self, profile: CustomerProfile, now: datetime) -> int:
+        day_start = local_day_start(now, profile.timezone)
+        return sum(1 for t in self.sent_times.get(profile.id, []) if t >= day_start) + self.in_batch.get(profile.id, 0)
+
+
+def _prepare_one(ctx: AppContext, repo: NotificationRepository, batch: Batch, notification_id: str,
+                 now: datetime) -> Prepared | None:
+    """Decides one claimed message: reason gone, quiet hours, daily cap, channel; renders it."""
+    row = batch.rows.get(notification_id)
     if row is None or row.status != "queued":
         return None
     detail = dict(row.detail or {})
     is_reply = row.trigger == "conversation_reply"
     is_urgent = bool(detail.get("is_urgent")) or is_reply
 
-    def finish(status: str, reason: str | None, **extra: Any) -> None:
-        repo.update(notification_id, status=status, suppression_reason=reason, lease_owner=None, lease_until=None,
-                    detail={**detail, **extra}, **({"failed_at": now} if status == "failed" else {}))
+    def change(**values: Any) -> None:
+        batch.changes.append((notification_id, values))
 
-    profile = repo.profile(row.customer_id)
+    def finish(status: str, reason: str | None, **extra: Any) -> None:
+        values: dict[str, Any] = {"status": status, "suppression_reason": reason, "lease_owner": None,
+                                  "lease_until": None, "detail": {**detail, **extra}}
+        if status == "failed":
+            values["failed_at"] = now
+        change(**values)
+
+    profile = batch.profiles.get(row.customer_id)
     if profile is None:
         finish("suppressed", "no_channel", note="customer no longer exists")
         return None
+    order = batch.orders.get(row.order_id) if row.order_id else None
+    shipment = batch.shipments.get(row.shipment_id) if row.shipment_id else None
     if not is_reply:
         cancel_if = detail.get("cancel_if") or {}
-        shipment = repo.shipment(row.shipment_id)
-        order = repo.order(row.order_id)
         gone = reason_gone(
             cancel_if_shipment_status=cancel_if.get("shipment_status") or [],
             cancel_if_order_status=cancel_if.get("order_status") or [],
@@ -142,19 +181,16 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id:
         if gone:
             finish("suppressed", "cancelled_reason_gone", why=gone)
             return None
-    else:
-        shipment = order = None
     journey = journeys_of(ctx).current(repo.conn)
     if not is_urgent:
         until = quiet_until(now, tz_name=profile.timezone, start=profile.quiet_start or journey.quiet_start,
                             end=profile.quiet_end or journey.quiet_end)
         if until is not None:
-            repo.update(notification_id, scheduled_for=until, suppression_reason="quiet_hours", lease_owner=None,
-                        lease_until=None, detail={**detail, "held_until": until.isoformat()})
+            change(scheduled_for=until, suppression_reason="quiet_hours", lease_owner=None, lease_until=None,
+                   detail={**detail, "held_until": until.isoformat()})
             return None
         cap = profile.daily_cap or journey.daily_cap
-        already = repo.count_sent_since(profile.id, local_day_start(now, profile.timezone)) + in_batch.get(profile.id, 0)
-        if already >= cap:
+        if batch.sent_today(profile, now) >= cap:
             finish("suppressed", "daily_cap", cap=cap)
             return None
     choices, reason = _plan(ctx, row, profile, journey.channels)
@@ -165,19 +201,16 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id:
     channel_impl = channels_of(ctx)[choice.channel]
     locale = locale_of(profile.locale or row.locale, supported=LOCALES)
     topic = row.topic or "service"
-    event = detail.get("event") or {}
     context = build_context(
         ctx.settings, trigger=row.trigger, channel=choice.channel, locale=locale, topic=topic,
-        customer=profile.as_dict(), order=order if not is_reply else repo.order(row.order_id),
-        shipment=shipment, event=event,
+        customer=profile.as_dict(), order=order, shipment=shipment, event=detail.get("event") or {},
         proof=repo.latest_proof(row.shipment_id) if row.trigger == "delivered" else None,
         text=row.body_text if is_reply else None,
     )
     try:
-        rendered = render_message(row.trigger, "email" if choice.channel == "email" else choice.channel, locale, context)
+        rendered = render_message(row.trigger, choice.channel, locale, context)
     except TemplateInvalid as exc:
         finish("failed", None, error=exc.detail)
-        repo.update(notification_id, last_error=f"template: {exc.detail}")
         return None
     last_inbound = profile.last_inbound.get(choice.channel)
     message = OutgoingMessage(
@@ -189,42 +222,37 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id:
         is_reply=is_reply, created_at=row.created_at,
     )
     if not is_reply:
-        in_batch[profile.id] = in_batch.get(profile.id, 0) + 1
-    repo.update(
-        notification_id, channel=choice.channel, to_address=choice.address, locale=locale, subject=rendered.subject or None,
-        body_text=rendered.text, body_html=rendered.html, suppression_reason=None,
-        detail={**detail, "planned": [c.channel for c in choices]},
-    )
+        batch.in_batch[profile.id] = batch.in_batch.get(profile.id, 0) + 1
+    change(channel=choice.channel, to_address=choice.address, locale=locale, subject=rendered.subject or None,
+           body_text=rendered.text, body_html=rendered.html, suppression_reason=None,
+           detail={**detail, "planned": [c.channel for c in choices]})
     return Prepared(notification_id, message, channel_impl, row.attempts or 0)
 
 
 # ---- recording ------------------------------------------------------------------------------------------
 
 
-def _record(ctx: AppContext, repo: NotificationRepository, prepared: Prepared, outcome: SendOutcome,
-            *, started_at: datetime, now: datetime) -> None:
+def _record(ctx: AppContext, prepared: Prepared, outcome: SendOutcome, *, started_at: datetime,
+            now: datetime) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The delivery attempt row, the message's changes, and whether to fall back to the next channel."""
     attempt = prepared.attempts + 1
     kind = "sent" if outcome.is_sent else ("transient" if outcome.is_transient else "permanent")
-    repo.add_attempt(
-        notification_id=prepared.notification_id, channel=prepared.message.channel, attempt=attempt, outcome=kind,
-        http_status=outcome.http_status, provider_message_id=outcome.provider_message_id, error=outcome.error,
-        retry_after_s=int(outcome.retry_after_s) if outcome.retry_after_s is not None else None,
-        started_at=started_at, finished_at=now,
-    )
+    attempt_row = {
+        "notification_id": prepared.notification_id, "channel": prepared.message.channel, "attempt": attempt,
+        "outcome": kind, "http_status": outcome.http_status, "provider_message_id": outcome.provider_message_id,
+        "error": outcome.error, "retry_after_s": int(outcome.retry_after_s) if outcome.retry_after_s is not None else None,
+        "started_at": started_at, "finished_at": now,
+    }
     if outcome.is_sent:
-        repo.update(prepared.notification_id, status="sent", sent_at=now, attempts=attempt,
-                    provider_message_id=outcome.provider_message_id, lease_owner=None, lease_until=None, last_error=None)
-        return
+        return attempt_row, {"status": "sent", "sent_at": now, "attempts": attempt, "provider_message_id": outcome.provider_message_id,
+                             "lease_owner": None, "lease_until": None, "last_error": None}, False
     if outcome.is_transient and attempt < MAX_SEND_ATTEMPTS:
-        repo.update(
-            prepared.notification_id, attempts=attempt, last_error=outcome.error, lease_owner=None, lease_until=None,
-            scheduled_for=next_attempt_at(now, attempt=attempt, base_s=max(ctx.settings.retry_base_s, 0.0),
-                                          max_s=max(ctx.settings.retry_max_s, 0.0), retry_after_s=outcome.retry_after_s),
-        )
-        return
-    repo.update(prepared.notification_id, status="failed", failed_at=now, attempts=attempt, last_error=outcome.error,
-                lease_owner=None, lease_until=None)
-    queue_fallback(repo, prepared.notification_id, now=now)
+        retry_at = next_attempt_at(now, attempt=attempt, base_s=max(ctx.settings.retry_base_s, 0.0),
+                                   max_s=max(ctx.settings.retry_max_s, 0.0), retry_after_s=outcome.retry_after_s)
+        return attempt_row, {"attempts": attempt, "last_error": outcome.error, "lease_owner": None, "lease_until": None,
+                             "scheduled_for": retry_at}, False
+    return attempt_row, {"status": "failed", "failed_at": now, "attempts": attempt, "last_error": outcome.error,
+                         "lease_owner": None, "lease_until": None}, True
 
 
 def queue_fallback(repo: NotificationRepository, notification_id: str, *, now: datetime) -> str | None:
@@ -266,32 +294,46 @@ class Sender:
         leaves its claims to expire, and they are sent again: delivery is at least once."""
         ctx = self.ctx
         now = now or ctx.clock.now()
+        with ctx.read_engine.connect() as conn:  # a cheap look first: no write lock while idle
+            if not NotificationRepository(conn).has_due(now=now):
+                return 0
         prepared: list[Prepared] = []
         with ctx.engine.begin() as conn:
             repo = NotificationRepository(conn)
             ids = repo.claim_due(now=now, limit=limit, owner=self.name, lease_s=LEASE_S)
-            in_batch: dict[str, int] = {}
-            for notification_id in ids:
-                item = _prepare_one(ctx, repo, notification_id, now, in_batch)
-                if item is not None:
-                    prepared.append(item)
+            if ids:
+                batch = Batch.load(repo, ids, now)
+                for notification_id in ids:
+                    item = _prepare_one(ctx, repo, batch, notification_id, now)
+                    if item is not None:
+                        prepared.append(item)
+                repo.update_many(batch.changes)
         if not ids:
             return 0
         outcomes = []
         hook = ctx.services.get("on_notification_sent")
-        for item in prepared:
+        for item in prepared:  # no transaction is open while we talk to providers
             outcome = self._send_with_timeout(item, now=now)
-            outcomes.append((item, outcome, max(ctx.clock.now(), now)))
+            outcomes.append(_record(ctx, item, outcome, started_at=now, now=max(ctx.clock.now(), now)))
             if hook is not None and outcome.is_sent:
                 hook(item.message)
         if outcomes:
             with ctx.engine.begin() as conn:
                 repo = NotificationRepository(conn)
-                for item, outcome, finished in outcomes:
-                    _record(ctx, repo, item, outcome, started_at=now, now=finished)
+                repo.add_attempts([a for a, _, _ in outcomes])
+                repo.update_many([(a["notification_id"], changes) for a, changes, _ in outcomes])
+                for a, _, falls_back in outcomes:
+                    if falls_back:
+                        queue_fallback(repo, a["notification_id"], now=a["finished_at"])
         return len(ids)
 
     def _send_with_timeout(self, item: Prepared, *, now: datetime) -> SendOutcome:
+        if getattr(item.channel, "is_local", False):
+            try:
+                return item.channel.send(item.message, now=now)
+            except Exception as exc:
+                log.exception("channel %s raised", item.message.channel)
+                return SendOutcome(is_sent=False, is_transient=True, error=f"{type(exc).__name__}: {exc}")
         timeout = self.ctx.settings.outbound_timeout_s + 5  # adapters time out themselves; this is the backstop
         future = self.pool.submit(item.channel.send, item.message, now=now)
         try:
@@ -310,10 +352,9 @@ class Sender:
                 log.exception("sender pass failed")
                 n = 0
                 self.stop.wait(1.0)
-            if n == 0:
-                if self.wake.wait(POLL_INTERVAL_S * 5):
-                    self.wake.clear()
-                    self.stop.wait(POLL_INTERVAL_S / 4)  # woken by a handler before its commit: let it land
+            if n == 0 and self.wake.wait(POLL_INTERVAL_S * 5):
+                self.wake.clear()
+                self.stop.wait(POLL_INTERVAL_S / 4)  # woken by a handler before its commit: let it land
 
     def start(self) -> Sender:
         self.ctx.services["wake_sender"] = self.wake.set

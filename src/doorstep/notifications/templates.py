@@ -10,6 +10,7 @@ change_summary, label_url, refund_amount, survey_url, unsubscribe_url, text (con
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -83,7 +84,7 @@ def render_message(
     spec = dict(override) if override else template_for(trigger, locale)
     per_channel = (spec.get("channels") or {}).get(channel) or {}
     spec.update(per_channel)
-    context = {**context, "lang": locale}
+    context["lang"] = locale
     text_source = spec.get("email_text") if channel == "email" and spec.get("email_text") else spec.get("text", "")
     text = _render(text_source or "", context, is_html=False, where="text")
     subject = _render(spec.get("subject", ""), context, is_html=False, where="subject") if spec.get("subject") else ""
@@ -95,7 +96,7 @@ def render_message(
         footer = _render(layouts.get("_footer", ""), context, is_html=False, where="footer")
         html = _render(layout, {**context, "content": Markup(content), "footer": footer}, is_html=True, where="layout")
     wa = None
-    if spec.get("whatsapp_template"):
+    if spec.get("whatsapp_template") and channel == "whatsapp":
         raw = spec["whatsapp_template"]
         wa = {
             "name": raw["name"],
@@ -193,22 +194,41 @@ def change_summary(kind: str, detail: dict[str, Any], *, tz_name: str | None, lo
     return table.get(kind, "{kind}").format(when=when or "", where=where, kind=kind)
 
 
+SIGNED_CACHE_TTL_S = 3600.0  # a token re-used for an hour is still valid for weeks (links carry their own age)
+_signed_cache: dict[tuple[str, str, str], tuple[float, str]] = {}
+
+
+def signed(secret: str, purpose: str, subject: str) -> str:
+    """doorstep.security.links.sign, cached briefly: signing costs a key derivation, and a busy sender signs
+    three links per message."""
+    key = (secret, purpose, subject)
+    hit = _signed_cache.get(key)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    token = sign(secret, purpose, subject)
+    if len(_signed_cache) > 50_000:
+        _signed_cache.clear()
+    _signed_cache[key] = (now + SIGNED_CACHE_TTL_S, token)
+    return token
+
+
 def links(settings: Any, *, order_id: str | None, customer_id: str, channel: str, topic: str) -> dict[str, Any]:
     """The signed tracking link and the action links built on it, plus survey and unsubscribe links."""
     base = settings.public_base_url.rstrip("/")
     secret = settings.secret_key
-    tracking_url = f"{base}/t/{sign(secret, 'track', order_id)}" if order_id else base
+    tracking_url = f"{base}/t/{signed(secret, 'track', order_id)}" if order_id else base
     actions = {a: f"{tracking_url}?action={a}" for a in ("reschedule", "pickup_point", "rebook", "instructions", "return")}
     return {
         "tracking_url": tracking_url,
         "actions": actions,
-        "survey_url": f"{base}/s/{sign(secret, 'survey', order_id)}" if order_id else base,
+        "survey_url": f"{base}/s/{signed(secret, 'survey', order_id)}" if order_id else base,
         "unsubscribe_url": unsubscribe_url(settings, customer_id=customer_id, channel=channel, topic=topic),
     }
 
 
 def unsubscribe_url(settings: Any, *, customer_id: str, channel: str, topic: str) -> str:
-    token = sign(settings.secret_key, "unsubscribe", f"{customer_id}|{channel}|{topic}")
+    token = signed(settings.secret_key, "unsubscribe", f"{customer_id}|{channel}|{topic}")
     return f"{settings.public_base_url.rstrip('/')}/u/{token}"
 
 
@@ -235,7 +255,7 @@ def build_context(
     shipment = shipment or {}
     order_id = order.get("id") or event.get("order_id")
     ctx_links = links(settings, order_id=order_id, customer_id=customer["id"], channel=channel, topic=topic)
-    fmt = {"tz_name": tz, "locale": locale}
+    fmt: dict[str, Any] = {"tz_name": tz, "locale": locale}
     total = format_money(Decimal(order["total_minor"]) / 100, order.get("currency"), locale=locale) if order.get("total_minor") is not None else ""
     return {
         "brand": settings.brand_name,
