@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tests.conftest import make_settings
 from tests.factories import staff_user
 from tests.helpers import running_app
-from tests.support_assistant import PHONE, inbound, seed_order
+from tests.support_assistant import PHONE, drain, inbound, seed_order
 
 from doorstep.bus.tables import outbox
 from doorstep.conversations.events import ConversationResolved
@@ -34,7 +34,7 @@ def handed_off(app, clock) -> str:  # type: ignore[no-untyped-def]
     inbound(
         app.ctx.engine, now=clock.now(), text="the parcel arrived and the glass is smashed", provider_id="w1"
     )
-    app.drain()
+    drain(app)
     with app.ctx.engine.connect() as conn:
         return str(conn.execute(select(conversations.c.id)).scalar_one())
 
@@ -132,7 +132,7 @@ def test_queue_take_reply_resolve(app, clock) -> None:  # type: ignore[no-untype
 
     # The customer's rating lands on the resolved conversation; no new conversation opens.
     inbound(app.ctx.engine, now=clock.now(), text="5", provider_id="w-rate")
-    app.drain()
+    drain(app)
     with app.ctx.engine.connect() as conn:
         rows = conn.execute(select(conversations)).all()
     assert len(rows) == 1 and rows[0].satisfaction == 5

@@ -33,6 +33,7 @@ ORDER_INTENTS = {
 MAX_FAILED_VERIFICATIONS = 5  # per order number and per channel address, in VERIFICATION_WINDOW
 VERIFICATION_WINDOW = timedelta(hours=1)
 LOW_CONFIDENCE_TURNS_BEFORE_HANDOFF = 2
+SLOT_HORIZON = timedelta(days=14)  # how far ahead free delivery slots are offered
 
 STATUS_WORDS = {
     "Pending": "waiting for the carrier to pick it up",
@@ -561,13 +562,7 @@ class Dialogue:
             if when is None:
                 state.awaiting, state.pending_intent = "date", intent
                 return Turn([_ask("date")], state, intent, facts_order_id=order.id)
-            params = {
-                "date": when["date"],
-                "window_from": when["window_from"],
-                "window_to": when["window_to"],
-                "part_of_day": when.get("part_of_day"),
-            }
-            return self._confirm(state, ActionRequest("reschedule", order.id, order.number, params))
+            return self._reschedule(state, order, when, now=now)
         if intent == "change_delivery_address":
             if order.is_delivered:
                 return Turn(
@@ -595,6 +590,39 @@ class Dialogue:
                 ),
             )
         return Turn(["Sorry, I can't help with that here. " + HELP_LINE], state, intent)
+
+    def _reschedule(
+        self, state: DialogueState, order: OrderFacts, when: dict[str, Any], *, now: datetime
+    ) -> Turn:
+        """Matches the customer's day and part of day to a free slot, then asks to confirm that exact slot."""
+        start = datetime.fromisoformat(when["window_from"])
+        end = datetime.fromisoformat(when["window_to"])
+        intent = "reschedule_delivery"
+        if end <= now:
+            state.awaiting, state.pending_intent = "date", intent
+            return Turn(
+                ["That time has already passed. " + _ask("date")], state, intent, facts_order_id=order.id
+            )
+        slots = self.facts.free_slots(order.id, now=now, until=now + SLOT_HORIZON)
+        params: dict[str, Any] = {
+            "date": when["date"],
+            "window_from": when["window_from"],
+            "window_to": when["window_to"],
+            "part_of_day": when.get("part_of_day"),
+        }
+        if slots is not None:
+            fitting = [s for s in slots if s.starts_at < end and s.ends_at > start]
+            if not fitting:
+                state.awaiting, state.pending_intent = "date", intent
+                offer = ", ".join(fmt_window(s.starts_at, s.ends_at) for s in slots[:4])
+                text = f"Sorry, there's no free delivery slot {fmt_window(start, end)}."
+                text += f" Free slots: {offer}. Which one suits you?" if offer else " " + _ask("date")
+                return Turn([text], state, intent, facts_order_id=order.id)
+            slot = fitting[0]
+            params.update(
+                slot_id=slot.id, window_from=slot.starts_at.isoformat(), window_to=slot.ends_at.isoformat()
+            )
+        return self._confirm(state, ActionRequest("reschedule", order.id, order.number, params))
 
     def _confirm(self, state: DialogueState, request: ActionRequest, question: str | None = None) -> Turn:
         state.pending_action = request.as_dict()
