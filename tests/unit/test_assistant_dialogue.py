@@ -359,3 +359,20 @@ def test_reschedule_without_a_fitting_slot_offers_the_free_ones() -> None:
     assert again.replies[0].startswith(
         "Shall I move the delivery of order DS-10293 to Tue 24 Nov, 08:00–10:00?"
     )
+
+
+def test_no_after_anything_else_ends_with_the_satisfaction_question(facts: FakeFacts) -> None:
+    chat = Chat(facts, DialogueState(verified_customer_id="c1"))
+    chat.say("where is my order")
+    assert chat.state.awaiting == "anything_else"
+    turn = chat.say("no")
+    assert "from 1 (not at all) to 5 (very)" in turn.replies[0]
+    assert chat.say("5").is_resolved
+
+
+def test_no_followed_by_a_new_request_is_not_a_goodbye(facts: FakeFacts) -> None:
+    chat = Chat(facts, DialogueState(verified_customer_id="c1"))
+    chat.say("where is my order")
+    turn = chat.say("no, but I want to cancel my order")
+    assert turn.intent == "cancel_order"
+    assert "already left our warehouse" in turn.replies[0]

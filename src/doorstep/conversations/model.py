@@ -30,6 +30,7 @@ ORDER_INTENTS = {
     "refund_status",
     "invoice_request",
 }
+HANDOFF_INTENTS = {"talk_to_human", "complaint", "report_problem"}
 MAX_FAILED_VERIFICATIONS = 5  # per order number and per channel address, in VERIFICATION_WINDOW
 VERIFICATION_WINDOW = timedelta(hours=1)
 LOW_CONFIDENCE_TURNS_BEFORE_HANDOFF = 2
@@ -81,6 +82,12 @@ YES = re.compile(
 )
 NO = re.compile(
     r"^\s*(n|no|nope|nah|don'?t|do not|cancel that|stop|never ?mind|not now|wait)\b", re.IGNORECASE
+)
+NOTHING_ELSE = re.compile(
+    r"^\s*(nothing( else)?|that'?s (all|it)|all good|i'?m good|no thanks?)\b", re.IGNORECASE
+)
+NOTHING_ELSE = re.compile(
+    r"^\s*(nothing( else)?|that'?s (all|it)|all good|i'?m good|no thanks?)\b", re.IGNORECASE
 )
 RATING = re.compile(r"^\s*([1-5])(?:\s*(?:/|out of)\s*5)?\s*(?:stars?)?\s*[.!]?\s*$", re.IGNORECASE)
 RATING_WORDS = {
@@ -238,6 +245,9 @@ class Dialogue:
     def respond(
         self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str = ""
     ) -> Turn:
+        return _expect_follow_up(self._respond(state, msg, now=now, channel_address=channel_address))
+
+    def _respond(self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str) -> Turn:
         state.turns += 1
         state.last_text = msg.text
         self._remember_entities(state, msg)
@@ -270,6 +280,20 @@ class Dialogue:
                 )
             state.pending_action = None
             state.awaiting = None
+        if state.awaiting == "anything_else":
+            state.awaiting = None
+            is_new_request = msg.intent in ORDER_INTENTS | HANDOFF_INTENTS and not msg.is_low_confidence
+            if (NO.search(msg.text) or NOTHING_ELSE.search(msg.text)) and not is_new_request:
+                return self._route(state, msg, "goodbye", now=now, channel_address=channel_address)
+            if YES.fullmatch(msg.text.strip().rstrip("!.")):
+                return Turn(["Sure, what else can I help with?"], state, msg.intent)
+        if state.awaiting == "anything_else":
+            state.awaiting = None
+            is_new_request = msg.intent in ORDER_INTENTS | HANDOFF_INTENTS and not msg.is_low_confidence
+            if (NO.search(msg.text) or NOTHING_ELSE.search(msg.text)) and not is_new_request:
+                return self._route(state, msg, "goodbye", now=now, channel_address=channel_address)
+            if YES.fullmatch(msg.text.strip().rstrip("!.")):
+                return Turn(["Sure, what else can I help with?"], state, msg.intent)
         if _is_strongly_negative(msg.text) and msg.intent not in ("thanks", "goodbye"):
             return self._handoff(
                 state, msg, "complaint" if msg.intent == "complaint" else "negative_sentiment", urgency=2
@@ -281,6 +305,9 @@ class Dialogue:
 
     def after_action(self, state: DialogueState, action: ActionRequest, result: ActionResult) -> Turn:
         """The message after an action: what was done, or a handoff when it needs a person."""
+        return _expect_follow_up(self._after_action(state, action, result))
+
+    def _after_action(self, state: DialogueState, action: ActionRequest, result: ActionResult) -> Turn:
         if result.needs_person:
             return self._handoff(
                 state,
@@ -658,6 +685,17 @@ class Dialogue:
             "here; they can see our conversation, so you won't need to repeat yourself."
         )
         return Turn([text], state, intent, handoff=Handoff(reason, summary, urgency))
+
+
+def _expect_follow_up(turn: Turn) -> Turn:
+    """After "Anything else?", a plain "no" ends the conversation (with the satisfaction question)."""
+    state = turn.state
+    asks = bool(turn.replies) and turn.replies[-1].rstrip().endswith(
+        ("Anything else I can help with?", "Anything else?")
+    )
+    if asks and state.awaiting is None and not state.is_handed_off and not state.is_closed:
+        state.awaiting = "anything_else"
+    return turn
 
 
 # ---- plain words ---------------------------------------------------------------------------------------------

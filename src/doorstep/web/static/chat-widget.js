@@ -20,7 +20,7 @@
     if (meta && meta.content) { return meta.content; }
     var fromQuery = new URLSearchParams(window.location.search).get("token");
     if (fromQuery) { return fromQuery; }
-    var path = window.location.pathname.match(/^\/track\/([^\/?#]+)/);
+    var path = window.location.pathname.match(/^\/(?:t|track)\/([^\/?#]+)/);  // the tracking page: /t/{token}
     return path ? decodeURIComponent(path[1]) : null;
   }
 
