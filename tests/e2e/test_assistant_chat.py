@@ -91,3 +91,13 @@ def test_chat_tokens_are_checked(app, clock) -> None:  # type: ignore[no-untyped
 def test_widget_is_served(app) -> None:  # type: ignore[no-untyped-def]
     js = app.client.get("/static/chat-widget.js")
     assert js.status_code == 200 and "/chat/sessions" in js.text
+
+
+def test_chat_messages_are_rate_limited(app, clock) -> None:  # type: ignore[no-untyped-def]
+    session = app.client.post("/chat/sessions", json={}).json()
+    headers = {"X-Chat-Token": session["token"]}
+    url = f"/chat/sessions/{session['id']}/messages"
+    codes = [app.client.post(url, json={"text": f"hi {i}"}, headers=headers).status_code for i in range(21)]
+    assert codes == [202] * 20 + [429]
+    clock.advance(minutes=1)
+    assert app.client.post(url, json={"text": "later"}, headers=headers).status_code == 202
