@@ -130,6 +130,10 @@ def test_queue_take_reply_resolve(app, clock) -> None:  # type: ignore[no-untype
     assert events[0].payload["cause"] == "damaged"
     assert "from 1 (not at all) to 5 (very)" in last.body  # one satisfaction question at the end
 
+    week = app.client.get("/inbox").text
+    assert "<li>damaged (carrier): 1</li>" in week and "<li>report problem: 1</li>" in week
+    assert "contained 0%" in week
+
     # The customer's rating lands on the resolved conversation; no new conversation opens.
     inbound(app.ctx.engine, now=clock.now(), text="5", provider_id="w-rate")
     drain(app)
