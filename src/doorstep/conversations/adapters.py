@@ -271,7 +271,7 @@ class LastmileActions:
                 False, "I can't do this automatically, so a colleague will do it for you.", needs_person=True
             )
         try:
-            return handler(request, now)  # type: ignore[no-any-return]
+            return handler(request, now)
         except DoorstepError as exc:
             return ActionResult(False, exc.detail)
 
