@@ -364,3 +364,22 @@ def test_refused_command_is_explained_not_hidden(app, clock) -> None:  # type: i
         conv = conn.execute(select(conversations)).one()
     assert bot_bodies(engine)[-1].startswith("Sorry, I couldn't do that: the parcel is already delivered")
     assert conv.status == "bot"
+
+
+def test_email_reply_is_read_without_the_quoted_history(app, clock) -> None:  # type: ignore[no-untyped-def]
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    body = (
+        "Where is order DS-10293 please?\n\nOn Mon, 23 Nov 2026 at 08:00, Shop <shop@example.com> wrote:\n"
+        "> Your order is confirmed. Cancel anytime.\n"
+    )
+    inbound(engine, now=clock.now(), text=body, provider_id="e-1", channel="email", sender="maya@example.com")
+    drain(app)
+    with engine.connect() as conn:
+        customer_msg = conn.execute(select(messages).where(messages.c.author == "customer")).one()
+        queued = conn.execute(select(notifications)).one()
+    assert customer_msg.body == "Where is order DS-10293 please?"
+    assert customer_msg.intent == "track_order"
+    # The sender's address is the order's email: order number + email verify.
+    assert queued.channel == "email" and queued.to_address == "maya@example.com"
+    assert queued.body_text.startswith("Order DS-10293 is on its way with DHL")

@@ -4,6 +4,7 @@ assistant, agent replies, assignment and resolution. Each runs in the caller's u
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,6 +73,25 @@ def project_inbound_message(row: Any, ctx: HandlerContext) -> None:
     )
 
 
+EMAIL_QUOTE_START = re.compile(
+    r"^\s*(On .{5,200} wrote:|-----\s*Original Message\s*-----|From: .+|Sent from my \w+|--\s*)$",
+    re.IGNORECASE,
+)
+
+
+def latest_email_text(body: str) -> str:
+    """The customer's new words in an email reply: quoted history and signatures cut off."""
+    kept: list[str] = []
+    for line in body.splitlines():
+        if EMAIL_QUOTE_START.match(line):
+            break
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line)
+    text = " ".join(" ".join(kept).split())
+    return text or " ".join(body.split())[:2000]
+
+
 def entity_rules(settings: Any) -> EntityRules:
     patterns = getattr(settings, "assistant_order_patterns", None)
     return EntityRules(order_patterns=tuple(patterns)) if patterns else EntityRules()
@@ -99,6 +119,8 @@ def receive_message(
 ) -> Received | None:
     """Stores one customer message (once, even if redelivered), runs the assistant and queues its reply."""
     repo = ConversationRepository(uow.conn)
+    if channel == "email":
+        text = latest_email_text(text)
     if not channel or not address:
         log.warning("inbound message without channel or sender ignored: %s", provider_message_id)
         return None
