@@ -383,3 +383,35 @@ def test_email_reply_is_read_without_the_quoted_history(app, clock) -> None:  # 
     # The sender's address is the order's email: order number + email verify.
     assert queued.channel == "email" and queued.to_address == "maya@example.com"
     assert queued.body_text.startswith("Order DS-10293 is on its way with DHL")
+
+
+def test_messenger_sender_known_to_notifications_is_the_customer(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from doorstep.notifications import tables as notification_tables
+
+    table = getattr(notification_tables, "channel_identities", None)
+    if table is None:
+        pytest.skip("needs the notifications domain's channel_identities table (notify branch)")
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert().values(
+                customer_id="cust-1",
+                channel="messenger",
+                address="psid-42",
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+    inbound(
+        engine,
+        now=clock.now(),
+        text="where's my parcel",
+        provider_id="m.1",
+        channel="messenger",
+        sender="psid-42",
+    )
+    drain(app)
+    with engine.connect() as conn:
+        conv = conn.execute(select(conversations)).one()
+    assert conv.customer_id == "cust-1" and conv.is_verified

@@ -218,6 +218,8 @@ def customer_for_channel(conn: Connection, *, channel: str, address: str) -> str
         .where(identities.c.kind.in_(kinds), identities.c.value == address)
         .limit(1)
     ).scalar()
+    if customer_id is None:
+        customer_id = _notify_channel_identity(conn, channel=channel, address=address)
     if customer_id is None and "phone" in kinds:
         customer_id = conn.execute(
             select(customers.c.id).where(customers.c.phone == address).limit(1)
@@ -227,6 +229,18 @@ def customer_for_channel(conn: Connection, *, channel: str, address: str) -> str
     # A merged profile answers for the one it was merged into.
     merged = conn.execute(select(customers.c.merged_into).where(customers.c.id == customer_id)).scalar()
     return merged or customer_id
+
+
+def _notify_channel_identity(conn: Connection, *, channel: str, address: str) -> str | None:
+    """Addresses the notifications domain learned (Messenger PSIDs ...), when its table is present."""
+    from doorstep.notifications import tables as notification_tables
+
+    table = getattr(notification_tables, "channel_identities", None)
+    if table is None:
+        return None
+    return conn.execute(
+        select(table.c.customer_id).where(table.c.channel == channel, table.c.address == address).limit(1)
+    ).scalar()
 
 
 def customer_for_email(conn: Connection, email: str) -> str | None:
