@@ -28,6 +28,20 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
+
+def _door_png() -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 48), "#c8d6e5")
+    ImageDraw.Draw(image).rectangle((20, 18, 44, 40), fill="#8b5a2b")  # a parcel on the doorstep
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG_DOOR = _door_png()
 PHONE = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 1,
@@ -108,6 +122,7 @@ def test_tracking_page_states(browser: Any, server: LiveServer, tmp_path: Path) 
               .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.name)"""
     )
     assert unnamed == []
+    assert _low_contrast(page) == []
     assert errors == []  # the chat widget is missing here: the page must not break without it
     context.close()
 
@@ -178,6 +193,9 @@ def test_driver_records_proof_with_a_drawn_signature(
     for i in range(1, 25):
         page.mouse.move(box["x"] + 20 + i * 12, box["y"] + 100 - (i % 6) * 12, steps=2)
     page.mouse.up()
+    photo = tmp_path / "door.png"
+    photo.write_bytes(PNG_DOOR)
+    page.get_by_label("Photo").set_input_files(str(photo))
     page.get_by_label("Recipient name").fill("Maya Jones")
     page.wait_for_function("document.querySelector('.gps').textContent.length > 0")
     _shot(page, tmp_path, "driver_before_save")
@@ -208,12 +226,41 @@ def test_driver_records_proof_with_a_drawn_signature(
     customer.goto(server.url + tracking_link(ctx.settings.secret_key, s["order_id"]))
     assert customer.locator("h1").inner_text() == "Delivered"
     assert customer.get_by_test_id("recipient").inner_text() == "Maya Jones"
+    assert _low_contrast(customer) == []
+    assert customer.get_by_alt_text("Photo of the parcel at the door").evaluate(
+        "img => img.complete && img.naturalWidth == 64"
+    )
     sig = customer.get_by_alt_text("Signature of Maya Jones")
     assert sig.evaluate("img => img.complete && img.naturalWidth > 0")
     assert _invoice_ready(ctx, s, customer, server), "the invoice was not issued after the proof"
     assert customer.get_by_text("Download your invoice").is_visible()
     _shot(customer, tmp_path, "delivered_with_proof")
     context.close()
+
+
+CONTRAST_JS = """() => {
+  const lum = (rgb) => { const c = rgb.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+                         return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]; };
+  const parse = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const bg = (el) => { for (; el; el = el.parentElement) { const p = parse(getComputedStyle(el).backgroundColor);
+                                                         if (p.length === 3 || (p.length === 4 && p[3] > 0.5)) return p.slice(0, 3); }
+                       return [255, 255, 255]; };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join('');
+    if (!text || el.offsetParent === null) continue;
+    const st = getComputedStyle(el), fg = parse(st.color).slice(0, 3), b = bg(el);
+    const l1 = lum(fg), l2 = lum(b), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(st.fontSize), large = size >= 24 || (size >= 18.66 && parseInt(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) bad.push(text.slice(0, 40) + ' ' + ratio.toFixed(2));
+  }
+  return bad;
+}"""
+
+
+def _low_contrast(page: Any) -> list[str]:
+    """Every visible text against its effective background, by the WCAG 2.1 formula (AA: 4.5, large 3)."""
+    return page.evaluate(CONTRAST_JS)
 
 
 def _invoice_ready(ctx: Any, s: dict[str, Any], page: Any, server: LiveServer) -> bool:
@@ -228,3 +275,26 @@ def _invoice_ready(ctx: Any, s: dict[str, Any], page: Any, server: LiveServer) -
                 return True
         time.sleep(0.1)
     return False
+
+
+def test_customer_starts_an_exchange_and_gets_the_label(
+    browser: Any, server: LiveServer, tmp_path: Path
+) -> None:
+    ctx, now = server.ctx, server.ctx.clock.now()
+    s = order_with_shipment(ctx.engine, now=now, status="Delivered", delivered_at=now - timedelta(days=2))
+    context = browser.new_context(**PHONE, accept_downloads=True)
+    page = context.new_page()
+    page.goto(server.url + tracking_link(ctx.settings.secret_key, s["order_id"]))
+    page.get_by_text("Start a return or exchange").click()
+    page.get_by_label("Trail running shoes × 1").check()
+    page.get_by_label("Reason").select_option("fit.too_small")
+    page.get_by_role("radio", name="Exchange").check()
+    page.get_by_label("For an exchange: size or variant you want").fill("EU 43")
+    page.get_by_role("button", name="Start return").click()
+    page.wait_for_selector("#done")
+    assert page.get_by_test_id("return-label_issued").is_visible()
+    _shot(page, tmp_path, "return_started")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download return label (PDF)").click()
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+    context.close()

@@ -217,3 +217,53 @@ def test_every_state_renders_with_its_answers(
             assert "Your questions" in page.text
         if status == "AvailableForPickup":
             assert "Post Office, High St" in page.text
+
+
+def test_expensive_returns_wait_for_a_person(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    now = clock.now()
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        ctx, client = app.ctx, app.client
+        key = secret_key(ctx.engine, now=now, scopes=["orders:write", "orders:read"])
+        pricey = [
+            {
+                "product_id": "tent",
+                "name": "Tent",
+                "category": "outdoor",
+                "quantity": 2,
+                "unit_price_minor": 19900,
+            }
+        ]
+        s = order_with_shipment(
+            ctx.engine, now=now, status="Delivered", delivered_at=now - timedelta(days=2), lines=pricey
+        )
+        with ctx.engine.connect() as conn:
+            line_id = conn.execute(
+                select(order_lines.c.id).where(order_lines.c.order_id == s["order_id"])
+            ).scalar_one()
+        body = {
+            "order_id": s["order_id"],
+            "lines": [{"order_line_id": line_id, "quantity": 2}],
+            "reason_code": "changed_mind",
+            "resolution": "refund",
+        }
+
+        first = client.post("/api/returns", json=body, headers=_bearer(key)).json()
+        assert (first["status"], first["label_tracking_number"]) == ("requested", None)  # 398.00 > 250.00
+        approved = client.post(
+            f"/api/returns/{first['id']}/steps", json={"step": "approved"}, headers=_bearer(key)
+        ).json()
+        assert approved["status"] == "label_issued" and approved["label_tracking_number"]
+
+        one = {**body, "lines": [{"order_line_id": line_id, "quantity": 1}]}
+        over = client.post(
+            "/api/returns", json=one, headers=_bearer(key)
+        )  # both tents are already being returned
+        assert over.status_code == 422 and over.json()["field"] == "lines.0.quantity"
+        again = client.post(
+            f"/api/returns/{first['id']}/steps", json={"step": "approved"}, headers=_bearer(key)
+        )
+        assert again.status_code == 409
+        no_reason = client.post(
+            f"/api/returns/{first['id']}/steps", json={"step": "rejected"}, headers=_bearer(key)
+        )
+        assert no_reason.status_code == 422 and no_reason.json()["field"] == "reason"

@@ -14,6 +14,7 @@ from tests.support_lastmile import order_with_shipment
 from doorstep.bus.tables import timers
 from doorstep.bus.timers import fire_due
 from doorstep.clock import FixedClock
+from doorstep.customers.events import CustomerErased
 from doorstep.orders.tables import invoices, order_steps, orders
 from doorstep.security.sessions import SESSION_COOKIE
 from doorstep.shipments.tables import driver_assignments, proofs_of_delivery, shipments
@@ -167,3 +168,11 @@ def test_round_depart_proof_invoice_follow_up(tmp_path: Path, database_url: str,
         assert client.get(f"/orders/{a['order_id']}/invoice.pdf?token=nope").status_code == 403
         pdf = client.get(invoice_link(ctx.settings.secret_key, a["order_id"]))
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+        # erasure reaches the files: proof photo and signature, invoice
+        with ctx.uow() as uow:
+            uow.publish(CustomerErased(occurred_at=clock.now(), customer_id=a["customer_id"]))
+            uow.commit()
+        app.drain()
+        assert not Path(proof.photo_path).exists() and not Path(proof.signature_path).exists()
+        assert not Path(invoice.path).exists()

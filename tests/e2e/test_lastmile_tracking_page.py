@@ -302,3 +302,21 @@ def test_migrations_match_the_tables(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
     check(url)
+
+
+def test_page_actions_are_rate_limited_per_order(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        s = order_with_shipment(app.ctx.engine, now=clock.now())
+        link = tracking_link(app.ctx.settings.secret_key, s["order_id"])
+        token = _page_token(app.client.get(link).text)
+        codes = [
+            app.client.post(
+                f"{link}/delivery",
+                data={"kind": "instructions", "text": f"note {i}", "page_token": token},
+                follow_redirects=False,
+            ).status_code
+            for i in range(21)
+        ]
+        assert codes == [303] * 20 + [429]
+        with app.ctx.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(delivery_changes)).scalar_one() == 20

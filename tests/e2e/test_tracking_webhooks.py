@@ -100,7 +100,7 @@ def test_aftership_webhook_creates_shipment_for_order_and_projects_scans(app: Ap
     assert [e.event_type for e in captured(app)].count("ShipmentCreated") == 1
     assert len(captured(app, "ShipmentDispatched")) == 1
     changes = [(e.payload["previous_status"], e.payload["status"]) for e in captured(app, "ShipmentStatusChanged")]
-    assert changes == [("Pending", "InfoReceived"), ("InfoReceived", "InTransit"), ("InTransit", "InTransit")]
+    assert changes == [("Pending", "InfoReceived"), ("InfoReceived", "InTransit")]  # hub to hub: no event
     assert all(e.payload["order_id"] == order_id for e in captured(app))
 
 
@@ -323,3 +323,26 @@ def test_delivered_late_and_predicted_late(app: AppUnderTest) -> None:
     assert len(late) == 1  # the untrained prior expects ~2 days of transit: a 3-hour promise will break
     assert late[0].payload["shipment_id"] == shipment(app, "JD0010").id
     assert late[0].payload["delay_hours"] > 0
+
+
+def test_read_api_shows_the_timeline_and_needs_a_scope(app: AppUnderTest) -> None:
+    post_aftership(app, aftership_tracking("JD0011", [
+        checkpoint(NOW - timedelta(hours=3), "InTransit", "InTransit_002"),
+        checkpoint(NOW - timedelta(hours=1), "AvailableForPickup", "AvailableForPickup_001", city="Leeds Locker"),
+    ], order_number="6001"))
+    app.drain()
+    reader = secret_key(app.ctx.engine, now=NOW, scopes=["shipments:read"])
+    writer = secret_key(app.ctx.engine, now=NOW, scopes=["ingest"])
+    found = app.client.get("/api/v1/shipments", params={"tracking_number": "JD0011"},
+                           headers={"authorization": f"Bearer {reader}"})
+    assert found.status_code == 200, found.text
+    item = found.json()["items"][0]
+    assert (item["status"], item["subtag_name"]) == ("AvailableForPickup", "at_pickup_point")
+    assert item["pickup_deadline"].startswith("2026-11-30T08:00:00")
+    assert [e["subtag_name"] for e in item["timeline"]] == ["accepted_by_carrier", "at_pickup_point"]
+    one = app.client.get(f"/api/v1/shipments/{item['id']}", headers={"authorization": f"Bearer {reader}"})
+    assert one.json()["tracking_number"] == "JD0011"
+    assert app.client.get(f"/api/v1/shipments/{item['id']}",
+                          headers={"authorization": f"Bearer {writer}"}).status_code == 403
+    assert app.client.get("/api/v1/shipments/nope", headers={"authorization": f"Bearer {reader}"}).status_code == 404
+    assert len(captured(app, "ShipmentReadyForPickup")) == 1

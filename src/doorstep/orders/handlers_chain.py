@@ -75,7 +75,7 @@ def record_step(
         return False
     row = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).first()
     moves_forward = row is not None and (row.status not in RANK or RANK[row.status] < RANK[step])
-    if moves_forward and row.status not in ("cancelled", "refunded"):
+    if moves_forward and row is not None and row.status not in ("cancelled", "refunded"):
         conn.execute(update(orders).where(orders.c.id == order_id).values(status=step, updated_at=at))
     publish(OrderStepReached(occurred_at=at, order_id=order_id, customer_id=customer_id, step=step))
     return True
@@ -228,7 +228,7 @@ def issue_invoice(ctx: HandlerContext, *, order: Any, delivered_at: datetime) ->
         discount=Decimal(order.discount_minor or 0) / MINOR,
         total=Decimal(order.total_minor) / MINOR,
     )
-    path = invoice_path(Path(ctx.settings.var_dir), order.id)
+    path = invoice_path(Path(ctx.settings.var_dir), order.customer_id, order.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(render_invoice_pdf(data))
@@ -265,8 +265,9 @@ def issue_invoice(ctx: HandlerContext, *, order: Any, delivered_at: datetime) ->
     return number
 
 
-def invoice_path(var_dir: Path, order_id: str) -> Path:
-    return var_dir / "invoices" / f"{order_id}.pdf"
+def invoice_path(var_dir: Path, customer_id: str, order_id: str) -> Path:
+    """Files holding personal data live under a folder per customer, so erasure removes them in one go."""
+    return var_dir / "invoices" / customer_id / f"{order_id}.pdf"
 
 
 def on_follow_up_due(envelope: Envelope, ctx: HandlerContext) -> None:

@@ -61,8 +61,8 @@ def render_invoice_pdf(data: InvoiceData) -> bytes:
     if data.delivered_at:
         pdf.drawRightString(width - 20 * mm, y - 10 * mm, f"Delivered {data.delivered_at:%Y-%m-%d %H:%M} UTC")
     pdf.drawString(20 * mm, y, data.customer_name)
-    for i, line in enumerate(data.address_lines):
-        pdf.drawString(20 * mm, y - (i + 1) * 5 * mm, line)
+    for i, address_line in enumerate(data.address_lines):
+        pdf.drawString(20 * mm, y - (i + 1) * 5 * mm, address_line)
     y -= 30 * mm
     pdf.setFont("Helvetica-Bold", 10)
     pdf.drawString(20 * mm, y, "Item")

@@ -148,20 +148,26 @@ def request_return(
         uow.publish(
             ReturnRequested(occurred_at=now, **flow.ids, reason_code=reason_code, resolution=resolution)
         )
-        flow.step("approved")
-        uow.publish(ReturnApproved(occurred_at=now, **flow.ids, method=decision.method))
-        if decision.method == "keep_item":
-            _finish(ctx, flow, order=order, exchange_sku=exchange_sku)
-        else:
-            _issue_label(ctx, flow, order=order)
         if exchange_sku:
             conn.execute(
                 update(returns)
                 .where(returns.c.id == return_id)
                 .values(reason_detail=_with_sku(reason_detail, exchange_sku))
             )
+        if not decision.needs_review:
+            _approve(ctx, flow, order=order)
         uow.commit()
     return get_return(ctx, return_id) | {"notes": decision.notes}
+
+
+def _approve(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: Any) -> None:
+    flow.step("approved")
+    method = flow_method(flow)
+    flow.publish(ReturnApproved(occurred_at=flow.now, **flow.ids, method=method))
+    if method == "keep_item":
+        _finish(ctx, flow, order=order)
+    else:
+        _issue_label(ctx, flow, order=order)
 
 
 def _with_sku(detail: str | None, sku: str) -> str:
@@ -214,7 +220,7 @@ def _issue_label(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: A
             updated_at=flow.now,
         )
     )
-    path = label_path(Path(ctx.settings.var_dir), flow.id)
+    path = label_path(Path(ctx.settings.var_dir), flow.customer_id, flow.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
         render_label_pdf(
@@ -245,13 +251,11 @@ def _issue_label(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: A
     )
 
 
-def label_path(var_dir: Path, return_id: str) -> Path:
-    return var_dir / "labels" / f"{return_id}.pdf"
+def label_path(var_dir: Path, customer_id: str, return_id: str) -> Path:
+    return var_dir / "labels" / customer_id / f"{return_id}.pdf"
 
 
-def _finish(
-    ctx: AppContext | HandlerContext, flow: _Publisher, *, order: Any, exchange_sku: str | None = None
-) -> None:
+def _finish(ctx: AppContext | HandlerContext, flow: _Publisher, *, order: Any) -> None:
     row = flow.conn.execute(select(returns).where(returns.c.id == flow.id)).one()
     if row.resolution == "exchange":
         exchange_id = row.exchange_order_id or _create_exchange(flow, order=order, row=row)
@@ -386,6 +390,9 @@ def _move(
             raise InvalidReturn("say why the return is rejected", field="reason")
         flow.step("rejected")
         publish(ReturnRejected(occurred_at=now, **flow.ids, reason=reason))
+        return
+    if step == "approved":
+        _approve(ctx, flow, order=order)
         return
     if step in ("in_transit", "received") and row.status == step:
         return  # a repeated scan changes nothing

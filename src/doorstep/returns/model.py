@@ -61,6 +61,7 @@ class Policy:
     courier_pickup_fee: Decimal
     reasons: dict[str, str]  # flattened: "fit.too_small" -> "Too small"
     shop_fault_reasons: frozenset[str]
+    manual_review_over: Decimal | None = None
 
     def rule_for(self, category: str | None) -> CategoryRule:
         """The longest category prefix that has a rule ("shoes/running" uses "shoes")."""
@@ -114,6 +115,7 @@ def load_policy(path: Path | None = None) -> Policy:
         courier_pickup_fee=Decimal(str(raw.get("courier_pickup_fee", "0"))),
         reasons=reasons,
         shop_fault_reasons=fault,
+        manual_review_over=Decimal(str(raw["manual_review_over"])) if raw.get("manual_review_over") else None,
     )
 
 
@@ -136,6 +138,7 @@ class Decision:
     refund_amount: Decimal
     fee: Decimal
     notes: list[str] = field(default_factory=list)
+    needs_review: bool = False
 
 
 def check_request(
@@ -211,7 +214,10 @@ def check_request(
         )
     fee = policy.courier_pickup_fee if chosen == "courier_pickup" and not is_shop_fault else Decimal(0)
     refund = value - fee if resolution != "exchange" else Decimal(0)
-    return Decision(method=chosen, refund_amount=max(refund, Decimal(0)), fee=fee, notes=notes)
+    needs_review = policy.manual_review_over is not None and value > policy.manual_review_over
+    return Decision(
+        method=chosen, refund_amount=max(refund, Decimal(0)), fee=fee, notes=notes, needs_review=needs_review
+    )
 
 
 def advance(status: str, to: str) -> None:

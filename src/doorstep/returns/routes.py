@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from doorstep.context import CtxDep
 from doorstep.returns.errors import ReturnNotFound
 from doorstep.returns.handlers import LineRequest, get_return, label_path, move_return, request_return
+from doorstep.returns.tables import returns
 from doorstep.security import links
 from doorstep.security.deps import require
 from doorstep.security.model import Principal, Scope
@@ -41,7 +43,7 @@ class ReturnCreate(BaseModel):
 
 class ReturnStepCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: Literal["in_transit", "received", "inspected", "rejected"]
+    step: Literal["approved", "rejected", "in_transit", "received", "inspected"]
     reason: str | None = Field(None, max_length=500)
 
 
@@ -91,7 +93,9 @@ def post_return_step(
 def get_label(return_id: str, ctx: CtxDep, token: Annotated[str, Query(max_length=500)] = "") -> Any:
     if links.verify(ctx.settings.secret_key, "return_label", token, max_age_s=LABEL_LINK_TTL_S) != return_id:
         raise links.BadLink("this label link is not valid")
-    path = label_path(Path(ctx.settings.var_dir), return_id)
-    if not path.is_file():
+    with ctx.read_engine.connect() as conn:
+        customer_id = conn.execute(select(returns.c.customer_id).where(returns.c.id == return_id)).scalar()
+    path = label_path(Path(ctx.settings.var_dir), customer_id or "-", return_id)
+    if customer_id is None or not path.is_file():
         raise ReturnNotFound("no label for this return")
     return FileResponse(path, media_type="application/pdf", filename=f"return-{return_id[-8:]}.pdf")

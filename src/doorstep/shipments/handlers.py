@@ -24,7 +24,7 @@ from doorstep.shipments.carriers.codes import CodeTables, cached_tables
 from doorstep.shipments.carriers.common import ParsedTracking
 from doorstep.shipments.eta import EtaPredictor, load_predictor
 from doorstep.shipments.model import DEFAULT_POLICY, DetectionPolicy, Shipment, TrackingEvent
-from doorstep.shipments.repository import ShipmentRepository, TrackingKey
+from doorstep.shipments.repository import TRACKING_COLUMNS, ShipmentRepository, TrackingKey
 
 SHIPMENT_NAMESPACE = uuid.UUID("6f1d4a52-5b0e-4d7c-9a54-2f3c1e0b8d11")
 PROJECTION_TABLES = ["tracking_events"]
@@ -96,7 +96,7 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
     repo = ShipmentRepository(conn)
     merged = _merge(parsed)
     keys = list(merged)
-    found = repo.list_by_tracking(keys, lock=True)
+    found = repo.list_by_tracking(keys, lock=True, light=True)
     missing_refs = {p.order_ref for key, p in merged.items() if key not in found and p.order_ref}
     by_ref = _orders_by_external_id(conn, missing_refs)
     created: list[Shipment] = []
@@ -104,28 +104,51 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
         shipment = found.get(key)
         if shipment is None and p.order_ref:
             shipment = _new_shipment(p, by_ref.get(p.order_ref), now=now)
-            repo.add(shipment)
             created.append(shipment)
             found[key] = shipment
         if shipment is not None:
             _describe(shipment, p)
+    new_by_shipment: dict[str, list[TrackingEvent]] = {}
+    created_ids = {s.id for s in created}
+    if created:
+        # a new shipment is settled in memory first (its scans, and any kept before it existed), then
+        # inserted once in its final state, before its scans reference it
+        orphans = repo.orphan_scans([(s.carrier, s.tracking_number) for s in created])
+        for s in created:
+            p = merged[(s.carrier, s.tracking_number)]
+            mine = [scan for _, scan in orphans if scan.tracking_number == s.tracking_number
+                    and scan.carrier == s.carrier]
+            new_by_shipment[s.id] = _unique([*mine, *p.scans])
+        _apply(created, new_by_shipment, ctx=ctx, now=now)
+        repo.add_many(created)
+        by_key = {(s.carrier, s.tracking_number): s.id for s in created}
+        attach: dict[str, list[int]] = {}
+        for row_id, scan in orphans:
+            attach.setdefault(by_key[(scan.carrier, scan.tracking_number)], []).append(row_id)
+        for shipment_id, row_ids in attach.items():
+            repo.attach_scans(row_ids, shipment_id)
     pairs: list[tuple[TrackingEvent, str | None]] = []
     for key, p in merged.items():
         shipment = found.get(key)
         pairs.extend((scan, shipment.id if shipment else None) for scan in p.scans)
     new_keys = repo.add_scans(pairs, received_at=now)
-    new_by_shipment: dict[str, list[TrackingEvent]] = {}
     for scan, shipment_id in pairs:
-        if shipment_id is not None and scan.dedupe_key in new_keys:
+        if shipment_id is not None and shipment_id not in created_ids and scan.dedupe_key in new_keys:
             new_by_shipment.setdefault(shipment_id, []).append(scan)
-    if created:
-        _adopt_orphans(repo, created, new_by_shipment)
-    touched = [s for s in found.values() if s.id in new_by_shipment or s in created]
-    _apply(touched, new_by_shipment, ctx=ctx, now=now)
-    repo.save_many(touched)
+    existing = [s for s in found.values() if s.id in new_by_shipment and s.id not in created_ids]
+    _apply(existing, new_by_shipment, ctx=ctx, now=now)
+    repo.save_many(existing, columns=TRACKING_COLUMNS)
+    touched = [*created, *existing]
     for shipment in touched:
         ctx.uow.collect(shipment.events)
     return touched
+
+
+def _unique(scans: Iterable[TrackingEvent]) -> list[TrackingEvent]:
+    seen: dict[str, TrackingEvent] = {}
+    for scan in scans:
+        seen.setdefault(scan.dedupe_key, scan)
+    return list(seen.values())
 
 
 def _merge(parsed: Sequence[ParsedTracking]) -> dict[TrackingKey, ParsedTracking]:
@@ -321,6 +344,16 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
             ctx.uow.collect(s.events)
 
 
+def _warn_if_predicted_late(s: Shipment, eta: EtaPredictor, *, now: datetime) -> None:
+    """Between scans, silence can make a promise unlikely: re-predict, and keep the new window only when it
+    breaks the promise (the warning goes out before the promise does)."""
+    if not s.is_active or s.promised_to is None or now >= s.promised_to or "predicted_late" in s.alerts:
+        return
+    prediction = eta.predict(s, max(now, s.last_scan_at) if s.last_scan_at else now)
+    if prediction.expected_at > s.promised_to:
+        s.apply_prediction(prediction, now=now)
+
+
 # ---- periodic checks -------------------------------------------------------------------------------------
 
 
@@ -344,11 +377,12 @@ def run_checks(ctx: Any, *, clock: Clock | None = None, page: int = 500) -> dict
             now = clock.now()
             changed = []
             for s in batch:
-                before = (set(s.alerts), s.predicted_to, s.predicted_at)
-                _predict(s, eta, now=now)
+                # the stored window is the one predicted at the last scan: "48 h past the estimate" is
+                # measured against it, so silence alone does not slide it forward
                 s.check_time(now=now, policy=rules)
-                if s.events or before != (s.alerts, s.predicted_to, s.predicted_at):
-                    s.updated_at = now if s.events else s.updated_at
+                _warn_if_predicted_late(s, eta, now=now)
+                if s.events:
+                    s.updated_at = now
                     changed.append(s)
                     counts["events"] += len(s.events)
                     uow.collect(s.events)

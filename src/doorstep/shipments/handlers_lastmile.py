@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -15,7 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from doorstep.bus.messages import Envelope
+from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.context import AppContext
+from doorstep.customers.events import CustomerErased
 from doorstep.customers.tables import customers
 from doorstep.ids import new_id
 from doorstep.orders.tables import orders
@@ -438,7 +442,7 @@ def record_proof(
         )
         shipment = load_shipment(conn, stop.shipment_id, lock=True)
         proof_id = new_id()
-        folder = Path(ctx.settings.var_dir) / "proofs" / proof_id
+        folder = proofs_dir(Path(ctx.settings.var_dir), shipment.customer_id) / proof_id
         folder.mkdir(parents=True, exist_ok=True)
         photo_path = signature_path = None
         if photo is not None:
@@ -499,7 +503,7 @@ def _mark_delivered(uow: Any, shipment: ShipmentRef, *, now: datetime) -> None:
         )
     )
     late_h = max(0.0, (now - row.promised_to).total_seconds() / 3600) if row.promised_to else 0.0
-    common = {
+    common: dict[str, Any] = {
         "occurred_at": now,
         "shipment_id": shipment.id,
         "order_id": shipment.order_id,
@@ -540,7 +544,7 @@ def record_failure(
             .where(and_(shipments.c.id == shipment.id, shipments.c.first_attempt_at.is_(None)))
             .values(first_attempt_at=now)
         )
-        common = {
+        common: dict[str, Any] = {
             "occurred_at": now,
             "shipment_id": shipment.id,
             "order_id": shipment.order_id,
@@ -605,6 +609,25 @@ def todays_stops(conn: Connection, *, driver_id: str, route_date: date) -> list[
             }
         )
     return stops
+
+
+def proofs_dir(var_dir: Path, customer_id: str | None) -> Path:
+    """Proof files per customer (photos, signatures), so erasure removes them in one go."""
+    return var_dir / "proofs" / (customer_id or "unmatched")
+
+
+def on_customer_erased(envelope: Envelope, ctx: HandlerContext) -> None:
+    """Erasure reaches the files too: proofs, invoices and return labels of that customer."""
+    customer_id = str(envelope.payload["customer_id"])
+    if not customer_id or "/" in customer_id or customer_id.startswith("."):
+        return
+    var_dir = Path(ctx.settings.var_dir)
+    for kind in ("proofs", "invoices", "labels"):
+        shutil.rmtree(var_dir / kind / customer_id, ignore_errors=True)
+
+
+def register(bus: Bus) -> None:
+    bus.subscribe(CustomerErased, "shipments.erase_lastmile_files", on_customer_erased)
 
 
 __all__ = ["DeliveryError", "change_delivery", "depart", "record_failure", "record_proof"]

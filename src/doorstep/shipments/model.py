@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from doorstep.bus.messages import DomainEvent
 from doorstep.shipments.events import (
@@ -49,6 +50,9 @@ class Status(StrEnum):
     @classmethod
     def parse(cls, value: str) -> Status:
         """Accepts the tag in any case and with or without separators: "in_transit", "InTransit", "IN TRANSIT"."""
+        exact = _STATUS_BY_VALUE.get(value)
+        if exact is not None:
+            return exact
         key = "".join(ch for ch in value.lower() if ch.isalnum())
         status = _STATUS_BY_KEY.get(key)
         if status is None:
@@ -57,6 +61,7 @@ class Status(StrEnum):
 
 
 _STATUS_BY_KEY = {s.value.lower(): s for s in Status} | {"failedattempt": Status.ATTEMPT_FAIL}
+_STATUS_BY_VALUE = {s.value: s for s in Status}
 
 # Statuses after which the parcel is on its way (the first such scan is the dispatch).
 MOVING = frozenset({Status.IN_TRANSIT, Status.OUT_FOR_DELIVERY, Status.ATTEMPT_FAIL, Status.AVAILABLE_FOR_PICKUP,
@@ -153,10 +158,10 @@ class TrackingEvent:
     longitude: float | None = None
     source: str = "tracking"
 
-    @property
+    @cached_property
     def dedupe_key(self) -> str:
         """Identity of a scan across deliveries and sources: the same scan sent twice is one row."""
-        detail = "|".join(str(v or "") for v in (self.raw_code, self.message, self.city, self.postcode))
+        detail = f"{self.raw_code or ''}|{self.message or ''}|{self.city or ''}|{self.postcode or ''}"
         digest = hashlib.sha1(detail.encode()).hexdigest()[:16]
         return (
             f"{self.carrier}:{self.tracking_number}:{self.occurred_at.isoformat()}:{self.status.value}:{digest}"
@@ -330,7 +335,8 @@ class Shipment:
     def record(
         self, scan: TrackingEvent, *, now: datetime, policy: DetectionPolicy = DEFAULT_POLICY
     ) -> bool:
-        """Adds a scan to the timeline; returns True when it changed the status.
+        """Adds a scan to the timeline; returns True when it changed the status (a new subtag of the same
+        status updates `subtag` without an event).
 
         Only the newest scan decides the status: an older one arriving late fills in the timeline and the
         milestones (dispatched, first attempt) but never moves the status back. Delivered stays delivered
@@ -355,7 +361,8 @@ class Shipment:
             self.last_location = scan.location
         if self.status == Status.DELIVERED and scan.status not in (Status.DELIVERED, Status.EXCEPTION):
             return False  # terminal: a carrier's stray in-transit scan after delivery does not undo it
-        if scan.status == self.status and scan.subtag == self.subtag:
+        if scan.status == self.status:
+            self.subtag = scan.subtag  # a finer step of the same status (hub to hub): no event
             return False
         self._change_status(scan, now=now, policy=policy)
         return True

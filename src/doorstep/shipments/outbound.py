@@ -53,10 +53,9 @@ def send_due(ctx: AppContext, *, transport: httpx.BaseTransport | None = None) -
             )
     if not rows:
         return 0
-    client = ctx.services.get("carrier_http_client")
-    own_client = client is None
-    if own_client:
-        client = httpx.Client(timeout=settings.outbound_timeout_s, transport=transport)
+    shared: httpx.Client | None = ctx.services.get("carrier_http_client")
+    own_client = shared is None
+    client = shared or httpx.Client(timeout=settings.outbound_timeout_s, transport=transport)
     try:
         for row in rows:
             _send_one(ctx, client, row)

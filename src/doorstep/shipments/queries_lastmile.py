@@ -159,6 +159,8 @@ def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) 
             caps,
         )
     steps.setdefault("placed", order.placed_at)
+    if shipment is not None and shipment.delivered_at and not events:
+        steps.setdefault("delivered", shipment.delivered_at)
     from_scans = {"dispatched", "out_for_delivery", "delivered"} if events else set()
     rank = {step: i for i, step in enumerate(STEP_WORDS_ORDER)}
     events.extend(
@@ -202,7 +204,7 @@ def load_view(conn: Connection, order_id: str, *, caps_for: Any, now: datetime) 
         proof=proof,
         driver_eta=driver_eta,
         allowed=allowed,
-        returnable_lines=lines if state == "Delivered" else [],
+        returnable_lines=list(lines) if state == "Delivered" else [],
         returns=[
             {
                 "id": r.id,
@@ -244,7 +246,25 @@ def answers_for(view: TrackingView, *, now: datetime) -> list[tuple[str, str]]:
         return out
     promised = view.window(s.promised_from, s.promised_to)
     predicted = view.window(s.predicted_from, s.predicted_to)
-    if view.state in ("Pending", "InfoReceived", "InTransit", "Exception"):
+    if view.state == "Exception":
+        what = SUBTAG_WORDS.get(s.subtag or "", "") or (s.delay_reason or "the carrier reported a problem")
+        out.append(("What happened?", f"The carrier reports: {what}."))
+        if s.subtag == "returned_to_sender":
+            out.append(
+                (
+                    "What happens to my order?",
+                    "When it reaches us we refund you in full or send it again, as you prefer: tell us with “Report a problem”.",
+                )
+            )
+        else:
+            out.append(
+                (
+                    "What are you doing about it?",
+                    "We are in touch with the carrier and will message you within one working day. You do not need to do anything.",
+                )
+            )
+        return out
+    if view.state in ("Pending", "InfoReceived", "InTransit"):
         if view.is_late:
             why = f" The carrier reports: {s.delay_reason}." if s.delay_reason else ""
             out.append(
@@ -308,10 +328,12 @@ def answers_for(view: TrackingView, *, now: datetime) -> list[tuple[str, str]]:
             if view.proof is not None and view.proof.recipient_name
             else ""
         )
+        photo = "the photo above, " if view.proof is not None and view.proof.photo_path else ""
         out.append(
             (
                 "It says delivered but I can’t find it",
-                f"It was delivered {view.fmt(s.delivered_at)}{where}. Check the photo below, your safe place and neighbours; if it is still missing, use “Report a problem”.",
+                f"It was delivered {view.fmt(s.delivered_at)}{where}. Check {photo}your safe place and neighbours; "
+                "if it is still missing, use “Report a problem”.",
             )
         )
         out.append(

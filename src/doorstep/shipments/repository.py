@@ -156,6 +156,15 @@ def shipment_from_row(row: Any) -> Shipment:
     )
 
 
+# What scans and predictions change on a shipment (the projection updates only these).
+TRACKING_COLUMNS = (
+    "order_id", "status", "subtag", "service", "origin_region", "destination_region", "destination_postcode",
+    "predicted_from", "predicted_to", "predicted_at", "predicted_confidence", "predicted_by", "delay_reason",
+    "dispatched_at", "first_attempt_at", "delivered_at", "last_scan_at", "last_location", "updated_at",
+    "order_ref", "carrier_estimate", "status_since", "pickup_deadline", "scan_count", "alerts",
+)
+
+
 class ShipmentRepository:
     """Loads and stores Shipment aggregates and their timelines.
 
@@ -212,7 +221,7 @@ class ShipmentRepository:
         return self._load(query, with_timeline=False)
 
     def list_by_tracking(
-        self, keys: Sequence[TrackingKey], *, with_timeline: bool = True, lock: bool = False
+        self, keys: Sequence[TrackingKey], *, with_timeline: bool = True, lock: bool = False, light: bool = False
     ) -> dict[TrackingKey, Shipment]:
         """Batch lookup for the projection: one query per 500 keys."""
         found: dict[TrackingKey, Shipment] = {}
@@ -224,7 +233,7 @@ class ShipmentRepository:
             for shipment in self._load(query, with_timeline=False):
                 found[(shipment.carrier, shipment.tracking_number)] = shipment
         if with_timeline and found:
-            self.load_timelines(list(found.values()))
+            self.load_timelines(list(found.values()), light=light)
         return found
 
     def list_active(self, *, limit: int = 1000, after_id: str | None = None) -> list[Shipment]:
@@ -234,20 +243,32 @@ class ShipmentRepository:
             query = query.where(shipments.c.id > after_id)
         return self._load(query.order_by(shipments.c.id).limit(limit), with_timeline=False)
 
-    def load_timelines(self, found: Sequence[Shipment]) -> None:
-        """Fills each shipment's timeline (ordered by occurred_at) in one query per 500 shipments."""
+    def load_timelines(self, found: Sequence[Shipment], *, light: bool = False) -> None:
+        """Fills each shipment's timeline (ordered by occurred_at) in one query per 500 shipments.
+
+        `light` loads only time and status of each scan (what the ETA features need): for the projection,
+        which never writes the timeline back and leaves duplicate detection to the store's dedupe_key.
+        """
         by_id = {s.id: s for s in found}
         for s in found:
             s.timeline = []
-            s._seen = None
+            s._seen = set() if light else None
+        columns = [tracking_events.c.occurred_at, tracking_events.c.status] if light else _SCAN_COLUMNS
         for chunk in _chunks(list(by_id)):
             rows = self.conn.execute(
-                select(tracking_events.c.shipment_id, *_SCAN_COLUMNS)
+                select(tracking_events.c.shipment_id, *columns)
                 .where(tracking_events.c.shipment_id.in_(list(chunk)))
                 .order_by(tracking_events.c.shipment_id, tracking_events.c.occurred_at, tracking_events.c.id)
             )
             for row in rows:
-                by_id[row.shipment_id].timeline.append(scan_from_row(row))
+                shipment = by_id[row.shipment_id]
+                if light:
+                    shipment.timeline.append(TrackingEvent(
+                        carrier=shipment.carrier, tracking_number=shipment.tracking_number,
+                        occurred_at=row.occurred_at, status=Status(row.status), source="stored",
+                    ))
+                else:
+                    shipment.timeline.append(scan_from_row(row))
 
     def orphan_scans(self, keys: Sequence[TrackingKey]) -> list[tuple[int, TrackingEvent]]:
         """Scans kept for tracking numbers no shipment had yet, as (row id, scan), oldest first."""
@@ -267,26 +288,33 @@ class ShipmentRepository:
     # ---- writes ---------------------------------------------------------------------------------------------
 
     def add(self, shipment: Shipment) -> None:
-        self.conn.execute(insert(shipments).values(**_shipment_values(shipment)))
+        self.conn.execute(insert(shipments), [_shipment_values(shipment)])
+
+    def add_many(self, found: Sequence[Shipment]) -> None:
+        """One executemany INSERT for a batch of new shipments."""
+        if found:
+            self.conn.execute(insert(shipments), [_shipment_values(s) for s in found])
 
     def save(self, shipment: Shipment) -> None:
         values = _shipment_values(shipment)
         del values["id"]
         self.conn.execute(update(shipments).where(shipments.c.id == shipment.id).values(**values))
 
-    def save_many(self, found: Sequence[Shipment]) -> None:
-        """One executemany UPDATE for a batch of shipments."""
+    def save_many(self, found: Sequence[Shipment], *, columns: Sequence[str] | None = None) -> None:
+        """One executemany UPDATE for a batch of shipments; `columns` limits it to what the caller changes."""
         if not found:
             return
+        names = list(columns) if columns is not None else [n for n in _shipment_values(found[0]) if n != "id"]
         rows = []
         for s in found:
             values = _shipment_values(s)
-            values["_id"] = values.pop("id")
-            rows.append(values)
+            row = {name: values[name] for name in names}
+            row["_id"] = s.id
+            rows.append(row)
         stmt = (
             update(shipments)
             .where(shipments.c.id == bindparam("_id"))
-            .values({name: bindparam(name) for name in rows[0] if name != "_id"})
+            .values({name: bindparam(name) for name in names})
         )
         self.conn.execute(stmt, rows)
 

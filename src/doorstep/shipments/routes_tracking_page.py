@@ -197,6 +197,7 @@ def _render_page(
         safe_places=SAFE_PLACES,
         problem_topics=PROBLEM_TOPICS,
         reasons=pol.reasons,
+        courier_fee=pol.courier_pickup_fee,
         invoice_url=invoice_link(ctx.settings.secret_key, order_id) if view.invoice else None,
         label_urls={
             r["id"]: label_link(ctx.settings.secret_key, r["id"])
@@ -310,6 +311,7 @@ async def post_return(token: str, request: Request, ctx: CtxDep) -> Response:
             resolution=str(form.get("resolution", "refund")),
             method=method,
             reason_detail=str(form.get("reason_detail", ""))[:1000] or None,
+            exchange_sku=str(form.get("exchange_sku", "")).strip()[:100] or None,
         )
     except DoorstepError as exc:
         return _render_page(
