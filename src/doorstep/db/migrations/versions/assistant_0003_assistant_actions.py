@@ -1,7 +1,7 @@
-"""assistant: verification attempts (rate limit) and confirmed assistant actions
+"""assistant: actions customers confirmed in a conversation (run through the domain commands afterwards)
 
-Revision ID: assistant_0002
-Revises: 0001
+Revision ID: assistant_0003
+Revises: assistant_0002
 """
 
 from collections.abc import Sequence
@@ -12,30 +12,13 @@ from sqlalchemy.dialects import postgresql
 
 import doorstep.db.types
 
-revision: str = "assistant_0002"
-down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = ("assistant",)
+revision: str = "assistant_0003"
+down_revision: str | Sequence[str] | None = "assistant_0002"
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "verification_attempts",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("conversation_id", sa.String(length=36), nullable=False),
-        sa.Column("key", sa.String(length=400), nullable=False),
-        sa.Column("is_success", sa.Boolean(), nullable=False),
-        sa.Column("attempted_at", doorstep.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["conversation_id"],
-            ["conversations.id"],
-            name=op.f("fk_verification_attempts_conversation_id_conversations"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_verification_attempts")),
-    )
-    with op.batch_alter_table("verification_attempts", schema=None) as batch_op:
-        batch_op.create_index("ix_verification_attempts_key", ["key", "attempted_at"], unique=False)
     op.create_table(
         "assistant_actions",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -63,6 +46,3 @@ def downgrade() -> None:
     with op.batch_alter_table("assistant_actions", schema=None) as batch_op:
         batch_op.drop_index("ix_assistant_actions_status")
     op.drop_table("assistant_actions")
-    with op.batch_alter_table("verification_attempts", schema=None) as batch_op:
-        batch_op.drop_index("ix_verification_attempts_key")
-    op.drop_table("verification_attempts")
