@@ -415,3 +415,23 @@ def test_messenger_sender_known_to_notifications_is_the_customer(app, clock) -> 
     with engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
     assert conv.customer_id == "cust-1" and conv.is_verified
+
+
+def test_unlinked_conversations_are_purged_after_the_retention(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from doorstep.conversations.handlers import purge_unlinked
+
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    inbound(engine, now=clock.now(), text="hello", provider_id="u1", sender="+447700900555")  # a stranger
+    inbound(engine, now=clock.now(), text="hello", provider_id="u2")  # the customer's own number
+    drain(app)
+    clock.advance(days=31)
+    with app.ctx.uow() as uow:
+        assert purge_unlinked(uow, older_than=timedelta(days=30), now=clock.now()) == 1
+        uow.commit()
+    with engine.connect() as conn:
+        left = conn.execute(select(conversations.c.customer_id)).scalars().all()
+        assert left == ["cust-1"]
+        assert conn.execute(select(func.count()).select_from(messages)).scalar() == 2

@@ -640,3 +640,19 @@ def suggested_cause(conv: Any) -> tuple[str | None, str | None]:
     if conv.handoff_reason == "complaint":
         key = key if key in DEFAULT_CAUSE else "complaint"
     return DEFAULT_CAUSE.get(key or "", (None, None))
+
+
+def purge_unlinked(uow: UnitOfWork, *, older_than: timedelta, now: datetime) -> int:
+    """Erases conversations never linked to a customer (unverified strangers) once idle for `older_than`:
+    their messages hold personal data that no customer erasure would reach."""
+    from sqlalchemy import delete
+
+    from doorstep.conversations.tables import conversations
+
+    return int(
+        uow.conn.execute(
+            delete(conversations).where(
+                conversations.c.customer_id.is_(None), conversations.c.updated_at < now - older_than
+            )
+        ).rowcount
+    )
