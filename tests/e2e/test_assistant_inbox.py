@@ -152,3 +152,25 @@ def test_unknown_cause_is_refused(app, clock) -> None:  # type: ignore[no-untype
     assert bad.status_code == 400 and "unknown cause 'gremlins'" in bad.json()["detail"]
     with app.ctx.engine.connect() as conn:
         assert conn.execute(select(conversations.c.status)).scalar_one() == "waiting"
+
+
+def test_agent_is_warned_when_a_reply_cannot_be_delivered(app, clock) -> None:  # type: ignore[no-untyped-def]
+    seed_order(app.ctx.engine, now=clock.now())
+    inbound(
+        app.ctx.engine,
+        now=clock.now(),
+        text="I want to speak to a person",
+        provider_id="x1",
+        sender="+447700900444",
+    )
+    drain(app)
+    with app.ctx.engine.connect() as conn:
+        conv_id = conn.execute(select(conversations.c.id)).scalar_one()
+    agent = staff_user(app.ctx.engine, now=clock.now(), role="agent")
+    login(app, agent)
+    assert 'id="undeliverable"' in app.client.get(f"/inbox/{conv_id}").text
+    app.client.post(f"/inbox/{conv_id}/reply", data={"text": "Hello!", "csrf_token": agent["csrf"]})
+    with app.ctx.engine.connect() as conn:
+        assert conn.execute(select(notifications)).all() == []
+        last = conn.execute(select(messages).where(messages.c.author == "agent")).one()
+    assert last.meta == {"undelivered": "unknown_customer"}
