@@ -122,3 +122,27 @@ def inbound(
     )
     with engine.begin() as conn:
         return append(conn, [entry], received_at=now)
+
+
+def drain(app: Any, *, timeout_s: float = 10.0) -> None:
+    """Drains the worker until every log row is projected. On a PostgreSQL server shared with other sessions
+    the projector waits for older transactions anywhere on the server (its visibility horizon), so one drain
+    may leave fresh rows for the next round."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from doorstep.bus.worker import PROJECTOR
+    from doorstep.ingest.tables import event_log, log_offsets
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app.drain()
+        with app.ctx.engine.connect() as conn:
+            newest = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
+            done = conn.execute(
+                select(log_offsets.c.position).where(log_offsets.c.consumer == PROJECTOR)
+            ).scalar()
+        if (done or 0) >= newest or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)

@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str]]:
     import uvicorn
 
     settings = make_settings(tmp_path, sqlite_url, in_process_worker=True)
@@ -46,13 +46,17 @@ def server(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "server did not start"
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", token
     srv.should_exit = True
     thread.join(timeout=10)
 
 
-def test_customer_chats_from_the_tracking_page(server: str) -> None:
+@pytest.mark.parametrize("path", ["/test-page", "/t/{token}"], ids=["embedded", "tracking-page"])
+def test_customer_chats_from_a_page(server: tuple[str, str], path: str) -> None:
+    """On any page with the one script tag (verified by a meta tag), and on the real tracking page (/t/{token})."""
     from playwright.sync_api import expect, sync_playwright
+
+    base, token = server
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -61,7 +65,7 @@ def test_customer_chats_from_the_tracking_page(server: str) -> None:
         )
         try:
             page = browser.new_page()
-            page.goto(f"{server}/test-page")
+            page.goto(base + path.format(token=token))
             page.get_by_role("button", name="Chat with us").click()
             log = page.locator(".dsc-log")
             expect(log.locator("li").first).to_contain_text("I can see order DS-10293", timeout=10_000)
@@ -75,7 +79,7 @@ def test_customer_chats_from_the_tracking_page(server: str) -> None:
             )
             # Escape closes the panel and returns focus to the launcher.
             page.keyboard.press("Escape")
-            expect(page.locator("#doorstep-chat")).to_be_hidden()
+            expect(page.locator("#doorstep-chat-panel")).to_be_hidden()
             expect(page.get_by_role("button", name="Chat with us")).to_be_focused()
         finally:
             browser.close()

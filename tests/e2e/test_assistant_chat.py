@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.conftest import make_settings
 from tests.helpers import running_app
-from tests.support_assistant import seed_order
+from tests.support_assistant import drain, seed_order
 
 from doorstep.conversations.tables import conversations, messages
 from doorstep.notifications.tables import notifications
@@ -41,7 +41,7 @@ def test_chat_opened_from_a_tracking_link_is_verified_for_that_order(app, clock)
         headers=headers,
     )
     assert again.status_code == 202  # a resend is accepted but not stored twice
-    app.drain()
+    drain(app)
     page = app.client.get(f"/chat/sessions/{session['id']}/messages", headers=headers).json()
     assert [m["author"] for m in page["messages"]] == ["bot", "customer", "bot"]
     assert page["messages"][2]["body"].startswith("Order DS-10293 is on its way with DHL")
@@ -65,7 +65,7 @@ def test_chat_without_a_link_must_verify(app, clock) -> None:  # type: ignore[no
     app.client.post(
         f"/chat/sessions/{session['id']}/messages", json={"text": "where is order DS-10293"}, headers=headers
     )
-    app.drain()
+    drain(app)
     page = app.client.get(f"/chat/sessions/{session['id']}/messages", headers=headers).json()
     assert "email address or the delivery postcode" in page["messages"][-1]["body"]
     assert not any("DHL" in m["body"] for m in page["messages"])
@@ -91,3 +91,13 @@ def test_chat_tokens_are_checked(app, clock) -> None:  # type: ignore[no-untyped
 def test_widget_is_served(app) -> None:  # type: ignore[no-untyped-def]
     js = app.client.get("/static/chat-widget.js")
     assert js.status_code == 200 and "/chat/sessions" in js.text
+
+
+def test_chat_messages_are_rate_limited(app, clock) -> None:  # type: ignore[no-untyped-def]
+    session = app.client.post("/chat/sessions", json={}).json()
+    headers = {"X-Chat-Token": session["token"]}
+    url = f"/chat/sessions/{session['id']}/messages"
+    codes = [app.client.post(url, json={"text": f"hi {i}"}, headers=headers).status_code for i in range(21)]
+    assert codes == [202] * 20 + [429]
+    clock.advance(minutes=1)
+    assert app.client.post(url, json={"text": "later"}, headers=headers).status_code == 202

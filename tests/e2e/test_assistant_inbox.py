@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tests.conftest import make_settings
 from tests.factories import staff_user
 from tests.helpers import running_app
-from tests.support_assistant import PHONE, inbound, seed_order
+from tests.support_assistant import PHONE, drain, inbound, seed_order
 
 from doorstep.bus.tables import outbox
 from doorstep.conversations.events import ConversationResolved
@@ -34,7 +34,7 @@ def handed_off(app, clock) -> str:  # type: ignore[no-untyped-def]
     inbound(
         app.ctx.engine, now=clock.now(), text="the parcel arrived and the glass is smashed", provider_id="w1"
     )
-    app.drain()
+    drain(app)
     with app.ctx.engine.connect() as conn:
         return str(conn.execute(select(conversations.c.id)).scalar_one())
 
@@ -130,9 +130,13 @@ def test_queue_take_reply_resolve(app, clock) -> None:  # type: ignore[no-untype
     assert events[0].payload["cause"] == "damaged"
     assert "from 1 (not at all) to 5 (very)" in last.body  # one satisfaction question at the end
 
+    week = app.client.get("/inbox").text
+    assert "<li>damaged (carrier): 1</li>" in week and "<li>report problem: 1</li>" in week
+    assert "contained 0%" in week
+
     # The customer's rating lands on the resolved conversation; no new conversation opens.
     inbound(app.ctx.engine, now=clock.now(), text="5", provider_id="w-rate")
-    app.drain()
+    drain(app)
     with app.ctx.engine.connect() as conn:
         rows = conn.execute(select(conversations)).all()
     assert len(rows) == 1 and rows[0].satisfaction == 5
@@ -148,3 +152,25 @@ def test_unknown_cause_is_refused(app, clock) -> None:  # type: ignore[no-untype
     assert bad.status_code == 400 and "unknown cause 'gremlins'" in bad.json()["detail"]
     with app.ctx.engine.connect() as conn:
         assert conn.execute(select(conversations.c.status)).scalar_one() == "waiting"
+
+
+def test_agent_is_warned_when_a_reply_cannot_be_delivered(app, clock) -> None:  # type: ignore[no-untyped-def]
+    seed_order(app.ctx.engine, now=clock.now())
+    inbound(
+        app.ctx.engine,
+        now=clock.now(),
+        text="I want to speak to a person",
+        provider_id="x1",
+        sender="+447700900444",
+    )
+    drain(app)
+    with app.ctx.engine.connect() as conn:
+        conv_id = conn.execute(select(conversations.c.id)).scalar_one()
+    agent = staff_user(app.ctx.engine, now=clock.now(), role="agent")
+    login(app, agent)
+    assert 'id="undeliverable"' in app.client.get(f"/inbox/{conv_id}").text
+    app.client.post(f"/inbox/{conv_id}/reply", data={"text": "Hello!", "csrf_token": agent["csrf"]})
+    with app.ctx.engine.connect() as conn:
+        assert conn.execute(select(notifications)).all() == []
+        last = conn.execute(select(messages).where(messages.c.author == "agent")).one()
+    assert last.meta == {"undelivered": "unknown_customer"}

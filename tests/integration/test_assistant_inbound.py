@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
 from tests.conftest import make_settings
 from tests.helpers import running_app
-from tests.support_assistant import PHONE, inbound, seed_order
+from tests.support_assistant import PHONE, drain, inbound, seed_order
 
 from doorstep.clock import FixedClock
-from doorstep.conversations.handlers import receive_message
+from doorstep.conversations.handlers import perform_pending_actions, receive_message
 from doorstep.conversations.tables import conversations, messages, verification_attempts
 from doorstep.customers.tables import customers
 from doorstep.db.migrate import check, upgrade
@@ -36,7 +37,7 @@ def test_whatsapp_message_from_the_customers_number_is_answered_from_live_data(a
     engine = app.ctx.engine
     seed_order(engine, now=clock.now())
     inbound(engine, now=clock.now(), text="hi, where is my parcel?", provider_id="wamid.1")
-    app.drain()
+    drain(app)
     with engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
         sent = conn.execute(select(notifications)).all()
@@ -60,7 +61,7 @@ def test_redelivered_message_is_answered_once(app, clock) -> None:  # type: igno
     seed_order(engine, now=clock.now())
     assert inbound(engine, now=clock.now(), text="where is my order", provider_id="SM1", channel="sms") == 1
     assert inbound(engine, now=clock.now(), text="where is my order", provider_id="SM1", channel="sms") == 0
-    app.drain()
+    drain(app)
     # The worker may run a projection twice (at-least-once): the second run must change nothing.
     with app.ctx.uow() as uow:
         again = receive_message(
@@ -84,7 +85,7 @@ def test_unknown_sender_must_verify_and_nothing_is_disclosed(app, clock) -> None
     stranger = "+447700900999"
     inbound(engine, now=clock.now(), text="where is order DS-10293", provider_id="w1", sender=stranger)
     inbound(engine, now=clock.now(), text="nobody@example.com", provider_id="w2", sender=stranger)
-    app.drain()
+    drain(app)
     with engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
         bodies = [
@@ -116,7 +117,7 @@ def test_verification_attempts_are_rate_limited_across_conversations(app, clock)
             channel="sms",
             sender=f"+4477009001{i:02d}",
         )
-    app.drain()
+    drain(app)
     # A new number, with the right email: the order is locked for an hour.
     inbound(
         engine,
@@ -126,7 +127,7 @@ def test_verification_attempts_are_rate_limited_across_conversations(app, clock)
         channel="sms",
         sender="+447700900177",
     )
-    app.drain()
+    drain(app)
     with engine.connect() as conn:
         last = conn.execute(
             select(conversations).where(conversations.c.channel_address == "+447700900177")
@@ -149,7 +150,7 @@ def test_verification_attempts_are_rate_limited_across_conversations(app, clock)
         channel="sms",
         sender="+447700900178",
     )
-    app.drain()
+    drain(app)
     with engine.connect() as conn:
         later = conn.execute(
             select(conversations).where(conversations.c.channel_address == "+447700900178")
@@ -161,10 +162,10 @@ def test_handoff_stops_the_bot_and_records_the_measures(app, clock) -> None:  # 
     engine = app.ctx.engine
     seed_order(engine, now=clock.now())
     inbound(engine, now=clock.now(), text="my item arrived damaged", provider_id="d1")
-    app.drain()
+    drain(app)
     clock.advance(minutes=1)
     inbound(engine, now=clock.now(), text="hello?", provider_id="d2")
-    app.drain()
+    drain(app)
     with engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
         bot = conn.execute(
@@ -180,7 +181,7 @@ def test_messages_are_erased_with_the_customer(app, clock) -> None:  # type: ign
     engine = app.ctx.engine
     seed_order(engine, now=clock.now())
     inbound(engine, now=clock.now(), text="where is my order", provider_id="e1")
-    app.drain()
+    drain(app)
     with engine.begin() as conn:  # what an erasure does to the customer's rows
         conn.execute(delete(shipments))
         conn.execute(delete(orders))
@@ -217,17 +218,20 @@ def bot_bodies(engine) -> list[str]:  # type: ignore[no-untyped-def]
 def test_action_is_confirmed_before_and_after(app, clock) -> None:  # type: ignore[no-untyped-def]
     engine = app.ctx.engine
     actions = RecordingActions()
-    app.worker.services["assistant_actions"] = actions
+    app.ctx.services["assistant_actions"] = actions
     seed_order(engine, now=clock.now())
     inbound(engine, now=clock.now(), text="can you deliver next tuesday afternoon instead?", provider_id="r1")
-    app.drain()
+    drain(app)
     assert actions.requests == []
     assert bot_bodies(engine)[-1] == (
         "Shall I move the delivery of order DS-10293 to Tue 24 Nov, 12:00–17:00? Please answer yes or no."
     )
     clock.advance(seconds=30)
     inbound(engine, now=clock.now(), text="yes", provider_id="r2")
-    app.drain()
+    drain(app)
+    assert actions.requests == []  # not inside the inbound projection's transaction
+    assert perform_pending_actions(app.ctx) == 1
+    assert perform_pending_actions(app.ctx) == 0  # once
     assert [r.kind for r in actions.requests] == ["reschedule"]  # type: ignore[attr-defined]
     assert bot_bodies(engine)[-1] == (
         "Done: the delivery of order DS-10293 is moved to Tue 24 Nov, 12:00–17:00. "
@@ -237,18 +241,15 @@ def test_action_is_confirmed_before_and_after(app, clock) -> None:  # type: igno
         assert conn.execute(select(func.count()).select_from(notifications)).scalar() == 2
 
 
-def test_without_the_domain_commands_a_confirmed_action_goes_to_a_person(app, clock) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_has_no_domain_command_so_a_confirmed_cancel_goes_to_a_person(app, clock) -> None:  # type: ignore[no-untyped-def]
     engine = app.ctx.engine
     seed_order(engine, now=clock.now(), status="paid", with_shipment=False)
     inbound(engine, now=clock.now(), text="please cancel my order", provider_id="c1")
     inbound(engine, now=clock.now(), text="yes", provider_id="c2")
-    app.drain()
+    drain(app)
+    perform_pending_actions(app.ctx)
     with engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
-    from doorstep.conversations.adapters import _resolve_commands
-
-    if "cancel" in _resolve_commands():
-        pytest.skip("the lastmile commands are merged: the action runs instead")
     assert conv.status == "waiting" and conv.handoff_reason == "action_failed"
     assert "Customer confirmed: cancel order DS-10293" in conv.summary
 
@@ -258,15 +259,179 @@ def test_contained_conversation_measures(app, clock) -> None:  # type: ignore[no
     seed_order(engine, now=clock.now())
     opened = clock.now()
     inbound(engine, now=clock.now(), text="where is my order", provider_id="m1")
-    app.drain()
+    drain(app)
     clock.advance(minutes=1)
     inbound(engine, now=clock.now(), text="great, bye", provider_id="m2")
-    app.drain()
+    drain(app)
     clock.advance(minutes=1)
     inbound(engine, now=clock.now(), text="4", provider_id="m3")
-    app.drain()
+    drain(app)
     with engine.connect() as conn:
         conv = conn.execute(select(conversations)).one()
     assert conv.status == "resolved" and conv.is_contained is True
     assert conv.first_reply_at == opened and conv.resolved_at == clock.now()
     assert conv.satisfaction == 4 and conv.contact_reason == "track_order" and conv.handoff_reason is None
+
+
+def test_reschedule_over_whatsapp_books_the_slot_through_the_tracking_page_command(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime as dt
+
+    from sqlalchemy import insert
+
+    from doorstep.shipments.tables import delivery_changes, delivery_slots, slot_bookings
+
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())  # the fixed clock is Monday 23 Nov 2026, 09:00 UTC
+    with engine.begin() as conn:
+        conn.execute(
+            insert(delivery_slots),
+            [
+                {
+                    "id": "slot-am",
+                    "carrier": "dhl",
+                    "region": "London",
+                    "starts_at": dt(2026, 11, 24, 8, tzinfo=UTC),
+                    "ends_at": dt(2026, 11, 24, 10, tzinfo=UTC),
+                    "capacity": 5,
+                    "booked": 0,
+                },
+                {
+                    "id": "slot-pm",
+                    "carrier": "dhl",
+                    "region": "London",
+                    "starts_at": dt(2026, 11, 24, 14, tzinfo=UTC),
+                    "ends_at": dt(2026, 11, 24, 16, tzinfo=UTC),
+                    "capacity": 5,
+                    "booked": 0,
+                },
+            ],
+        )
+        conn.execute(shipments.update().values(destination_region="London"))
+    inbound(
+        engine,
+        now=clock.now(),
+        text="I'm out tomorrow morning, can you come tomorrow afternoon?",
+        provider_id="s1",
+    )
+    drain(app)
+    assert bot_bodies(engine)[-1] == (
+        "Shall I move the delivery of order DS-10293 to Tue 24 Nov, 14:00–16:00? Please answer yes or no."
+    )
+    inbound(engine, now=clock.now(), text="yes please", provider_id="s2")
+    drain(app)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(delivery_changes)).scalar() == 0
+    assert perform_pending_actions(app.ctx) == 1
+    with engine.connect() as conn:
+        change = conn.execute(select(delivery_changes)).one()
+        booking = conn.execute(select(slot_bookings)).one()
+    assert (change.kind, change.requested_by, change.detail["slot_id"]) == ("slot", "assistant", "slot-pm")
+    assert booking.slot_id == "slot-pm"
+    assert bot_bodies(engine)[-1] == (
+        "Done: Delivery slot Tue 24 Nov, 14:00–16:00 for order DS-10293; the "
+        "carrier has been told. Anything else I can help with?"
+    )
+
+
+def test_safe_place_goes_through_the_delivery_command(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from doorstep.shipments.tables import delivery_changes
+
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    inbound(engine, now=clock.now(), text="if I'm out please leave it in the garage", provider_id="p1")
+    inbound(engine, now=clock.now(), text="yes", provider_id="p2")
+    drain(app)
+    perform_pending_actions(app.ctx)
+    with engine.connect() as conn:
+        change = conn.execute(select(delivery_changes)).one()
+    assert (change.kind, change.detail["place"], change.requested_by) == ("safe_place", "garage", "assistant")
+    assert bot_bodies(engine)[-1].startswith("Done: Leave in a safe place: garage for order DS-10293")
+
+
+def test_refused_command_is_explained_not_hidden(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from doorstep.shipments.tables import delivery_changes
+
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    inbound(engine, now=clock.now(), text="leave it in the shed please", provider_id="q1")
+    inbound(engine, now=clock.now(), text="yes", provider_id="q2")
+    drain(app)
+    with engine.begin() as conn:  # the parcel is delivered before the action runs
+        conn.execute(shipments.update().values(status="Delivered"))
+    perform_pending_actions(app.ctx)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(delivery_changes)).scalar() == 0
+        conv = conn.execute(select(conversations)).one()
+    assert bot_bodies(engine)[-1].startswith("Sorry, I couldn't do that: the parcel is already delivered")
+    assert conv.status == "bot"
+
+
+def test_email_reply_is_read_without_the_quoted_history(app, clock) -> None:  # type: ignore[no-untyped-def]
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    body = (
+        "Where is order DS-10293 please?\n\nOn Mon, 23 Nov 2026 at 08:00, Shop <shop@example.com> wrote:\n"
+        "> Your order is confirmed. Cancel anytime.\n"
+    )
+    inbound(engine, now=clock.now(), text=body, provider_id="e-1", channel="email", sender="maya@example.com")
+    drain(app)
+    with engine.connect() as conn:
+        customer_msg = conn.execute(select(messages).where(messages.c.author == "customer")).one()
+        queued = conn.execute(select(notifications)).one()
+    assert customer_msg.body == "Where is order DS-10293 please?"
+    assert customer_msg.intent == "track_order"
+    # The sender's address is the order's email: order number + email verify.
+    assert queued.channel == "email" and queued.to_address == "maya@example.com"
+    assert queued.body_text.startswith("Order DS-10293 is on its way with DHL")
+
+
+def test_messenger_sender_known_to_notifications_is_the_customer(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from doorstep.notifications import tables as notification_tables
+
+    table = getattr(notification_tables, "channel_identities", None)
+    if table is None:
+        pytest.skip("needs the notifications domain's channel_identities table (notify branch)")
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert().values(
+                customer_id="cust-1",
+                channel="messenger",
+                address="psid-42",
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+    inbound(
+        engine,
+        now=clock.now(),
+        text="where's my parcel",
+        provider_id="m.1",
+        channel="messenger",
+        sender="psid-42",
+    )
+    drain(app)
+    with engine.connect() as conn:
+        conv = conn.execute(select(conversations)).one()
+    assert conv.customer_id == "cust-1" and conv.is_verified
+
+
+def test_unlinked_conversations_are_purged_after_the_retention(app, clock) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from doorstep.conversations.handlers import purge_unlinked
+
+    engine = app.ctx.engine
+    seed_order(engine, now=clock.now())
+    inbound(engine, now=clock.now(), text="hello", provider_id="u1", sender="+447700900555")  # a stranger
+    inbound(engine, now=clock.now(), text="hello", provider_id="u2")  # the customer's own number
+    drain(app)
+    clock.advance(days=31)
+    with app.ctx.uow() as uow:
+        assert purge_unlinked(uow, older_than=timedelta(days=30), now=clock.now()) == 1
+        uow.commit()
+    with engine.connect() as conn:
+        left = conn.execute(select(conversations.c.customer_id)).scalars().all()
+        assert left == ["cust-1"]
+        assert conn.execute(select(func.count()).select_from(messages)).scalar() == 2

@@ -10,7 +10,7 @@ import pytest
 from doorstep.conversations.model import Dialogue, DialogueState, Message, Turn
 from doorstep.conversations.nlu.classifier import get_classifier
 from doorstep.conversations.nlu.entities import extract
-from doorstep.conversations.ports import ActionResult, OrderFacts, ReturnFacts, ShipmentFacts
+from doorstep.conversations.ports import ActionResult, OrderFacts, ReturnFacts, ShipmentFacts, SlotOption
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday
 
@@ -19,6 +19,7 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday
 class FakeFacts:
     orders: dict[str, OrderFacts] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    slots: list[SlotOption] | None = None  # None: the carrier has no slot calendar
     lookups: int = 0
 
     def find_order(self, number: str) -> OrderFacts | None:
@@ -33,6 +34,9 @@ class FakeFacts:
 
     def failed_verifications(self, *, keys: list[str], since: datetime) -> int:
         return max((self.failures.get(k, 0) for k in keys), default=0)
+
+    def free_slots(self, order_id: str, *, now: datetime, until: datetime) -> list[SlotOption] | None:
+        return self.slots
 
 
 def in_transit_order(**changes: object) -> OrderFacts:
@@ -322,3 +326,53 @@ def test_state_round_trips_through_json(facts: FakeFacts) -> None:
     restored = DialogueState.from_json(chat.state.to_json())
     assert restored == chat.state
     assert NOW - timedelta(0) == NOW
+
+
+def test_reschedule_books_a_free_slot_that_fits() -> None:
+    order = in_transit_order()
+    slots = [
+        SlotOption("slot-a", datetime(2026, 11, 24, 8, tzinfo=UTC), datetime(2026, 11, 24, 10, tzinfo=UTC)),
+        SlotOption("slot-b", datetime(2026, 11, 24, 14, tzinfo=UTC), datetime(2026, 11, 24, 16, tzinfo=UTC)),
+    ]
+    chat = Chat(FakeFacts(orders={order.id: order}, slots=slots), DialogueState(verified_customer_id="c1"))
+    turn = chat.say("please deliver next tuesday afternoon instead")
+    assert turn.replies == [
+        "Shall I move the delivery of order DS-10293 to Tue 24 Nov, 14:00–16:00? Please answer yes or no."
+    ]
+    chat.say("yes")
+    assert chat.performed[0].params["slot_id"] == "slot-b"  # type: ignore[attr-defined]
+
+
+def test_reschedule_without_a_fitting_slot_offers_the_free_ones() -> None:
+    order = in_transit_order()
+    slots = [
+        SlotOption("slot-a", datetime(2026, 11, 24, 8, tzinfo=UTC), datetime(2026, 11, 24, 10, tzinfo=UTC))
+    ]
+    chat = Chat(FakeFacts(orders={order.id: order}, slots=slots), DialogueState(verified_customer_id="c1"))
+    turn = chat.say("can you deliver on friday evening instead")
+    assert turn.replies == [
+        "Sorry, there's no free delivery slot Fri 27 Nov, 17:00–21:00. Free slots: "
+        "Tue 24 Nov, 08:00–10:00. Which one suits you?"
+    ]
+    assert chat.state.pending_action is None
+    again = chat.say("tuesday morning")
+    assert again.replies[0].startswith(
+        "Shall I move the delivery of order DS-10293 to Tue 24 Nov, 08:00–10:00?"
+    )
+
+
+def test_no_after_anything_else_ends_with_the_satisfaction_question(facts: FakeFacts) -> None:
+    chat = Chat(facts, DialogueState(verified_customer_id="c1"))
+    chat.say("where is my order")
+    assert chat.state.awaiting == "anything_else"
+    turn = chat.say("no")
+    assert "from 1 (not at all) to 5 (very)" in turn.replies[0]
+    assert chat.say("5").is_resolved
+
+
+def test_no_followed_by_a_new_request_is_not_a_goodbye(facts: FakeFacts) -> None:
+    chat = Chat(facts, DialogueState(verified_customer_id="c1"))
+    chat.say("where is my order")
+    turn = chat.say("no, but I want to cancel my order")
+    assert turn.intent == "cancel_order"
+    assert "already left our warehouse" in turn.replies[0]

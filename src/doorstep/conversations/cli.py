@@ -102,3 +102,24 @@ def train(
         f"[green]model written[/green] to {target} ({target.stat().st_size / 1024:.0f} KiB, "
         f"{len(model.labels)} intents)"
     )
+
+
+@assistant_app.command("purge")
+def purge(
+    days: Annotated[
+        int, typer.Option(min=1, help="Erase unlinked conversations idle for this many days.")
+    ] = 30,
+) -> None:
+    """Erase conversations never linked to a customer (senders who never verified) after DAYS without activity."""
+    from datetime import timedelta
+
+    from doorstep.app import build_context
+    from doorstep.conversations.handlers import purge_unlinked
+    from doorstep.settings import get_settings
+
+    ctx = build_context(get_settings())
+    with ctx.uow() as uow:
+        n = purge_unlinked(uow, older_than=timedelta(days=days), now=ctx.clock.now())
+        uow.commit()
+    ctx.engine.dispose()
+    console.print(f"erased {n} conversation(s) not linked to any customer and idle for {days}+ days")

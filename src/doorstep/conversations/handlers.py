@@ -4,13 +4,16 @@ assistant, agent replies, assignment and resolution. Each runs in the caller's u
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert, select, update
+
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.conversations.adapters import (
-    DomainActions,
+    LastmileActions,
     SqlOrderFacts,
     customer_for_channel,
     customer_for_email,
@@ -27,15 +30,17 @@ from doorstep.conversations.model import (
 )
 from doorstep.conversations.nlu.classifier import understand
 from doorstep.conversations.nlu.entities import EntityRules
+from doorstep.conversations.ports import ActionRequest, ActionResult
 from doorstep.conversations.repository import ConversationRepository
+from doorstep.conversations.tables import assistant_actions
 from doorstep.db.uow import UnitOfWork
+from doorstep.ids import new_id
 
 log = logging.getLogger("doorstep.conversations")
 
 WEB_CHAT = "chat"
-SATISFACTION_GRACE = timedelta(
-    days=2
-)  # a rating sent this long after the end still belongs to the conversation
+# A rating sent this long after the end still belongs to the conversation.
+SATISFACTION_GRACE = timedelta(days=2)
 REPLY_CHANNELS = {"sms", "whatsapp", "messenger", "email"}
 
 
@@ -64,8 +69,27 @@ def project_inbound_message(row: Any, ctx: HandlerContext) -> None:
         received_at=received_at,
         brand=ctx.settings.brand_name,
         rules=entity_rules(ctx.settings),
-        actions=ctx.services.get("assistant_actions"),
+        wake_actions=ctx.services.get("wake_assistant_actions"),
     )
+
+
+EMAIL_QUOTE_START = re.compile(
+    r"^\s*(On .{5,200} wrote:|-----\s*Original Message\s*-----|From: .+|Sent from my \w+|--\s*)$",
+    re.IGNORECASE,
+)
+
+
+def latest_email_text(body: str) -> str:
+    """The customer's new words in an email reply: quoted history and signatures cut off."""
+    kept: list[str] = []
+    for line in body.splitlines():
+        if EMAIL_QUOTE_START.match(line):
+            break
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line)
+    text = " ".join(" ".join(kept).split())
+    return text or " ".join(body.split())[:2000]
 
 
 def entity_rules(settings: Any) -> EntityRules:
@@ -91,10 +115,12 @@ def receive_message(
     received_at: datetime | None = None,
     brand: str = "our shop",
     rules: EntityRules | None = None,
-    actions: Any = None,
+    wake_actions: Any = None,
 ) -> Received | None:
     """Stores one customer message (once, even if redelivered), runs the assistant and queues its reply."""
     repo = ConversationRepository(uow.conn)
+    if channel == "email":
+        text = latest_email_text(text)
     if not channel or not address:
         log.warning("inbound message without channel or sender ignored: %s", provider_message_id)
         return None
@@ -170,10 +196,21 @@ def receive_message(
     replies = list(turn.replies)
     final = turn
     if turn.action is not None:
-        performer = actions or DomainActions(uow.conn)
-        result = performer.perform(turn.action, now=now)
-        final = dialogue.after_action(turn.state, turn.action, result)
-        replies += final.replies
+        # Confirmed: the action runs through the domain commands in their own transaction (see
+        # perform_pending_actions), after this one commits; the assistant then confirms the outcome.
+        uow.conn.execute(
+            insert(assistant_actions).values(
+                id=new_id(),
+                conversation_id=conv.id,
+                kind=turn.action.kind,
+                request=turn.action.as_dict(),
+                status="pending",
+                attempts=0,
+                created_at=now,
+            )
+        )
+        if wake_actions is not None:
+            wake_actions()
     _apply_turn(
         uow,
         repo,
@@ -188,13 +225,99 @@ def receive_message(
     return Received(conv.id, message_id, replies)
 
 
+def perform_pending_actions(ctx: Any, *, limit: int = 20, actions: Any = None) -> int:
+    """Runs confirmed actions (oldest first), each through the domain commands in their own transaction, then
+    confirms the outcome in the conversation. Returns how many ran. Called by the background loop and tests."""
+    performer = actions or ctx.services.get("assistant_actions") or LastmileActions(ctx)
+    with ctx.engine.connect() as conn:
+        pending = (
+            conn.execute(
+                select(assistant_actions.c.id)
+                .where(assistant_actions.c.status == "pending")
+                .order_by(assistant_actions.c.created_at, assistant_actions.c.id)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+    done = 0
+    for action_id in pending:
+        with ctx.engine.begin() as conn:  # claim it: only one runner performs an action
+            claimed = conn.execute(
+                update(assistant_actions)
+                .where(assistant_actions.c.id == action_id, assistant_actions.c.status == "pending")
+                .values(status="running", attempts=assistant_actions.c.attempts + 1)
+            ).rowcount
+            row = conn.execute(select(assistant_actions).where(assistant_actions.c.id == action_id)).one()
+        if claimed != 1:
+            continue
+        request = ActionRequest.from_dict(row.request)
+        try:
+            result = performer.perform(request, now=ctx.clock.now())
+        except Exception:
+            log.exception("assistant action %s (%s) failed", action_id, request.kind)
+            result = ActionResult(
+                False,
+                "something went wrong on our side, so a colleague will do it for you.",
+                needs_person=True,
+            )
+        with ctx.uow() as uow:
+            finish_action(
+                uow,
+                action_id=action_id,
+                conversation_id=row.conversation_id,
+                request=request,
+                result=result,
+                now=ctx.clock.now(),
+                brand=ctx.settings.brand_name,
+            )
+            uow.commit()
+        done += 1
+    return done
+
+
+def finish_action(
+    uow: UnitOfWork,
+    *,
+    action_id: str,
+    conversation_id: str,
+    request: ActionRequest,
+    result: ActionResult,
+    now: datetime,
+    brand: str,
+) -> None:
+    """Records an action's outcome and tells the customer (or hands over when it needs a person)."""
+    repo = ConversationRepository(uow.conn)
+    conv = repo.get_or_raise(conversation_id, for_update=True)
+    status = "done" if result.is_done else "needs_person" if result.needs_person else "refused"
+    uow.conn.execute(
+        update(assistant_actions)
+        .where(assistant_actions.c.id == action_id)
+        .values(status=status, result=result.detail, finished_at=now)
+    )
+    state = DialogueState.from_json(conv.state)
+    if state.is_handed_off or conv.status in ("waiting", "assigned", "resolved"):
+        return  # a person has the conversation; the outcome is on the action row
+    turn = Dialogue(SqlOrderFacts(uow.conn), brand=brand).after_action(state, request, result)
+    _apply_turn(
+        uow,
+        repo,
+        conv,
+        turn,
+        turn,
+        list(turn.replies),
+        understood_intent=turn.intent,
+        now=now,
+        reply_to=f"action:{action_id}",
+    )
+
+
 def _conversation_for(
     repo: ConversationRepository, uow: UnitOfWork, *, channel: str, address: str, text: str, now: datetime
 ) -> Any | None:
     if channel == WEB_CHAT:
-        conv = repo.get(
-            address, for_update=True
-        )  # web chat: the sender is the chat session = conversation id
+        # Web chat: the sender is the chat session, which is the conversation id.
+        conv = repo.get(address, for_update=True)
         if conv is None:
             log.warning("web chat message for unknown session %s ignored", address)
         return conv
@@ -517,3 +640,19 @@ def suggested_cause(conv: Any) -> tuple[str | None, str | None]:
     if conv.handoff_reason == "complaint":
         key = key if key in DEFAULT_CAUSE else "complaint"
     return DEFAULT_CAUSE.get(key or "", (None, None))
+
+
+def purge_unlinked(uow: UnitOfWork, *, older_than: timedelta, now: datetime) -> int:
+    """Erases conversations never linked to a customer (unverified strangers) once idle for `older_than`:
+    their messages hold personal data that no customer erasure would reach."""
+    from sqlalchemy import delete
+
+    from doorstep.conversations.tables import conversations
+
+    return int(
+        uow.conn.execute(
+            delete(conversations).where(
+                conversations.c.customer_id.is_(None), conversations.c.updated_at < now - older_than
+            )
+        ).rowcount
+    )

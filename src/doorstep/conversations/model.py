@@ -30,9 +30,11 @@ ORDER_INTENTS = {
     "refund_status",
     "invoice_request",
 }
+HANDOFF_INTENTS = {"talk_to_human", "complaint", "report_problem"}
 MAX_FAILED_VERIFICATIONS = 5  # per order number and per channel address, in VERIFICATION_WINDOW
 VERIFICATION_WINDOW = timedelta(hours=1)
 LOW_CONFIDENCE_TURNS_BEFORE_HANDOFF = 2
+SLOT_HORIZON = timedelta(days=14)  # how far ahead free delivery slots are offered
 
 STATUS_WORDS = {
     "Pending": "waiting for the carrier to pick it up",
@@ -80,6 +82,12 @@ YES = re.compile(
 )
 NO = re.compile(
     r"^\s*(n|no|nope|nah|don'?t|do not|cancel that|stop|never ?mind|not now|wait)\b", re.IGNORECASE
+)
+NOTHING_ELSE = re.compile(
+    r"^\s*(nothing( else)?|that'?s (all|it)|all good|i'?m good|no thanks?)\b", re.IGNORECASE
+)
+NOTHING_ELSE = re.compile(
+    r"^\s*(nothing( else)?|that'?s (all|it)|all good|i'?m good|no thanks?)\b", re.IGNORECASE
 )
 RATING = re.compile(r"^\s*([1-5])(?:\s*(?:/|out of)\s*5)?\s*(?:stars?)?\s*[.!]?\s*$", re.IGNORECASE)
 RATING_WORDS = {
@@ -237,6 +245,9 @@ class Dialogue:
     def respond(
         self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str = ""
     ) -> Turn:
+        return _expect_follow_up(self._respond(state, msg, now=now, channel_address=channel_address))
+
+    def _respond(self, state: DialogueState, msg: Message, *, now: datetime, channel_address: str) -> Turn:
         state.turns += 1
         state.last_text = msg.text
         self._remember_entities(state, msg)
@@ -269,6 +280,20 @@ class Dialogue:
                 )
             state.pending_action = None
             state.awaiting = None
+        if state.awaiting == "anything_else":
+            state.awaiting = None
+            is_new_request = msg.intent in ORDER_INTENTS | HANDOFF_INTENTS and not msg.is_low_confidence
+            if (NO.search(msg.text) or NOTHING_ELSE.search(msg.text)) and not is_new_request:
+                return self._route(state, msg, "goodbye", now=now, channel_address=channel_address)
+            if YES.fullmatch(msg.text.strip().rstrip("!.")):
+                return Turn(["Sure, what else can I help with?"], state, msg.intent)
+        if state.awaiting == "anything_else":
+            state.awaiting = None
+            is_new_request = msg.intent in ORDER_INTENTS | HANDOFF_INTENTS and not msg.is_low_confidence
+            if (NO.search(msg.text) or NOTHING_ELSE.search(msg.text)) and not is_new_request:
+                return self._route(state, msg, "goodbye", now=now, channel_address=channel_address)
+            if YES.fullmatch(msg.text.strip().rstrip("!.")):
+                return Turn(["Sure, what else can I help with?"], state, msg.intent)
         if _is_strongly_negative(msg.text) and msg.intent not in ("thanks", "goodbye"):
             return self._handoff(
                 state, msg, "complaint" if msg.intent == "complaint" else "negative_sentiment", urgency=2
@@ -280,6 +305,9 @@ class Dialogue:
 
     def after_action(self, state: DialogueState, action: ActionRequest, result: ActionResult) -> Turn:
         """The message after an action: what was done, or a handoff when it needs a person."""
+        return _expect_follow_up(self._after_action(state, action, result))
+
+    def _after_action(self, state: DialogueState, action: ActionRequest, result: ActionResult) -> Turn:
         if result.needs_person:
             return self._handoff(
                 state,
@@ -561,13 +589,7 @@ class Dialogue:
             if when is None:
                 state.awaiting, state.pending_intent = "date", intent
                 return Turn([_ask("date")], state, intent, facts_order_id=order.id)
-            params = {
-                "date": when["date"],
-                "window_from": when["window_from"],
-                "window_to": when["window_to"],
-                "part_of_day": when.get("part_of_day"),
-            }
-            return self._confirm(state, ActionRequest("reschedule", order.id, order.number, params))
+            return self._reschedule(state, order, when, now=now)
         if intent == "change_delivery_address":
             if order.is_delivered:
                 return Turn(
@@ -595,6 +617,39 @@ class Dialogue:
                 ),
             )
         return Turn(["Sorry, I can't help with that here. " + HELP_LINE], state, intent)
+
+    def _reschedule(
+        self, state: DialogueState, order: OrderFacts, when: dict[str, Any], *, now: datetime
+    ) -> Turn:
+        """Matches the customer's day and part of day to a free slot, then asks to confirm that exact slot."""
+        start = datetime.fromisoformat(when["window_from"])
+        end = datetime.fromisoformat(when["window_to"])
+        intent = "reschedule_delivery"
+        if end <= now:
+            state.awaiting, state.pending_intent = "date", intent
+            return Turn(
+                ["That time has already passed. " + _ask("date")], state, intent, facts_order_id=order.id
+            )
+        slots = self.facts.free_slots(order.id, now=now, until=now + SLOT_HORIZON)
+        params: dict[str, Any] = {
+            "date": when["date"],
+            "window_from": when["window_from"],
+            "window_to": when["window_to"],
+            "part_of_day": when.get("part_of_day"),
+        }
+        if slots is not None:
+            fitting = [s for s in slots if s.starts_at < end and s.ends_at > start]
+            if not fitting:
+                state.awaiting, state.pending_intent = "date", intent
+                offer = ", ".join(fmt_window(s.starts_at, s.ends_at) for s in slots[:4])
+                text = f"Sorry, there's no free delivery slot {fmt_window(start, end)}."
+                text += f" Free slots: {offer}. Which one suits you?" if offer else " " + _ask("date")
+                return Turn([text], state, intent, facts_order_id=order.id)
+            slot = fitting[0]
+            params.update(
+                slot_id=slot.id, window_from=slot.starts_at.isoformat(), window_to=slot.ends_at.isoformat()
+            )
+        return self._confirm(state, ActionRequest("reschedule", order.id, order.number, params))
 
     def _confirm(self, state: DialogueState, request: ActionRequest, question: str | None = None) -> Turn:
         state.pending_action = request.as_dict()
@@ -630,6 +685,17 @@ class Dialogue:
             "here; they can see our conversation, so you won't need to repeat yourself."
         )
         return Turn([text], state, intent, handoff=Handoff(reason, summary, urgency))
+
+
+def _expect_follow_up(turn: Turn) -> Turn:
+    """After "Anything else?", a plain "no" ends the conversation (with the satisfaction question)."""
+    state = turn.state
+    asks = bool(turn.replies) and turn.replies[-1].rstrip().endswith(
+        ("Anything else I can help with?", "Anything else?")
+    )
+    if asks and state.awaiting is None and not state.is_handed_off and not state.is_closed:
+        state.awaiting = "anything_else"
+    return turn
 
 
 # ---- plain words ---------------------------------------------------------------------------------------------

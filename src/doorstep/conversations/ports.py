@@ -73,6 +73,15 @@ class OrderFacts:
 DISPATCHED_STEPS = {"dispatched", "out_for_delivery", "delivered", "invoiced", "follow_up_sent", "refunded"}
 
 
+@dataclass(frozen=True)
+class SlotOption:
+    """A bookable delivery slot from the shop's slot calendar."""
+
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+
+
 class OrderFactsPort(Protocol):
     def find_order(self, number: str) -> OrderFacts | None: ...
 
@@ -81,6 +90,10 @@ class OrderFactsPort(Protocol):
     def recent_orders(self, customer_id: str, *, limit: int = 5) -> list[OrderFacts]: ...
 
     def failed_verifications(self, *, keys: list[str], since: datetime) -> int: ...
+
+    def free_slots(self, order_id: str, *, now: datetime, until: datetime) -> list[SlotOption] | None:
+        """Bookable slots for the order's shipment; None when the carrier has no slot calendar."""
+        ...
 
 
 @dataclass(frozen=True)

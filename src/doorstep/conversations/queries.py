@@ -154,3 +154,60 @@ def agents(conn: Connection) -> list[Any]:
             .order_by(users.c.email)
         )
     )
+
+
+@dataclass(frozen=True)
+class Measures:
+    conversations: int
+    resolved: int
+    contained: int
+    handed_off: int
+    median_first_reply_s: float | None
+    median_resolution_s: float | None
+    mean_satisfaction: float | None
+    by_reason: list[tuple[str, int]]
+    by_cause: list[tuple[str, str, int]]  # cause, owner, count
+    by_handoff: list[tuple[str, int]]
+
+    @property
+    def containment_rate(self) -> float | None:
+        return self.contained / self.resolved if self.resolved else None
+
+
+def measures(conn: Connection, *, since: datetime) -> Measures:
+    """Per-conversation measures rolled up: containment, speed, satisfaction, and every contact by cause."""
+    rows = conn.execute(select(conversations).where(conversations.c.opened_at >= since)).all()
+
+    def median(values: list[float]) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    def count(keys: list[Any]) -> list[Any]:
+        tally: dict[Any, int] = {}
+        for key in keys:
+            tally[key] = tally.get(key, 0) + 1
+        return sorted(tally.items(), key=lambda kv: (-kv[1], str(kv[0])))
+
+    resolved = [r for r in rows if r.status == "resolved"]
+    scores = [r.satisfaction for r in rows if r.satisfaction is not None]
+    return Measures(
+        conversations=len(rows),
+        resolved=len(resolved),
+        contained=sum(1 for r in resolved if r.is_contained),
+        handed_off=sum(1 for r in rows if r.handed_off_at is not None),
+        median_first_reply_s=median(
+            [(r.first_reply_at - r.opened_at).total_seconds() for r in rows if r.first_reply_at]
+        ),
+        median_resolution_s=median(
+            [(r.resolved_at - r.opened_at).total_seconds() for r in resolved if r.resolved_at]
+        ),
+        mean_satisfaction=sum(scores) / len(scores) if scores else None,
+        by_reason=count([r.contact_reason or r.intent or "unknown" for r in rows]),
+        by_cause=[
+            (c, o, n) for (c, o), n in count([(r.cause, r.cause_owner or "") for r in resolved if r.cause])
+        ],
+        by_handoff=count([r.handoff_reason for r in rows if r.handoff_reason]),
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, Request, status
 from sqlalchemy import select
 
 from doorstep.context import CtxDep
@@ -31,6 +31,8 @@ router = APIRouter(prefix="/chat", tags=["chat"])
 
 CHAT_PURPOSE = "chat"
 CHAT_TOKEN_TTL_S = 7 * 24 * 3600
+SESSIONS_PER_CLIENT_PER_HOUR = 30  # a person opens a handful; more is a script
+MESSAGES_PER_SESSION_PER_MINUTE = 20  # faster than anyone types
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -45,6 +47,17 @@ def _check_token(ctx: CtxDep, session_id: str, token: str | None) -> None:
         ) from None
     if subject != session_id:
         raise ConversationError("the token does not belong to this chat session", code=ErrorCode.FORBIDDEN)
+
+
+def _limit(ctx: CtxDep, key: str, limit: int, window_s: int) -> None:
+    from doorstep.shipments.ratelimit import hit
+
+    with ctx.engine.begin() as conn:
+        allowed = hit(conn, key=key, limit=limit, window_s=window_s, now=ctx.clock.now())
+    if not allowed:
+        raise ConversationError(
+            "too many chat requests: wait a minute and try again", code=ErrorCode.RATE_LIMITED
+        )
 
 
 def _messages(ctx: CtxDep, session_id: str, after: str | None) -> tuple[str, list[ChatMessageRead]]:
@@ -62,9 +75,11 @@ def _messages(ctx: CtxDep, session_id: str, after: str | None) -> tuple[str, lis
 
 
 @router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=ChatSessionRead)
-def create_session(body: ChatSessionCreate, ctx: CtxDep) -> ChatSessionRead:
+def create_session(body: ChatSessionCreate, request: Request, ctx: CtxDep) -> ChatSessionRead:
     """Opens a chat. With a tracking link's token the customer is verified for that order."""
     now = ctx.clock.now()
+    client = request.client.host if request.client else "unknown"
+    _limit(ctx, f"chat-sessions:{client}", SESSIONS_PER_CLIENT_PER_HOUR, 3600)
     with ctx.uow() as uow:
         order = None
         if body.tracking_token:
@@ -97,6 +112,7 @@ def post_message(
 ) -> ChatMessageAccepted:
     """Accepts a customer message; the assistant's reply appears in GET .../messages shortly after."""
     _check_token(ctx, session_id, x_chat_token)
+    _limit(ctx, f"chat-messages:{session_id}", MESSAGES_PER_SESSION_PER_MINUTE, 60)
     client_id = body.client_id if body.client_id and CLIENT_ID.match(body.client_id) else new_id()
     provider_id = f"{session_id}:{client_id}"
     now = ctx.clock.now()

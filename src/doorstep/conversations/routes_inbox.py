@@ -3,6 +3,7 @@ summary, customer-360 panel and suggested answers; reply, assign and resolve."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -34,7 +35,10 @@ def _visible_or_404(ctx: CtxDep, principal: Principal, conversation_id: str) -> 
 def inbox(request: Request, ctx: CtxDep, principal: Agent, show: str = "open") -> HTMLResponse:
     with ctx.read_engine.connect() as conn:
         items = queries.queue(conn, principal, include_resolved=show == "all")
-    return render(request, "inbox.html", items=items, now=ctx.clock.now(), show=show, title="Inbox")
+        week = queries.measures(conn, since=ctx.clock.now() - timedelta(days=7))
+    return render(
+        request, "inbox.html", items=items, now=ctx.clock.now(), show=show, week=week, title="Inbox"
+    )
 
 
 @router.get("/{conversation_id}", response_class=HTMLResponse)

@@ -75,3 +75,21 @@ verification_attempts = Table(
     Column("attempted_at", UTCDateTime, nullable=False),
 )
 Index("ix_verification_attempts_key", verification_attempts.c.key, verification_attempts.c.attempted_at)
+
+# Actions the customer confirmed in a conversation (reschedule, redirect, return, cancel, invoice). They run
+# outside the inbound projection's transaction, through the same domain commands as the tracking page, each in
+# its own transaction; then the assistant confirms the outcome in the conversation.
+assistant_actions = Table(
+    "assistant_actions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("request", JSONType, nullable=False),
+    Column("status", String(20), nullable=False),  # pending | running | done | refused | needs_person
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("result", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+Index("ix_assistant_actions_status", assistant_actions.c.status, assistant_actions.c.created_at)

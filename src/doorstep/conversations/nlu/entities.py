@@ -184,7 +184,8 @@ def extract_when(text: str, *, now: datetime, tz: tzinfo = UTC) -> dict[str, Any
     day = _resolve_day(text, today)
     part = None
     window: tuple[time, time] | None = None
-    part_match = PART_RE.search(text)
+    # "not in the morning, the afternoon please": the last part of the day named is the one wanted.
+    part_match = next(reversed(list(PART_RE.finditer(text))), None)
     if part_match:
         part = part_match.group(1).lower()
         if part == "tonight":

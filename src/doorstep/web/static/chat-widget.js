@@ -13,14 +13,18 @@
   var POLL_MS = 1500;
   var STORE_KEY = "doorstep-chat-session";
 
+  // A page may offer a mount point: <div id="doorstep-chat" data-token="..."> (the tracking page does).
+  var mount = document.getElementById("doorstep-chat");
+
   function trackingToken() {
     if (config.trackingToken) { return config.trackingToken; }
+    if (mount && mount.getAttribute("data-token")) { return mount.getAttribute("data-token"); }
     if (script && script.getAttribute("data-tracking-token")) { return script.getAttribute("data-tracking-token"); }
     var meta = document.querySelector('meta[name="doorstep-tracking-token"]');
     if (meta && meta.content) { return meta.content; }
     var fromQuery = new URLSearchParams(window.location.search).get("token");
     if (fromQuery) { return fromQuery; }
-    var path = window.location.pathname.match(/^\/track\/([^\/?#]+)/);
+    var path = window.location.pathname.match(/^\/(?:t|track)\/([^\/?#]+)/);  // the tracking page: /t/{token}
     return path ? decodeURIComponent(path[1]) : null;
   }
 
@@ -28,6 +32,7 @@
   style.textContent = [
     ".dsc-launch{position:fixed;right:1rem;bottom:1rem;z-index:2147483000;background:#0b5cad;color:#fff;border:0;",
     "border-radius:999px;padding:.75rem 1.1rem;font:600 1rem system-ui,sans-serif;cursor:pointer;box-shadow:0 2px 8px rgba(0,0,0,.25)}",
+    ".dsc-launch.dsc-inline{position:static;box-shadow:none;margin-top:.5rem}",
     ".dsc-launch:focus-visible,.dsc-panel button:focus-visible,.dsc-panel input:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}",
     ".dsc-panel{position:fixed;right:1rem;bottom:4.5rem;z-index:2147483000;width:min(360px,calc(100vw - 2rem));height:min(520px,70vh);",
     "display:flex;flex-direction:column;background:#fff;color:#1b1f24;border:1px solid #d5dbe3;border-radius:12px;",
@@ -51,10 +56,10 @@
   launch.className = "dsc-launch";
   launch.textContent = "Chat with us";
   launch.setAttribute("aria-expanded", "false");
-  launch.setAttribute("aria-controls", "doorstep-chat");
+  launch.setAttribute("aria-controls", "doorstep-chat-panel");
 
   var panel = document.createElement("section");
-  panel.id = "doorstep-chat";
+  panel.id = "doorstep-chat-panel";
   panel.className = "dsc-panel";
   panel.hidden = true;
   panel.setAttribute("aria-label", "Chat");
@@ -63,7 +68,13 @@
     '<form class="dsc-form"><label for="dsc-input" style="position:absolute;left:-9999px">Your message</label>' +
     '<input id="dsc-input" name="text" autocomplete="off" maxlength="2000" placeholder="Type your message…" required>' +
     '<button type="submit">Send</button></form>';
-  document.body.appendChild(launch);
+  if (mount) {
+    launch.classList.add("dsc-inline");
+    mount.textContent = "";
+    mount.appendChild(launch);
+  } else {
+    document.body.appendChild(launch);
+  }
   document.body.appendChild(panel);
 
   var log = panel.querySelector(".dsc-log");
