@@ -152,7 +152,8 @@ def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end
                             stats=f"sent {stats.total_sent:,} rejected {stats.total_rejected:,} retries {stats.retries}")
 
         try:
-            stats = stream(world.timeline(), sender, speed=speed, stop=stop, on_progress=show)
+            stats = stream(world.timeline(), sender, speed=speed, stop=stop, on_progress=show,
+                           sim_start=world.plan.start_epoch)
         except KeyboardInterrupt:
             stop.set()
             stats = sender.stats

@@ -74,7 +74,9 @@ class DemoSimulator:
         log.info("demo simulator: streaming %s (%d orders, seed %d) from %s at %gx", profile.name, world.orders,
                  seed, start, DEMO_SPEED)
         try:
-            self.stats = stream(world.timeline(), sender, speed=DEMO_SPEED, stop=self.stop)
+            # the clock starts at the world's first day; earlier browsing (abandoned sessions) arrives at once
+            self.stats = stream(world.timeline(), sender, speed=DEMO_SPEED, stop=self.stop,
+                                sim_start=world.plan.start_epoch)
         finally:
             sender.close()
 

@@ -1,0 +1,143 @@
+"""The live sender against fake provider endpoints (httpx.MockTransport): signatures, retries, skips."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import parse_qsl
+
+import httpx
+import orjson
+
+from doorstep.security.signatures import hmac_sha256_b64, twilio_signature
+from doorstep.simulator.live import LiveStats, Sender, Targets, stream
+
+SECRET = "s3cret"
+
+
+def _sender(handler, **kw) -> Sender:  # type: ignore[no-untyped-def]
+    targets = Targets(base_url="http://doorstep.test", write_key="wk_1", aftership_secret=SECRET,
+                      twilio_auth_token=SECRET, **kw)
+    return Sender(targets, client=httpx.Client(transport=httpx.MockTransport(handler)), now=lambda: 1_800_000_000.0)
+
+
+def test_aftership_webhook_is_signed_over_the_exact_body_and_stamped_now() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202)
+
+    sender = _sender(handler)
+    sender.aftership({"event": "tracking_update", "event_id": "e1", "msg": {"slug": "dhl"}, "ts": 1})
+
+    request = seen[0]
+    assert request.url.path == "/webhooks/aftership"
+    assert request.headers["aftership-hmac-sha256"] == hmac_sha256_b64(SECRET, request.content)
+    assert orjson.loads(request.content)["ts"] == 1_800_000_000
+    assert sender.stats.sent == {"aftership": 1}
+
+
+def test_twilio_form_carries_a_valid_signature_for_the_public_url() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text="<Response/>")
+
+    form = {"MessageSid": "SM1", "From": "whatsapp:+4915112345678", "To": "whatsapp:+4934112345678",
+            "Body": "wo ist mein paket?", "NumMedia": "0"}
+    _sender(handler).twilio(form)
+
+    params = parse_qsl(seen[0].content.decode())
+    assert dict(params) == form
+    assert seen[0].headers["x-twilio-signature"] == twilio_signature(SECRET, "http://doorstep.test/webhooks/twilio", params)
+
+
+def test_busy_server_is_retried_until_it_accepts() -> None:
+    answers = iter([httpx.Response(503), httpx.Response(429, headers={"retry-after": "0"}),
+                    httpx.Response(200, json={"success": True, "accepted": 2, "duplicates": 0})])
+
+    sender = _sender(lambda request: next(answers))
+    sender.segment([{"type": "track"}, {"type": "track"}])
+
+    assert sender.stats.sent == {"segment": 2}
+    assert sender.stats.retries == 2
+    assert sender.stats.rejected == {}
+
+
+def test_missing_endpoint_is_noted_once_and_skipped() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(404)
+
+    sender = _sender(handler)
+    for _ in range(3):
+        sender.feedback({"order_id": "o1", "rating": 5})
+
+    assert calls == ["/api/v1/feedback"]
+    assert sender.stats.skipped == {"feedback": 3}
+    assert sender.stats.sent == {}
+
+
+def test_rejections_are_counted_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(401, json={"detail": "bad signature"})
+
+    sender = _sender(handler)
+    sender.aftership({"event": "tracking_update", "ts": 1})
+
+    assert len(calls) == 1
+    assert sender.stats.rejected == {"aftership": 1}
+    assert "bad signature" in sender.stats.first_rejections[0]
+
+
+def test_segment_partial_rejections_are_counted() -> None:
+    sender = _sender(lambda request: httpx.Response(200, json={
+        "success": True, "accepted": 1, "duplicates": 0, "rejected": [{"index": 1, "detail": "type: bad"}]}))
+    sender.segment([{"type": "track"}, {"type": "nope"}])
+
+    assert sender.stats.sent == {"segment": 1}
+    assert sender.stats.rejected == {"segment": 1}
+
+
+def test_stream_sends_in_time_order_and_flushes_segment_first() -> None:
+    order: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/batch":
+            order.append(f"batch:{len(orjson.loads(request.content)['batch'])}")
+            return httpx.Response(200, json={"success": True})
+        order.append(request.url.path)
+        return httpx.Response(200)
+
+    timeline = [(100, "segment", {"n": 1}), (101, "segment", {"n": 2}), (102, "aftership", {"ts": 102}),
+                (103, "segment", {"n": 3}), (104, "twilio", {"MessageSid": "SM1"})]
+    stats = stream(iter(timeline), _sender(handler), speed=1e9, real_now=lambda: 1e12)
+
+    assert order == ["batch:2", "/webhooks/aftership", "batch:1", "/webhooks/twilio"]
+    assert isinstance(stats, LiveStats) and stats.sim_time == 104
+
+
+def test_stream_never_runs_ahead_of_the_real_clock() -> None:
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(orjson.loads(request.content)["ts"])
+        return httpx.Response(200)
+
+    sender = _sender(handler)
+    sender.stop = stop
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    # the second item lies an hour after "now": with the clock capped it must wait, and the stop ends it
+    stream(iter([(10, "aftership", {"ts": 10}), (3_610, "aftership", {"ts": 3_610})]), sender, speed=1e9,
+           stop=stop, real_now=lambda: 10.0)
+    timer.cancel()
+
+    assert sent == [1_800_000_000]
