@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import multiprocessing
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -81,8 +82,8 @@ class WriteResult:
 
 def _csv_bytes(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writerows(rows)
+    pick = operator.itemgetter(*columns)  # csv.writer on tuples: several times faster than DictWriter
+    csv.writer(buffer, lineterminator="\n").writerows(map(pick, rows))
     return buffer.getvalue().encode()
 
 
@@ -98,9 +99,12 @@ def serialise_chunk(chunk: Chunk) -> tuple[dict[str, bytes], dict[str, int]]:
     out["segment"] = b"\n".join(parts) + b"\n" if parts else b""
     counts["segment_events"] = len(segment)
     counts["segment_batches"] = len(parts)
-    for name in ("aftership", "twilio", "emails", "messages"):
+    updates = sorted(chunk.aftership, key=lambda item: item[0])
+    out["aftership"] = b"".join([update.dumps() for _t, update in updates])
+    counts["aftership"] = len(updates)
+    for name in ("twilio", "emails", "messages"):
         items = sorted(getattr(chunk, name), key=lambda item: item[0])
-        out[name] = b"".join(dumps(payload) + b"\n" for _t, payload in items)
+        out[name] = b"".join([dumps(payload, option=orjson.OPT_APPEND_NEWLINE) for _t, payload in items])
         counts[name] = len(items)
     feedback = [row for _t, row in sorted(chunk.feedback, key=lambda item: item[0])]
     out["feedback"] = _csv_bytes(feedback, FEEDBACK_COLUMNS)
