@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"  # refused outside development, see _refuse_unsafe_defaults
 DEV_WRITE_KEY = "wk_dev_doorstep"  # printed by `make run`; only ingests
@@ -40,9 +40,14 @@ class Settings(BaseSettings):
     retry_base_s: float = 1.0
     retry_max_s: float = 600.0
     partitions: int = 16  # outbox partitions; per-key order holds inside one
+    # more modules whose `register(bus)` runs after the domains' (comma-separated; tests inject handlers)
+    extra_handler_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    nats_stream: str = "DOORSTEP"  # JetStream stream; subjects are `<stream lowercased>.events.<partition>`
 
     # ingest
     max_future_skew_s: float = 24 * 3600  # a corrected timestamp further ahead than this is rejected
+    default_phone_region: str = ""  # ISO 3166 alpha-2 (e.g. GB): reads phone numbers sent without +country
+    default_currency: str = "USD"  # orders whose events carry no currency (Segment's own default)
 
     # demo
     demo: bool = False  # `make run` turns the live simulator on
@@ -52,6 +57,8 @@ class Settings(BaseSettings):
     aftership_webhook_secret: str = ""
     karrio_webhook_secret: str = ""
     tracking_webhook_secret: str = ""  # generic JSON tracking endpoint
+    carrier_codes_dir: str = ""  # extra carrier code tables (*.yaml) beside the packaged ones
+    shipment_check_interval_s: float = 300.0  # stalled / probably-lost checks; 0 turns the loop off
     carrier_webhook_url: str = ""  # outbound delivery changes
     carrier_webhook_secret: str = ""
     smtp_host: str = ""
@@ -73,8 +80,12 @@ class Settings(BaseSettings):
     meta_verify_token: str = ""
     messenger_base_url: str = "https://graph.facebook.com/v21.0"
     messenger_page_access_token: str = ""
+    inbound_email_secret: str = ""  # inbound-parse webhooks send it as Bearer token, Basic password or ?secret=
 
     brand_name: str = "Doorstep Demo Shop"
+    # the shop's order number formats for the assistant, as regexes (a group named `number` is the value);
+    # empty: '#?[A-Z]{0,3}-?\\d{4,10}'. From the environment as JSON: DOORSTEP_ASSISTANT_ORDER_PATTERNS='["..."]'
+    assistant_order_patterns: list[str] = Field(default_factory=list)
     outbound_timeout_s: float = 10.0
 
     # seeded on first start in development only
@@ -83,6 +94,13 @@ class Settings(BaseSettings):
     dev_admin_password: str = DEV_ADMIN_PASSWORD
 
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra_handler_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
