@@ -40,11 +40,10 @@ def test_live_stream_into_a_running_server_is_accepted(tmp_path: Path, sqlite_ur
                              twilio_auth_token=SECRET, inbound_email_secret=SECRET)
     app = create_app(settings, start_worker=False)
     today = datetime.now(UTC).date()
-    world = generate(load_profile("boutique"), orders=40, seed=8, start=today - timedelta(days=4), end=today)
+    world = generate(load_profile("boutique"), orders=60, seed=8, start=today - timedelta(days=4), end=today)
     cutoff = time.time() - 60  # only what already happened, so the test never waits for the real clock
     timeline = [item for item in world.timeline() if item[0] <= cutoff]
     expected = {kind: sum(1 for _t, k, _p in timeline if k == kind) for kind in ("segment", "aftership", "twilio")}
-    routes = {getattr(r, "path", None) for r in app.routes}
 
     with serving(app, sock) as url:
         ctx = app.state.ctx
@@ -58,12 +57,12 @@ def test_live_stream_into_a_running_server_is_accepted(tmp_path: Path, sqlite_ur
     assert stats.rejected == {}, stats.first_rejections
     assert stats.sent["segment"] == expected["segment"] > 500
     assert stored == expected["segment"]
-    for kind, path in (("aftership", "/webhooks/aftership"), ("twilio", "/webhooks/twilio")):
-        if path in routes:
-            assert stats.sent.get(kind, 0) == expected[kind]
+    for kind in ("aftership", "twilio"):
+        if kind in sender.missing:  # this build has no such endpoint yet: noted and skipped, never half-sent
+            assert (stats.sent.get(kind, 0), stats.skipped.get(kind, 0)) == (0, expected[kind])
         else:
-            assert stats.skipped.get(kind, 0) == expected[kind]
-            assert stats.sent.get(kind, 0) == 0
+            assert stats.sent.get(kind, 0) == expected[kind]
+    assert expected["aftership"] > 20
 
 
 @pytest.mark.slow
