@@ -105,7 +105,7 @@ def test_segment_partial_rejections_are_counted() -> None:
     assert sender.stats.rejected == {"segment": 1}
 
 
-def test_stream_sends_in_time_order_and_flushes_segment_first() -> None:
+def test_stream_sends_an_order_before_the_carrier_scans_of_it() -> None:
     order: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -115,12 +115,34 @@ def test_stream_sends_in_time_order_and_flushes_segment_first() -> None:
         order.append(request.url.path)
         return httpx.Response(200)
 
-    timeline = [(100, "segment", {"n": 1}), (101, "segment", {"n": 2}), (102, "aftership", {"ts": 102}),
-                (103, "segment", {"n": 3}), (104, "twilio", {"MessageSid": "SM1"})]
-    stats = stream(iter(timeline), _sender(handler), speed=1e9, real_now=lambda: 1e12)
+    completed = {"type": "track", "event": "Order Completed", "properties": {"order_id": "o1"}}
+    timeline = [(100, "segment", {"n": 1}), (101, "aftership", {"msg": {"order_id": "o0"}, "ts": 101}),
+                (102, "segment", completed), (103, "aftership", {"msg": {"order_id": "o1"}, "ts": 103}),
+                (104, "segment", {"n": 3}), (105, "twilio", {"MessageSid": "SM1"})]
+    stats = stream(iter(timeline), _sender(handler), speed=1e9, real_now=lambda: 1e12, lanes=1)
 
-    assert order == ["batch:2", "/webhooks/aftership", "batch:1", "/webhooks/twilio"]
-    assert isinstance(stats, LiveStats) and stats.sim_time == 104
+    # a scan of another order does not hold the shop's batch back; a scan of o1 waits for o1's order
+    assert order == ["/webhooks/aftership", "batch:2", "/webhooks/aftership", "/webhooks/twilio", "batch:1"]
+    assert isinstance(stats, LiveStats) and stats.sim_time == 105
+
+
+def test_parallel_lanes_keep_each_shipments_order() -> None:
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        with lock:
+            seen.append((body["msg"]["tracking_number"], body["n"]))
+        return httpx.Response(200)
+
+    timeline = [(i, "aftership", {"msg": {"tracking_number": f"T{i % 3}"}, "n": i, "ts": i}) for i in range(60)]
+    stats = stream(iter(timeline), _sender(handler), speed=1e9, real_now=lambda: 1e12, lanes=4)
+
+    assert stats.sent == {"aftership": 60}
+    for number in ("T0", "T1", "T2"):
+        ns = [n for t, n in seen if t == number]
+        assert ns == sorted(ns) and len(ns) == 20
 
 
 def test_stream_never_runs_ahead_of_the_real_clock() -> None:
