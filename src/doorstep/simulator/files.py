@@ -12,8 +12,9 @@ Layout of DIR (every file is UTF-8; JSONL has one JSON document per line; times 
 - truth_shipments.csv, truth_contacts.csv, truth_orders.csv   the ground truth
 - customers.csv, products.csv, manifest.json
 
-Chunks are built in worker processes (each from its own seed, so the bytes do not depend on how many run)
-and written in order by this process.
+Chunks are built in worker processes (each from its own seed, so the bytes do not depend on how many run),
+and each worker appends its chunk to the files when its turn comes, so the files are in chunk order and the
+bytes never cross a pipe.
 """
 
 from __future__ import annotations
@@ -117,12 +118,33 @@ def serialise_chunk(chunk: Chunk) -> tuple[dict[str, bytes], dict[str, int]]:
 
 
 _PLAN: Plan | None = None
+_OUT: Path | None = None
+_TURN: Any = None  # multiprocessing.Value: the chunk whose turn it is to be appended
+_TURN_CHANGED: Any = None  # multiprocessing.Condition guarding _TURN
 
 
 def _work(k: int) -> tuple[int, dict[str, bytes], dict[str, int]]:
     assert _PLAN is not None
     data, counts = serialise_chunk(build_chunk(_PLAN, k))
     return k, data, counts
+
+
+def _work_and_append(k: int) -> tuple[int, int, dict[str, int]]:
+    """In a worker: build chunk k, wait for its turn, append its bytes to the files itself (so the bytes never
+    cross a pipe), then pass the turn on. Appends happen strictly in chunk order."""
+    assert _OUT is not None
+    _k, data, counts = _work(k)
+    with _TURN_CHANGED:
+        _TURN_CHANGED.wait_for(lambda: _TURN.value == k)
+        written = 0
+        for name, payload in data.items():
+            if payload:
+                with open(_OUT / FILES[name], "ab") as handle:
+                    handle.write(payload)
+                written += len(payload)
+        _TURN.value = k + 1
+        _TURN_CHANGED.notify_all()
+    return k, written, counts
 
 
 def write_files(
@@ -133,30 +155,39 @@ def write_files(
     on_progress: Callable[[int], None] | None = None,
 ) -> WriteResult:
     """Writes the world of `plan` under `out` (created if needed). `on_progress(orders_done)` after each chunk."""
-    global _PLAN
+    global _PLAN, _OUT, _TURN, _TURN_CHANGED
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     processes = processes or min(os.cpu_count() or 1, 4)
     result = WriteResult(out=out, orders=plan.orders)
-    handles = {name: open(out / filename, "wb", buffering=8 * 1024 * 1024) for name, filename in FILES.items()}  # noqa: SIM115
+    for name, filename in FILES.items():
+        header = (",".join(CSV_COLUMNS[name]) + "\n").encode() if name in CSV_COLUMNS else b""
+        (out / filename).write_bytes(header)
+    _PLAN, _OUT = plan, out
     try:
-        for name, columns in CSV_COLUMNS.items():
-            handles[name].write((",".join(columns) + "\n").encode())
-        _PLAN = plan
         chunks = range(plan.chunk_count)
         if processes > 1 and plan.chunk_count > 1:
             context = multiprocessing.get_context("fork")
+            _TURN = context.Value("q", 0, lock=False)
+            _TURN_CHANGED = context.Condition()
             with context.Pool(processes) as pool:
-                for k, data, counts in pool.imap(_work, chunks, chunksize=1):
-                    _write_chunk(handles, data, counts, result, plan, k, on_progress)
+                for k, written, counts in pool.imap(_work_and_append, chunks, chunksize=1):
+                    result.bytes_written += written
+                    _count(result, counts, plan, k, on_progress)
         else:
-            for k in chunks:
-                _k, data, counts = _work(k)
-                _write_chunk(handles, data, counts, result, plan, k, on_progress)
+            handles = {name: open(out / filename, "ab", buffering=8 * 1024 * 1024) for name, filename in FILES.items()}  # noqa: SIM115
+            try:
+                for k in chunks:
+                    _k, data, counts = _work(k)
+                    for name, payload in data.items():
+                        handles[name].write(payload)
+                        result.bytes_written += len(payload)
+                    _count(result, counts, plan, k, on_progress)
+            finally:
+                for handle in handles.values():
+                    handle.close()
     finally:
-        _PLAN = None
-        for handle in handles.values():
-            handle.close()
+        _PLAN = _OUT = _TURN = _TURN_CHANGED = None
     _write_reference(plan, out)
     result.seconds = time.perf_counter() - started
     manifest = {
@@ -180,11 +211,8 @@ def write_files(
     return result
 
 
-def _write_chunk(handles: dict[str, Any], data: dict[str, bytes], counts: dict[str, int], result: WriteResult,
-                 plan: Plan, k: int, on_progress: Callable[[int], None] | None) -> None:
-    for name, payload in data.items():
-        handles[name].write(payload)
-        result.bytes_written += len(payload)
+def _count(result: WriteResult, counts: dict[str, int], plan: Plan, k: int,
+           on_progress: Callable[[int], None] | None) -> None:
     for name, value in counts.items():
         result.counts[name] = result.counts.get(name, 0) + value
     if on_progress is not None:
