@@ -70,15 +70,36 @@ def test_missing_endpoint_is_noted_once_and_skipped() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
-        return httpx.Response(404)
+        return httpx.Response(404, json={"detail": f"no such endpoint: POST {request.url.path}"})
 
-    sender = _sender(handler)
+    sender = _sender(handler, api_key="sk_1")
     for _ in range(3):
-        sender.feedback({"order_id": "o1", "rating": 5})
+        sender.feedback({"kind": "review", "order_id": "o1", "rating": 5, "comment": "", "submitted_at": "x",
+                         "feedback_id": "rev-1"})
 
-    assert calls == ["/api/v1/feedback"]
-    assert sender.stats.skipped == {"feedback": 3}
+    assert calls == ["/api/v1/reviews.csv"]
+    assert sender.stats.skipped == {"reviews": 3}
     assert sender.stats.sent == {}
+
+
+def test_a_survey_for_an_unknown_order_is_one_rejection_not_a_missing_endpoint() -> None:
+    from doorstep.orders.model import order_id_for
+    from doorstep.security.links import verify
+
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return httpx.Response(404, json={"detail": "this survey is no longer available"})
+
+    sender = _sender(handler, secret_key="k" * 40)
+    row = {"kind": "survey", "order_id": "ML-1-100001", "csat": 4, "nps": 8, "comment": "ok"}
+    sender.feedback(row)
+    sender.feedback(row)
+
+    assert len(paths) == 2 and "surveys" not in sender.missing
+    assert verify("k" * 40, "survey", paths[0].removeprefix("/s/")) == order_id_for("ML-1-100001")
+    assert sender.stats.rejected == {"surveys": 2}
 
 
 def test_rejections_are_counted_not_retried() -> None:

@@ -8,7 +8,11 @@ Layout of DIR (every file is UTF-8; JSONL has one JSON document per line; times 
                           (POST it form-encoded to /webhooks/twilio with X-Twilio-Signature)
 - email_inbound.jsonl     one inbound-parse JSON body (Postmark field names) per line for POST /webhooks/email
 - chat_messages.jsonl     web-chat messages in Doorstep's canonical inbound-message shape
-- feedback.csv            surveys and reviews
+- feedback.csv            surveys and reviews together, with the customer and locale (for analysis)
+- reviews.csv             reviews only, exactly as POST /api/v1/reviews.csv takes them
+                          (order_id,rating,comment,submitted_at,external_id; order_id = the shop's order number)
+- surveys.jsonl           survey answers {order_id, csat, nps, comment, submitted_at, external_id}: POST csat,
+                          nps and comment as a form to the order's signed survey link /s/<token>
 - truth_shipments.csv, truth_contacts.csv, truth_orders.csv   the ground truth
 - customers.csv, products.csv, manifest.json
 
@@ -60,12 +64,16 @@ FILES = {
     "emails": "email_inbound.jsonl",
     "messages": "chat_messages.jsonl",
     "feedback": "feedback.csv",
+    "reviews": "reviews.csv",
+    "surveys": "surveys.jsonl",
     "truth_shipments": "truth_shipments.csv",
     "truth_contacts": "truth_contacts.csv",
     "truth_orders": "truth_orders.csv",
 }
+REVIEW_COLUMNS = ["order_id", "rating", "comment", "submitted_at", "external_id"]  # POST /api/v1/reviews.csv
 CSV_COLUMNS = {
     "feedback": FEEDBACK_COLUMNS,
+    "reviews": REVIEW_COLUMNS,
     "truth_shipments": TRUTH_SHIPMENT_COLUMNS,
     "truth_contacts": TRUTH_CONTACT_COLUMNS,
     "truth_orders": TRUTH_ORDER_COLUMNS,
@@ -110,11 +118,29 @@ def serialise_chunk(chunk: Chunk) -> tuple[dict[str, bytes], dict[str, int]]:
     feedback = [row for _t, row in sorted(chunk.feedback, key=lambda item: item[0])]
     out["feedback"] = _csv_bytes(feedback, FEEDBACK_COLUMNS)
     counts["feedback"] = len(feedback)
+    reviews = [review_row(row) for row in feedback if row["kind"] == "review"]
+    out["reviews"] = _csv_bytes(reviews, REVIEW_COLUMNS)
+    counts["reviews"] = len(reviews)
+    surveys = [survey_answer(row) for row in feedback if row["kind"] == "survey"]
+    out["surveys"] = b"".join([dumps(answer, option=orjson.OPT_APPEND_NEWLINE) for answer in surveys])
+    counts["surveys"] = len(surveys)
     for name in ("truth_shipments", "truth_contacts", "truth_orders"):
         rows = getattr(chunk, name)
         out[name] = _csv_bytes(rows, CSV_COLUMNS[name])
         counts[name] = len(rows)
     return out, counts
+
+
+def review_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A review as the review CSV import takes it (order_id is the shop's order number)."""
+    return {"order_id": row["order_id"], "rating": row["rating"], "comment": row["comment"],
+            "submitted_at": row["submitted_at"], "external_id": row["feedback_id"]}
+
+
+def survey_answer(row: dict[str, Any]) -> dict[str, Any]:
+    """A survey answer: POST csat, nps, comment as a form to the order's signed survey link /s/<token>."""
+    return {"order_id": row["order_id"], "csat": row["csat"], "nps": row["nps"], "comment": row["comment"],
+            "submitted_at": row["submitted_at"], "external_id": row["feedback_id"]}
 
 
 _PLAN: Plan | None = None
@@ -204,7 +230,8 @@ def write_files(
             "aftership": "POST /webhooks/aftership, header aftership-hmac-sha256 = base64 HMAC-SHA256(body, secret)",
             "twilio": "POST /webhooks/twilio form-encoded, header X-Twilio-Signature",
             "emails": "POST /webhooks/email JSON, Authorization: Bearer <inbound email secret>",
-            "feedback": "feedback CSV import",
+            "reviews": "POST /api/v1/reviews.csv (text/csv, Authorization: Bearer <secret key with orders:write>)",
+            "surveys": "POST /s/<signed token for the order> form fields csat, nps, comment",
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

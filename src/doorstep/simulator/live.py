@@ -45,8 +45,10 @@ PATHS = {
     "aftership": "/webhooks/aftership",
     "twilio": "/webhooks/twilio",
     "emails": "/webhooks/email",
-    "feedback": "/api/v1/feedback",
+    "reviews": "/api/v1/reviews.csv",
+    "surveys": "/s/{token}",
 }
+SURVEY_PURPOSE = "survey"  # doorstep.feedback.api.SURVEY_PURPOSE: survey links are signed for it
 
 
 @dataclass
@@ -78,7 +80,8 @@ class Targets:
     aftership_secret: str = ""
     twilio_auth_token: str = ""
     email_secret: str = ""
-    feedback_key: str = ""  # a secret API key for the feedback endpoint, when it needs one
+    api_key: str = ""  # a secret API key with orders:write, for the review CSV import
+    secret_key: str = ""  # the server's DOORSTEP_SECRET_KEY, to sign survey links as its follow-up messages do
     paths: dict[str, str] = field(default_factory=lambda: dict(PATHS))
 
 
@@ -139,10 +142,32 @@ class Sender:
         self._simple("emails", self._post("emails", content=orjson.dumps(fields), headers=headers))
 
     def feedback(self, row: dict[str, Any]) -> None:
-        headers = {"content-type": "application/json"}
-        if self.targets.feedback_key:
-            headers["authorization"] = f"Bearer {self.targets.feedback_key}"
-        self._simple("feedback", self._post("feedback", content=orjson.dumps(row), headers=headers))
+        """A survey answer through the order's signed survey page, or a review through the CSV import."""
+        if row["kind"] == "survey":
+            if not self._configured("surveys", self.targets.secret_key, "DOORSTEP_SECRET_KEY"):
+                return
+            from doorstep.orders.model import order_id_for
+            from doorstep.security.links import sign
+
+            token = sign(self.targets.secret_key, SURVEY_PURPOSE, order_id_for(row["order_id"]))
+            form = {"csat": str(row["csat"]), "nps": str(row["nps"]), "comment": row["comment"]}
+            self._simple("surveys", self._post("surveys", content=urlencode(form).encode(), path_args={"token": token},
+                                               headers={"content-type": "application/x-www-form-urlencoded"}))
+            return
+        if not self._configured("reviews", self.targets.api_key, "--api-key (a secret key with orders:write)"):
+            return
+        from doorstep.simulator.files import REVIEW_COLUMNS, _csv_bytes, review_row
+
+        body = (",".join(REVIEW_COLUMNS) + "\n").encode() + _csv_bytes([review_row(row)], REVIEW_COLUMNS)
+        response = self._post("reviews", content=body, headers={
+            "content-type": "text/csv", "authorization": f"Bearer {self.targets.api_key}"})
+        if response is not None and response.status_code < 300:
+            errors = response.json().get("errors") or []
+            if errors:
+                self.stats.add(self.stats.rejected, "reviews")
+                self._note_rejection("reviews", str(errors[0]))
+            else:
+                self.stats.add(self.stats.sent, "reviews")
 
     # ---- plumbing -------------------------------------------------------------------------------------------
     def _configured(self, kind: str, secret: str, env: str) -> bool:
@@ -164,11 +189,11 @@ class Sender:
             log.warning("live simulator: %s item rejected: %s", kind, detail)
 
     def _post(self, kind: str, *, content: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None,
-              n: int = 1) -> httpx.Response | None:
+              n: int = 1, path_args: dict[str, str] | None = None) -> httpx.Response | None:
         if kind in self.missing:
             self.stats.add(self.stats.skipped, kind, n)
             return None
-        url = self.base + self.targets.paths[kind]
+        url = self.base + self.targets.paths[kind].format(**(path_args or {}))
         delay = 0.25
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if self.stop.is_set():
@@ -183,7 +208,7 @@ class Sender:
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             status = response.status_code
-            if status == 404 or status == 405:
+            if (status == 404 and _no_such_endpoint(response)) or status == 405:
                 self.missing.add(kind)
                 log.warning("live simulator: %s answered %s; this server has no %s endpoint yet, skipping %s items",
                             url, status, kind, kind)
@@ -203,6 +228,15 @@ class Sender:
         self.stats.add(self.stats.rejected, kind, n)
         self._note_rejection(kind, f"gave up after {MAX_ATTEMPTS} attempts (server busy)")
         return None
+
+
+def _no_such_endpoint(response: httpx.Response) -> bool:
+    """A 404 for the path itself, not for one item (an order the server does not know yet)."""
+    try:
+        detail = str(response.json().get("detail", ""))
+    except ValueError:
+        return True
+    return detail in ("Not Found", "") or detail.startswith("no such endpoint")
 
 
 def _retry_after(response: httpx.Response) -> float | None:

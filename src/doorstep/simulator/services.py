@@ -63,12 +63,15 @@ class DemoSimulator:
         rate = profile.orders / max(1, (profile.end - profile.start).days)
         seed = int(now.timestamp()) // 3600 % 1_000_000
         world = generate(profile, orders=max(1, int(rate * (end - start).days)), seed=seed, start=start, end=end)
+        api_key = self._review_key()
         targets = Targets(
             base_url=base_url,
             write_key=settings.dev_write_key,
             aftership_secret=settings.aftership_webhook_secret,
             twilio_auth_token=settings.twilio_auth_token,
             email_secret=getattr(settings, "inbound_email_secret", ""),
+            api_key=api_key,
+            secret_key=settings.secret_key,  # survey links are signed exactly as the follow-up message signs them
         )
         sender = Sender(targets, stop=self.stop)
         log.info("demo simulator: streaming %s (%d orders, seed %d) from %s at %gx", profile.name, world.orders,
@@ -79,6 +82,25 @@ class DemoSimulator:
                                 sim_start=world.plan.start_epoch)
         finally:
             sender.close()
+            self._revoke()
+
+    def _review_key(self) -> str:
+        """A secret key (orders:write) for importing the simulated reviews, revoked when the demo stops."""
+        from doorstep.security.keys import create_key
+
+        with self.ctx.engine.begin() as conn:
+            key = create_key(conn, kind="secret", scopes=["orders:write"], name="demo simulator reviews",
+                             now=datetime.now(UTC))
+        return key
+
+    def _revoke(self) -> None:
+        from sqlalchemy import update
+
+        from doorstep.security.tables import api_keys
+
+        with self.ctx.engine.begin() as conn:
+            conn.execute(update(api_keys).where(api_keys.c.name == "demo simulator reviews",
+                                                api_keys.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC)))
 
 
 def start(ctx: AppContext) -> DemoSimulator | None:
