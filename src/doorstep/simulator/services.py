@@ -1,6 +1,6 @@
 """The live demo: when settings.demo is on, the boutique streams into this very server from a background thread.
 
-The simulated clock starts a few days in the past and runs at DEMO_SPEED until it reaches now, so within a
+The simulated clock starts six days in the past and runs at DEMO_SPEED until it reaches now, so within a
 minute there is history (customers, orders, parcels moving, messages, feedback); from then on the shop lives
 in real time. The world is seeded from the hour it starts, so restarting within the hour replays the same
 events, which the server deduplicates.
@@ -17,9 +17,9 @@ from doorstep.context import AppContext
 
 log = logging.getLogger("doorstep.simulator.demo")
 
-DEMO_HISTORY_DAYS = 3
-DEMO_FUTURE_DAYS = 27  # the world runs on in real time for this long after catching up
-DEMO_SPEED = 4320.0  # three simulated days a minute: the history arrives in about a minute
+DEMO_HISTORY_DAYS = 6  # enough for parcels to arrive and surveys and reviews to come back
+DEMO_FUTURE_DAYS = 24  # the world runs on in real time for this long after catching up
+DEMO_SPEED = 8640.0  # six simulated days a minute: the history arrives in about a minute (server permitting)
 
 
 class DemoSimulator:
@@ -77,9 +77,11 @@ class DemoSimulator:
         log.info("demo simulator: streaming %s (%d orders, seed %d) from %s at %gx", profile.name, world.orders,
                  seed, start, DEMO_SPEED)
         try:
-            # the clock starts at the world's first day; earlier browsing (abandoned sessions) arrives at once
-            self.stats = stream(world.timeline(), sender, speed=DEMO_SPEED, stop=self.stop,
-                                sim_start=world.plan.start_epoch)
+            # the clock starts at the world's first day; browsing from before it is left out, so the first
+            # seconds show orders and parcels rather than a backlog of old visits
+            first = world.plan.start_epoch
+            timeline = (item for item in world.timeline() if item[0] >= first)
+            self.stats = stream(timeline, sender, speed=DEMO_SPEED, stop=self.stop, sim_start=first)
         finally:
             sender.close()
             self._revoke()
