@@ -120,6 +120,7 @@ def test_every_inbound_email_is_accepted(tmp_path: Path, sqlite_url: str, files:
         assert len(statuses) == len(emails) > 0
 
 
+@pytest.mark.slow
 def test_reviews_and_surveys_load_once_the_orders_exist(tmp_path: Path, sqlite_url: str, files: Path) -> None:
     from urllib.parse import urlencode as form_encode
 
