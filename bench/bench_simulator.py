@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args(argv)
+    # called by `python -m bench` with no arguments: DOORSTEP_BENCH_SIMULATOR_ORDERS may shrink the run
+    args = parser.parse_args(argv if argv is not None else [])
+    if argv is None and os.environ.get("DOORSTEP_BENCH_SIMULATOR_ORDERS"):
+        args.orders = int(os.environ["DOORSTEP_BENCH_SIMULATOR_ORDERS"])
 
     out = args.out or Path(tempfile.mkdtemp(prefix="doorstep-sim-bench-"))
     plan = make_plan(load_profile(args.profile), orders=args.orders, seed=args.seed)
@@ -76,4 +79,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
