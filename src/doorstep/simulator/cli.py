@@ -83,7 +83,7 @@ def simulate(
     _files(prof, orders=orders, seed=seed, out=out, start=first, end=last, processes=processes)
 
 
-def _files(prof, *, orders, seed, out, start, end, processes):  # type: ignore[no-untyped-def]
+def _files(prof, *, orders, seed, out, start, end, processes):
     from doorstep.simulator.files import write_files
     from doorstep.simulator.world import make_plan
 
@@ -109,7 +109,7 @@ def _files(prof, *, orders, seed, out, start, end, processes):  # type: ignore[n
     )
 
 
-def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end, api_key):  # type: ignore[no-untyped-def]
+def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end, api_key):
     from doorstep.settings import get_settings
     from doorstep.simulator.errors import ServerUnreachable
     from doorstep.simulator.live import Sender, Targets, stream, wait_for_server
@@ -150,7 +150,7 @@ def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("simulated time", total=total, stats="")
 
-        def show(stats):  # type: ignore[no-untyped-def]
+        def show(stats):
             when = datetime.fromtimestamp(stats.sim_time or begin, tz=UTC)
             progress.update(task, completed=max(0.0, (stats.sim_time or begin) - begin),
                             description=f"{when:%Y-%m-%d %H:%M}",

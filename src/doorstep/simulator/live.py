@@ -199,7 +199,8 @@ class Sender:
             if self.stop.is_set():
                 return None
             try:
-                response = self.client.post(url, content=content, headers=headers, auth=auth)
+                response = (self.client.post(url, content=content, headers=headers, auth=auth) if auth
+                            else self.client.post(url, content=content, headers=headers))
             except httpx.TransportError as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise ServerUnreachable(f"{url}: {type(exc).__name__} after {attempt} attempts: is the server running?") from exc
