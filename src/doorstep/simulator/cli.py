@@ -38,6 +38,9 @@ def simulate(
     url: Annotated[str, typer.Option(help="Live: the server's public base URL.")] = "http://127.0.0.1:8000",
     write_key: Annotated[str | None, typer.Option(help="Live: a Segment write key (`doorstep keys create --kind write`).")] = None,
     speed: Annotated[float, typer.Option(help="Live: simulated seconds per real second (1440 = a day a minute).", min=0.001)] = 1440.0,
+    api_key: Annotated[str | None, typer.Option(
+        help="Live: a secret key with orders:write, to import the reviews (`doorstep keys create --scope orders:write`).",
+    )] = None,
     history_days: Annotated[float | None, typer.Option(
         help="Live: start the world this many days before now (orders scaled to the profile's daily rate).", min=0.0,
     )] = None,
@@ -72,7 +75,7 @@ def simulate(
         raise typer.Exit(2)
     if live:
         _live(prof, orders=orders, seed=seed, url=url, write_key=write_key, speed=speed, history_days=history_days,
-              start=first, end=last)
+              start=first, end=last, api_key=api_key)
         return
     if out is None:
         console.print("[red]error:[/red] say where to write: --out DIR (or stream with --live)")
@@ -80,7 +83,7 @@ def simulate(
     _files(prof, orders=orders, seed=seed, out=out, start=first, end=last, processes=processes)
 
 
-def _files(prof, *, orders, seed, out, start, end, processes):  # type: ignore[no-untyped-def]
+def _files(prof, *, orders, seed, out, start, end, processes):
     from doorstep.simulator.files import write_files
     from doorstep.simulator.world import make_plan
 
@@ -106,7 +109,7 @@ def _files(prof, *, orders, seed, out, start, end, processes):  # type: ignore[n
     )
 
 
-def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end):  # type: ignore[no-untyped-def]
+def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end, api_key):
     from doorstep.settings import get_settings
     from doorstep.simulator.errors import ServerUnreachable
     from doorstep.simulator.live import Sender, Targets, stream, wait_for_server
@@ -130,6 +133,8 @@ def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end
         aftership_secret=os.environ.get("DOORSTEP_AFTERSHIP_WEBHOOK_SECRET", settings.aftership_webhook_secret),
         twilio_auth_token=os.environ.get("DOORSTEP_TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
         email_secret=os.environ.get("DOORSTEP_INBOUND_EMAIL_SECRET", getattr(settings, "inbound_email_secret", "")),
+        api_key=api_key or "",
+        secret_key=settings.secret_key,  # the server's, to sign survey links (same DOORSTEP_SECRET_KEY)
     )
     stop = threading.Event()
     console.print(f"waiting for {url} ...")
@@ -145,14 +150,15 @@ def _live(prof, *, orders, seed, url, write_key, speed, history_days, start, end
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("simulated time", total=total, stats="")
 
-        def show(stats):  # type: ignore[no-untyped-def]
+        def show(stats):
             when = datetime.fromtimestamp(stats.sim_time or begin, tz=UTC)
             progress.update(task, completed=max(0.0, (stats.sim_time or begin) - begin),
                             description=f"{when:%Y-%m-%d %H:%M}",
                             stats=f"sent {stats.total_sent:,} rejected {stats.total_rejected:,} retries {stats.retries}")
 
         try:
-            stats = stream(world.timeline(), sender, speed=speed, stop=stop, on_progress=show)
+            stats = stream(world.timeline(), sender, speed=speed, stop=stop, on_progress=show,
+                           sim_start=world.plan.start_epoch)
         except KeyboardInterrupt:
             stop.set()
             stats = sender.stats

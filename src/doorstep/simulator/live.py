@@ -18,8 +18,10 @@ errors are retried with backoff (honouring Retry-After), so a busy server slows 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,8 @@ from doorstep.simulator.errors import ServerUnreachable
 log = logging.getLogger("doorstep.simulator.live")
 
 SEGMENT_BATCH_EVENTS = 100
+LANES = 4  # concurrent senders for webhooks; each shipment or sender address always uses the same lane
+_STATS_LOCK = threading.Lock()
 MAX_ATTEMPTS = 8
 BACKOFF_MAX_S = 10.0
 PATHS = {
@@ -41,8 +45,10 @@ PATHS = {
     "aftership": "/webhooks/aftership",
     "twilio": "/webhooks/twilio",
     "emails": "/webhooks/email",
-    "feedback": "/api/v1/feedback",
+    "reviews": "/api/v1/reviews.csv",
+    "surveys": "/s/{token}",
 }
+SURVEY_PURPOSE = "survey"  # doorstep.feedback.api.SURVEY_PURPOSE: survey links are signed for it
 
 
 @dataclass
@@ -55,7 +61,8 @@ class LiveStats:
     sim_time: float = 0.0
 
     def add(self, bucket: dict[str, int], kind: str, n: int = 1) -> None:
-        bucket[kind] = bucket.get(kind, 0) + n
+        with _STATS_LOCK:  # lanes count from several threads
+            bucket[kind] = bucket.get(kind, 0) + n
 
     @property
     def total_sent(self) -> int:
@@ -73,7 +80,8 @@ class Targets:
     aftership_secret: str = ""
     twilio_auth_token: str = ""
     email_secret: str = ""
-    feedback_key: str = ""  # a secret API key for the feedback endpoint, when it needs one
+    api_key: str = ""  # a secret API key with orders:write, for the review CSV import
+    secret_key: str = ""  # the server's DOORSTEP_SECRET_KEY, to sign survey links as its follow-up messages do
     paths: dict[str, str] = field(default_factory=lambda: dict(PATHS))
 
 
@@ -134,10 +142,32 @@ class Sender:
         self._simple("emails", self._post("emails", content=orjson.dumps(fields), headers=headers))
 
     def feedback(self, row: dict[str, Any]) -> None:
-        headers = {"content-type": "application/json"}
-        if self.targets.feedback_key:
-            headers["authorization"] = f"Bearer {self.targets.feedback_key}"
-        self._simple("feedback", self._post("feedback", content=orjson.dumps(row), headers=headers))
+        """A survey answer through the order's signed survey page, or a review through the CSV import."""
+        if row["kind"] == "survey":
+            if not self._configured("surveys", self.targets.secret_key, "DOORSTEP_SECRET_KEY"):
+                return
+            from doorstep.orders.model import order_id_for
+            from doorstep.security.links import sign
+
+            token = sign(self.targets.secret_key, SURVEY_PURPOSE, order_id_for(row["order_id"]))
+            form = {"csat": str(row["csat"]), "nps": str(row["nps"]), "comment": row["comment"]}
+            self._simple("surveys", self._post("surveys", content=urlencode(form).encode(), path_args={"token": token},
+                                               headers={"content-type": "application/x-www-form-urlencoded"}))
+            return
+        if not self._configured("reviews", self.targets.api_key, "--api-key (a secret key with orders:write)"):
+            return
+        from doorstep.simulator.files import REVIEW_COLUMNS, _csv_bytes, review_row
+
+        body = (",".join(REVIEW_COLUMNS) + "\n").encode() + _csv_bytes([review_row(row)], REVIEW_COLUMNS)
+        response = self._post("reviews", content=body, headers={
+            "content-type": "text/csv", "authorization": f"Bearer {self.targets.api_key}"})
+        if response is not None and response.status_code < 300:
+            errors = response.json().get("errors") or []
+            if errors:
+                self.stats.add(self.stats.rejected, "reviews")
+                self._note_rejection("reviews", str(errors[0]))
+            else:
+                self.stats.add(self.stats.sent, "reviews")
 
     # ---- plumbing -------------------------------------------------------------------------------------------
     def _configured(self, kind: str, secret: str, env: str) -> bool:
@@ -159,17 +189,18 @@ class Sender:
             log.warning("live simulator: %s item rejected: %s", kind, detail)
 
     def _post(self, kind: str, *, content: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None,
-              n: int = 1) -> httpx.Response | None:
+              n: int = 1, path_args: dict[str, str] | None = None) -> httpx.Response | None:
         if kind in self.missing:
             self.stats.add(self.stats.skipped, kind, n)
             return None
-        url = self.base + self.targets.paths[kind]
+        url = self.base + self.targets.paths[kind].format(**(path_args or {}))
         delay = 0.25
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if self.stop.is_set():
                 return None
             try:
-                response = self.client.post(url, content=content, headers=headers, auth=auth)
+                response = (self.client.post(url, content=content, headers=headers, auth=auth) if auth
+                            else self.client.post(url, content=content, headers=headers))
             except httpx.TransportError as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise ServerUnreachable(f"{url}: {type(exc).__name__} after {attempt} attempts: is the server running?") from exc
@@ -178,7 +209,7 @@ class Sender:
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             status = response.status_code
-            if status == 404 or status == 405:
+            if (status == 404 and _no_such_endpoint(response)) or status == 405:
                 self.missing.add(kind)
                 log.warning("live simulator: %s answered %s; this server has no %s endpoint yet, skipping %s items",
                             url, status, kind, kind)
@@ -198,6 +229,15 @@ class Sender:
         self.stats.add(self.stats.rejected, kind, n)
         self._note_rejection(kind, f"gave up after {MAX_ATTEMPTS} attempts (server busy)")
         return None
+
+
+def _no_such_endpoint(response: httpx.Response) -> bool:
+    """A 404 for the path itself, not for one item (an order the server does not know yet)."""
+    try:
+        detail = str(response.json().get("detail", ""))
+    except ValueError:
+        return True
+    return detail in ("Not Found", "") or detail.startswith("no such endpoint")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -231,6 +271,60 @@ def wait_for_server(base_url: str, *, timeout_s: float = 60.0, stop: threading.E
             client.close()
 
 
+class Lanes:
+    """A few sender threads, each with a bounded queue: items with the same key keep their order, different
+    keys go out in parallel, and a full queue blocks the producer (backpressure)."""
+
+    def __init__(self, count: int, stop: threading.Event):
+        self.stop = stop
+        self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=200) for _ in range(count)]
+        self.threads = [threading.Thread(target=self._run, args=(q,), name=f"doorstep-sim-lane-{i}", daemon=True)
+                        for i, q in enumerate(self.queues)]
+        self.errors: list[BaseException] = []
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, key: str, fn: Callable[[Any], None], payload: Any) -> None:
+        lane = self.queues[zlib.crc32(key.encode()) % len(self.queues)]
+        while not self.stop.is_set():
+            try:
+                lane.put((fn, payload), timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self, lane: queue.Queue[Any]) -> None:
+        while True:
+            item = lane.get()
+            try:
+                if item is None:
+                    return
+                if not self.stop.is_set():
+                    fn, payload = item
+                    fn(payload)
+            except BaseException as exc:  # reported by close(); the stream stops
+                self.errors.append(exc)
+                self.stop.set()
+            finally:
+                lane.task_done()
+
+    def close(self) -> None:
+        for lane in self.queues:
+            lane.put(None)
+        for thread in self.threads:
+            thread.join(timeout=60)
+        if self.errors:
+            raise self.errors[0]
+
+
+def _lane_key(kind: str, payload: Any) -> str:
+    if kind == "aftership":
+        return str(payload.get("msg", {}).get("tracking_number", ""))
+    if kind in ("twilio", "emails"):
+        return str(payload.get("From", ""))
+    return str(payload.get("order_id", ""))
+
+
 def stream(
     timeline: Iterable[tuple[int, str, Any]],
     sender: Sender,
@@ -241,11 +335,33 @@ def stream(
     real_now: Callable[[], float] = time.time,
     on_progress: Callable[[LiveStats], None] | None = None,
     sim_start: float | None = None,
+    lanes: int = LANES,
 ) -> LiveStats:
-    """Sends every item of `timeline` (in time order) when the simulated clock reaches it."""
+    """Sends every item of `timeline` (in time order) when the simulated clock reaches it. Segment batches go
+    out from this thread; webhooks through `lanes` parallel senders (1: all from this thread, in order)."""
     stop = stop or sender.stop
     stats = sender.stats
+    handlers: dict[str, Callable[[Any], None]] = {
+        "aftership": sender.aftership, "twilio": sender.twilio, "emails": sender.email, "feedback": sender.feedback,
+    }
+    pool = Lanes(lanes, stop) if lanes > 1 else None
+    try:
+        _run(timeline, sender, handlers, pool, stats, speed=speed, stop=stop, cap_at_now=cap_at_now,
+             real_now=real_now, on_progress=on_progress, sim_start=sim_start)
+    finally:
+        if pool is not None:
+            pool.close()
+    if on_progress is not None:
+        on_progress(stats)
+    return stats
+
+
+def _run(timeline: Iterable[tuple[int, str, Any]], sender: Sender, handlers: dict[str, Callable[[Any], None]],
+         pool: Lanes | None, stats: LiveStats, *, speed: float, stop: threading.Event, cap_at_now: bool,
+         real_now: Callable[[], float], on_progress: Callable[[LiveStats], None] | None,
+         sim_start: float | None) -> None:
     pending: list[dict[str, Any]] = []
+    pending_orders: set[str] = set()
     t0 = time.monotonic()
     start: float | None = sim_start
     last_progress = 0.0
@@ -271,7 +387,7 @@ def stream(
                 break
             if pending:
                 sender.segment(pending)
-                pending = []
+                pending, pending_orders = [], set()
             stop.wait(min(0.5, max(0.005, (t - now) * pace)))
             if stop.is_set():
                 break
@@ -280,28 +396,24 @@ def stream(
         stats.sim_time = float(t)
         if kind == "segment":
             pending.append(payload)
+            if payload.get("event") == "Order Completed":
+                pending_orders.add(str(payload.get("properties", {}).get("order_id")))
             if len(pending) >= SEGMENT_BATCH_EVENTS:
                 sender.segment(pending)
-                pending = []
+                pending, pending_orders = [], set()
             continue
-        if pending:  # the shop's events reach the server before the carrier's or the customer's about them
-            sender.segment(pending)
-            pending = []
-        if kind == "aftership":
-            sender.aftership(payload)
-        elif kind == "twilio":
-            sender.twilio(payload)
-        elif kind == "emails":
-            sender.email(payload)
-        elif kind == "feedback":
-            sender.feedback(payload)
-        else:
+        if pending and kind == "aftership" and str(payload.get("msg", {}).get("order_id")) in pending_orders:
+            sender.segment(pending)  # the shop's order reaches the server before the carrier's scans of it
+            pending, pending_orders = [], set()
+        fn = handlers.get(kind)
+        if fn is None:
             stats.add(stats.skipped, kind)
+        elif pool is not None:
+            pool.submit(_lane_key(kind, payload), fn, payload)
+        else:
+            fn(payload)
         if on_progress is not None and time.monotonic() - last_progress > 0.2:
             last_progress = time.monotonic()
             on_progress(stats)
     if pending and not stop.is_set():
         sender.segment(pending)
-    if on_progress is not None:
-        on_progress(stats)
-    return stats

@@ -335,7 +335,7 @@ def _read(name_or_path: str | Path) -> tuple[str, str]:
     )
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "profile"
     kind = error["type"]
@@ -414,9 +414,9 @@ def _bounds(loc: list[str]) -> tuple[float | None, float | None]:
         metadata.extend(getattr(arg, "metadata", []) or [])
     for item in metadata:
         if isinstance(item, annotated_types.Ge | annotated_types.Gt):
-            low = float(item.ge if isinstance(item, annotated_types.Ge) else item.gt)
+            low = float(item.ge if isinstance(item, annotated_types.Ge) else item.gt)  # type: ignore[arg-type]
         if isinstance(item, annotated_types.Le | annotated_types.Lt):
-            high = float(item.le if isinstance(item, annotated_types.Le) else item.lt)
+            high = float(item.le if isinstance(item, annotated_types.Le) else item.lt)  # type: ignore[arg-type]
     return low, high
 
 

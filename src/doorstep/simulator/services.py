@@ -1,6 +1,6 @@
 """The live demo: when settings.demo is on, the boutique streams into this very server from a background thread.
 
-The simulated clock starts a few days in the past and runs at DEMO_SPEED until it reaches now, so within a
+The simulated clock starts six days in the past and runs at DEMO_SPEED until it reaches now, so within a
 minute there is history (customers, orders, parcels moving, messages, feedback); from then on the shop lives
 in real time. The world is seeded from the hour it starts, so restarting within the hour replays the same
 events, which the server deduplicates.
@@ -17,9 +17,9 @@ from doorstep.context import AppContext
 
 log = logging.getLogger("doorstep.simulator.demo")
 
-DEMO_HISTORY_DAYS = 3
-DEMO_FUTURE_DAYS = 27  # the world runs on in real time for this long after catching up
-DEMO_SPEED = 4320.0  # three simulated days a minute: the history arrives in about a minute
+DEMO_HISTORY_DAYS = 6  # enough for parcels to arrive and surveys and reviews to come back
+DEMO_FUTURE_DAYS = 24  # the world runs on in real time for this long after catching up
+DEMO_SPEED = 8640.0  # six simulated days a minute: the history arrives in about a minute (server permitting)
 
 
 class DemoSimulator:
@@ -63,20 +63,46 @@ class DemoSimulator:
         rate = profile.orders / max(1, (profile.end - profile.start).days)
         seed = int(now.timestamp()) // 3600 % 1_000_000
         world = generate(profile, orders=max(1, int(rate * (end - start).days)), seed=seed, start=start, end=end)
+        api_key = self._review_key()
         targets = Targets(
             base_url=base_url,
             write_key=settings.dev_write_key,
             aftership_secret=settings.aftership_webhook_secret,
             twilio_auth_token=settings.twilio_auth_token,
             email_secret=getattr(settings, "inbound_email_secret", ""),
+            api_key=api_key,
+            secret_key=settings.secret_key,  # survey links are signed exactly as the follow-up message signs them
         )
         sender = Sender(targets, stop=self.stop)
         log.info("demo simulator: streaming %s (%d orders, seed %d) from %s at %gx", profile.name, world.orders,
                  seed, start, DEMO_SPEED)
         try:
-            self.stats = stream(world.timeline(), sender, speed=DEMO_SPEED, stop=self.stop)
+            # the clock starts at the world's first day; browsing from before it is left out, so the first
+            # seconds show orders and parcels rather than a backlog of old visits
+            first = world.plan.start_epoch
+            timeline = (item for item in world.timeline() if item[0] >= first)
+            self.stats = stream(timeline, sender, speed=DEMO_SPEED, stop=self.stop, sim_start=first)
         finally:
             sender.close()
+            self._revoke()
+
+    def _review_key(self) -> str:
+        """A secret key (orders:write) for importing the simulated reviews, revoked when the demo stops."""
+        from doorstep.security.keys import create_key
+
+        with self.ctx.engine.begin() as conn:
+            key = create_key(conn, kind="secret", scopes=["orders:write"], name="demo simulator reviews",
+                             now=datetime.now(UTC))
+        return key
+
+    def _revoke(self) -> None:
+        from sqlalchemy import update
+
+        from doorstep.security.tables import api_keys
+
+        with self.ctx.engine.begin() as conn:
+            conn.execute(update(api_keys).where(api_keys.c.name == "demo simulator reviews",
+                                                api_keys.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC)))
 
 
 def start(ctx: AppContext) -> DemoSimulator | None:

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 
 from doorstep.simulator import reference as ref
 from doorstep.simulator import text
@@ -49,9 +50,8 @@ _DAY_CACHE: dict[int, str] = {}
 _MASK64 = (1 << 64) - 1
 
 
-def iso(t: float) -> str:
+def iso(t: int) -> str:
     """ISO 8601 UTC with a Z, at second precision; memoised by day because it runs tens of millions of times."""
-    t = int(t)
     day = t // DAY_S
     prefix = _DAY_CACHE.get(day)
     if prefix is None:
@@ -80,14 +80,19 @@ def _hex(seed: int, tag: str, a: int, n: int = 32) -> str:
     return f"{_mix64(hi ^ lo):016x}{lo:016x}"[:n] if n > 16 else f"{lo:016x}"[:n]
 
 
+_UUID_PREFIX: dict[tuple[int, str], tuple[str, int]] = {}
+
+
 def _uuid(seed: int, tag: str, a: int) -> str:
-    """A version-4-shaped UUID string derived from (seed, tag, a)."""
-    tag_id = _TAGS.get(tag)
-    if tag_id is None:
-        tag_id = _TAGS[tag] = int(hashlib.blake2b(tag.encode(), digest_size=4).hexdigest(), 16)
-    hi = _mix64(((seed & 0xFFFFFF) << 32) ^ tag_id ^ 0x5555)
+    """A version-4-shaped UUID string derived from (seed, tag, a); for one seed and tag, distinct `a` differ."""
+    cached = _UUID_PREFIX.get((seed, tag))
+    if cached is None:
+        tag_id = int(hashlib.blake2b(tag.encode(), digest_size=4).hexdigest(), 16)
+        hi = _mix64(((seed & 0xFFFFFF) << 32) ^ tag_id ^ 0x5555)
+        cached = _UUID_PREFIX[(seed, tag)] = (f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-", hi)
+    prefix, hi = cached
     lo = _mix64((a & _MASK64) ^ hi)
-    return f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-a{(lo >> 48) & 0xFFF:03x}-{lo & 0xFFFFFFFFFFFF:012x}"
+    return f"{prefix}{((lo >> 48) & 0x0FFF) | 0xA000:04x}-{lo & 0xFFFFFFFFFFFF:012x}"
 
 
 def _ascii(name: str) -> str:
@@ -303,13 +308,54 @@ def make_plan(profile: Profile, *, orders: int | None = None, seed: int = 1, sta
     )
 
 
+class _Checkpoints:
+    """A shipment's checkpoints, shared by its updates; serialised once for the file writer."""
+
+    __slots__ = ("dumped", "items")
+
+    def __init__(self, items: list[dict[str, Any]]):
+        self.items = items
+        self.dumped: list[bytes] | None = None
+
+
+class TrackingUpdate:
+    """One AfterShip `tracking_update` webhook: the tracking as it stood after its `upto`-th checkpoint.
+
+    `body()` gives the JSON-ready dict; `dumps()` gives the same document as bytes, reusing the shipment's
+    checkpoints serialised once (each webhook repeats the history so far, so this is most of the volume).
+    """
+
+    __slots__ = ("base", "envelope", "shipment", "ts", "upto", "varying")
+
+    def __init__(self, envelope: dict[str, Any], base: dict[str, Any], varying: dict[str, Any],
+                 shipment: _Checkpoints, upto: int, ts: int):
+        self.envelope = envelope
+        self.base = base
+        self.varying = varying
+        self.shipment = shipment
+        self.upto = upto
+        self.ts = ts
+
+    def body(self) -> dict[str, Any]:
+        msg = {**self.base, **self.varying, "checkpoints": self.shipment.items[:self.upto]}
+        return {**self.envelope, "msg": msg, "ts": self.ts}
+
+    def dumps(self) -> bytes:
+        shipment = self.shipment
+        if shipment.dumped is None:
+            shipment.dumped = [orjson.dumps(c) for c in shipment.items]
+        checkpoints = orjson.Fragment(b"[" + b",".join(shipment.dumped[:self.upto]) + b"]")
+        msg = {**self.base, **self.varying, "checkpoints": checkpoints}
+        return orjson.dumps({**self.envelope, "msg": msg, "ts": self.ts}, option=orjson.OPT_APPEND_NEWLINE)
+
+
 @dataclass
 class Chunk:
     """Everything one chunk of orders produced; each stream item is (epoch seconds, payload)."""
 
     index: int
     segment: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    aftership: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    aftership: list[tuple[int, TrackingUpdate]] = field(default_factory=list)
     twilio: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     emails: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     messages: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
@@ -348,6 +394,7 @@ class _Builder:
         self.seed = plan.seed
         self.epoch_day = np.datetime64("1970-01-01", "D")
         self._customers: dict[int, dict[str, Any]] = {}
+        self._products: dict[int, dict[str, Any]] = {}
         self.msg_seq = 0
 
     def customer(self, c: int) -> dict[str, Any]:
@@ -543,15 +590,16 @@ class _Builder:
         query = (f"?utm_source={campaign_ctx['source']}&utm_medium={campaign_ctx['medium']}"
                  f"&utm_campaign={campaign_ctx['name']}") if campaign_ctx else ""
         seg.append((t, self._page(anon, None, t, context, "Landing", f"https://{p.shop_domain}/{query}")))
-        viewed = list(lines) + [self._random_product_line(u[1 + k % 6]) for k in range(views)]
+        viewed = [prod for prod, _q in items] + [self._random_index(u[1 + k % 6]) for k in range(views)]
         step = max(20, (placed - 180 - session_start) // (len(viewed) + 3))
-        for line in viewed:
+        for prod in viewed:
             t += step
-            seg.append((t, self._track(anon, None, t, context, "Product Viewed", {**_product_props(line), "currency": currency})))
+            seg.append((t, self._track(anon, None, t, context, "Product Viewed", self._product(prod))))
         cart_id = _hex(self.seed, "cart", gi, n=16)
-        for line in lines:
+        for prod, q in items:
             t += 15
-            seg.append((t, self._track(anon, None, t, context, "Product Added", {"cart_id": cart_id, **_product_props(line), "currency": currency})))
+            seg.append((t, self._track(anon, None, t, context, "Product Added",
+                                       {"cart_id": cart_id, **self._product(prod), "quantity": q})))
         t += 20
         seg.append((t, self._track(anon, None, t, context, "Cart Viewed", {"cart_id": cart_id, "products": lines, "currency": currency})))
         t = max(t + 30, placed - 120)
@@ -785,11 +833,20 @@ class _Builder:
         event["traits"] = {k: v for k, v in traits.items() if v is not None}
         return event
 
-    def _random_product_line(self, x: float) -> dict[str, Any]:
-        prod = int(x * x * len(self.plan.product_names))
-        return {"product_id": f"P{prod + 1:05d}", "sku": f"SKU-{prod + 1:05d}", "name": self.plan.product_names[prod],
-                "category": self.plan.categories[int(self.plan.product_category[prod])],
-                "price": int(self.plan.product_price_minor[prod]) / 100, "quantity": 1, "position": 1}
+    def _random_index(self, x: float) -> int:
+        return int(x * x * len(self.plan.product_names))  # squared uniform: best-sellers first
+
+    def _product(self, prod: int) -> dict[str, Any]:
+        """A product's Segment properties (quantity 1), built once per chunk and shared by the events."""
+        props = self._products.get(prod)
+        if props is None:
+            plan = self.plan
+            props = self._products[prod] = {
+                "product_id": f"P{prod + 1:05d}", "sku": f"SKU-{prod + 1:05d}", "name": plan.product_names[prod],
+                "category": plan.categories[int(plan.product_category[prod])],
+                "price": int(plan.product_price_minor[prod]) / 100, "quantity": 1, "currency": self.p.currency,
+            }
+        return props
 
     def _abandoned_session(self, cu: dict[str, Any], gi: int, a: int, placed: int, u: list[float]) -> None:
         anon = _uuid(self.seed, "anon-x", gi * 32 + a)
@@ -799,15 +856,12 @@ class _Builder:
         self.chunk.segment.append((t, self._page(anon, None, t, context, "Landing", f"https://{self.p.shop_domain}/")))
         for k in range(1 + int(u[9 + a % 3] * 3)):
             t += 40 + int(u[12] * 90)
-            line = self._random_product_line(u[(k + a) % 16])
             self.chunk.segment.append((t, self._track(anon, None, t, context, "Product Viewed",
-                                                      {**_product_props(line), "currency": self.p.currency})))
+                                                      self._product(self._random_index(u[(k + a) % 16])))))
         if u[13] < 0.35:
             t += 30
-            line = self._random_product_line(u[14])
-            self.chunk.segment.append((t, self._track(anon, None, t, context, "Product Added",
-                                                      {"cart_id": _hex(self.seed, "cartx", gi * 32 + a, n=16), **_product_props(line),
-                                                       "currency": self.p.currency})))
+            props = {"cart_id": _hex(self.seed, "cartx", gi * 32 + a, n=16), **self._product(self._random_index(u[14]))}
+            self.chunk.segment.append((t, self._track(anon, None, t, context, "Product Added", props)))
 
     # ---- the parcel's scans ---------------------------------------------------------------------------------
     def _scans(self, cu: dict[str, Any], carrier: str, lane: str, label: int, pickup: int, lost: bool, rts: bool,
@@ -883,6 +937,7 @@ class _Builder:
         at_hub = (origin.city, origin.region, origin.postcode, origin3,
                   {"latitude": round(origin.latitude + 0.05, 4), "longitude": round(origin.longitude + 0.05, 4)})
         places = {"origin": at_origin, "hub": at_hub, "dest": home, "home": home}
+        shipment = _Checkpoints(checkpoints)
         for stage, when, where in scans:
             tag, subtag, subtag_message = ref.STAGES[stage]
             raw_tag, message = raw.get(stage) or ref.GENERIC_RAW[stage]
@@ -897,25 +952,17 @@ class _Builder:
             seen_tags.add(tag)
             if not first_tag and tag == "InTransit":
                 continue  # further in-transit scans reach Doorstep in the next update's checkpoint history
-            msg = dict(base)
-            msg["active"] = tag not in ("Delivered", "Expired") and subtag != "Exception_011"
-            msg["tag"] = tag
-            msg["subtag"] = subtag
-            msg["subtag_message"] = subtag_message
-            msg["updated_at"] = when_iso
-            if stage in ("delivered", "picked_up"):
-                msg["signed_by"] = cu["last_name"]
-            if stage in ("returning", "returned"):
-                msg["return_to_sender"] = True
-            msg["checkpoints"] = checkpoints[:]
-            body = {
-                "event": "tracking_update",
-                "event_id": _uuid(self.seed, "wh", gi * 64 + len(checkpoints)),
-                "is_tracking_first_tag": first_tag,
-                "msg": msg,
-                "ts": when,
+            varying: dict[str, Any] = {
+                "active": tag not in ("Delivered", "Expired") and subtag != "Exception_011",
+                "tag": tag, "subtag": subtag, "subtag_message": subtag_message, "updated_at": when_iso,
             }
-            self.chunk.aftership.append((when, body))
+            if stage in ("delivered", "picked_up"):
+                varying["signed_by"] = cu["last_name"]
+            if stage in ("returning", "returned"):
+                varying["return_to_sender"] = True
+            envelope = {"event": "tracking_update", "event_id": _uuid(self.seed, "wh", gi * 64 + len(checkpoints)),
+                        "is_tracking_first_tag": first_tag}
+            self.chunk.aftership.append((when, TrackingUpdate(envelope, base, varying, shipment, len(checkpoints), when)))
 
     # ---- contacts -----------------------------------------------------------------------------------------
     def _contact(self, cu: dict[str, Any], order_id: str, cause: str, when: int, promised_from: int, placed: int) -> str:
@@ -999,11 +1046,6 @@ def _monotonic(scans: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
     return out
 
 
-def _product_props(line: dict[str, Any]) -> dict[str, Any]:
-    return {"product_id": line["product_id"], "sku": line["sku"], "name": line["name"], "category": line["category"],
-            "price": line["price"], "quantity": line["quantity"]}
-
-
 def _tracking_number(carrier: str, seed: int, gi: int) -> str:
     prefix, digits = ref.TRACKING_FORMATS.get(carrier, ("", 12))
     number = int(_hex(seed, "tn-" + carrier, gi, n=16), 16) % (10**digits)
@@ -1055,7 +1097,7 @@ class World:
     def _stream(self, name: str) -> Iterator[Any]:
         for chunk in self.chunks():
             for _t, item in getattr(chunk, name):
-                yield item
+                yield item.body() if name == "aftership" else item
 
     def segment_events(self) -> Iterator[dict[str, Any]]:
         return self._stream("segment")
@@ -1099,7 +1141,7 @@ class World:
         heapq.heapify(items)
         while items:
             t, _seq, name, payload = heapq.heappop(items)
-            yield t, name, payload
+            yield t, name, payload.body() if name == "aftership" else payload
 
 
 def generate(profile: Profile, orders: int | None = None, seed: int = 1, *, start: date | None = None,
