@@ -381,6 +381,17 @@ class LastmileActions:
             f"your {what} for order {request.order_number} is {result['status'].replace('_', ' ')}.{label}",
         )
 
+    def _cancel(self, request: ActionRequest, now: datetime) -> ActionResult:
+        from doorstep.shipments.actions_lastmile import cancel_before_dispatch
+
+        with self.ctx.uow() as uow:  # OrderCancelled lands in the outbox with the cancellation
+            detail = cancel_before_dispatch(
+                uow.conn, order_id=request.order_id, requested_by="assistant", now=now, publish=uow.publish,
+                settings=self.ctx.settings,
+            )
+            uow.commit()
+        return ActionResult(True, detail)
+
     def _resend_invoice(self, request: ActionRequest, now: datetime) -> ActionResult:
         from doorstep.notifications.api import queue_reply
         from doorstep.orders.routes_chain import invoice_link
