@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
-from tests.support_pipeline import create_probe_tables, probe_counts
+from tests.support_pipeline import create_probe_tables, probe_counts, probe_metadata
 
 from doorstep.db.engine import FairLock, create_db_engine
 from doorstep.db.group_commit import GroupCommitter
@@ -19,6 +19,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = create_db_engine(database_url)
     create_probe_tables(engine)
     yield engine
+    probe_metadata.drop_all(engine)  # must not outlive the test in a shared PostgreSQL database
     engine.dispose()
 
 

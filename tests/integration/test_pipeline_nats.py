@@ -24,6 +24,7 @@ from tests.support_pipeline import (
     assert_per_key_order,
     create_probe_tables,
     effects,
+    probe_cleanup,  # noqa: F401 - the fixture, used by pytestmark
     probes,
     publish_probes,
 )
@@ -34,7 +35,7 @@ from doorstep.bus.tables import handled_events, outbox
 from doorstep.clock import SystemClock
 from doorstep.context import AppContext
 
-pytestmark = [pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.usefixtures("probe_cleanup")]
 
 
 @pytest.fixture
@@ -72,8 +73,6 @@ class Running:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
-        self.ctx.engine.dispose()
-        self.ctx.read_engine.dispose()
         assert self.error is None, self.error
 
     def wait_for(self, condition: Callable[[], bool], *, timeout_s: float = 30, what: str = "") -> None:
@@ -87,17 +86,23 @@ class Running:
 
 
 @pytest.fixture
-def nats_ctx(tmp_path: Path, database_url: str, stream: str) -> Callable[..., AppContext]:
+def nats_ctx(tmp_path: Path, database_url: str, stream: str) -> Iterator[Callable[..., AppContext]]:
+    made: list[AppContext] = []
+
     def make(**overrides: Any) -> AppContext:
         settings = make_settings(
             tmp_path, database_url, broker_url=NATS_URL, nats_stream=stream, partitions=4,
             extra_handler_modules=["tests.support_pipeline"], worker_poll_interval_s=0.02, **overrides,
         )
         ctx = build_context(settings)
+        made.append(ctx)
         create_probe_tables(ctx.engine)
         return ctx
 
-    return make
+    yield make
+    for ctx in made:
+        ctx.engine.dispose()
+        ctx.read_engine.dispose()
 
 
 def _statuses(engine: Engine) -> dict[str, int]:

@@ -19,6 +19,7 @@ from tests.support_pipeline import (
     create_probe_tables,
     effects,
     probe_bus,
+    probe_cleanup,  # noqa: F401 - the fixture, used by pytestmark
     probe_counts,
     probe_effects,
     probes,
@@ -35,6 +36,8 @@ from doorstep.db.uow import UnitOfWork
 from doorstep.ingest.log import LogEntry, append
 from doorstep.ingest.tables import event_log
 from doorstep.settings import Settings, get_settings
+
+pytestmark = pytest.mark.usefixtures("probe_cleanup")
 
 
 @pytest.fixture
