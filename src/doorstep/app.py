@@ -45,6 +45,7 @@ DOMAINS = [
     "analytics",
     "security",
     "web",
+    "simulator",  # services: the live demo, only when settings.demo is on
 ]
 
 

@@ -1,0 +1,514 @@
+"""The dashboard's SQL, written once and rendered for three dialects.
+
+`duckdb` reads the store through DuckDB's sqlite/postgres scanners (tables under the `store` catalog);
+`sqlite` and `postgresql` run the same statements as plain SQL on the store itself, for the comparison
+benchmark and as a cross-check in tests. Only small helpers differ per dialect (time arithmetic, integer
+division, temporary tables); every metric's logic is the same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from doorstep.analytics.model import DISPATCH_SLA_H, FIRST_ATTEMPT_GRACE_H, UNHAPPY_MAX_SCORE, WISMO_REASONS, Filters
+
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # duckdb | sqlite | postgresql
+    prefix: str = ""  # duckdb: "store." (the attached store) or "src_" (the pushed-down subsets)
+
+    def t(self, table: str) -> str:
+        return f"{self.prefix}{table}"
+
+    def p(self, name: str) -> str:
+        return f"${name}" if self.name == "duckdb" else f":{name}"
+
+    def bind(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC)
+            if self.name == "sqlite":
+                return value.strftime(SQLITE_TS)
+            if self.name == "duckdb":
+                return value.replace(tzinfo=None)
+        return value
+
+    def hours(self, a: str, b: str) -> str:
+        """Hours from b to a (a - b), as a float."""
+        if self.name == "duckdb":
+            return f"(date_diff('microsecond', {b}, {a}) / 3600000000.0)"
+        if self.name == "sqlite":
+            return f"((julianday({a}) - julianday({b})) * 24.0)"
+        return f"(EXTRACT(EPOCH FROM ({a} - {b})) / 3600.0)"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"MAX({a}, {b})" if self.name == "sqlite" else f"GREATEST({a}, {b})"
+
+    def intdiv(self, a: str, b: str) -> str:
+        return f"(({a}) // ({b}))" if self.name == "duckdb" else f"(({a}) / ({b}))"
+
+    def week(self, col: str) -> str:
+        if self.name == "duckdb":
+            return f"strftime(date_trunc('week', {col}), '%Y-%m-%d')"
+        if self.name == "sqlite":
+            return f"date({col}, 'weekday 0', '-6 days')"
+        return f"to_char(date_trunc('week', {col}), 'YYYY-MM-DD')"
+
+    def is_false(self, col: str) -> str:
+        return f"CAST({col} AS INTEGER) = 0"
+
+    def create_temp(self, name: str, select: str) -> list[str]:
+        if self.name == "duckdb":
+            return [f"CREATE OR REPLACE TEMP TABLE {name} AS {select}"]
+        if self.name == "sqlite":
+            return [f"DROP TABLE IF EXISTS temp.{name}", f"CREATE TEMP TABLE {name} AS {select}"]
+        return [f"DROP TABLE IF EXISTS pg_temp.{name}", f"CREATE TEMP TABLE {name} AS {select}"]
+
+
+def params(d: Dialect, f: Filters, *, now: datetime) -> dict[str, Any]:
+    prev = f.previous
+    values: dict[str, Any] = {
+        "start": f.start, "end": f.end, "prev_start": prev.start, "now": now,
+        "carrier": f.carrier, "region": f.region, "channel": f.channel,
+    }
+    return {k: d.bind(v) for k, v in values.items() if v is not None}
+
+
+def cut_predicates(d: Dialect, f: Filters, *, order: str = "o", ship: str = "s", customer: str = "cu",
+                   period_start: str = "start") -> list[str]:
+    """The filter cuts on an order (its shipment, its customer). Segment 'new' = first seen in the period."""
+    preds = []
+    if f.carrier:
+        preds.append(f"{ship}.carrier = {d.p('carrier')}")
+    if f.region:
+        preds.append(f"{order}.ship_region = {d.p('region')}")
+    if f.channel:
+        preds.append(f"{order}.channel = {d.p('channel')}")
+    if f.segment == "new":
+        preds.append(f"{customer}.first_seen_at >= {d.p(period_start)}")
+    elif f.segment == "returning":
+        preds.append(f"{customer}.first_seen_at < {d.p(period_start)}")
+    return preds
+
+
+def _ship(d: Dialect) -> str:
+    return f"""
+      SELECT order_id, MIN(carrier) AS carrier, MAX(dispatched_at) AS dispatched_at,
+             MAX(promised_to) AS promised_to, MAX(delivered_at) AS delivered_at,
+             MIN(first_attempt_at) AS first_attempt_at,
+             MAX(CASE WHEN status = 'Expired' OR subtag LIKE '%lost%' THEN 1 ELSE 0 END) AS is_lost
+      FROM {d.t('shipments')}
+      WHERE {d.is_false('is_return')} AND order_id IS NOT NULL
+      GROUP BY order_id"""
+
+
+def facts_select(d: Dialect, order_where: str) -> str:
+    """One row per order matching `order_where` (over aliases o, s, cu): what happened to it, and where it fell
+    off the perfect journey. Contacts are linked to orders in the `contact_links` temp table."""
+    sla = DISPATCH_SLA_H
+    hours = d.hours
+    inner = f"""
+    SELECT o.id, o.external_id, o.customer_id, o.placed_at, o.channel, o.ship_region AS region,
+           o.total_minor, o.currency,
+           CASE WHEN o.status = 'cancelled' OR st.cancelled_at IS NOT NULL THEN 1 ELSE 0 END AS is_cancelled,
+           s.carrier,
+           COALESCE(s.dispatched_at, st.dispatched_at) AS dispatched_at,
+           COALESCE(s.promised_to, o.promised_to) AS promised_to,
+           COALESCE(s.delivered_at, st.delivered_at) AS delivered_at,
+           s.first_attempt_at, COALESCE(s.is_lost, 0) AS is_lost,
+           st.invoiced_at, st.refunded_at,
+           COALESCE(cn.n, 0) AS contacts, cn.first_at AS first_contact_at,
+           COALESCE(r.n, 0) AS returns, r.first_at AS first_return_at, r.reason AS return_reason,
+           r.damaged_at, r.wrong_at,
+           fb.min_score, COALESCE(fb.score_sum, 0) AS score_sum, COALESCE(fb.score_n, 0) AS score_n,
+           cat.category
+    FROM {d.t('orders')} o
+    JOIN {d.t('customers')} cu ON cu.id = o.customer_id
+    LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id
+    LEFT JOIN (
+      SELECT order_id,
+             MAX(CASE WHEN step = 'dispatched' THEN occurred_at END) AS dispatched_at,
+             MAX(CASE WHEN step = 'delivered' THEN occurred_at END) AS delivered_at,
+             MAX(CASE WHEN step = 'invoiced' THEN occurred_at END) AS invoiced_at,
+             MAX(CASE WHEN step = 'refunded' THEN occurred_at END) AS refunded_at,
+             MAX(CASE WHEN step = 'cancelled' THEN occurred_at END) AS cancelled_at
+      FROM {d.t('order_steps')}
+      WHERE step IN ('dispatched', 'delivered', 'invoiced', 'refunded', 'cancelled')
+      GROUP BY order_id) st ON st.order_id = o.id
+    LEFT JOIN (
+      SELECT order_id, COUNT(*) AS n, MIN(opened_at) AS first_at FROM contact_links
+      WHERE order_id IS NOT NULL GROUP BY order_id) cn ON cn.order_id = o.id
+    LEFT JOIN (
+      SELECT order_id, COUNT(*) AS n, MIN(requested_at) AS first_at, MIN(reason_code) AS reason,
+             MIN(CASE WHEN reason_code LIKE '%damag%' THEN requested_at END) AS damaged_at,
+             MIN(CASE WHEN reason_code LIKE '%wrong%' THEN requested_at END) AS wrong_at
+      FROM {d.t('returns')} GROUP BY order_id) r ON r.order_id = o.id
+    LEFT JOIN (
+      SELECT order_id, MIN(COALESCE(csat, rating)) AS min_score, SUM(COALESCE(csat, rating)) AS score_sum,
+             COUNT(COALESCE(csat, rating)) AS score_n
+      FROM {d.t('feedback')} WHERE order_id IS NOT NULL GROUP BY order_id) fb ON fb.order_id = o.id
+    LEFT JOIN (
+      SELECT order_id, MIN(category) AS category FROM {d.t('order_lines')} GROUP BY order_id) cat
+      ON cat.order_id = o.id
+    WHERE {order_where}"""
+    dispatch_h = hours("x.dispatched_at", "x.placed_at")
+    delay_raw = hours("x.delivered_at", "x.promised_to")
+    delay = (f"CASE WHEN x.delivered_at IS NULL THEN NULL WHEN x.promised_to IS NULL THEN 0.0 "
+             f"ELSE {d.greatest(delay_raw, '0.0')} END")
+    first_attempt = (f"CASE WHEN x.delivered_at IS NULL THEN NULL WHEN x.first_attempt_at IS NULL THEN 1 "
+                     f"WHEN {hours('x.delivered_at', 'x.first_attempt_at')} <= {FIRST_ATTEMPT_GRACE_H} THEN 1 "
+                     f"ELSE 0 END")
+    return f"""
+    SELECT y.*,
+      CASE
+        WHEN y.is_cancelled = 1 THEN 'cancelled'
+        WHEN y.dispatch_h > {sla} OR (y.dispatched_at IS NULL
+             AND {hours(d.p('now'), 'y.placed_at')} > {sla}) THEN 'dispatch_late'
+        WHEN y.delivered_at IS NULL THEN 'not_delivered'
+        WHEN y.delay_h > 0 THEN 'late'
+        WHEN y.is_first_attempt = 0 THEN 'failed_attempt'
+        WHEN y.contacts > 0 THEN 'contacted'
+        WHEN y.returns > 0 THEN 'returned'
+        WHEN y.min_score <= {UNHAPPY_MAX_SCORE} THEN 'unhappy'
+        ELSE 'perfect'
+      END AS fall_off
+    FROM (
+      SELECT x.*, {dispatch_h} AS dispatch_h, {delay} AS delay_h, {first_attempt} AS is_first_attempt
+      FROM ({inner}) x) y"""
+
+
+def contact_links_select(d: Dialect) -> str:
+    """Every conversation with the order it is about: its own order, else the customer's latest order placed
+    before the contact."""
+    if d.name == "duckdb":
+        return f"""
+        SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
+               COALESCE(c.order_id, lo.id) AS order_id
+        FROM {d.t('conversations')} c
+        ASOF LEFT JOIN (SELECT id, customer_id, placed_at FROM {d.t('orders')}) lo
+          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
+    return f"""
+        SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
+               COALESCE(c.order_id, (SELECT o2.id FROM {d.t('orders')} o2
+                                     WHERE o2.customer_id = c.customer_id AND o2.placed_at <= c.opened_at
+                                     ORDER BY o2.placed_at DESC LIMIT 1)) AS order_id
+        FROM {d.t('conversations')} c"""
+
+
+def cause_case(d: Dialect, *, at: str, own_cause: str, reason: str, fallback: str) -> str:
+    """The likely upstream cause of a contact or review at time `at`, from what had happened to its order
+    (alias f, a facts row; NULL when no order is linked)."""
+    sla = DISPATCH_SLA_H
+    return f"""CASE
+      WHEN {own_cause} IS NOT NULL AND {own_cause} <> '' THEN {own_cause}
+      WHEN f.id IS NULL THEN 'pre_purchase'
+      WHEN f.damaged_at <= {at} THEN 'damaged'
+      WHEN f.wrong_at <= {at} THEN 'wrong_item'
+      WHEN f.is_lost = 1 THEN 'lost'
+      WHEN f.first_attempt_at <= {at} AND (f.delivered_at IS NULL
+           OR {d.hours('f.delivered_at', 'f.first_attempt_at')} > {FIRST_ATTEMPT_GRACE_H}) THEN 'failed_attempt'
+      WHEN f.promised_to < {at} AND (f.delivered_at IS NULL OR f.delivered_at > f.promised_to) THEN 'late'
+      WHEN (f.dispatched_at IS NULL OR f.dispatched_at > {at})
+           AND {d.hours(at, 'f.placed_at')} > {sla} THEN 'dispatch_late'
+      WHEN f.first_return_at <= {at} AND (f.refunded_at IS NULL OR f.refunded_at > {at}) THEN 'refund_slow'
+      WHEN f.delivered_at <= {at} AND (f.invoiced_at IS NULL OR f.invoiced_at > {at})
+           AND {reason} LIKE '%invoice%' THEN 'invoice_missing'
+      ELSE {fallback}
+    END"""
+
+
+FEEDBACK_FALLBACK = ("CASE x.topic WHEN 'product' THEN 'product_issue' WHEN 'price' THEN 'price' "
+                     "WHEN 'service' THEN 'service' ELSE 'no_upstream_cause' END")
+
+
+def in_period(d: Dialect, col: str, which: str) -> str:
+    if which == "cur":
+        return f"{col} >= {d.p('start')} AND {col} < {d.p('end')}"
+    return f"{col} >= {d.p('prev_start')} AND {col} < {d.p('start')}"
+
+
+def period_flag(d: Dialect, col: str) -> str:
+    return f"CASE WHEN {col} >= {d.p('start')} THEN 'cur' ELSE 'prev' END"
+
+
+def staging(d: Dialect, f: Filters) -> list[str]:
+    """Temp tables for one computation: contact links, the two cohorts' facts, linked-order facts, the
+    period's contacts and feedback with their causes, and the period's events."""
+    cuts = cut_predicates(d, f)
+    cut_sql = "".join(f" AND {p}" for p in cuts)
+    cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
+    stmts: list[str] = []
+    stmts += d.create_temp("contact_links", contact_links_select(d))
+    stmts += d.create_temp("facts", facts_select(d, cohort_where))
+    # contacts and feedback in the two periods, with the cuts applied through their order
+    linked_where = (
+        "o.id IN (SELECT order_id FROM contact_links WHERE order_id IS NOT NULL AND "
+        f"opened_at >= {d.p('prev_start')} AND opened_at < {d.p('end')}) OR o.id IN (SELECT order_id FROM "
+        f"{d.t('feedback')} WHERE order_id IS NOT NULL AND submitted_at >= {d.p('prev_start')} "
+        f"AND submitted_at < {d.p('end')})"
+    )
+    stmts += d.create_temp("linked", facts_select(d, f"({linked_where})"))
+    order_cut = ""
+    if cuts:
+        order_cut = (f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
+                     f"ON cu.id = o.customer_id LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id "
+                     f"WHERE {' AND '.join(cuts)})")
+    contact_cause = cause_case(d, at="x.opened_at", own_cause="x.cause",
+                               reason="COALESCE(x.contact_reason, x.intent, '')", fallback="'no_upstream_cause'")
+    stmts += d.create_temp("contacts", f"""
+        SELECT x.id, x.customer_id, x.order_id, x.opened_at, {period_flag(d, 'x.opened_at')} AS period,
+               COALESCE(x.contact_reason, x.intent, 'unknown') AS reason, x.cause_owner,
+               {contact_cause} AS cause
+        FROM contact_links x LEFT JOIN linked f ON f.id = x.order_id
+        WHERE x.opened_at >= {d.p('prev_start')} AND x.opened_at < {d.p('end')}{order_cut}""")
+    feedback_cause = cause_case(d, at="x.submitted_at", own_cause="NULL", reason="COALESCE(x.comment, '')",
+                                fallback=FEEDBACK_FALLBACK)
+    stmts += d.create_temp("fb", f"""
+        SELECT x.id, x.customer_id, x.order_id, x.kind, x.csat, x.nps, x.rating, x.topic, x.submitted_at,
+               {period_flag(d, 'x.submitted_at')} AS period, COALESCE(x.rating, x.csat) AS score,
+               {feedback_cause} AS cause
+        FROM {d.t('feedback')} x LEFT JOIN linked f ON f.id = x.order_id
+        WHERE x.submitted_at >= {d.p('prev_start')} AND x.submitted_at < {d.p('end')}{order_cut}""")
+    ev_cut = ""
+    if f.region or f.segment:
+        preds = []
+        if f.region:
+            preds.append(f"cu.region = {d.p('region')}")
+        if f.segment == "new":
+            preds.append(f"cu.first_seen_at >= {d.p('start')}")
+        elif f.segment == "returning":
+            preds.append(f"cu.first_seen_at < {d.p('start')}")
+        ev_cut = f" AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu WHERE {' AND '.join(preds)})"
+    stmts += d.create_temp("ev", f"""
+        SELECT e.customer_id, e.type, e.name, e.session_id, e.campaign_source, e.occurred_at,
+               {period_flag(d, 'e.occurred_at')} AS period
+        FROM {d.t('customer_events')} e
+        WHERE e.occurred_at >= {d.p('prev_start')} AND e.occurred_at < {d.p('end')}
+          AND e.type IN ('page', 'track'){ev_cut}""")
+    return stmts
+
+
+def _cohort_flag(d: Dialect) -> str:
+    return period_flag(d, "placed_at")
+
+
+def queries(d: Dialect) -> dict[str, str]:
+    """name -> SELECT over the staged temp tables. Every query returns a `period` column (cur | prev)."""
+    sla = DISPATCH_SLA_H
+    wismo = ", ".join(f"'{r}'" for r in WISMO_REASONS)
+    flag = _cohort_flag(d)
+    return {
+        "orders": f"""
+            SELECT {flag} AS period, COUNT(*) AS orders, COUNT(DISTINCT customer_id) AS customers,
+                   AVG(total_minor) / 100.0 AS aov,
+                   SUM(CASE WHEN dispatch_h IS NOT NULL THEN 1 ELSE 0 END) AS dispatched,
+                   SUM(CASE WHEN dispatch_h <= {sla} THEN 1 ELSE 0 END) AS dispatched_on_time,
+                   AVG(dispatch_h) AS mean_dispatch_h,
+                   SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END) AS delivered,
+                   SUM(CASE WHEN delay_h <= 0 THEN 1 ELSE 0 END) AS on_promise,
+                   SUM(CASE WHEN is_first_attempt = 1 THEN 1 ELSE 0 END) AS first_attempt,
+                   AVG(delay_h) AS mean_delay_h,
+                   SUM(CASE WHEN returns > 0 THEN 1 ELSE 0 END) AS returned,
+                   SUM(CASE WHEN fall_off = 'perfect' THEN 1 ELSE 0 END) AS perfect
+            FROM facts GROUP BY 1""",
+        "p90_delay": f"""
+            SELECT period, delay_h AS p90 FROM (
+              SELECT {flag} AS period, delay_h,
+                     ROW_NUMBER() OVER (PARTITION BY {flag} ORDER BY delay_h) AS rn,
+                     COUNT(*) OVER (PARTITION BY {flag}) AS n
+              FROM facts WHERE delay_h IS NOT NULL) q
+            WHERE rn = {d.intdiv('9 * n + 9', '10')}""",
+        "repeat": f"""
+            SELECT q.period, COUNT(*) AS customers,
+                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = q.customer_id
+                                         AND o2.placed_at < q.last_placed) THEN 1 ELSE 0 END) AS repeaters
+            FROM (SELECT {flag} AS period, customer_id, MAX(placed_at) AS last_placed FROM facts
+                  GROUP BY 1, 2) q
+            GROUP BY q.period""",
+        "return_reasons": f"""
+            SELECT {flag} AS period, return_reason AS reason, COUNT(*) AS n FROM facts
+            WHERE returns > 0 GROUP BY 1, 2""",
+        "events": """
+            SELECT period, COUNT(DISTINCT session_id) AS sessions,
+                   SUM(CASE WHEN name = 'Product Viewed' THEN 1 ELSE 0 END) AS product_views,
+                   COUNT(DISTINCT CASE WHEN name = 'Product Viewed' THEN session_id END) AS view_sessions,
+                   COUNT(DISTINCT CASE WHEN name = 'Product Added' THEN session_id END) AS add_sessions,
+                   COUNT(DISTINCT CASE WHEN name = 'Checkout Started' THEN session_id END) AS checkout_sessions,
+                   COUNT(DISTINCT CASE WHEN name = 'Order Completed' THEN session_id END) AS completed_sessions
+            FROM ev GROUP BY period""",
+        "sessions_by_source": """
+            SELECT period, COALESCE(source, 'direct') AS source, COUNT(*) AS n FROM (
+              SELECT period, session_id, MIN(campaign_source) AS source FROM ev
+              WHERE session_id IS NOT NULL GROUP BY period, session_id) q
+            GROUP BY 1, 2""",
+        "new_visitors": f"""
+            SELECT q.period, COALESCE(q.source, 'direct') AS source, COUNT(*) AS n FROM (
+              SELECT e.period, e.customer_id, MIN(e.campaign_source) AS source FROM ev e
+              JOIN {d.t('customers')} cu ON cu.id = e.customer_id
+              WHERE (e.period = 'cur' AND cu.first_seen_at >= {d.p('start')} AND cu.first_seen_at < {d.p('end')})
+                 OR (e.period = 'prev' AND cu.first_seen_at >= {d.p('prev_start')}
+                     AND cu.first_seen_at < {d.p('start')})
+              GROUP BY e.period, e.customer_id) q
+            GROUP BY 1, 2""",
+        "contacts": f"""
+            SELECT period, COUNT(*) AS contacts, COUNT(DISTINCT customer_id) AS contacting_customers,
+                   SUM(CASE WHEN reason IN ({wismo}) THEN 1 ELSE 0 END) AS wismo
+            FROM contacts GROUP BY period""",
+        "contact_reasons": "SELECT period, reason, COUNT(*) AS n FROM contacts GROUP BY 1, 2",
+        "feedback": """
+            SELECT period,
+                   COUNT(csat) AS csat_n, SUM(CASE WHEN csat >= 4 THEN 1 ELSE 0 END) AS csat_happy,
+                   AVG(csat) AS csat_mean,
+                   COUNT(nps) AS nps_n, SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END) AS promoters,
+                   SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) AS detractors,
+                   COUNT(score) AS scored, SUM(CASE WHEN score = 1 THEN 1 ELSE 0 END) AS one_star
+            FROM fb GROUP BY period""",
+        "one_star_topics": """
+            SELECT period, COALESCE(topic, 'unclassified') AS topic, COUNT(*) AS scored,
+                   SUM(CASE WHEN score = 1 THEN 1 ELSE 0 END) AS one_star
+            FROM fb WHERE score IS NOT NULL GROUP BY 1, 2""",
+        "perfect": f"SELECT {flag} AS period, fall_off, COUNT(*) AS n FROM facts GROUP BY 1, 2",
+        "perfect_by_week": f"""
+            SELECT {d.week('placed_at')} AS dim, fall_off, COUNT(*) AS n FROM facts
+            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+        "perfect_by_carrier": f"""
+            SELECT COALESCE(carrier, '(none)') AS dim, fall_off, COUNT(*) AS n FROM facts
+            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+        "perfect_by_region": f"""
+            SELECT COALESCE(region, '(none)') AS dim, fall_off, COUNT(*) AS n FROM facts
+            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+        "perfect_by_category": f"""
+            SELECT COALESCE(category, '(none)') AS dim, fall_off, COUNT(*) AS n FROM facts
+            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+        "drivers": """
+            SELECT cause, period, SUM(contacts) AS contacts, SUM(one_star) AS one_star,
+                   COUNT(DISTINCT order_id) AS orders FROM (
+              SELECT cause, period, 1 AS contacts, 0 AS one_star, order_id FROM contacts
+              UNION ALL
+              SELECT cause, period, 0, 1, order_id FROM fb WHERE score = 1) q
+            GROUP BY 1, 2""",
+        "downstream": f"""
+            SELECT CASE WHEN f.delay_h <= 0 THEN 0 WHEN f.delay_h <= 24 THEN 1 WHEN f.delay_h <= 48 THEN 2
+                        ELSE 3 END AS bucket,
+                   COUNT(*) AS orders, SUM(f.contacts) AS contacts, SUM(f.score_sum) AS score_sum,
+                   SUM(f.score_n) AS score_n,
+                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = f.customer_id
+                                         AND o2.placed_at > f.placed_at) THEN 1 ELSE 0 END) AS repeaters
+            FROM facts f WHERE f.delivered_at IS NOT NULL AND f.placed_at >= {d.p('start')}
+            GROUP BY 1""",
+    }
+
+
+# Drill-down sets: the orders (or customers) behind a number, as a predicate over the cohort's facts.
+DRILL_SETS: dict[str, str] = {
+    "orders": "1 = 1",
+    "dispatch_late": f"dispatch_h > {DISPATCH_SLA_H}",
+    "late": "delay_h > 0",
+    "failed_attempt": "is_first_attempt = 0",
+    "contacted": "contacts > 0",
+    "returned": "returns > 0",
+    "one_star": "min_score = 1",
+    "perfect": "fall_off = 'perfect'",
+}
+CUSTOMER_SETS = ("visitors", "new_visitors", "repeat_customers")
+
+
+def drill_orders_sql(d: Dialect, name: str) -> tuple[str, dict[str, str]]:
+    """(SELECT over facts/contacts/fb, extra params) for a drill set: a DRILL_SETS name, `fall:<step>` or
+    `cause:<cause>`."""
+    cols = ("f.id, f.external_id, f.customer_id, f.placed_at, f.channel, f.region, f.carrier, f.category, "
+            "f.total_minor, f.currency, f.dispatched_at, f.promised_to, f.delivered_at, f.delay_h, f.contacts, "
+            "f.returns, f.min_score, f.fall_off")
+    cur = f"f.placed_at >= {d.p('start')}"
+    if name in DRILL_SETS:
+        return f"SELECT {cols} FROM facts f WHERE {cur} AND {DRILL_SETS[name]} ORDER BY f.placed_at", {}
+    kind, _, value = name.partition(":")
+    if kind == "fall" and value:
+        return f"SELECT {cols} FROM facts f WHERE {cur} AND f.fall_off = {d.p('drill')} ORDER BY f.placed_at", {
+            "drill": value}
+    if kind == "cause" and value:
+        return (f"SELECT {cols} FROM linked f WHERE f.id IN ("
+                f"SELECT order_id FROM contacts WHERE period = 'cur' AND cause = {d.p('drill')} "
+                f"UNION SELECT order_id FROM fb WHERE period = 'cur' AND score = 1 AND cause = {d.p('drill')}) "
+                "ORDER BY f.placed_at"), {"drill": value}
+    raise KeyError(name)
+
+
+def drill_customers_sql(d: Dialect, name: str) -> str:
+    cols = "cu.id, cu.email, cu.name, cu.region, cu.first_seen_at, cu.last_seen_at"
+    if name == "visitors":
+        return (f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
+                "(SELECT customer_id FROM ev WHERE period = 'cur') ORDER BY cu.first_seen_at")
+    if name == "new_visitors":
+        return (f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
+                f"(SELECT customer_id FROM ev WHERE period = 'cur') AND cu.first_seen_at >= {d.p('start')} "
+                f"AND cu.first_seen_at < {d.p('end')} ORDER BY cu.first_seen_at")
+    if name == "repeat_customers":
+        return (f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN ("
+                f"SELECT q.customer_id FROM (SELECT customer_id, MAX(placed_at) AS last_placed FROM facts "
+                f"WHERE placed_at >= {d.p('start')} GROUP BY customer_id) q "
+                f"WHERE EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = q.customer_id "
+                "AND o2.placed_at < q.last_placed)) ORDER BY cu.first_seen_at")
+    raise KeyError(name)
+
+
+# Columns each metric reads, per table: what the pushed-down subsets copy.
+SOURCE_COLUMNS: dict[str, str] = {
+    "orders": "id, external_id, customer_id, status, currency, total_minor, channel, ship_region, promised_to, "
+              "placed_at",
+    "customers": "id, email, name, region, first_seen_at, last_seen_at",
+    "shipments": "order_id, carrier, dispatched_at, promised_to, delivered_at, first_attempt_at, status, subtag, "
+                 "is_return",
+    "order_steps": "order_id, step, occurred_at",
+    "returns": "order_id, requested_at, reason_code",
+    "feedback": "id, customer_id, order_id, kind, csat, nps, rating, topic, comment, submitted_at",
+    "order_lines": "order_id, category",
+    "conversations": "id, customer_id, order_id, opened_at, contact_reason, intent, cause, cause_owner",
+    "customer_events": "customer_id, type, name, session_id, campaign_source, occurred_at",
+}
+
+
+def pushdown(f: Filters, types: dict[str, dict[str, str]]) -> list[str]:
+    """DuckDB over a SQLite store: copy, into DuckDB temp tables `src_<table>`, exactly the rows the
+    dashboard can touch, selected by SQLite itself with its indexes (DuckDB's sqlite scanner pushes no filter
+    down, so scanning 10M events would dominate). Every row a metric reads for this period is in the subset:
+    the cohort customers' orders (all of them, for repeat purchase and contact linking), everything hanging
+    off those orders, contacts and feedback since the previous period began, and the two periods' events.
+    The generic SQL then runs unchanged over the subsets (the tests check it against plain SQL)."""
+    d = Dialect("sqlite")
+
+    def lit(value: datetime) -> str:
+        return "'" + d.bind(value) + "'"
+
+    ps, e = lit(f.previous.start), lit(f.end)
+    customers_sql = (
+        f"SELECT customer_id FROM orders WHERE placed_at >= {ps} AND placed_at < {e} "
+        f"UNION SELECT customer_id FROM conversations WHERE opened_at >= {ps} AND customer_id IS NOT NULL "
+        f"UNION SELECT customer_id FROM feedback WHERE submitted_at >= {ps} AND customer_id IS NOT NULL "
+        f"UNION SELECT customer_id FROM orders WHERE id IN (SELECT order_id FROM conversations "
+        f"WHERE opened_at >= {ps} UNION SELECT order_id FROM feedback WHERE submitted_at >= {ps})")
+    orders_sql = f"SELECT id FROM orders WHERE customer_id IN ({customers_sql})"
+    wheres = {
+        "orders": f"customer_id IN ({customers_sql})",
+        "customers": (f"id IN ({customers_sql} UNION SELECT customer_id FROM customer_events "
+                      f"WHERE occurred_at >= {ps} AND occurred_at < {e})"),
+        "shipments": f"order_id IN ({orders_sql})",
+        "order_steps": f"order_id IN ({orders_sql})",
+        "returns": f"order_id IN ({orders_sql})",
+        "order_lines": f"order_id IN ({orders_sql})",
+        "feedback": f"submitted_at >= {ps}",
+        "conversations": f"opened_at >= {ps}",
+        "customer_events": f"occurred_at >= {ps} AND occurred_at < {e} AND type IN ('page', 'track')",
+    }
+    stmts = []
+    for table, where in wheres.items():
+        inner = f"SELECT {SOURCE_COLUMNS[table]} FROM {table} WHERE {where}".replace("'", "''")
+        # sqlite_query returns text: give each column its type in the store, as the scanner reads it
+        casts = ", ".join(f"CAST({c} AS {types[table][c]}) AS {c}" for c in SOURCE_COLUMNS[table].split(", "))
+        stmts.append(f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {casts} "
+                     f"FROM sqlite_query('store', '{inner}')")
+    return stmts

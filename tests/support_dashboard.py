@@ -1,0 +1,188 @@
+"""A test-data builder for the dashboard: inserts realistic rows straight into the store's tables (it bypasses
+ingest and the domain handlers on purpose: it states the world, so the tests know every number)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from doorstep.conversations.tables import conversations
+from doorstep.customers.tables import customer_events, customers
+from doorstep.feedback.tables import feedback
+from doorstep.orders.tables import order_lines, order_steps, orders
+from doorstep.returns.tables import returns
+from doorstep.shipments.tables import shipments
+
+H = timedelta(hours=1)
+
+
+def _id(kind: str, n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"dashboard-test:{kind}:{n}"))
+
+
+@dataclass
+class WorldBuilder:
+    engine: Engine
+    now: datetime
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seq: Any = field(default_factory=lambda: itertools.count(1))
+
+    def _add(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        self.rows.setdefault(table, []).append(row)
+        return row
+
+    def customer(self, *, first_seen: datetime, region: str = "north", email: str | None = None) -> str:
+        n = next(self.seq)
+        cid = _id("customer", n)
+        self._add("customers", {
+            "id": cid, "email": email or f"c{n}@example.com", "name": f"Customer {n}", "region": region,
+            "country": "GB", "preferred_channels": ["email"], "traits": {}, "first_seen_at": first_seen,
+            "last_seen_at": first_seen, "created_at": first_seen, "updated_at": first_seen})
+        return cid
+
+    def order(self, customer_id: str, *, placed: datetime, total_minor: int = 5000, channel: str = "web",
+              region: str = "north", carrier: str | None = "dhl", category: str = "shoes",
+              dispatch_h: float | None = 10, promise_h: float | None = 72, deliver_h: float | None = 48,
+              first_attempt_h: float | None = None, cancelled: bool = False, status: str | None = None,
+              lost: bool = False, invoiced_h: float | None = None, refunded_h: float | None = None) -> str:
+        n = next(self.seq)
+        oid = _id("order", n)
+        promised = placed + promise_h * H if promise_h is not None else None
+        self._add("orders", {
+            "id": oid, "external_id": f"#{1000 + n}", "customer_id": customer_id,
+            "status": "cancelled" if cancelled else (status or ("delivered" if deliver_h else "placed")),
+            "currency": "EUR", "total_minor": total_minor, "shipping_minor": 0, "tax_minor": 0,
+            "discount_minor": 0, "channel": channel, "ship_region": region, "ship_country": "GB",
+            "promised_to": promised, "placed_at": placed, "properties": {}, "created_at": placed,
+            "updated_at": placed})
+        self._add("order_lines", {"order_id": oid, "line_no": 1, "product_id": f"p-{category}",
+                                  "category": category, "quantity": 1, "unit_price_minor": total_minor})
+        self._add("order_steps", {"order_id": oid, "step": "placed", "occurred_at": placed})
+        if cancelled:
+            self._add("order_steps", {"order_id": oid, "step": "cancelled", "occurred_at": placed + H})
+        if invoiced_h is not None:
+            self._add("order_steps", {"order_id": oid, "step": "invoiced", "occurred_at": placed + invoiced_h * H})
+        if refunded_h is not None:
+            self._add("order_steps", {"order_id": oid, "step": "refunded", "occurred_at": placed + refunded_h * H})
+        if carrier is not None and not cancelled:
+            self._add("shipments", {
+                "id": _id("shipment", n), "order_id": oid, "carrier": carrier, "tracking_number": f"TN{n:08d}",
+                "is_return": False,
+                "status": "Expired" if lost else ("Delivered" if deliver_h is not None else "InTransit"),
+                "destination_region": region, "promised_to": promised,
+                "dispatched_at": placed + dispatch_h * H if dispatch_h is not None else None,
+                "first_attempt_at": placed + first_attempt_h * H if first_attempt_h is not None else None,
+                "delivered_at": placed + deliver_h * H if deliver_h is not None else None,
+                "created_at": placed, "updated_at": placed})
+        return oid
+
+    def contact(self, customer_id: str, *, at: datetime, order_id: str | None = None, reason: str = "wismo",
+                cause: str | None = None, cause_owner: str | None = None) -> str:
+        cid = _id("conversation", next(self.seq))
+        self._add("conversations", {
+            "id": cid, "customer_id": customer_id, "channel": "whatsapp", "status": "resolved",
+            "order_id": order_id, "contact_reason": reason, "intent": reason, "cause": cause,
+            "cause_owner": cause_owner, "is_verified": True, "urgency": 0, "state": {}, "opened_at": at,
+            "updated_at": at})
+        return cid
+
+    def return_(self, order_id: str, customer_id: str, *, at: datetime, reason: str = "fit.too_small") -> str:
+        rid = _id("return", next(self.seq))
+        self._add("returns", {
+            "id": rid, "order_id": order_id, "customer_id": customer_id, "status": "requested",
+            "resolution": "refund", "method": "drop_off", "reason_code": reason, "requested_at": at,
+            "updated_at": at, "steps": []})
+        return rid
+
+    def feedback(self, *, at: datetime, order_id: str | None = None, customer_id: str | None = None,
+                 kind: str = "survey", csat: int | None = None, nps: int | None = None, rating: int | None = None,
+                 topic: str | None = None, comment: str | None = None) -> str:
+        fid = _id("feedback", next(self.seq))
+        self._add("feedback", {
+            "id": fid, "customer_id": customer_id, "order_id": order_id, "kind": kind, "csat": csat, "nps": nps,
+            "rating": rating, "comment": comment, "topic": topic, "source": "test", "submitted_at": at})
+        return fid
+
+    def event(self, customer_id: str, *, at: datetime, name: str | None, session: str, kind: str = "track",
+              source: str | None = None) -> None:
+        self._add("customer_events", {
+            "log_id": next(self.seq), "customer_id": customer_id, "type": kind, "name": name, "occurred_at": at,
+            "session_id": session, "campaign_source": source})
+
+    def flush(self) -> None:
+        tables = [("customers", customers), ("orders", orders), ("order_lines", order_lines),
+                  ("order_steps", order_steps), ("shipments", shipments), ("returns", returns),
+                  ("conversations", conversations), ("feedback", feedback), ("customer_events", customer_events)]
+        with self.engine.begin() as conn:
+            for name, table in tables:
+                batch = self.rows.pop(name, [])
+                if batch:
+                    conn.execute(insert(table), batch)
+
+
+def at(day: int, hour: int = 10, month: int = 11) -> datetime:
+    from datetime import UTC
+
+    return datetime(2026, month, day, hour, 0, tzinfo=UTC)
+
+
+NOW = at(23, 9)  # the dashboard's "now": period = 17-23 Nov (last 7 days), previous = 10-16 Nov
+
+
+def known_world(engine: Engine) -> dict[str, str]:
+    """A small shop whose every dashboard number is worked out by hand in test_dashboard_metrics.py."""
+    b = WorldBuilder(engine, NOW)
+    a = b.customer(first_seen=at(1, month=10), region="north")
+    bb = b.customer(first_seen=at(17, 8), region="north")
+    c = b.customer(first_seen=at(18, 8), region="south")
+    d = b.customer(first_seen=at(1, month=9), region="south")
+    e = b.customer(first_seen=at(11, 8), region="north")
+    f = b.customer(first_seen=at(18, 9), region="south")
+    ids: dict[str, str] = {"A": a, "B": bb, "C": c, "D": d, "E": e, "F": f}
+    # before both periods
+    b.order(a, placed=at(5, month=10), total_minor=2500)
+    # previous period (10-16 Nov)
+    ids["p1"] = b.order(e, placed=at(11), total_minor=5000)
+    ids["p2"] = p2 = b.order(a, placed=at(12), total_minor=3000, carrier="ups", promise_h=48, deliver_h=60)
+    b.contact(a, at=at(12) + 50 * H, order_id=p2, reason="wismo")
+    # this period (17-23 Nov)
+    ids["o1"] = o1 = b.order(a, placed=at(17, 10), total_minor=4000)
+    b.feedback(at=at(17, 10) + 60 * H, order_id=o1, customer_id=a, csat=5, nps=10, topic="delivery",
+               comment="arrived quickly")
+    ids["o5"] = o5 = b.order(a, placed=at(17, 12), total_minor=10000, dispatch_h=8, deliver_h=30)
+    b.return_(o5, a, at=at(17, 12) + 100 * H, reason="damaged.in_transit")
+    b.contact(a, at=at(17, 12) + 110 * H, order_id=o5, reason="return_status")
+    ids["o2"] = o2 = b.order(bb, placed=at(18, 10), total_minor=6000, carrier="ups", category="bags",
+                             dispatch_h=20, promise_h=48, deliver_h=80)
+    b.contact(bb, at=at(18, 10) + 50 * H, reason="wismo")  # no order on the conversation: linked to o2
+    b.feedback(at=at(18, 10) + 90 * H, order_id=o2, customer_id=bb, kind="review", rating=1, topic="delivery",
+               comment="two days late")
+    ids["o6"] = b.order(bb, placed=at(21, 10), total_minor=3000, cancelled=True)
+    ids["o3"] = b.order(c, placed=at(18, 11), total_minor=8000, region="south", dispatch_h=30, promise_h=96,
+                        deliver_h=70)
+    ids["o8"] = o8 = b.order(f, placed=at(18, 12), total_minor=7000, region="south", channel="app",
+                             dispatch_h=12, deliver_h=50)
+    b.feedback(at=at(18, 12) + 70 * H, order_id=o8, customer_id=f, csat=2, nps=3, topic="price",
+               comment="too expensive")
+    ids["o4"] = o4 = b.order(d, placed=at(17, 14), total_minor=2000, region="south", carrier="dpd",
+                             category="bags", dispatch_h=5, first_attempt_h=40, deliver_h=64)
+    b.contact(d, at=at(17, 14) + 45 * H, order_id=o4, reason="delivery_change")
+    ids["o7"] = b.order(d, placed=at(22, 12), total_minor=5000, region="south", dispatch_h=6, deliver_h=None)
+    # sessions
+    for i, name in enumerate(["Product Viewed", "Product Added", "Checkout Started", "Order Completed"]):
+        b.event(a, at=at(17, 9) + i * timedelta(minutes=5), name=name, session="s1", source="newsletter")
+    b.event(a, at=at(17, 9), name="Home", session="s1", kind="page", source="newsletter")
+    for i, name in enumerate(["Product Viewed", "Product Added", "Checkout Started"]):
+        b.event(bb, at=at(18, 9) + i * timedelta(minutes=5), name=name, session="s2", source="google")
+    b.event(bb, at=at(18, 15), name="Home", session="s3", kind="page")
+    b.event(c, at=at(18, 9), name="Product Viewed", session="s4", source="google")
+    b.event(d, at=at(18, 9), name=None, session="s5", kind="identify")
+    b.event(e, at=at(11, 9), name="Product Viewed", session="s6", source="newsletter")
+    b.event(e, at=at(11, 9, ) + timedelta(minutes=2), name="Product Added", session="s6", source="newsletter")
+    b.flush()
+    return ids
