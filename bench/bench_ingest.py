@@ -396,12 +396,12 @@ def main() -> None:
     targets = {"sqlite": 20_000, "postgres": 10_000}
     print()
     print("| store | events/s at max load | target | batch p99 at half load (client / server) | raw executemany "
-          "events/s | HTTP/raw | server CPU per batch | events/s per busy server core | load average |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "events/s | HTTP/raw | server CPU per batch | events/s per busy server core | log lag after | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.store} | {r.max_events_s:,.0f} | {targets.get(r.store, 0):,} | {r.p99_ms:.1f} / "
               f"{r.server_p99_ms:.1f} ms | {r.raw_events_s:,.0f} | {r.ratio:.2f} | "
-              f"{r.server_cpu_ms_per_batch:.2f} ms | {_per_core(r):,.0f} | {r.load_average} |")
+              f"{r.server_cpu_ms_per_batch:.2f} ms | {_per_core(r):,.0f} | {r.log_lag_after:,} | {r.load_average} |")
     if any(r.errors for r in results):
         print("errors:", {r.store: r.errors for r in results})
 
