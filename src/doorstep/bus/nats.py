@@ -148,7 +148,7 @@ class NatsRunner:
             )
             if self.worker.is_postgres:
                 query = query.with_for_update()
-            rows = conn.execute(query).all()
+            rows = list(conn.execute(query).all())
             if not rows:
                 return 0
             assert self.loop is not None
