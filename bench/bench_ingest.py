@@ -55,6 +55,9 @@ class Result:
     server_p99_ms: float = 0.0
     raw_events_s: float = 0.0
     log_lag_after: int = 0
+    server_cpu_ms_per_batch: float = 0.0  # user+system CPU of the server process per 100-event batch
+    client_cpu_ms_per_batch: float = 0.0
+    load_average: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -176,6 +179,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children (`serve --workers N`), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        total += sum(_cpu_s(int(child)) for child in children.read_text().split())
+    return total
+
+
 def _server_ms(response: httpx.Response) -> float | None:
     for part in response.headers.get("server-timing", "").split(","):
         name, _, rest = part.strip().partition(";")
@@ -195,7 +210,12 @@ async def _max_load(base: str, bodies: Bodies, seconds: float, connections: int)
         async def loop() -> None:
             nonlocal done, errors
             while time.monotonic() < stop_at:
-                response = await client.post("/v1/batch", content=bodies.next())
+                try:
+                    response = await client.post("/v1/batch", content=bodies.next())
+                except httpx.HTTPError as exc:
+                    errors += 1
+                    print(f"    request failed: {type(exc).__name__}: {exc}", flush=True)
+                    continue
                 if response.status_code == 200 and response.json().get("accepted") == BATCH_EVENTS:
                     done += 1
                 else:
@@ -220,7 +240,12 @@ async def _paced_load(base: str, bodies: Bodies, seconds: float, rate_rps: float
         async def one(body: bytes) -> None:
             nonlocal errors
             sent = time.perf_counter()
-            response = await client.post("/v1/batch", content=body)
+            try:
+                response = await client.post("/v1/batch", content=body)
+            except httpx.HTTPError as exc:
+                errors += 1
+                print(f"    request failed: {type(exc).__name__}: {exc}", flush=True)
+                return
             latencies.append((time.perf_counter() - sent) * 1000)
             if response.status_code != 200:
                 errors += 1
@@ -300,6 +325,11 @@ def _raw_insert_rate(database_url: str, batches: int) -> float:
     return batches * BATCH_EVENTS / elapsed
 
 
+def _per_core(result: Result) -> float:
+    ms = result.server_cpu_ms_per_batch
+    return BATCH_EVENTS * 1000 / ms if ms else 0.0
+
+
 def run_store(store: str, database_url: str, seconds: float, connections: int) -> Result:
     result = Result(store)
     var_dir = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{store}-"))
@@ -312,11 +342,19 @@ def run_store(store: str, database_url: str, seconds: float, connections: int) -
             bodies = Bodies("w")
             asyncio.run(_max_load(base, bodies, 2.0, connections))  # warm up
             bodies = Bodies("m")
+            cpu_before, client_before = _cpu_s(server.pid), time.process_time()
             done, errors, elapsed = asyncio.run(_max_load(base, bodies, seconds, connections))
+            if done:
+                result.server_cpu_ms_per_batch = (_cpu_s(server.pid) - cpu_before) * 1000 / done
+                result.client_cpu_ms_per_batch = (time.process_time() - client_before) * 1000 / done
+            result.load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
             result.max_requests, result.errors = done, errors
             result.max_events_s = done * BATCH_EVENTS / elapsed
             print(f"  [{store}] max load: {result.max_events_s:,.0f} events/s "
-                  f"({done} batches in {elapsed:.1f} s, {errors} errors)", flush=True)
+                  f"({done} batches in {elapsed:.1f} s, {errors} errors); server CPU "
+                  f"{result.server_cpu_ms_per_batch:.2f} ms/batch (= {_per_core(result):,.0f} events/s per busy "
+                  f"core), client CPU {result.client_cpu_ms_per_batch:.2f} ms/batch; load average "
+                  f"{result.load_average}", flush=True)
             time.sleep(2)
             half_rps = result.max_events_s / 2 / BATCH_EVENTS
             result.half_rate_events_s = half_rps * BATCH_EVENTS
@@ -363,11 +401,13 @@ def main() -> None:
             print(f"  [{store}] failed: {type(exc).__name__}: {exc}", flush=True)
     targets = {"sqlite": 20_000, "postgres": 10_000}
     print()
-    print("| store | events/s at max load | target | batch p99 at half load (client / server) | raw executemany events/s | HTTP/raw | log lag after |")
-    print("|---|---|---|---|---|---|---|")
+    print("| store | events/s at max load | target | batch p99 at half load (client / server) | raw executemany "
+          "events/s | HTTP/raw | server CPU per batch | events/s per busy server core | log lag after | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.store} | {r.max_events_s:,.0f} | {targets.get(r.store, 0):,} | {r.p99_ms:.1f} / "
-              f"{r.server_p99_ms:.1f} ms | {r.raw_events_s:,.0f} | {r.ratio:.2f} | {r.log_lag_after} |")
+              f"{r.server_p99_ms:.1f} ms | {r.raw_events_s:,.0f} | {r.ratio:.2f} | "
+              f"{r.server_cpu_ms_per_batch:.2f} ms | {_per_core(r):,.0f} | {r.log_lag_after:,} | {r.load_average} |")
     if any(r.errors for r in results):
         print("errors:", {r.store: r.errors for r in results})
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from sqlalchemy import (
     Column,
     Engine,
@@ -31,6 +33,7 @@ from sqlalchemy import (
 from doorstep.bus.messages import DomainEvent, Envelope
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.clock import Clock
+from doorstep.db.engine import create_db_engine
 from doorstep.db.uow import UnitOfWork
 
 PROBE_HANDLER = "probe.record"
@@ -113,6 +116,15 @@ def probe_bus(partitions: int = 16) -> Bus:
     bus = Bus(partitions=partitions)
     register(bus)
     return bus
+
+
+@pytest.fixture
+def probe_cleanup(database_url: str) -> Iterator[None]:
+    """Drops the probe tables after the test: they must not outlive it in a shared PostgreSQL database."""
+    yield
+    engine = create_db_engine(database_url)
+    probe_metadata.drop_all(engine)
+    engine.dispose()
 
 
 def create_probe_tables(engine: Engine) -> None:

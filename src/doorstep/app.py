@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import pkgutil
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from doorstep.bus.registry import Bus
 from doorstep.bus.worker import Worker
 from doorstep.clock import Clock, SystemClock
 from doorstep.context import AppContext
-from doorstep.db.engine import create_db_engine
+from doorstep.db.engine import create_db_engine, mark_background_thread
 from doorstep.db.group_commit import GroupCommitter
 from doorstep.errors import install_error_handlers, problem
 from doorstep.metrics import Metrics
@@ -108,6 +109,9 @@ def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
     )
 
 
+BUSY_BATCH_SIZE = 20  # rows per worker transaction while ingest requests keep arriving
+
+
 class InProcessWorker:
     """The default worker: a thread in the API process, woken as soon as ingest appends."""
 
@@ -120,20 +124,29 @@ class InProcessWorker:
         ctx.services["wake_worker"] = self.wake.set
 
     def _run(self) -> None:
+        mark_background_thread()  # on SQLite, ingest requests write first
         if self.worker.settings.broker_url:  # relay and consume through the broker (bus/nats.py)
             importlib.import_module("doorstep.bus.nats").runner(self.worker_ctx)(self.worker, self.stop)
             return
         idle_s = max(self.worker.settings.worker_poll_interval_s, 0.2)
+        share = self.worker.settings.in_process_worker_share
         while not self.stop.is_set():
+            # requests arriving: small batches, so the SQLite write lock is never held for long
+            limit = BUSY_BATCH_SIZE if self.wake.is_set() else None
+            self.wake.clear()
+            started = time.perf_counter()
             try:
-                n = self.worker.run_once()
+                n = self.worker.run_once(limit)
             except Exception:
                 log.exception("worker round failed")
                 n = 0
                 self.stop.wait(1.0)
             if n == 0:
                 self.wake.wait(idle_s)
-                self.wake.clear()
+            elif self.wake.is_set() and share < 1.0:
+                # requests arrived meanwhile: leave them the CPU (one GIL) for a while; the lag this builds up
+                # under a burst is caught up when it ends, and shows in /metrics as doorstep_log_lag_events
+                self.stop.wait((time.perf_counter() - started) * (1 / share - 1))
 
     def start(self) -> None:
         self.thread.start()

@@ -51,9 +51,10 @@ class _PipelineCollector:
             done = conn.execute(
                 select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
             ).scalar() or 0
-            by_status = dict(
-                conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all()  # type: ignore[arg-type]
-            )
+            by_status: dict[str, int] = {
+                status: count
+                for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+            }
             oldest = conn.execute(
                 select(func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
             ).scalar()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
-from tests.support_pipeline import create_probe_tables, probe_counts
+from tests.support_pipeline import create_probe_tables, probe_counts, probe_metadata
 
 from doorstep.db.engine import FairLock, create_db_engine
 from doorstep.db.group_commit import GroupCommitter
@@ -19,6 +19,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = create_db_engine(database_url)
     create_probe_tables(engine)
     yield engine
+    probe_metadata.drop_all(engine)  # must not outlive the test in a shared PostgreSQL database
     engine.dispose()
 
 
@@ -112,3 +113,53 @@ def test_a_waiter_that_times_out_does_not_stall_the_queue() -> None:
     lock.release()
     assert lock.acquire(timeout=0.5)  # the abandoned turn was skipped
     lock.release()
+
+
+def test_a_background_writer_gives_way_to_queued_request_threads() -> None:
+    lock = FairLock()
+    order: list[str] = []
+    assert lock.acquire(timeout=1)  # a request holds the lock
+
+    def take(name: str, background: bool) -> None:
+        assert lock.acquire(timeout=5, background=background)
+        order.append(name)
+        time.sleep(0.01)
+        lock.release()
+
+    worker = threading.Thread(target=take, args=("worker", True))
+    worker.start()
+    time.sleep(0.02)  # the worker asked first ...
+    requests = [threading.Thread(target=take, args=(f"request{n}", False)) for n in range(2)]
+    for thread in requests:
+        thread.start()
+        time.sleep(0.02)
+    lock.release()
+    for thread in [worker, *requests]:
+        thread.join()
+
+    assert order == ["request0", "request1", "worker"]  # ... and still went last
+
+
+def test_a_background_writer_is_not_starved_for_long() -> None:
+    lock = FairLock()
+    stop = threading.Event()
+
+    def busy_requests() -> None:  # always one request waiting or holding
+        while not stop.is_set():
+            lock.acquire(timeout=5)
+            time.sleep(0.005)
+            lock.release()
+
+    threads = [threading.Thread(target=busy_requests) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    try:
+        assert lock.acquire(timeout=5, background=True)
+        waited = time.monotonic() - started
+        lock.release()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert waited < 1.0  # BACKGROUND_MAX_WAIT_S (0.25 s) plus its turn in the queue

@@ -13,7 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_settings
 from tests.factories import secret_key, segment_event, write_key
 from tests.helpers import running_app
-from tests.support_pipeline import ProbeHappened, create_probe_tables, publish_probes
+from tests.support_pipeline import (
+    ProbeHappened,
+    create_probe_tables,
+    probe_cleanup,  # noqa: F401 - the fixture
+    publish_probes,
+)
 
 from doorstep.clock import FixedClock
 from doorstep.logs import JsonFormatter, configure_logging
@@ -27,6 +32,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+@pytest.mark.usefixtures("probe_cleanup")
 def test_metrics_show_ingest_counts_log_lag_and_outbox_state(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:

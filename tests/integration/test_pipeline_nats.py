@@ -24,6 +24,7 @@ from tests.support_pipeline import (
     assert_per_key_order,
     create_probe_tables,
     effects,
+    probe_cleanup,  # noqa: F401 - the fixture, used by pytestmark
     probes,
     publish_probes,
 )
@@ -34,7 +35,7 @@ from doorstep.bus.tables import handled_events, outbox
 from doorstep.clock import SystemClock
 from doorstep.context import AppContext
 
-pytestmark = [pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.usefixtures("probe_cleanup")]
 
 
 @pytest.fixture
@@ -72,8 +73,6 @@ class Running:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
-        self.ctx.engine.dispose()
-        self.ctx.read_engine.dispose()
         assert self.error is None, self.error
 
     def wait_for(self, condition: Callable[[], bool], *, timeout_s: float = 30, what: str = "") -> None:
@@ -87,17 +86,23 @@ class Running:
 
 
 @pytest.fixture
-def nats_ctx(tmp_path: Path, database_url: str, stream: str) -> Callable[..., AppContext]:
+def nats_ctx(tmp_path: Path, database_url: str, stream: str) -> Iterator[Callable[..., AppContext]]:
+    made: list[AppContext] = []
+
     def make(**overrides: Any) -> AppContext:
         settings = make_settings(
             tmp_path, database_url, broker_url=NATS_URL, nats_stream=stream, partitions=4,
             extra_handler_modules=["tests.support_pipeline"], worker_poll_interval_s=0.02, **overrides,
         )
         ctx = build_context(settings)
+        made.append(ctx)
         create_probe_tables(ctx.engine)
         return ctx
 
-    return make
+    yield make
+    for ctx in made:
+        ctx.engine.dispose()
+        ctx.read_engine.dispose()
 
 
 def _statuses(engine: Engine) -> dict[str, int]:
@@ -180,3 +185,49 @@ def test_a_handler_that_keeps_failing_ends_in_a_dead_letter(
     assert [(r.key, r.handler, r.attempts) for r in dead] == [("probe:k0", PROBE_HANDLER, 3)] * 2
     assert dead[0].last_error.startswith("RuntimeError: probe:k0 is broken")
     assert sorted((r.key, r.seq) for r in effects(ctx.engine)) == [("probe:k1", 1), ("probe:k1", 2)]
+
+
+def test_doorstep_worker_runs_the_nats_mode_and_stops_cleanly(
+    tmp_path: Path, database_url: str, stream: str
+) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support_pipeline import probe_bus
+
+    from doorstep.db.engine import create_db_engine
+
+    root = Path(__file__).resolve().parents[2]
+    engine = create_db_engine(database_url)
+    create_probe_tables(engine)
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}", "DOORSTEP_DATABASE_URL": database_url,
+           "DOORSTEP_ENV": "test", "DOORSTEP_VAR_DIR": str(tmp_path / "var"), "DOORSTEP_BROKER_URL": NATS_URL,
+           "DOORSTEP_NATS_STREAM": stream, "DOORSTEP_PARTITIONS": "4", "DOORSTEP_LOG_JSON": "true",
+           "DOORSTEP_EXTRA_HANDLER_MODULES": "tests.support_pipeline", "DOORSTEP_EXTRA": json.dumps({})}
+    with open(tmp_path / "worker.log", "wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "doorstep", "worker"], env=env, cwd=tmp_path,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        clock = SystemClock()
+        publish_probes(engine, probe_bus(4), clock, probes(clock, keys=3, per_key=10))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while _statuses(engine) != {"done": 30} and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    try:
+        assert _statuses(engine) == {"done": 30}
+        assert proc.returncode == 0, (tmp_path / "worker.log").read_text()
+        rows = effects(engine)
+        assert len(rows) == 30 and len({r.event_id for r in rows}) == 30
+        assert_per_key_order(rows)
+        logged = [orjson.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
+                  if line.startswith("{")]
+        assert any("consuming" in entry["msg"] and entry["logger"] == "doorstep.nats" for entry in logged)
+    finally:
+        engine.dispose()

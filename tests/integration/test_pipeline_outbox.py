@@ -19,6 +19,7 @@ from tests.support_pipeline import (
     create_probe_tables,
     effects,
     probe_bus,
+    probe_cleanup,  # noqa: F401 - the fixture, used by pytestmark
     probe_counts,
     probe_effects,
     probes,
@@ -35,6 +36,8 @@ from doorstep.db.uow import UnitOfWork
 from doorstep.ingest.log import LogEntry, append
 from doorstep.ingest.tables import event_log
 from doorstep.settings import Settings, get_settings
+
+pytestmark = pytest.mark.usefixtures("probe_cleanup")
 
 
 @pytest.fixture
@@ -252,9 +255,9 @@ def test_replay_rebuilds_projections_from_the_log(
         conn.execute(probe_counts.update().where(probe_counts.c.key == "user:1").values(events=99))
         conn.execute(probe_counts.delete().where(probe_counts.c.key == "user:2"))
 
-    result = _cli("events", "replay", "--yes")
+    result = _cli("events", "replay", "--yes", "--source", "probe")
 
-    assert "emptied: probe_counts" in result.output
+    assert "emptied: probe_counts\n" in result.output  # only the tables of the chosen source
     assert "replayed 9 log events" in result.output
     assert _counts(engine) == projected
 

@@ -20,6 +20,7 @@ from tests.support_pipeline import (
     effect_count,
     effects,
     probe_bus,
+    probe_cleanup,  # noqa: F401 - the fixture, used by pytestmark
     probes,
     publish_probes,
 )
@@ -30,7 +31,7 @@ from doorstep.clock import SystemClock
 from doorstep.db.engine import create_db_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("probe_cleanup")]
 
 
 @pytest.fixture

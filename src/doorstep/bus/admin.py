@@ -27,7 +27,9 @@ def retry_dead(conn: Connection, *, clock: Clock, ids: list[int] | None = None) 
 
 
 def stats(conn: Connection) -> dict[str, int]:
-    by_status = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())  # type: ignore[arg-type]
+    by_status: dict[str, int] = {
+        status: count for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+    }
     last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
     done = conn.execute(select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")).scalar() or 0
     return {

@@ -24,8 +24,9 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -41,6 +42,7 @@ from doorstep.context import AppContext
 from doorstep.db.dialect import insert_ignore
 
 log = logging.getLogger("doorstep.nats")
+T = TypeVar("T")
 
 RELAY = "nats-relay"  # its log_offsets row is the relay's lock
 DUPLICATE_WINDOW_S = 120.0  # JetStream drops a repeated Nats-Msg-Id within this window
@@ -76,16 +78,19 @@ class NatsRunner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.js: Any = None
         self.stopping = asyncio.Event()
+        # database work runs here; waited for on the way out, so no connection is left checked out
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="doorstep-nats")
 
     async def run(self, stop: threading.Event) -> None:
         self.loop = asyncio.get_running_loop()
         nc = await nats.connect(self.settings.broker_url, name=f"doorstep-{self.worker.name}",
                                 max_reconnect_attempts=-1)
+        tasks: list[asyncio.Task[None]] = []
         try:
             self.js = nc.jetstream()
             await ensure_stream(self.js, self.stream, partitions=self.ctx.bus.partitions)
-            tasks = [asyncio.create_task(self._relay_loop(), name="relay"),
-                     asyncio.create_task(self._projector_loop(), name="projector")]
+            tasks += [asyncio.create_task(self._relay_loop(), name="relay"),
+                      asyncio.create_task(self._projector_loop(), name="projector")]
             for partition in range(self.ctx.bus.partitions):
                 psub = await self.js.pull_subscribe(
                     f"{self.prefix}.{partition}",
@@ -102,13 +107,17 @@ class NatsRunner:
                 for task in tasks:
                     if task.done() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
+        finally:
             self.stopping.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
+            await asyncio.to_thread(self.executor.shutdown, True)
             with contextlib.suppress(Exception):
                 await nc.close()
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # ---- relay: outbox -> stream -------------------------------------------------------------------
 
@@ -116,7 +125,7 @@ class NatsRunner:
         idle = self.settings.worker_poll_interval_s
         while not self.stopping.is_set():
             try:
-                n = await asyncio.to_thread(self.relay_batch)
+                n = await self._in_thread(self.relay_batch)
             except Exception:
                 log.exception("relaying the outbox failed; retrying")
                 n = 0
@@ -139,7 +148,7 @@ class NatsRunner:
             )
             if self.worker.is_postgres:
                 query = query.with_for_update()
-            rows = conn.execute(query).all()
+            rows = list(conn.execute(query).all())
             if not rows:
                 return 0
             assert self.loop is not None
@@ -180,7 +189,7 @@ class NatsRunner:
                 await asyncio.sleep(1.0)
                 continue
             for msg in messages:
-                outcome, delay_s = await asyncio.to_thread(
+                outcome, delay_s = await self._in_thread(
                     self.handle, orjson.loads(msg.data), msg.metadata.num_delivered
                 )
                 if outcome == "nak":
@@ -259,7 +268,7 @@ class NatsRunner:
         idle = self.settings.worker_poll_interval_s
         while not self.stopping.is_set():
             try:
-                n = await asyncio.to_thread(self.worker.project_log_batch)
+                n = await self._in_thread(self.worker.project_log_batch)
             except Exception:
                 log.exception("projecting the log failed; retrying")
                 n = 0

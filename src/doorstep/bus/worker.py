@@ -83,14 +83,14 @@ class Worker:
 
     # ---- the loop -------------------------------------------------------------------------------------
 
-    def run_once(self) -> int:
+    def run_once(self, limit: int | None = None) -> int:
         """One log batch and one outbox batch; returns how many items were processed.
 
         With a broker the outbox is relayed and delivered by the broker runner instead (bus/nats.py).
         """
-        n = self.project_log_batch()
+        n = self.project_log_batch(limit)
         if self.delivers_outbox:
-            n += self.deliver_outbox_batch()
+            n += self.deliver_outbox_batch(limit)
         return n
 
     def drain(self, *, max_rounds: int = 10_000) -> int:

@@ -58,9 +58,25 @@ def create_db_engine(url: str, *, pool_size: int = 10, for_reads: bool = False) 
 WRITE_LOCK_TIMEOUT_S = 30.0  # then fall through to SQLite's own busy handling (and its error)
 
 
+BACKGROUND_MAX_WAIT_S = 0.25  # a background writer yields to requests, but gets a turn at least this often
+
+_thread_role = threading.local()
+
+
+def mark_background_thread() -> None:
+    """The calling thread's SQLite writes (the in-process worker's) give way to request threads'."""
+    _thread_role.is_background = True
+
+
+def _is_background_thread() -> bool:
+    return bool(getattr(_thread_role, "is_background", False))
+
+
 class FairLock:
-    """First come, first served: a busy worker thread cannot starve the request threads (or the reverse),
-    as it can with threading.Lock, which hands the lock to whoever asks first after a release."""
+    """First come, first served: a busy thread cannot starve the others, as it can with threading.Lock,
+    which hands the lock to whoever asks first after a release. Background writers (the in-process worker)
+    wait until no request thread is queued, for at most BACKGROUND_MAX_WAIT_S: ingest stays fast under
+    load and the projection catches up in the gaps (its lag shows in /metrics)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -68,8 +84,11 @@ class FairLock:
         self._serving = 0
         self._abandoned: set[int] = set()
 
-    def acquire(self, timeout: float) -> bool:
+    def acquire(self, timeout: float, *, background: bool = False) -> bool:
         with self._cond:
+            if background:  # queue only once the lock is free and no request waits (or waited long enough)
+                self._cond.wait_for(lambda: self._serving == self._next_ticket,
+                                    timeout=min(timeout, BACKGROUND_MAX_WAIT_S))
             ticket = self._next_ticket
             self._next_ticket += 1
             if self._cond.wait_for(lambda: self._serving == ticket, timeout=timeout):
@@ -122,7 +141,7 @@ def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the lock up front: avoids SQLITE_BUSY upgrade deadlocks between writers.
-        if lock is not None and lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S):
+        if lock is not None and lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S, background=_is_background_thread()):
             conn.info["doorstep_write_lock"] = lock
         try:
             conn.exec_driver_sql(begin)
