@@ -26,8 +26,8 @@ def world(sqlite_url: str) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
-    if engine_name == "duckdb":
-        duck = DuckEngine(url)
+    if engine_name.startswith("duckdb"):
+        duck = DuckEngine(url, pushdown=engine_name == "duckdb-pushdown")
         try:
             with duck.runner() as runner:
                 return compute_dashboard(runner, f, now=NOW)
@@ -41,7 +41,7 @@ def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
 def test_every_metric_matches_the_hand_worked_world(world: tuple[str, dict[str, str]], engine_name: str) -> None:
     url, _ = world
     result = _compute(url, engine_name, PERIOD)
@@ -91,7 +91,7 @@ def test_every_metric_matches_the_hand_worked_world(world: tuple[str, dict[str, 
         ("delivery", 1, 2), ("price", 0, 1)]
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
 def test_perfect_journey_drivers_and_downstream(world: tuple[str, dict[str, str]], engine_name: str) -> None:
     url, _ = world
     result = _compute(url, engine_name, PERIOD)
@@ -122,7 +122,7 @@ def test_perfect_journey_drivers_and_downstream(world: tuple[str, dict[str, str]
     assert down["1 day late"]["orders"] == 0 and down["1 day late"]["mean_score"] is None
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
 @pytest.mark.parametrize(("cut", "orders", "contacts"), [
     ({"carrier": "dhl"}, 5, 1), ({"region": "south"}, 4, 1), ({"channel": "app"}, 1, 0),
     ({"segment": "new"}, 4, 1), ({"segment": "returning"}, 4, 2)])
