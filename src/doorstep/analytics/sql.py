@@ -183,19 +183,20 @@ def facts_select(d: Dialect, order_where: str) -> str:
 
 def contact_links_select(d: Dialect) -> str:
     """Every conversation with the order it is about: its own order, else the customer's latest order placed
-    before the contact."""
+    before the contact (ties on placed_at broken by the larger id, identically in every dialect)."""
     if d.name == "duckdb":
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
         FROM {d.t('conversations')} c
-        ASOF LEFT JOIN (SELECT id, customer_id, placed_at FROM {d.t('orders')}) lo
+        ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t('orders')}
+                        GROUP BY customer_id, placed_at) lo
           ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, (SELECT o2.id FROM {d.t('orders')} o2
                                      WHERE o2.customer_id = c.customer_id AND o2.placed_at <= c.opened_at
-                                     ORDER BY o2.placed_at DESC LIMIT 1)) AS order_id
+                                     ORDER BY o2.placed_at DESC, o2.id DESC LIMIT 1)) AS order_id
         FROM {d.t('conversations')} c"""
 
 
