@@ -7,9 +7,9 @@ import importlib.util
 import logging
 import pkgutil
 import threading
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -22,6 +22,7 @@ from doorstep.bus.worker import Worker
 from doorstep.clock import Clock, SystemClock
 from doorstep.context import AppContext
 from doorstep.db.engine import create_db_engine
+from doorstep.db.group_commit import GroupCommitter
 from doorstep.errors import install_error_handlers, problem
 from doorstep.metrics import Metrics
 from doorstep.security.deps import require
@@ -44,6 +45,7 @@ DOMAINS = [
     "analytics",
     "security",
     "web",
+    "simulator",  # services: the live demo, only when settings.demo is on
 ]
 
 
@@ -73,6 +75,8 @@ def build_bus(settings: Settings) -> Bus:
         for module in _domain_modules(domain, "handlers"):
             if hasattr(module, "register"):
                 module.register(bus)
+    for name in settings.extra_handler_modules:
+        importlib.import_module(name).register(bus)
     return bus
 
 
@@ -89,6 +93,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         clock=clock or SystemClock(),
     )
     ctx.services["metrics"] = Metrics(read_engine)
+    ctx.services["log_writer"] = GroupCommitter(engine)  # ingest appends share commits
     for domain in DOMAINS:
         for module in _domain_modules(domain, "services"):
             if hasattr(module, "register"):
@@ -98,7 +103,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
 
 def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
     return Worker(
-        ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=ctx.settings, services=ctx.services, name=name
+        ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=ctx.settings, services=ctx.services, name=name,
+        read_engine=ctx.read_engine,
     )
 
 
@@ -107,12 +113,16 @@ class InProcessWorker:
 
     def __init__(self, ctx: AppContext):
         self.worker = build_worker(ctx, name="in-process")
+        self.worker_ctx = ctx
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="doorstep-worker", daemon=True)
         ctx.services["wake_worker"] = self.wake.set
 
     def _run(self) -> None:
+        if self.worker.settings.broker_url:  # relay and consume through the broker (bus/nats.py)
+            importlib.import_module("doorstep.bus.nats").runner(self.worker_ctx)(self.worker, self.stop)
+            return
         idle_s = max(self.worker.settings.worker_poll_interval_s, 0.2)
         while not self.stop.is_set():
             try:
@@ -159,6 +169,7 @@ def create_app(
         finally:
             for item in reversed(background):
                 item.close()
+            ctx.services["log_writer"].close()
             ctx.engine.dispose()
             ctx.read_engine.dispose()
 

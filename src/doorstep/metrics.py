@@ -25,6 +25,12 @@ class Metrics:
         if value:
             self.ingest.labels(outcome=outcome).inc(value)
 
+    def delivered(self, outcome: str) -> None:
+        """Outbox deliveries by outcome: handled, retried, dead."""
+        self.counter("doorstep_deliveries", "Outbox deliveries to handlers by outcome", ["outcome"]).labels(
+            outcome=outcome
+        ).inc()
+
     def counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
         """A named counter other domains can share (created once)."""
         if name not in self.counters:
@@ -55,7 +61,7 @@ class _PipelineCollector:
         lag.add_metric([], max(0, last - done))
         yield lag
         pending = GaugeMetricFamily("doorstep_outbox_rows", "Outbox rows by status", labels=["status"])
-        for status in ("pending", "done", "dead"):
+        for status in ("pending", "relayed", "done", "dead"):
             pending.add_metric([status], by_status.get(status, 0))
         yield pending
         dead = GaugeMetricFamily("doorstep_dead_letters", "Dead-lettered deliveries waiting for a person")

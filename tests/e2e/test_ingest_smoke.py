@@ -4,12 +4,12 @@ import base64
 from pathlib import Path
 
 from sqlalchemy import func, select
-
-from doorstep.clock import FixedClock
-from doorstep.ingest.tables import event_log
 from tests.conftest import make_settings
 from tests.factories import segment_event, write_key
 from tests.helpers import running_app
+
+from doorstep.clock import FixedClock
+from doorstep.ingest.tables import event_log
 
 
 def _auth(key: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, table, update
 
 from doorstep.bus.registry import Bus
 from doorstep.bus.tables import outbox
@@ -34,6 +34,7 @@ def stats(conn: Connection) -> dict[str, int]:
         "log_events": int(conn.execute(select(func.count()).select_from(event_log)).scalar_one()),
         "log_lag": max(0, int(last) - int(done)),
         "outbox_pending": int(by_status.get("pending", 0)),
+        "outbox_relayed": int(by_status.get("relayed", 0)),
         "outbox_done": int(by_status.get("done", 0)),
         "outbox_dead": int(by_status.get("dead", 0)),
     }
@@ -45,14 +46,12 @@ def reset_projections(conn: Connection, *, bus: Bus, sources: list[str] | None =
     Tables are emptied children first (the order each projection registered them in, reversed).
     """
     emptied: list[str] = []
-    from doorstep.db.metadata import metadata
-
     for source, tables in bus.projection_tables.items():
         if sources and source not in sources:
             continue
         for name in reversed(tables):
             if name not in emptied:
-                conn.execute(delete(metadata.tables[name]))
+                conn.execute(delete(table(name)))  # names come from code (bus.on_log), never from input
                 emptied.append(name)
     conn.execute(update(log_offsets).where(log_offsets.c.consumer == "projector").values(position=0, tx_position=0))
     return emptied

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from doorstep.context import AppContext
 
 console = Console(stderr=True)
 out = Console()
@@ -21,11 +26,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(events_app, name="events")
 
 
-def _ctx():  # type: ignore[no-untyped-def]
+@contextmanager
+def _ctx() -> Iterator[AppContext]:
     from doorstep.app import build_context
     from doorstep.settings import get_settings
 
-    return build_context(get_settings())
+    ctx = build_context(get_settings())
+    try:
+        yield ctx
+    finally:
+        ctx.engine.dispose()
+        ctx.read_engine.dispose()
 
 
 @dead_app.callback()
@@ -38,8 +49,7 @@ def dead_list(
         return
     from doorstep.bus.admin import list_dead
 
-    ctx = _ctx()
-    with ctx.read_engine.connect() as conn:
+    with _ctx() as ctx, ctx.read_engine.connect() as conn:
         rows = list_dead(conn, limit=limit)
     if not rows:
         out.print("no dead letters")
@@ -58,8 +68,7 @@ def dead_retry(
     """Queue dead letters again with a fresh retry budget."""
     from doorstep.bus.admin import retry_dead
 
-    ctx = _ctx()
-    with ctx.engine.begin() as conn:
+    with _ctx() as ctx, ctx.engine.begin() as conn:
         n = retry_dead(conn, clock=ctx.clock, ids=ids)
     console.print(f"{n} dead letter(s) queued again; a running worker picks them up")
 
@@ -69,8 +78,7 @@ def events_stats() -> None:
     """Counts: log size and lag, outbox rows by status."""
     from doorstep.bus.admin import stats
 
-    ctx = _ctx()
-    with ctx.read_engine.connect() as conn:
+    with _ctx() as ctx, ctx.read_engine.connect() as conn:
         for key, value in stats(conn).items():
             out.print(f"{key:16} {value}")
 
@@ -90,21 +98,21 @@ def events_replay(
     from doorstep.bus.admin import reset_projections
     from doorstep.ingest.tables import event_log
 
-    ctx = _ctx()
     if not yes:
         typer.confirm("This empties the projection tables and rebuilds them from the log. Continue?", abort=True)
-    with ctx.engine.begin() as conn:
-        emptied = reset_projections(conn, bus=ctx.bus, sources=source)
-        total = int(conn.execute(select(func.count()).select_from(event_log)).scalar_one())
-    console.print(f"emptied: {', '.join(emptied) or 'nothing'}")
-    worker = build_worker(ctx, name="replay")
-    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("replay", total=total)
-        while True:
-            n = worker.project_log_batch(limit=1000)
-            progress.advance(task, n)
-            if n == 0:
-                break
-    handled = worker.drain()
+    with _ctx() as ctx:
+        with ctx.engine.begin() as conn:
+            emptied = reset_projections(conn, bus=ctx.bus, sources=source)
+            total = int(conn.execute(select(func.count()).select_from(event_log)).scalar_one())
+        console.print(f"emptied: {', '.join(emptied) or 'nothing'}")
+        worker = build_worker(ctx, name="replay")
+        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as progress:
+            task = progress.add_task("replay", total=total)
+            while True:
+                n = worker.project_log_batch(limit=1000)
+                progress.advance(task, n)
+                if n == 0:
+                    break
+        handled = worker.drain()
     console.print(f"replayed {worker.stats.log_events} log events; {handled} follow-on deliveries")

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from doorstep.bus.messages import DomainEvent, Envelope
+    from doorstep.clock import Clock
     from doorstep.db.uow import UnitOfWork
     from doorstep.settings import Settings
-    from doorstep.clock import Clock
 
 
 @dataclass

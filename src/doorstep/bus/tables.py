@@ -17,13 +17,15 @@ outbox = Table(
     Column("payload", JSONType, nullable=False),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("status", String(16), nullable=False, default="pending"),  # pending | done | dead
+    Column("status", String(16), nullable=False, default="pending"),  # pending | relayed (NATS) | done | dead
     Column("attempts", Integer, nullable=False, default=0),
     Column("available_at", UTCDateTime, nullable=False),  # not before: backoff between attempts
     Column("last_error", Text),
     Column("done_at", UTCDateTime),
     UniqueConstraint("event_id", "handler"),
     Index("ix_outbox_claim", "status", "partition", "id"),
+    # "is an earlier row of this key still pending?": asked for every row a worker claims
+    Index("ix_outbox_key_order", "key", "handler", "status", "id"),
 )
 
 # Leases on partitions: a worker owns a partition for `lease_until`, processes its rows in id order.

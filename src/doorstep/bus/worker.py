@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, select, text, update
 from sqlalchemy.orm import aliased
 
 from doorstep.bus.backoff import backoff_s
@@ -41,6 +41,7 @@ log = logging.getLogger("doorstep.worker")
 
 PROJECTOR = "projector"
 RETRY_LOG_HANDLER = "bus.retry_log_event"
+DEFERRED_LOG_EVENT = "InboundEventDeferred"
 
 
 @dataclass
@@ -62,8 +63,11 @@ class Worker:
         settings: Settings,
         services: dict[str, Any] | None = None,
         name: str | None = None,
+        read_engine: Engine | None = None,
     ):
         self.engine = engine
+        # SQLite: look for work with a reader first, so an idle round never queues for the write lock
+        self.peek_engine = read_engine if engine.dialect.name == "sqlite" else None
         self.bus = bus
         self.clock = clock
         self.settings = settings
@@ -71,14 +75,23 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
+        # with a broker the outbox is relayed to it and delivered by its consumers (bus/nats.py), never here:
+        # one row must not travel both ways
+        self.delivers_outbox = not settings.broker_url
         if RETRY_LOG_HANDLER not in bus.handlers:
             bus.handlers[RETRY_LOG_HANDLER] = self._retry_log_event
 
     # ---- the loop -------------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """One log batch and one outbox batch; returns how many items were processed."""
-        return self.project_log_batch() + self.deliver_outbox_batch()
+        """One log batch and one outbox batch; returns how many items were processed.
+
+        With a broker the outbox is relayed and delivered by the broker runner instead (bus/nats.py).
+        """
+        n = self.project_log_batch()
+        if self.delivers_outbox:
+            n += self.deliver_outbox_batch()
+        return n
 
     def drain(self, *, max_rounds: int = 10_000) -> int:
         """Processes until nothing is due (tests and the CLI use this)."""
@@ -110,6 +123,8 @@ class Worker:
 
     def project_log_batch(self, limit: int | None = None) -> int:
         limit = limit or self.settings.worker_batch_size
+        if self.peek_engine is not None and not self._log_has_news():
+            return 0
         with self.engine.connect() as conn, conn.begin():
             offset = self._lock_offset(conn, PROJECTOR)
             if offset is None:
@@ -117,18 +132,18 @@ class Worker:
             position, tx_position = offset
             query = select(event_log).limit(limit)
             if self.is_postgres:
-                horizon = text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                 query = query.where(
                     text("(event_log.tx_id, event_log.id) > (:tx, :pos)").bindparams(tx=tx_position, pos=position),
-                    event_log.c.tx_id < horizon,
+                    event_log.c.tx_id < self._tx_horizon(conn),
                 ).order_by(event_log.c.tx_id, event_log.c.id)
             else:
                 query = query.where(event_log.c.id > position).order_by(event_log.c.id)
             rows = conn.execute(query).all()
             if not rows:
                 return 0
+            waiting = self._keys_awaiting_retry(conn, {row.partition_key for row in rows})
             for row in rows:
-                self._project_one(conn, row)
+                self._project_one(conn, row, waiting)
             last = rows[-1]
             conn.execute(
                 update(log_offsets)
@@ -137,6 +152,44 @@ class Worker:
             )
         self.stats.log_events += len(rows)
         return len(rows)
+
+    def _log_has_news(self) -> bool:
+        assert self.peek_engine is not None
+        with self.peek_engine.connect() as conn:
+            last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
+            done = conn.execute(
+                select(log_offsets.c.position).where(log_offsets.c.consumer == PROJECTOR)
+            ).scalar()
+        return int(last) > int(done or 0)
+
+    def _outbox_has_due(self, now: Any) -> bool:
+        assert self.peek_engine is not None
+        with self.peek_engine.connect() as conn:
+            query = select(outbox.c.id).where(outbox.c.status == "pending", outbox.c.available_at <= now)
+            return conn.execute(query.limit(1)).first() is not None
+
+    def _tx_horizon(self, conn: Connection) -> Any:
+        """SQL for the transaction id below which every writer of this database has finished (PostgreSQL).
+
+        The plain answer is the snapshot's xmin, but transaction ids are cluster-wide: a long transaction in
+        another database on the same server would hold the projector back. So, read first, the transactions
+        of this database in progress and the next id to be given out; then, in the projector's own statement,
+        the horizon is the oldest transaction still running that is ours or started since. When some session
+        of this database hides its details from us (other role, no pg_read_all_stats), fall back to xmin.
+        """
+        next_xid, ours, hidden = conn.execute(text(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
+            " coalesce(array_agg(backend_xid::text::bigint) FILTER (WHERE backend_xid IS NOT NULL), '{}'),"
+            " count(*) FILTER (WHERE query = '<insufficient privilege>')"
+            " FROM pg_stat_activity WHERE datname = current_database()"
+        )).one()
+        if hidden:
+            return text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        return text(
+            "(SELECT coalesce(min(x::text::bigint), pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"
+            " FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+            " WHERE x::text::bigint >= :next_xid OR (x::text::bigint % 4294967296) = ANY(:ours))"
+        ).bindparams(next_xid=next_xid, ours=list(ours))
 
     def _lock_offset(self, conn: Connection, consumer: str) -> tuple[int, int] | None:
         query = select(log_offsets.c.position, log_offsets.c.tx_position).where(log_offsets.c.consumer == consumer)
@@ -154,9 +207,23 @@ class Worker:
                 return None
         return int(row.position), int(row.tx_position)
 
-    def _project_one(self, conn: Connection, row: Any) -> None:
+    def _keys_awaiting_retry(self, conn: Connection, keys: set[str]) -> set[str]:
+        """Keys with an earlier log event waiting in the outbox: later events of those keys wait behind it."""
+        query = select(outbox.c.key).where(
+            outbox.c.key.in_(keys),
+            outbox.c.handler == RETRY_LOG_HANDLER,
+            outbox.c.status.in_(("pending", "relayed")),
+        )
+        return {key for (key,) in conn.execute(query.distinct()).all()} & keys
+
+    def _project_one(self, conn: Connection, row: Any, waiting: set[str]) -> None:
         handler = self.bus.log_handlers.get(row.source)
         if handler is None:
+            return
+        if row.partition_key in waiting:
+            # an earlier event of this key failed and waits for its retry: keep the key's order by queueing
+            # this one behind it (the outbox delivers rows of one key in id order)
+            self._defer_log_row(conn, row, attempts=0, error=None)
             return
         ctx = self._context(conn)
         savepoint = conn.begin_nested()
@@ -168,23 +235,27 @@ class Worker:
             savepoint.rollback()
             log.warning("projecting log event %s (%s) failed: %s; retrying later", row.id, row.source, exc)
             # the failed inbound event becomes an outbox row, so it is retried and dead-lettered like any other
-            now = self.clock.now()
-            conn.execute(
-                insert(outbox).values(
-                    event_id=new_id(),
-                    event_type="InboundEventDeferred",
-                    handler=RETRY_LOG_HANDLER,
-                    key=row.partition_key,
-                    partition=self.bus.partition_of(row.partition_key),
-                    payload={"log_id": row.id, "source": row.source, "message_id": row.message_id},
-                    occurred_at=row.occurred_at,
-                    created_at=now,
-                    status="pending",
-                    attempts=1,
-                    available_at=now + self._retry_delay(1),
-                    last_error=_describe(exc),
-                )
+            self._defer_log_row(conn, row, attempts=1, error=_describe(exc))
+            waiting.add(row.partition_key)
+
+    def _defer_log_row(self, conn: Connection, row: Any, *, attempts: int, error: str | None) -> None:
+        now = self.clock.now()
+        conn.execute(
+            insert(outbox).values(
+                event_id=new_id(),
+                event_type=DEFERRED_LOG_EVENT,
+                handler=RETRY_LOG_HANDLER,
+                key=row.partition_key,
+                partition=self.bus.partition_of(row.partition_key),
+                payload={"log_id": row.id, "source": row.source, "message_id": row.message_id},
+                occurred_at=row.occurred_at,
+                created_at=now,
+                status="pending",
+                attempts=attempts,
+                available_at=now + self._retry_delay(attempts) if attempts else now,
+                last_error=error,
             )
+        )
 
     def _retry_log_event(self, envelope: Envelope, ctx: HandlerContext) -> None:
         row = ctx.uow.conn.execute(select(event_log).where(event_log.c.id == envelope.payload["log_id"])).one()
@@ -194,6 +265,12 @@ class Worker:
     # ---- the outbox ---------------------------------------------------------------------------------------
 
     def deliver_outbox_batch(self, limit: int | None = None) -> int:
+        """Delivers due rows in id order; returns how many were attempted.
+
+        A row waits while an earlier pending row has the same (key, handler): rows in backoff are excluded
+        in the claim, rows another worker holds (PostgreSQL, SKIP LOCKED) by a second look after the claim,
+        and a row that fails in this batch holds back the rest of its key.
+        """
         limit = limit or self.settings.worker_batch_size
         now = self.clock.now()
         earlier = aliased(outbox)
@@ -208,6 +285,7 @@ class Worker:
                         earlier.c.handler == outbox.c.handler,
                         earlier.c.status == "pending",
                         earlier.c.id < outbox.c.id,
+                        earlier.c.available_at > now,
                     )
                 ),
             )
@@ -216,13 +294,41 @@ class Worker:
         )
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True, of=outbox)
+        if self.peek_engine is not None and not self._outbox_has_due(now):
+            return 0
+        attempted = 0
         with self.engine.connect() as conn, conn.begin():
             rows = conn.execute(query).all()
+            if not rows:
+                return 0
+            blocked = self._behind_unclaimed(conn, [row.id for row in rows])
+            failed: set[tuple[str, str]] = set()
             for row in rows:
-                self._deliver_one(conn, row)
-        return len(rows)
+                if row.id in blocked or (row.key, row.handler) in failed:
+                    continue
+                attempted += 1
+                if not self._deliver_one(conn, row):
+                    failed.add((row.key, row.handler))
+        return attempted
 
-    def _deliver_one(self, conn: Connection, row: Any) -> None:
+    def _behind_unclaimed(self, conn: Connection, ids: list[int]) -> set[int]:
+        """Claimed rows with an earlier pending row of the same (key, handler) outside the claim."""
+        row, earlier = aliased(outbox), aliased(outbox)
+        query = select(row.c.id).where(
+            row.c.id.in_(ids),
+            exists().where(
+                and_(
+                    earlier.c.key == row.c.key,
+                    earlier.c.handler == row.c.handler,
+                    earlier.c.status == "pending",
+                    earlier.c.id < row.c.id,
+                    earlier.c.id.not_in(ids),
+                )
+            ),
+        )
+        return set(conn.execute(query).scalars().all())
+
+    def _deliver_one(self, conn: Connection, row: Any) -> bool:
         handler = self.bus.handlers.get(row.handler)
         envelope = Envelope(
             event_id=row.event_id,
@@ -246,6 +352,8 @@ class Worker:
             )
             savepoint.commit()
             self.stats.handled += 1
+            self.count_delivery("handled")
+            return True
         except Exception as exc:
             savepoint.rollback()
             attempts = row.attempts + 1
@@ -254,12 +362,20 @@ class Worker:
             if is_dead:
                 values["status"] = "dead"
                 self.stats.dead += 1
+                self.count_delivery("dead")
                 log.error("dead-lettered %s for %s after %d attempts: %s", row.event_type, row.handler, attempts, exc)
             else:
                 values["available_at"] = self.clock.now() + self._retry_delay(attempts)
                 self.stats.retried += 1
+                self.count_delivery("retried")
                 log.warning("%s for %s failed (attempt %d): %s", row.event_type, row.handler, attempts, exc)
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+            return False
+
+    def count_delivery(self, outcome: str) -> None:
+        metrics = self.services.get("metrics")
+        if metrics is not None:
+            metrics.delivered(outcome)
 
     def _retry_delay(self, attempt: int) -> timedelta:
         return timedelta(

@@ -1,4 +1,15 @@
-from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from doorstep.db.metadata import metadata
 from doorstep.db.types import JSONType, UTCDateTime
@@ -51,3 +62,16 @@ messages = Table(
     UniqueConstraint("channel", "provider_message_id"),
 )
 Index("ix_messages_conversation", messages.c.conversation_id, messages.c.created_at)
+
+# Checks of order number + email/postcode, counted per order number and per channel address to rate limit
+# guessing. Rows older than the window are pruned when new attempts are recorded.
+verification_attempts = Table(
+    "verification_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(400), nullable=False),  # order:<NUMBER> | address:<channel address>
+    Column("is_success", Boolean, nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+)
+Index("ix_verification_attempts_key", verification_attempts.c.key, verification_attempts.c.attempted_at)

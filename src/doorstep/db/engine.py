@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, for_reads: bool = False) 
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=NullPool if path in (None, "", ":memory:") else None,
         )
-        _configure_sqlite(engine, begin="BEGIN" if for_reads else "BEGIN IMMEDIATE")
+        _configure_sqlite(engine, begin="BEGIN" if for_reads else "BEGIN IMMEDIATE", path=path or "")
         return engine
     return create_engine(
         url,
@@ -52,7 +53,55 @@ def create_db_engine(url: str, *, pool_size: int = 10, for_reads: bool = False) 
     )
 
 
-def _configure_sqlite(engine: Engine, *, begin: str) -> None:
+# SQLite has one writer at a time. Threads of one process queue for it on a lock of ours: the next writer
+# starts the moment the previous one commits, where SQLite's busy handler would sleep for milliseconds.
+WRITE_LOCK_TIMEOUT_S = 30.0  # then fall through to SQLite's own busy handling (and its error)
+
+
+class FairLock:
+    """First come, first served: a busy worker thread cannot starve the request threads (or the reverse),
+    as it can with threading.Lock, which hands the lock to whoever asks first after a release."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+        self._abandoned: set[int] = set()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            if self._cond.wait_for(lambda: self._serving == ticket, timeout=timeout):
+                return True
+            # gave up: pass our turn on when it comes, so the queue never stalls on us
+            self._abandoned.add(ticket)
+            self._skip_abandoned()
+            return False
+
+    def release(self) -> None:
+        with self._cond:
+            self._serving += 1
+            self._skip_abandoned()
+            self._cond.notify_all()
+
+    def _skip_abandoned(self) -> None:
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+            self._cond.notify_all()
+
+
+_WRITE_LOCKS: dict[str, FairLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str) -> FairLock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, FairLock())
+
+
+def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's own transaction handling is disabled so BEGIN IMMEDIATE below is honoured
@@ -67,7 +116,26 @@ def _configure_sqlite(engine: Engine, *, begin: str) -> None:
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
+    is_writer = begin == "BEGIN IMMEDIATE" and path not in ("", ":memory:")
+    lock = _write_lock(path) if is_writer else None
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the lock up front: avoids SQLITE_BUSY upgrade deadlocks between writers.
-        conn.exec_driver_sql(begin)
+        if lock is not None and lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S):
+            conn.info["doorstep_write_lock"] = lock
+        try:
+            conn.exec_driver_sql(begin)
+        except BaseException:
+            _release(conn)
+            raise
+
+    if lock is not None:
+        event.listen(engine, "commit", _release)
+        event.listen(engine, "rollback", _release)
+
+
+def _release(conn: Any) -> None:
+    held = conn.info.pop("doorstep_write_lock", None)
+    if held is not None:
+        held.release()

@@ -7,6 +7,7 @@ class IngestErrorCode(StrEnum):
     INVALID = "invalid"
     TOO_LARGE = "too_large"
     UNAUTHENTICATED = "unauthenticated"
+    CONFLICT = "conflict"
 
 
 class IngestError(DoorstepError):
@@ -22,3 +23,10 @@ class PayloadTooLarge(IngestError):
 class BadWriteKey(IngestError):
     code = IngestErrorCode.UNAUTHENTICATED
     status = 401
+
+
+class ReplayedMessageId(IngestError):
+    """A messageId reused for a different call: the first is kept, the replay refused."""
+
+    code = IngestErrorCode.CONFLICT
+    status = 409

@@ -15,8 +15,12 @@ from doorstep.clock import ensure_utc
 
 MAX_EVENT_BYTES = 32 * 1024  # Segment's per-call limit
 MAX_BATCH_BYTES = 500 * 1024  # Segment's per-batch limit
+MAX_ID_CHARS = 200  # userId / anonymousId / messageId: they key the log (partition_key, message_id are 255 wide)
+MAX_NAME_CHARS = 255  # event and page names (event_log.name)
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+# Fields that differ between two deliveries of the same call (retries), so a replay is compared without them.
+VOLATILE_FIELDS = frozenset({"sentAt", "receivedAt", "timestamp", "writeKey"})
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,14 @@ def validate_event(
     if not isinstance(event, dict):
         return Rejected(index, None, [{"field": "", "message": "each event must be a JSON object"}])
     message_id = event.get("messageId")
-    if message_id is not None and not isinstance(message_id, str | int):
-        errors.append({"field": "messageId", "message": "must be a string"})
+    if message_id is not None and (isinstance(message_id, bool) or not isinstance(message_id, str | int)):
+        errors.append({"field": "messageId", "message": f"must be a string, got {type(message_id).__name__}"})
+        message_id = None
+    elif isinstance(message_id, str):
+        message_id = message_id.strip() or None  # an empty messageId is treated as absent: one is assigned
+        if message_id is not None and len(message_id) > MAX_ID_CHARS:
+            errors.append({"field": "messageId", "message": f"is {len(message_id)} characters; at most {MAX_ID_CHARS}"})
+            message_id = None
     if size_bytes is not None and size_bytes > MAX_EVENT_BYTES:
         errors.append({"field": "", "message": f"event is {size_bytes} bytes; the limit is 32 KB per event"})
 
@@ -95,30 +105,42 @@ def validate_event(
 
     user_id = _identifier(event, "userId", errors)
     anonymous_id = _identifier(event, "anonymousId", errors)
-    if user_id is None and anonymous_id is None:
+    if user_id is None and anonymous_id is None and not any(
+        e["field"] in ("userId", "anonymousId") for e in errors
+    ):
         errors.append({"field": "userId", "message": "userId or anonymousId is required"})
 
-    for name in OBJECT_FIELDS:
-        if name in event and event[name] is not None and not isinstance(event[name], dict):
-            errors.append({"field": name, "message": f"must be an object, got {type(event[name]).__name__}"})
+    for key in OBJECT_FIELDS:
+        if key in event and event[key] is not None and not isinstance(event[key], dict):
+            errors.append({"field": key, "message": f"must be an object, got {type(event[key]).__name__}"})
+    context = event.get("context")
+    if isinstance(context, dict):
+        for key in ("traits", "campaign", "page", "location"):
+            value = context.get(key)
+            if value is not None and not isinstance(value, dict):
+                errors.append(
+                    {"field": f"context.{key}", "message": f"must be an object, got {type(value).__name__}"}
+                )
 
     name: str | None = None
     if event_type == "track":
         name = event.get("event")
         if not isinstance(name, str) or not name.strip():
             errors.append({"field": "event", "message": "track calls need the event name, e.g. 'Order Completed'"})
+        elif len(name.strip()) > MAX_NAME_CHARS:
+            errors.append({"field": "event", "message": f"is {len(name.strip())} characters; at most {MAX_NAME_CHARS}"})
     elif event_type in ("page", "screen"):
         value = event.get("name")
         if value is not None and not isinstance(value, str):
-            errors.append({"field": "name", "message": "must be a string"})
-        name = value if isinstance(value, str) else None
+            errors.append({"field": "name", "message": f"must be a string, got {type(value).__name__}"})
+        elif isinstance(value, str) and len(value.strip()) > MAX_NAME_CHARS:
+            errors.append({"field": "name", "message": f"is {len(value.strip())} characters; at most {MAX_NAME_CHARS}"})
+        name = value if isinstance(value, str) and value.strip() else None
     elif event_type == "group":
-        if event.get("groupId") in (None, ""):
-            errors.append({"field": "groupId", "message": "group calls need a groupId"})
+        _required_id(event, "groupId", "group calls need a groupId", errors)
     elif event_type == "alias":
-        if event.get("previousId") in (None, ""):
-            errors.append({"field": "previousId", "message": "alias calls need the previousId"})
-        if user_id is None:
+        _required_id(event, "previousId", "alias calls need the previousId", errors)
+        if user_id is None and "userId" not in {e["field"] for e in errors}:
             errors.append({"field": "userId", "message": "alias calls need the new userId"})
 
     timestamp = parse_time(event.get("timestamp") or event.get("originalTimestamp"), "timestamp", errors)
@@ -149,7 +171,7 @@ def validate_event(
     payload["messageId"] = message_id
     return Accepted(
         message_id=message_id,
-        type=event_type,
+        type=str(event_type),
         name=name.strip() if isinstance(name, str) else None,
         partition_key=f"{'user' if user_id is not None else 'anon'}:{user_id or anonymous_id}",
         occurred_at=occurred_at,
@@ -165,4 +187,21 @@ def _identifier(event: dict[str, Any], field: str, errors: list[dict[str, str]])
         errors.append({"field": field, "message": f"must be a string, got {type(value).__name__}"})
         return None
     text = str(value).strip()
+    if len(text) > MAX_ID_CHARS:
+        errors.append({"field": field, "message": f"is {len(text)} characters; at most {MAX_ID_CHARS}"})
+        return None
     return text or None
+
+
+def _required_id(event: dict[str, Any], field: str, missing: str, errors: list[dict[str, str]]) -> None:
+    value = event.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        errors.append({"field": field, "message": missing})
+    elif isinstance(value, bool) or not isinstance(value, str | int):
+        errors.append({"field": field, "message": f"must be a string, got {type(value).__name__}"})
+
+
+def replay_fingerprint(payload: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a second call with the same messageId to be the same call (a retry), not a
+    different call reusing the id. Times set at sending or receiving differ between retries; all else may not."""
+    return {k: v for k, v in payload.items() if k not in VOLATILE_FIELDS}

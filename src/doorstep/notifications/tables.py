@@ -1,7 +1,7 @@
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
 from doorstep.db.metadata import metadata
-from doorstep.db.types import JSONType, UTCDateTime
+from doorstep.db.types import BigId, JSONType, UTCDateTime
 
 notifications = Table(
     "notifications",
@@ -32,6 +32,79 @@ notifications = Table(
     Column("read_at", UTCDateTime),
     Column("failed_at", UTCDateTime),
     Column("detail", JSONType),
+    # the sender's claim: a row is worked on by one sender until the lease runs out
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("topic", String(20)),  # service | marketing (None = service)
+    Column("event_occurred_at", UTCDateTime),  # when the domain event that caused it happened
 )
 Index("ix_notifications_customer", notifications.c.customer_id, notifications.c.created_at)
 Index("ix_notifications_provider_id", notifications.c.provider_message_id)
+Index("ix_notifications_due", notifications.c.status, notifications.c.scheduled_for)
+
+# The journey definitions (YAML text as edited, plus the parsed form). One row per journey name; the
+# default journey ships in the package and is used until someone saves another.
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("source", Text, nullable=False),  # YAML as edited
+    Column("definition", JSONType, nullable=False),  # parsed and validated
+    Column("version", Integer, nullable=False),
+    Column("updated_by", String(200)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# What a customer chose beyond consent: channel order, quiet hours, cap.
+notification_preferences = Table(
+    "notification_preferences",
+    metadata,
+    Column("customer_id", String(36), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel_order", JSONType),  # e.g. ["whatsapp", "email"]; None = the customer's profile order
+    Column("quiet_start", String(5)),  # "21:00" local; None = journey default
+    Column("quiet_end", String(5)),
+    Column("daily_cap", Integer),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Addresses on channels that are not in the profile (Messenger PSID, webhook URL), and when the customer
+# last wrote on each channel (WhatsApp and Messenger allow free text only within 24 hours of that).
+channel_identities = Table(
+    "channel_identities",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", String(36), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("address", String(500), nullable=False),
+    Column("last_inbound_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("channel", "address"),
+)
+Index("ix_channel_identities_customer", channel_identities.c.customer_id, channel_identities.c.channel)
+
+# Every hand-off to a provider, with its outcome: the audit behind a message's status.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("notification_id", String(36), ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(20), nullable=False),  # sent | transient | permanent
+    Column("http_status", Integer),
+    Column("provider_message_id", String(200)),
+    Column("error", Text),
+    Column("retry_after_s", Integer),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+)
+Index("ix_delivery_attempts_notification", delivery_attempts.c.notification_id)
+
+# Provider callbacks already applied (Messenger mids, WhatsApp status ids...), so a redelivery is a no-op.
+provider_receipts = Table(
+    "provider_receipts",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)

@@ -72,3 +72,16 @@ products = Table(
     Column("currency", String(3)),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Invoices issued after delivery with proof: one per order, the PDF under var_dir/invoices.
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("order_id", String(36), ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("path", String(500), nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,222 @@
+"""Notifications benchmark: domain event -> message handed to the channel, on SQLite (WAL, synchronous=FULL).
+
+Setup: a fresh migrated SQLite database, one customer per event (so no daily cap or dedupe interferes),
+quiet hours off for them, no provider configured (every message goes to the outbox channel, replaced here by
+a recorder that timestamps the hand-off). The real outbox worker and the real sender run as threads, as in
+`doorstep serve`.
+
+1. Latency at a steady rate (100 and 1,000 events/s for --seconds): a producer records OrderPlaced events
+   through the unit of work in 10 ms ticks (the events due in a tick share one transaction, as a projection
+   batch does); latency = hand-off time - the event's occurred_at (both wall clock).
+2. Throughput of one sender: N messages queued and due, one sender drains them; messages/s.
+3. End-to-end throughput: N events already in the outbox, one worker thread + one sender drain them.
+
+    PYTHONPATH=src .venv/bin/python -m bench.bench_notifications --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from doorstep.app import build_context, build_worker
+from doorstep.clock import SystemClock
+from doorstep.customers.tables import customers
+from doorstep.db.migrate import upgrade
+from doorstep.ids import new_id
+from doorstep.notifications.channels import OutgoingMessage
+from doorstep.notifications.model import SendOutcome
+from doorstep.notifications.services import Sender
+from doorstep.notifications.tables import notification_preferences, notifications
+from doorstep.orders.events import OrderPlaced
+from doorstep.settings import Settings
+
+TICK_S = 0.01
+
+
+class Recorder:
+    """The outbox channel, timestamping each hand-off by customer (one event per customer)."""
+
+    name = "outbox"
+
+    def __init__(self) -> None:
+        self.handed: dict[str, float] = {}
+
+    def send(self, message: OutgoingMessage, *, now: datetime) -> SendOutcome:
+        self.handed[message.customer_id] = time.time()
+        return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
+
+
+def _context(db: Path) -> Any:
+    url = f"sqlite:///{db}"
+    upgrade(url)
+    settings = Settings(env="test", database_url=url, var_dir=db.parent, in_process_worker=False, log_json=False,
+                        secret_key="bench-secret-key-with-enough-length-0123456789")
+    ctx = build_context(settings, clock=SystemClock())
+    recorder = Recorder()
+    ctx.services["notification_channels"] = {"outbox": recorder}
+    return ctx, recorder
+
+
+def _customers(ctx: Any, n: int) -> list[str]:
+    now = datetime.now(UTC)
+    ids = [new_id() for _ in range(n)]
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(customers), [
+            {"id": i, "email": f"c{k}@example.com", "phone": None, "name": f"Customer {k}", "locale": "en",
+             "timezone": "UTC", "preferred_channels": ["email"], "traits": {}, "first_seen_at": now,
+             "last_seen_at": now, "created_at": now, "updated_at": now} for k, i in enumerate(ids)
+        ])
+        # quiet hours off (start == end), so the wall-clock hour of the run does not matter
+        conn.execute(insert(notification_preferences), [
+            {"customer_id": i, "quiet_start": "00:00", "quiet_end": "00:00", "updated_at": now} for i in ids
+        ])
+    return ids
+
+
+def _event(customer_id: str, at: datetime) -> OrderPlaced:
+    return OrderPlaced(occurred_at=at, order_id=new_id(), customer_id=customer_id, external_id=f"#{customer_id[-6:]}",
+                       total="10.00", currency="EUR")
+
+
+class Loop:
+    def __init__(self, fn: Any, idle_s: float):
+        self.fn, self.idle_s = fn, idle_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if self.fn() == 0:
+                self.stop.wait(self.idle_s)
+
+    def __enter__(self) -> Loop:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    ctx, recorder = _context(tmp / f"rate_{rate}.db")
+    total = int(rate * seconds)
+    ids = _customers(ctx, total)
+    worker = build_worker(ctx, name="bench")
+    sender = Sender(ctx, name="bench-sender")
+    ctx.services["wake_sender"] = sender.wake.set
+    published: dict[str, float] = {}
+    start = time.time()
+    with Loop(worker.run_once, 0.005), Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005):
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.time() - start) * rate) + 1)
+            if due > sent:
+                with ctx.uow() as uow:
+                    at = datetime.now(UTC)
+                    for customer_id in ids[sent:due]:
+                        uow.publish(_event(customer_id, at))
+                        published[customer_id] = at.timestamp()
+                    uow.commit()
+                sent = due
+            time.sleep(TICK_S)
+        deadline = time.time() + 60
+        while len(recorder.handed) < total and time.time() < deadline:
+            time.sleep(0.05)
+    elapsed = time.time() - start
+    sender.pool.shutdown(wait=False)
+    latencies = [(recorder.handed[c] - published[c]) * 1000 for c in published if c in recorder.handed]
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+    return {
+        "rate": rate, "events": total, "handed": len(latencies), "elapsed_s": elapsed,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
+        "max_ms": max(latencies) if latencies else float("nan"),
+    }
+
+
+def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
+    ctx, recorder = _context(tmp / "sender.db")
+    ids = _customers(ctx, n)
+    now = datetime.now(UTC)
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(notifications), [
+            {"id": new_id(), "customer_id": c, "order_id": None, "trigger": "order_confirmed", "channel": "auto",
+             "locale": "en", "status": "queued", "dedupe_key": f"order_confirmed:{c}", "attempts": 0, "topic": "service",
+             "created_at": now, "scheduled_for": now,
+             "detail": {"event_type": "OrderPlaced", "event": {"customer_id": c, "external_id": "#1", "order_id": None},
+                        "is_urgent": False, "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]}}}
+            for c in ids
+        ])
+    sender = Sender(ctx, name="bench-sender")
+    start = time.perf_counter()
+    while sender.send_due(now=datetime.now(UTC)):
+        pass
+    elapsed = time.perf_counter() - start
+    sender.pool.shutdown(wait=False)
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+    return {"messages": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed}
+
+
+def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
+    ctx, recorder = _context(tmp / "e2e.db")
+    ids = _customers(ctx, n)
+    with ctx.uow() as uow:
+        at = datetime.now(UTC)
+        for c in ids:
+            uow.publish(_event(c, at))
+        uow.commit()
+    worker = build_worker(ctx, name="bench")
+    sender = Sender(ctx, name="bench-sender")
+    start = time.perf_counter()
+    with Loop(worker.run_once, 0.002), Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.002):
+        deadline = time.time() + 300
+        while len(recorder.handed) < n and time.time() < deadline:
+            time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    sender.pool.shutdown(wait=False)
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+    return {"events": n, "handed": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each steady-rate run")
+    parser.add_argument("--rates", default="100,1000", help="comma-separated events/s")
+    parser.add_argument("--throughput-n", type=int, default=5000, help="messages for the throughput runs")
+    args = parser.parse_args(argv)
+    print(f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
+          f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL")
+    with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
+        for rate in (int(r) for r in args.rates.split(",")):
+            r = run_rate(rate, args.seconds, Path(tmp))
+            print(f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
+                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms")
+        s = run_sender_throughput(args.throughput_n, Path(tmp))
+        print(f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)")
+        e = run_end_to_end_throughput(args.throughput_n, Path(tmp))
+        print(f"one worker + one sender, {e['events']} events in the outbox: {e['per_s']:.0f} events/s end to end "
+              f"({e['elapsed_s']:.2f} s, {e['handed']} handed)")
+
+
+if __name__ == "__main__":
+    main()

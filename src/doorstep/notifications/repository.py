@@ -1,0 +1,294 @@
+"""Persistence for notifications: queueing (idempotent by dedupe key), the sender's claims, what the sender
+needs to know about a customer, journeys, preferences and channel identities. Never commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from doorstep.customers.tables import consents, customers, identities
+from doorstep.db.dialect import insert_ignore, upsert
+from doorstep.ids import new_id
+from doorstep.notifications.tables import (
+    channel_identities,
+    delivery_attempts,
+    journeys,
+    notification_preferences,
+    notifications,
+    provider_receipts,
+)
+from doorstep.orders.tables import orders
+from doorstep.shipments.tables import proofs_of_delivery, shipments
+
+SENT_STATUSES = ("sent", "delivered", "read")
+
+
+@dataclass
+class CustomerProfile:
+    """What the sender needs about one customer to choose a channel and a time."""
+
+    id: str
+    name: str | None
+    locale: str | None
+    timezone: str | None
+    preferred_channels: list[str]
+    addresses: dict[str, str]
+    consents: dict[tuple[str, str], bool]
+    last_inbound: dict[str, datetime] = field(default_factory=dict)
+    channel_order: list[str] | None = None
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    daily_cap: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "timezone": self.timezone, "locale": self.locale}
+
+
+class NotificationRepository:
+    """`uow.notifications`."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # ---- queueing -------------------------------------------------------------------------------------
+
+    def add_queued(self, **values: Any) -> bool:
+        """Inserts a queued message unless one with the same dedupe key exists; True if it was new."""
+        values.setdefault("id", new_id())
+        values.setdefault("status", "queued")
+        values.setdefault("attempts", 0)
+        stmt = insert_ignore(self.conn, notifications, index_elements=["dedupe_key"]).returning(notifications.c.id)
+        return self.conn.execute(stmt, [values]).first() is not None
+
+    def resolve_customer(self, customer_id: str | None, order_id: str | None) -> Any | None:
+        """The live profile for an event (following merges), or None when the event names nobody we know."""
+        if not customer_id and order_id:
+            customer_id = self.conn.execute(select(orders.c.customer_id).where(orders.c.id == order_id)).scalar()
+        for _ in range(5):  # merges chain rarely; bound it anyway
+            if not customer_id:
+                return None
+            row = self.conn.execute(
+                select(customers.c.id, customers.c.locale, customers.c.merged_into).where(customers.c.id == customer_id)
+            ).first()
+            if row is None or row.merged_into is None:
+                return row
+            customer_id = row.merged_into
+        return None
+
+    # ---- the sender's claims -------------------------------------------------------------------------
+
+    def claim_due(self, *, now: datetime, limit: int, owner: str, lease_s: float) -> list[str]:
+        query = (
+            select(notifications.c.id)
+            .where(
+                notifications.c.status == "queued",
+                notifications.c.scheduled_for <= now,
+                or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now),
+            )
+            .order_by(notifications.c.scheduled_for)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(self.conn.execute(query).scalars())
+        if ids:
+            self.conn.execute(
+                update(notifications)
+                .where(notifications.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
+            )
+        return ids
+
+    def get(self, notification_id: str) -> Any | None:
+        return self.conn.execute(select(notifications).where(notifications.c.id == notification_id)).first()
+
+    def get_for_update(self, notification_id: str) -> Any | None:
+        return self.conn.execute(
+            select(notifications).where(notifications.c.id == notification_id).with_for_update()
+        ).first()
+
+    def update(self, notification_id: str, **values: Any) -> None:
+        self.conn.execute(update(notifications).where(notifications.c.id == notification_id).values(**values))
+
+    def add_attempt(self, **values: Any) -> None:
+        self.conn.execute(insert(delivery_attempts).values(**values))
+
+    def count_sent_since(self, customer_id: str, since: datetime) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(notifications)
+                .where(
+                    notifications.c.customer_id == customer_id,
+                    notifications.c.status.in_(SENT_STATUSES),
+                    notifications.c.trigger != "conversation_reply",
+                    notifications.c.sent_at >= since,
+                )
+            ).scalar_one()
+        )
+
+    def find_by_provider_id(self, provider_message_id: str) -> Any | None:
+        return self.conn.execute(
+            select(notifications).where(notifications.c.provider_message_id == provider_message_id).with_for_update()
+        ).first()
+
+    def receipt_is_new(self, key: str, *, now: datetime) -> bool:
+        """Records a provider callback key (Messenger mid, status id); False if it was seen before."""
+        stmt = insert_ignore(self.conn, provider_receipts, index_elements=["key"]).returning(provider_receipts.c.key)
+        return self.conn.execute(stmt, [{"key": key[:300], "received_at": now}]).first() is not None
+
+    # ---- customers as the sender sees them ------------------------------------------------------------
+
+    def profile(self, customer_id: str) -> CustomerProfile | None:
+        row = self.conn.execute(select(customers).where(customers.c.id == customer_id)).first()
+        if row is None:
+            return None
+        addresses: dict[str, str] = {}
+        if row.email:
+            addresses["email"] = row.email
+        if row.phone:
+            addresses["sms"] = row.phone
+            addresses["whatsapp"] = row.phone
+        for ident in self.conn.execute(
+            select(identities.c.kind, identities.c.value).where(
+                identities.c.customer_id == customer_id, identities.c.kind.in_(("email", "phone", "whatsapp", "messenger"))
+            )
+        ):
+            channel = {"phone": "sms"}.get(ident.kind, ident.kind)
+            addresses.setdefault(channel, ident.value)
+            if ident.kind == "phone":
+                addresses.setdefault("whatsapp", ident.value)
+        last_inbound: dict[str, datetime] = {}
+        for ci in self.conn.execute(
+            select(channel_identities).where(channel_identities.c.customer_id == customer_id)
+            .order_by(channel_identities.c.updated_at)
+        ):
+            addresses[ci.channel] = ci.address  # the address they last wrote from wins
+            if ci.last_inbound_at:
+                last_inbound[ci.channel] = max(ci.last_inbound_at, last_inbound.get(ci.channel, ci.last_inbound_at))
+        granted = {
+            (c.channel, c.topic): bool(c.is_granted)
+            for c in self.conn.execute(select(consents).where(consents.c.customer_id == customer_id))
+        }
+        prefs = self.conn.execute(
+            select(notification_preferences).where(notification_preferences.c.customer_id == customer_id)
+        ).first()
+        return CustomerProfile(
+            id=row.id,
+            name=row.name,
+            locale=row.locale,
+            timezone=row.timezone,
+            preferred_channels=list(row.preferred_channels or []),
+            addresses=addresses,
+            consents=granted,
+            last_inbound=last_inbound,
+            channel_order=list(prefs.channel_order) if prefs is not None and prefs.channel_order else None,
+            quiet_start=prefs.quiet_start if prefs is not None else None,
+            quiet_end=prefs.quiet_end if prefs is not None else None,
+            daily_cap=prefs.daily_cap if prefs is not None else None,
+        )
+
+    def order(self, order_id: str | None) -> dict[str, Any] | None:
+        if not order_id:
+            return None
+        row = self.conn.execute(select(orders).where(orders.c.id == order_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def shipment(self, shipment_id: str | None) -> dict[str, Any] | None:
+        if not shipment_id:
+            return None
+        row = self.conn.execute(select(shipments).where(shipments.c.id == shipment_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def latest_proof(self, shipment_id: str | None) -> dict[str, Any] | None:
+        if not shipment_id:
+            return None
+        row = self.conn.execute(
+            select(proofs_of_delivery).where(proofs_of_delivery.c.shipment_id == shipment_id)
+            .order_by(proofs_of_delivery.c.delivered_at.desc()).limit(1)
+        ).first()
+        return dict(row._mapping) if row is not None else None
+
+    # ---- consent, preferences, identities ------------------------------------------------------------
+
+    def set_consent(self, *, customer_id: str, channel: str, topic: str, is_granted: bool, source: str, now: datetime) -> bool:
+        """Upserts a consent; True if it changed."""
+        current = self.conn.execute(
+            select(consents.c.is_granted).where(
+                consents.c.customer_id == customer_id, consents.c.channel == channel, consents.c.topic == topic
+            ).with_for_update()
+        ).scalar()
+        if current is not None and bool(current) == is_granted:
+            return False
+        stmt = upsert(self.conn, consents, index_elements=["customer_id", "channel", "topic"],
+                      update_columns=["is_granted", "source", "updated_at"])
+        self.conn.execute(stmt, [{"customer_id": customer_id, "channel": channel, "topic": topic,
+                                  "is_granted": is_granted, "source": source, "updated_at": now}])
+        return True
+
+    def save_preferences(self, *, customer_id: str, now: datetime, **values: Any) -> None:
+        stmt = upsert(self.conn, notification_preferences, index_elements=["customer_id"],
+                      update_columns=[*values.keys(), "updated_at"])
+        self.conn.execute(stmt, [{"customer_id": customer_id, "updated_at": now, **values}])
+
+    def touch_channel_identity(self, *, customer_id: str, channel: str, address: str, inbound_at: datetime | None, now: datetime) -> None:
+        row = self.conn.execute(
+            select(channel_identities.c.id).where(channel_identities.c.channel == channel, channel_identities.c.address == address)
+        ).first()
+        if row is None:
+            self.conn.execute(
+                insert_ignore(self.conn, channel_identities, index_elements=["channel", "address"]),
+                [{"customer_id": customer_id, "channel": channel, "address": address, "last_inbound_at": inbound_at,
+                  "created_at": now, "updated_at": now}],
+            )
+        else:
+            values: dict[str, Any] = {"customer_id": customer_id, "updated_at": now}
+            if inbound_at is not None:
+                values["last_inbound_at"] = inbound_at
+            self.conn.execute(update(channel_identities).where(channel_identities.c.id == row.id).values(**values))
+
+    def customer_by_address(self, channel: str, address: str) -> str | None:
+        """Who wrote: by a channel identity we recorded, an identity in the graph, or the profile's phone/email."""
+        found = self.conn.execute(
+            select(channel_identities.c.customer_id).where(channel_identities.c.channel == channel, channel_identities.c.address == address)
+        ).scalar()
+        if found:
+            return str(found)
+        kinds = {"sms": ("phone", "whatsapp"), "whatsapp": ("whatsapp", "phone"), "email": ("email",), "messenger": ("messenger",)}
+        found = self.conn.execute(
+            select(identities.c.customer_id).where(identities.c.kind.in_(kinds.get(channel, (channel,))), identities.c.value == address)
+        ).scalar()
+        if found:
+            return str(found)
+        if channel in ("sms", "whatsapp"):
+            found = self.conn.execute(select(customers.c.id).where(customers.c.phone == address, customers.c.merged_into.is_(None))).scalar()
+        elif channel == "email":
+            found = self.conn.execute(
+                select(customers.c.id).where(func.lower(customers.c.email) == address.lower(), customers.c.merged_into.is_(None))
+            ).scalar()
+        return str(found) if found else None
+
+    # ---- journeys ------------------------------------------------------------------------------------
+
+    def journey_row(self, name: str = "default") -> Any | None:
+        return self.conn.execute(select(journeys).where(journeys.c.name == name)).first()
+
+    def journey_version(self, name: str = "default") -> int | None:
+        return self.conn.execute(select(journeys.c.version).where(journeys.c.name == name)).scalar()
+
+    def save_journey(self, *, name: str, source: str, definition: dict[str, Any], updated_by: str, now: datetime) -> int:
+        current = self.conn.execute(select(journeys.c.version).where(journeys.c.name == name).with_for_update()).scalar()
+        version = (current or 0) + 1
+        values = {"source": source, "definition": definition, "version": version, "updated_by": updated_by, "updated_at": now}
+        if current is None:
+            self.conn.execute(insert(journeys).values(name=name, **values))
+        else:
+            self.conn.execute(update(journeys).where(journeys.c.name == name).values(**values))
+        return version
+
+
+def due_filter(now: datetime) -> Any:
+    return and_(notifications.c.status == "queued", notifications.c.scheduled_for <= now)

@@ -1,0 +1,354 @@
+"""The sender: claims due queued messages with a lease, decides (reason gone? consent? quiet hours? cap?
+which channel?), renders, hands the message to the channel adapter OUTSIDE any transaction, then records
+the outcome: sent, retry with backoff, failed (then the next channel), or suppressed with a reason.
+
+`start(ctx)` runs it in a background thread; `send_due(ctx, now=...)` runs one pass (tests, benchmark).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from doorstep.context import AppContext
+from doorstep.ids import new_id
+from doorstep.notifications.channels import (
+    SESSION_WINDOW_S,
+    Channel,
+    OutgoingMessage,
+    build_channels,
+    provider_configured,
+)
+from doorstep.notifications.errors import TemplateInvalid
+from doorstep.notifications.journeys import JourneyStore
+from doorstep.notifications.model import (
+    MAX_SEND_ATTEMPTS,
+    ChannelChoice,
+    SendOutcome,
+    local_day_start,
+    locale_of,
+    next_attempt_at,
+    plan_channels,
+    quiet_until,
+    reason_gone,
+)
+from doorstep.notifications.repository import CustomerProfile, NotificationRepository
+from doorstep.notifications.templates import LOCALES, build_context, render_message
+
+log = logging.getLogger("doorstep.notifications")
+
+LEASE_S = 60.0  # a sender that dies mid-send gives its claims back after this
+BATCH_SIZE = 50
+POLL_INTERVAL_S = 0.02
+
+
+@dataclass
+class Prepared:
+    notification_id: str
+    message: OutgoingMessage
+    channel: Channel
+    attempts: int
+
+
+def channels_of(ctx: AppContext) -> dict[str, Channel]:
+    channels = ctx.services.get("notification_channels")
+    if channels is None:
+        channels = ctx.services["notification_channels"] = build_channels(ctx.settings)
+    return channels  # type: ignore[no-any-return]
+
+
+def journeys_of(ctx: AppContext) -> JourneyStore:
+    store = ctx.services.get("notification_journeys")
+    if store is None:
+        store = ctx.services["notification_journeys"] = JourneyStore()
+    return store
+
+
+def register(ctx: AppContext) -> None:
+    channels_of(ctx)
+    journeys_of(ctx)
+
+
+# ---- deciding -------------------------------------------------------------------------------------------
+
+
+def _only_outbox(ctx: AppContext) -> bool:
+    """With no provider set up (development, `make run`), every message goes to the outbox channel."""
+    return not any(provider_configured(ctx.settings).values())
+
+
+def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels: tuple[str, ...]) -> tuple[list[ChannelChoice], str | None]:
+    detail = row.detail or {}
+    tried = set(detail.get("tried", []))
+    if row.trigger == "conversation_reply":
+        channel = row.channel
+        if _only_outbox(ctx):
+            return [ChannelChoice("outbox", row.to_address or "")], None
+        if channel in channels_of(ctx) and row.to_address:
+            return [ChannelChoice(channel, row.to_address)], None
+        return [], "no_channel"
+    order = profile.channel_order or profile.preferred_channels or list(journey_channels)
+    if _only_outbox(ctx):
+        choices, reason = plan_channels(
+            order=order, addresses=profile.addresses, consents=profile.consents, topic=row.topic or "service",
+            available={"email", "sms", "whatsapp", "messenger", "webhook"}, exclude=tried,
+        )
+        if not choices and reason == "opted_out":
+            return [], reason
+        address = choices[0].address if choices else profile.id
+        return [ChannelChoice("outbox", address)], None
+    addresses = dict(profile.addresses)
+    addresses.setdefault("outbox", profile.id)
+    return plan_channels(
+        order=order, addresses=addresses, consents=profile.consents, topic=row.topic or "service",
+        available=set(channels_of(ctx)), exclude=tried,
+    )
+
+
+def _prepare_one(ctx: AppContext, repo: NotificationRepository, notification_id: str, now: datetime,
+                 in_batch: dict[str, int] | None = None) -> Prepared | None:
+    """Decides one claimed message. `in_batch` counts messages already prepared in this pass per customer, so
+    the daily cap holds within a batch too."""
+    in_batch = in_batch if in_batch is not None else {}
+    row = repo.get_for_update(notification_id)
+    if row is None or row.status != "queued":
+        return None
+    detail = dict(row.detail or {})
+    is_reply = row.trigger == "conversation_reply"
+    is_urgent = bool(detail.get("is_urgent")) or is_reply
+
+    def finish(status: str, reason: str | None, **extra: Any) -> None:
+        repo.update(notification_id, status=status, suppression_reason=reason, lease_owner=None, lease_until=None,
+                    detail={**detail, **extra}, **({"failed_at": now} if status == "failed" else {}))
+
+    profile = repo.profile(row.customer_id)
+    if profile is None:
+        finish("suppressed", "no_channel", note="customer no longer exists")
+        return None
+    if not is_reply:
+        cancel_if = detail.get("cancel_if") or {}
+        shipment = repo.shipment(row.shipment_id)
+        order = repo.order(row.order_id)
+        gone = reason_gone(
+            cancel_if_shipment_status=cancel_if.get("shipment_status") or [],
+            cancel_if_order_status=cancel_if.get("order_status") or [],
+            shipment_status=(shipment or {}).get("status"), order_status=(order or {}).get("status"),
+        )
+        if gone:
+            finish("suppressed", "cancelled_reason_gone", why=gone)
+            return None
+    else:
+        shipment = order = None
+    journey = journeys_of(ctx).current(repo.conn)
+    if not is_urgent:
+        until = quiet_until(now, tz_name=profile.timezone, start=profile.quiet_start or journey.quiet_start,
+                            end=profile.quiet_end or journey.quiet_end)
+        if until is not None:
+            repo.update(notification_id, scheduled_for=until, suppression_reason="quiet_hours", lease_owner=None,
+                        lease_until=None, detail={**detail, "held_until": until.isoformat()})
+            return None
+        cap = profile.daily_cap or journey.daily_cap
+        already = repo.count_sent_since(profile.id, local_day_start(now, profile.timezone)) + in_batch.get(profile.id, 0)
+        if already >= cap:
+            finish("suppressed", "daily_cap", cap=cap)
+            return None
+    choices, reason = _plan(ctx, row, profile, journey.channels)
+    if not choices:
+        finish("suppressed", reason or "no_channel")
+        return None
+    choice = choices[0]
+    channel_impl = channels_of(ctx)[choice.channel]
+    locale = locale_of(profile.locale or row.locale, supported=LOCALES)
+    topic = row.topic or "service"
+    event = detail.get("event") or {}
+    context = build_context(
+        ctx.settings, trigger=row.trigger, channel=choice.channel, locale=locale, topic=topic,
+        customer=profile.as_dict(), order=order if not is_reply else repo.order(row.order_id),
+        shipment=shipment, event=event,
+        proof=repo.latest_proof(row.shipment_id) if row.trigger == "delivered" else None,
+        text=row.body_text if is_reply else None,
+    )
+    try:
+        rendered = render_message(row.trigger, "email" if choice.channel == "email" else choice.channel, locale, context)
+    except TemplateInvalid as exc:
+        finish("failed", None, error=exc.detail)
+        repo.update(notification_id, last_error=f"template: {exc.detail}")
+        return None
+    last_inbound = profile.last_inbound.get(choice.channel)
+    message = OutgoingMessage(
+        notification_id=notification_id, channel=choice.channel, to=choice.address, text=rendered.text,
+        subject=rendered.subject, html=rendered.html, locale=locale, trigger=row.trigger, topic=topic,
+        customer_id=profile.id, order_id=row.order_id, unsubscribe_url=context["unsubscribe_url"],
+        whatsapp_template=rendered.whatsapp_template,
+        is_in_session=last_inbound is not None and (now - last_inbound).total_seconds() < SESSION_WINDOW_S,
+        is_reply=is_reply, created_at=row.created_at,
+    )
+    if not is_reply:
+        in_batch[profile.id] = in_batch.get(profile.id, 0) + 1
+    repo.update(
+        notification_id, channel=choice.channel, to_address=choice.address, locale=locale, subject=rendered.subject or None,
+        body_text=rendered.text, body_html=rendered.html, suppression_reason=None,
+        detail={**detail, "planned": [c.channel for c in choices]},
+    )
+    return Prepared(notification_id, message, channel_impl, row.attempts or 0)
+
+
+# ---- recording ------------------------------------------------------------------------------------------
+
+
+def _record(ctx: AppContext, repo: NotificationRepository, prepared: Prepared, outcome: SendOutcome,
+            *, started_at: datetime, now: datetime) -> None:
+    attempt = prepared.attempts + 1
+    kind = "sent" if outcome.is_sent else ("transient" if outcome.is_transient else "permanent")
+    repo.add_attempt(
+        notification_id=prepared.notification_id, channel=prepared.message.channel, attempt=attempt, outcome=kind,
+        http_status=outcome.http_status, provider_message_id=outcome.provider_message_id, error=outcome.error,
+        retry_after_s=int(outcome.retry_after_s) if outcome.retry_after_s is not None else None,
+        started_at=started_at, finished_at=now,
+    )
+    if outcome.is_sent:
+        repo.update(prepared.notification_id, status="sent", sent_at=now, attempts=attempt,
+                    provider_message_id=outcome.provider_message_id, lease_owner=None, lease_until=None, last_error=None)
+        return
+    if outcome.is_transient and attempt < MAX_SEND_ATTEMPTS:
+        repo.update(
+            prepared.notification_id, attempts=attempt, last_error=outcome.error, lease_owner=None, lease_until=None,
+            scheduled_for=next_attempt_at(now, attempt=attempt, base_s=max(ctx.settings.retry_base_s, 0.0),
+                                          max_s=max(ctx.settings.retry_max_s, 0.0), retry_after_s=outcome.retry_after_s),
+        )
+        return
+    repo.update(prepared.notification_id, status="failed", failed_at=now, attempts=attempt, last_error=outcome.error,
+                lease_owner=None, lease_until=None)
+    queue_fallback(repo, prepared.notification_id, now=now)
+
+
+def queue_fallback(repo: NotificationRepository, notification_id: str, *, now: datetime) -> str | None:
+    """After a permanent failure on one channel, the same message is queued again for the next channel."""
+    row = repo.get(notification_id)
+    if row is None or row.trigger == "conversation_reply" or row.channel == "outbox":
+        return None
+    detail = dict(row.detail or {})
+    tried = [*detail.get("tried", []), row.channel]
+    planned = [c for c in detail.get("planned", []) if c not in tried]
+    if not planned:
+        return None
+    fallback_id = new_id()
+    is_new = repo.add_queued(
+        id=fallback_id, customer_id=row.customer_id, order_id=row.order_id, shipment_id=row.shipment_id,
+        trigger=row.trigger, channel=planned[0], locale=row.locale, topic=row.topic,
+        dedupe_key=f"{row.dedupe_key}>{planned[0]}"[:300], created_at=now, scheduled_for=now,
+        event_occurred_at=row.event_occurred_at, fallback_of=row.fallback_of or row.id,
+        detail={**{k: v for k, v in detail.items() if k not in ("planned", "held_until")}, "tried": tried},
+    )
+    return fallback_id if is_new else None
+
+
+# ---- the loop -------------------------------------------------------------------------------------------
+
+
+class Sender:
+    def __init__(self, ctx: AppContext, *, name: str | None = None):
+        self.ctx = ctx
+        self.name = name or f"sender-{new_id()[-8:]}"
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorstep-send")
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="doorstep-sender", daemon=True)
+
+    def send_due(self, *, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
+        """One pass: claim and prepare (one transaction), send (no transaction open), record the outcomes (one
+        transaction). Returns how many messages were claimed. A sender that dies between sending and recording
+        leaves its claims to expire, and they are sent again: delivery is at least once."""
+        ctx = self.ctx
+        now = now or ctx.clock.now()
+        prepared: list[Prepared] = []
+        with ctx.engine.begin() as conn:
+            repo = NotificationRepository(conn)
+            ids = repo.claim_due(now=now, limit=limit, owner=self.name, lease_s=LEASE_S)
+            in_batch: dict[str, int] = {}
+            for notification_id in ids:
+                item = _prepare_one(ctx, repo, notification_id, now, in_batch)
+                if item is not None:
+                    prepared.append(item)
+        if not ids:
+            return 0
+        outcomes = []
+        hook = ctx.services.get("on_notification_sent")
+        for item in prepared:
+            outcome = self._send_with_timeout(item, now=now)
+            outcomes.append((item, outcome, max(ctx.clock.now(), now)))
+            if hook is not None and outcome.is_sent:
+                hook(item.message)
+        if outcomes:
+            with ctx.engine.begin() as conn:
+                repo = NotificationRepository(conn)
+                for item, outcome, finished in outcomes:
+                    _record(ctx, repo, item, outcome, started_at=now, now=finished)
+        return len(ids)
+
+    def _send_with_timeout(self, item: Prepared, *, now: datetime) -> SendOutcome:
+        timeout = self.ctx.settings.outbound_timeout_s + 5  # adapters time out themselves; this is the backstop
+        future = self.pool.submit(item.channel.send, item.message, now=now)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            return SendOutcome(is_sent=False, is_transient=True, error=f"no answer within {timeout:g} s")
+        except Exception as exc:  # an adapter bug must not kill the loop; the message is retried
+            log.exception("channel %s raised", item.message.channel)
+            return SendOutcome(is_sent=False, is_transient=True, error=f"{type(exc).__name__}: {exc}")
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                n = self.send_due(now=self.ctx.clock.now())
+            except Exception:
+                log.exception("sender pass failed")
+                n = 0
+                self.stop.wait(1.0)
+            if n == 0:
+                if self.wake.wait(POLL_INTERVAL_S * 5):
+                    self.wake.clear()
+                    self.stop.wait(POLL_INTERVAL_S / 4)  # woken by a handler before its commit: let it land
+
+    def start(self) -> Sender:
+        self.ctx.services["wake_sender"] = self.wake.set
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        self.thread.join(timeout=10)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def sender_of(ctx: AppContext) -> Sender:
+    sender = ctx.services.get("notification_sender")
+    if sender is None:
+        sender = ctx.services["notification_sender"] = Sender(ctx)
+    return sender
+
+
+def send_due(ctx: AppContext, now: datetime | None = None, *, limit: int = BATCH_SIZE, max_rounds: int = 100) -> int:
+    """Sends everything due at `now` (repeating passes until nothing is claimed); returns how many were claimed."""
+    total = 0
+    for _ in range(max_rounds):
+        n = sender_of(ctx).send_due(now=now, limit=limit)
+        total += n
+        if n == 0:
+            break
+    return total
+
+
+def start(ctx: AppContext) -> Sender | None:
+    if ctx.settings.env == "test" and not ctx.settings.in_process_worker:
+        return None  # tests drive the sender by hand with send_due(ctx, now)
+    return sender_of(ctx).start()
+
+
+__all__ = ["Sender", "queue_fallback", "send_due", "start", "timedelta"]

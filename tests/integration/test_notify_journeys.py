@@ -1,0 +1,208 @@
+"""Journeys end to end on the real store: domain event -> outbox -> journey handler -> queued message ->
+sender -> outbox channel (no provider configured). Runs on SQLite, and PostgreSQL when configured."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from doorstep.clock import FixedClock
+from doorstep.customers.events import ConsentChanged
+from doorstep.customers.tables import consents
+from doorstep.notifications.api import queue_reply
+from doorstep.notifications.services import send_due
+from doorstep.orders.events import OrderPlaced
+from doorstep.shipments.events import DriverDeparted, ShipmentDelivered, ShipmentPredictedLate
+from tests.conftest import make_settings
+from tests.helpers import running_app
+from tests.support_notify import add_customer, add_order, add_shipment, messages, publish, set_shipment_status
+
+UTC = dt.UTC
+
+
+def _placed(order_id: str, customer_id: str, at: dt.datetime) -> OrderPlaced:
+    return OrderPlaced(occurred_at=at, order_id=order_id, customer_id=customer_id, external_id="#1042",
+                       total="89.90", currency="EUR")
+
+
+def _late(shipment_id: str, order_id: str, customer_id: str, at: dt.datetime, *, delay_hours: float) -> ShipmentPredictedLate:
+    return ShipmentPredictedLate(
+        occurred_at=at, shipment_id=shipment_id, order_id=order_id, customer_id=customer_id,
+        promised_to=at + dt.timedelta(hours=10), predicted_from=at + dt.timedelta(hours=24),
+        predicted_to=at + dt.timedelta(hours=10 + delay_hours), delay_hours=delay_hours, confidence=0.8,
+    )
+
+
+def test_same_event_three_times_yields_one_message(tmp_path: Path, database_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, database_url, public_base_url="https://track.example"), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        order_id = add_order(app.ctx.engine, customer_id, external_id="#1042")
+        for _ in range(3):  # redelivered by the shop's SDK / re-emitted by a replay: new event ids, same fact
+            publish(app.ctx, _placed(order_id, customer_id, clock.now()))
+        app.drain()
+
+        assert send_due(app.ctx, clock.now()) == 1
+        assert send_due(app.ctx, clock.now()) == 0
+
+        [message] = messages(app.ctx.engine)
+        assert message.trigger == "order_confirmed"
+        assert message.dedupe_key == f"order_confirmed:{order_id}"
+        assert message.channel == "outbox"  # no provider configured
+        assert message.status == "sent"
+        assert message.to_address == "maya@example.com"
+        assert "Order #1042 is confirmed" in message.body_text
+        assert "https://track.example/t/" in message.body_text
+
+
+def test_condition_only_sends_predicted_late_over_four_hours(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        order_id = add_order(app.ctx.engine, customer_id)
+        shipment_id = add_shipment(app.ctx.engine, order_id)
+
+        publish(app.ctx, _late(shipment_id, order_id, customer_id, clock.now(), delay_hours=3))
+        app.drain()
+        assert messages(app.ctx.engine) == []
+
+        publish(app.ctx, _late(shipment_id, order_id, customer_id, clock.now(), delay_hours=26))
+        app.drain()
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert message.trigger == "predicted_late"
+        assert "running late" in message.body_text
+        assert "?action=reschedule" in message.body_text and "?action=pickup_point" in message.body_text
+
+
+def test_delayed_message_is_cancelled_when_the_reason_is_gone(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        order_id = add_order(app.ctx.engine, customer_id)
+        shipment_id = add_shipment(app.ctx.engine, order_id)
+        # 23:30 in Berlin: the "late" message waits for quiet hours to end ...
+        clock.at = dt.datetime(2026, 11, 23, 22, 30, tzinfo=UTC)
+        publish(app.ctx, _late(shipment_id, order_id, customer_id, clock.now(), delay_hours=12))
+        app.drain()
+        send_due(app.ctx, clock.now())
+        [held] = messages(app.ctx.engine)
+        assert held.status == "queued" and held.suppression_reason == "quiet_hours"
+
+        # ... and by morning the parcel was delivered: no "running late" after "delivered"
+        set_shipment_status(app.ctx.engine, shipment_id, "Delivered")
+        clock.at = dt.datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert message.status == "suppressed"
+        assert message.suppression_reason == "cancelled_reason_gone"
+        assert message.sent_at is None
+
+
+def test_message_due_at_2330_local_goes_out_when_quiet_hours_end(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine, timezone="America/New_York")
+        order_id = add_order(app.ctx.engine, customer_id)
+        clock.at = dt.datetime(2026, 11, 24, 4, 30, tzinfo=UTC)  # 23:30 in New York (EST, UTC-5)
+        publish(app.ctx, _placed(order_id, customer_id, clock.now()))
+        app.drain()
+
+        send_due(app.ctx, clock.now())
+        [held] = messages(app.ctx.engine)
+        assert held.status == "queued"
+        assert held.suppression_reason == "quiet_hours"
+        assert held.scheduled_for == dt.datetime(2026, 11, 24, 13, 0, tzinfo=UTC)  # 08:00 New York
+
+        clock.at = dt.datetime(2026, 11, 24, 12, 59, tzinfo=UTC)
+        assert send_due(app.ctx, clock.now()) == 0
+        assert messages(app.ctx.engine)[0].status == "queued"
+
+        clock.at = dt.datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+        send_due(app.ctx, clock.now())
+        [sent] = messages(app.ctx.engine)
+        assert sent.status == "sent"
+        assert sent.sent_at == dt.datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+        assert sent.suppression_reason is None
+
+
+def test_driver_departed_is_urgent_and_ignores_quiet_hours(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        order_id = add_order(app.ctx.engine, customer_id)
+        shipment_id = add_shipment(app.ctx.engine, order_id, status="OutForDelivery")
+        clock.at = dt.datetime(2026, 11, 23, 20, 30, tzinfo=UTC)  # 21:30 Berlin, inside quiet hours
+        publish(app.ctx, DriverDeparted(occurred_at=clock.now(), shipment_id=shipment_id, order_id=order_id,
+                                        customer_id=customer_id, eta_from=clock.now() + dt.timedelta(minutes=20),
+                                        eta_to=clock.now() + dt.timedelta(minutes=60)))
+        app.drain()
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert message.status == "sent"
+        assert "Mon 23 Nov, 21:50–22:30" in message.body_text  # the ETA window in the customer's time zone
+
+
+def test_daily_cap_suppresses_the_message_over_the_cap(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        app.client.app  # noqa: B018
+        from doorstep.notifications.repository import NotificationRepository
+
+        with app.ctx.engine.begin() as conn:
+            NotificationRepository(conn).save_preferences(customer_id=customer_id, now=clock.now(), daily_cap=2)
+        order_ids = [add_order(app.ctx.engine, customer_id) for _ in range(3)]
+        for order_id in order_ids:
+            publish(app.ctx, _placed(order_id, customer_id, clock.now()))
+        app.drain()
+        send_due(app.ctx, clock.now())
+
+        rows = messages(app.ctx.engine)
+        assert sorted(r.status for r in rows) == ["sent", "sent", "suppressed"]
+        assert [r.suppression_reason for r in rows if r.status == "suppressed"] == ["daily_cap"]
+
+
+def test_opted_out_customer_gets_nothing_and_the_reason_is_recorded(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine, channels=["email"], phone=None)
+        with app.ctx.engine.begin() as conn:
+            conn.execute(consents.insert().values(customer_id=customer_id, channel="email", topic="service",
+                                                  is_granted=False, source="test", updated_at=clock.now()))
+        order_id = add_order(app.ctx.engine, customer_id)
+        publish(app.ctx, _placed(order_id, customer_id, clock.now()))
+        app.drain()
+        send_due(app.ctx, clock.now())
+
+        [message] = messages(app.ctx.engine)
+        assert (message.status, message.suppression_reason) == ("suppressed", "opted_out")
+        assert message.body_text is None
+
+
+def test_delivered_after_delay_rule_and_unknown_customer_is_ignored(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        publish(app.ctx, ShipmentDelivered(occurred_at=clock.now(), shipment_id="s-unknown", order_id=None,
+                                           customer_id=None, delivered_at=clock.now(), is_late=False, delay_hours=0))
+        app.drain()
+        with app.ctx.engine.connect() as conn:
+            from doorstep.notifications.tables import notifications
+
+            assert conn.execute(select(func.count()).select_from(notifications)).scalar_one() == 0
+
+
+def test_conversation_reply_is_delivered_and_not_held_by_quiet_hours(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        clock.at = dt.datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # midnight in Berlin
+        with app.ctx.engine.begin() as conn:
+            queue_reply(conn, customer_id=customer_id, channel="whatsapp", to_address="+4915112345678",
+                        text="Your return arrived on Monday.", dedupe_key="reply:conv1:1", now=clock.now())
+        send_due(app.ctx, clock.now())
+        [message] = messages(app.ctx.engine)
+        assert message.status == "sent"
+        assert message.body_text == "Your return arrived on Monday."
+
+
+def test_consent_changed_events_are_not_journey_triggers(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        customer_id = add_customer(app.ctx.engine)
+        publish(app.ctx, ConsentChanged(occurred_at=clock.now(), customer_id=customer_id, channel="sms",
+                                        topic="marketing", is_granted=True, source="test"))
+        app.drain()
+        assert messages(app.ctx.engine) == []
