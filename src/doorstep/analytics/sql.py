@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from doorstep.analytics.model import DISPATCH_SLA_H, FIRST_ATTEMPT_GRACE_H, UNHAPPY_MAX_SCORE, WISMO_REASONS, Filters
+from doorstep.analytics.model import (
+    DISPATCH_SLA_H,
+    FAILED_ATTEMPT_WINDOW_H,
+    FIRST_ATTEMPT_GRACE_H,
+    UNHAPPY_MAX_SCORE,
+    WISMO_REASONS,
+    Filters,
+)
 
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 
@@ -202,17 +209,21 @@ def contact_links_select(d: Dialect) -> str:
 
 def cause_case(d: Dialect, *, at: str, own_cause: str, reason: str, fallback: str) -> str:
     """The likely upstream cause of a contact or review at time `at`, from what had happened to its order
-    (alias f, a facts row; NULL when no order is linked)."""
+    (alias f, a facts row; NULL when no order is linked). A contact soon after a failed attempt is about the
+    attempt; later, once the promise has passed, about lateness."""
     sla = DISPATCH_SLA_H
+    failed = (f"f.delivered_at IS NULL OR {d.hours('f.delivered_at', 'f.first_attempt_at')} "
+              f"> {FIRST_ATTEMPT_GRACE_H}")
     return f"""CASE
       WHEN {own_cause} IS NOT NULL AND {own_cause} <> '' THEN {own_cause}
       WHEN f.id IS NULL THEN 'pre_purchase'
       WHEN f.damaged_at <= {at} THEN 'damaged'
       WHEN f.wrong_at <= {at} THEN 'wrong_item'
       WHEN f.is_lost = 1 THEN 'lost'
-      WHEN f.first_attempt_at <= {at} AND (f.delivered_at IS NULL
-           OR {d.hours('f.delivered_at', 'f.first_attempt_at')} > {FIRST_ATTEMPT_GRACE_H}) THEN 'failed_attempt'
+      WHEN f.first_attempt_at <= {at} AND {d.hours(at, 'f.first_attempt_at')} <= {FAILED_ATTEMPT_WINDOW_H}
+           AND ({failed}) THEN 'failed_attempt'
       WHEN f.promised_to < {at} AND (f.delivered_at IS NULL OR f.delivered_at > f.promised_to) THEN 'late'
+      WHEN f.first_attempt_at <= {at} AND ({failed}) THEN 'failed_attempt'
       WHEN (f.dispatched_at IS NULL OR f.dispatched_at > {at})
            AND {d.hours(at, 'f.placed_at')} > {sla} THEN 'dispatch_late'
       WHEN f.first_return_at <= {at} AND (f.refunded_at IS NULL OR f.refunded_at > {at}) THEN 'refund_slow'
