@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from tests.conftest import make_settings
+from tests.factories import staff_user
+from tests.support_dashboard import NOW, WorldBuilder, known_world
 
 from doorstep.app import create_app
 from doorstep.clock import FixedClock
 from doorstep.db.engine import create_db_engine
 from doorstep.security.sessions import SESSION_COOKIE
-from tests.conftest import make_settings
-from tests.factories import staff_user
-from tests.support_dashboard import NOW, WorldBuilder, known_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import secret_key
+from tests.helpers import running_app
+from tests.support_dashboard import NOW, known_world
 from typer.testing import CliRunner
 
 from doorstep.bus.registry import Bus
@@ -17,10 +21,6 @@ from doorstep.feedback.handlers import record_survey
 from doorstep.feedback.model import SurveyAnswer
 from doorstep.feedback.tables import feedback
 from doorstep.orders.tables import orders
-from tests.conftest import make_settings
-from tests.factories import secret_key
-from tests.helpers import running_app
-from tests.support_dashboard import NOW, known_world
 
 
 def _rows(engine, **where):  # type: ignore[no-untyped-def]

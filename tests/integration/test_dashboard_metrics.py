@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.support_dashboard import NOW, known_world
 
 from doorstep.analytics.engine import DuckEngine, sql_runner
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard, drill
 from doorstep.db.engine import create_db_engine
-from tests.support_dashboard import NOW, known_world
 
 PERIOD = Filters.last_days(7, now=NOW)
 

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.support_dashboard import load_simulated_world
 
 from doorstep.analytics.engine import DuckEngine, sql_runner
 from doorstep.analytics.model import Filters, owner_of
@@ -13,7 +14,6 @@ from doorstep.analytics.queries import compute_dashboard, stage
 from doorstep.db.engine import create_db_engine
 from doorstep.simulator.profile import load_profile
 from doorstep.simulator.world import generate
-from tests.support_dashboard import load_simulated_world
 
 SIM_ORDERS = 400
 
