@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-live", action="store_true")
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--results", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])  # `python -m bench dashboard` calls main() with no arguments
     store: Path = args.store
 
     have = counts(store) if store.exists() else {}
@@ -200,4 +200,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
