@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         "| results equal |",
         "|---|---|---|---|---|---|",
     ]
-    for days in [int(p) for p in args.periods.split(",")]:
+    for days in [int(p) for p in args.periods.split(",") if p.strip()]:
         f = Filters.last_days(days, now=now)
         print(f"period {days} days ...", flush=True)
         r = measure_compute(url, f, now)
