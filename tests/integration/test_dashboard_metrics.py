@@ -172,3 +172,19 @@ def test_drill_down_lists_the_orders_behind_a_number(world: tuple[str, dict[str,
     finally:
         duck.close()
         engine.dispose()
+
+
+def test_the_engine_attaches_the_store_read_only(world: tuple[str, dict[str, str]]) -> None:
+    import duckdb
+
+    url, _ = world
+    duck = DuckEngine(url)
+    try:
+        with duck.runner() as runner:
+            before = runner.rows("SELECT count(*) AS n FROM store.orders", {})[0]["n"]
+            with pytest.raises(duckdb.Error, match=r"read-only|read only"):
+                runner.execute("DELETE FROM store.orders", {})
+        with duck.runner() as runner:
+            assert runner.rows("SELECT count(*) AS n FROM store.orders", {})[0]["n"] == before == 11
+    finally:
+        duck.close()
