@@ -88,8 +88,8 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
         n = min(CHUNK, orders - lo)
         oid = _uuids("a", n, lo)
         cidx = rng.integers(0, n_cust, n)  # ~3 orders per customer on average, a few with many
-        placed_s = np.maximum(rng.uniform(0, span, n), first_seen[cidx] + 60)
-        placed_s = np.minimum(placed_s, span - 60)
+        earliest = np.maximum(first_seen[cidx] + 60, 0.0)  # never before the customer was first seen
+        placed_s = earliest + rng.random(n) * (span - 60 - earliest)
         total = rng.integers(1500, 25000, n)
         channel = CHANNELS[rng.integers(0, 3, n)]
         region = cust_region[cidx]
@@ -176,7 +176,8 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
         n = min(CHUNK * 5, events - lo)
         n_sessions = n // 5 + 1
         sess_cust = rng.integers(0, n_cust, n_sessions)
-        sess_start = np.maximum(rng.uniform(0, span, n_sessions), first_seen[sess_cust])
+        sess_from = np.maximum(first_seen[sess_cust], 0.0)
+        sess_start = sess_from + rng.random(n_sessions) * (span - 600 - sess_from)
         sess_src = SOURCES[rng.integers(0, len(SOURCES), n_sessions)]
         idx = np.arange(n) // 5
         step = np.arange(n) % 5

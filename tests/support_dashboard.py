@@ -186,3 +186,78 @@ def known_world(engine: Engine) -> dict[str, str]:
     b.event(e, at=at(11, 9, ) + timedelta(minutes=2), name="Product Added", session="s6", source="newsletter")
     b.flush()
     return ids
+
+
+def load_simulated_world(engine: Engine, world: Any) -> dict[str, str]:
+    """Writes the simulator's ground truth (customers, orders, parcels, contacts, feedback) straight into the
+    store, as the projections would leave it; contacts carry no cause, so the dashboard has to derive it.
+    Returns the simulator's order number -> store order id."""
+    from datetime import UTC
+
+    def ts(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC) if value else None
+
+    def uid(kind: str, key: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim:{kind}:{key}"))
+
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in (
+        "customers", "orders", "order_lines", "shipments", "returns", "conversations", "feedback")}
+    truth_orders = list(world.truth_orders())
+    first_order = {}
+    for o in truth_orders:
+        first_order.setdefault(o["customer_id"], ts(o["placed_at"]))
+    for c in world.customers():
+        seen = first_order.get(c["user_id"]) or datetime(2026, 1, 1, tzinfo=UTC)
+        rows["customers"].append({
+            "id": uid("customer", c["user_id"]), "email": c["email"], "name": c["name"], "region": c["region"],
+            "country": c["country"], "preferred_channels": [c["preferred_channel"]], "traits": {},
+            "first_seen_at": seen, "last_seen_at": seen, "created_at": seen, "updated_at": seen})
+    ids = {}
+    ships = {s["order_id"]: s for s in world.truth_shipments()}
+    for o in truth_orders:
+        oid = ids[o["order_id"]] = uid("order", o["order_id"])
+        placed = ts(o["placed_at"])
+        s = ships.get(o["order_id"])
+        rows["orders"].append({
+            "id": oid, "external_id": o["order_id"], "customer_id": uid("customer", o["customer_id"]),
+            "status": "delivered" if o["delivered"] else "placed", "currency": o["currency"],
+            "total_minor": round(float(o["total"]) * 100), "channel": "web",
+            "promised_to": ts(s["promised_to"]) if s else None, "placed_at": placed, "properties": {},
+            "created_at": placed, "updated_at": placed})
+        rows["order_lines"].append({"order_id": oid, "line_no": 1, "product_id": "p", "category": "apparel",
+                                    "quantity": 1, "unit_price_minor": 100})
+        if s:
+            rows["shipments"].append({
+                "id": uid("shipment", o["order_id"]), "order_id": oid, "carrier": s["carrier"],
+                "tracking_number": s["tracking_number"], "is_return": False,
+                "status": "Expired" if s["lost"] else ("Delivered" if s["delivered_at"] else "InTransit"),
+                "subtag": "lost" if s["lost"] else None, "promised_to": ts(s["promised_to"]),
+                "dispatched_at": ts(s["dispatched_at"]), "first_attempt_at": ts(s["first_attempt_at"]),
+                "delivered_at": ts(s["delivered_at"]), "created_at": placed, "updated_at": placed})
+        if o["returned"]:
+            delivered = ts(s["delivered_at"]) if s and s["delivered_at"] else placed
+            rows["returns"].append({
+                "id": uid("return", o["order_id"]), "order_id": oid, "customer_id": uid("customer", o["customer_id"]),
+                "status": "requested", "resolution": "refund", "method": "drop_off",
+                "reason_code": o["return_reason"] or "other", "requested_at": delivered + timedelta(days=2),
+                "updated_at": delivered, "steps": []})
+    for c in world.truth_contacts():
+        if c["is_follow_up"]:
+            continue  # a further message in the same conversation
+        at_ = ts(c["sent_at"])
+        rows["conversations"].append({
+            "id": uid("conversation", c["contact_id"]), "customer_id": uid("customer", c["customer_id"]),
+            "channel": c["channel"], "status": "resolved", "order_id": ids.get(c["order_id"]),
+            "contact_reason": None, "intent": None, "cause": None, "is_verified": True, "urgency": 0,
+            "state": {}, "opened_at": at_, "updated_at": at_})
+    for f in world.feedback():
+        rows["feedback"].append({
+            "id": uid("feedback", f["feedback_id"]), "customer_id": uid("customer", f["customer_id"]),
+            "order_id": ids.get(f["order_id"]), "kind": f["kind"], "csat": f["csat"] or None,
+            "nps": None if f["nps"] in ("", None) else f["nps"], "rating": f["rating"] or None,
+            "comment": f["comment"], "topic": None, "source": "simulator", "external_id": f["feedback_id"],
+            "submitted_at": ts(f["submitted_at"])})
+    b = WorldBuilder(engine, NOW)
+    b.rows = rows
+    b.flush()
+    return ids

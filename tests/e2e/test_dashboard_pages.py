@@ -7,15 +7,15 @@ import io
 from pathlib import Path
 
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import secret_key, staff_user
+from tests.helpers import running_app
+from tests.support_dashboard import NOW, known_world
 
 from doorstep.clock import FixedClock
 from doorstep.db.engine import create_db_engine
 from doorstep.orders.tables import orders
 from doorstep.security.sessions import SESSION_COOKIE
-from tests.conftest import make_settings
-from tests.factories import secret_key, staff_user
-from tests.helpers import running_app
-from tests.support_dashboard import NOW, known_world
 
 
 def _app(tmp_path: Path, url: str):  # type: ignore[no-untyped-def]

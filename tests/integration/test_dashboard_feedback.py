@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.factories import secret_key
+from tests.helpers import running_app
+from tests.support_dashboard import NOW, known_world
 from typer.testing import CliRunner
 
 from doorstep.bus.registry import Bus
@@ -17,10 +21,6 @@ from doorstep.feedback.handlers import record_survey
 from doorstep.feedback.model import SurveyAnswer
 from doorstep.feedback.tables import feedback
 from doorstep.orders.tables import orders
-from tests.conftest import make_settings
-from tests.factories import secret_key
-from tests.helpers import running_app
-from tests.support_dashboard import NOW, known_world
 
 
 def _rows(engine, **where):  # type: ignore[no-untyped-def]
@@ -121,3 +121,17 @@ def test_review_import_cli(tmp_path: Path, sqlite_url: str, monkeypatch) -> None
     assert "2 stored" in result.output and "not a known order" in result.output
     assert len(_rows(engine, source="csv")) == 2
     engine.dispose()
+
+
+def test_the_follow_up_messages_survey_link_opens_the_survey(tmp_path: Path, sqlite_url: str) -> None:
+    from doorstep.notifications.templates import links
+
+    engine = create_db_engine(sqlite_url)
+    ids = known_world(engine)
+    engine.dispose()
+    settings = make_settings(tmp_path, sqlite_url)
+    link = links(settings, order_id=ids["o1"], customer_id=ids["A"], channel="email", topic="service")["survey_url"]
+    assert link == survey_url(settings, ids["o1"])
+    with running_app(settings, FixedClock(NOW)) as app:
+        page = app.client.get(link.removeprefix(settings.public_base_url))
+        assert page.status_code == 200 and "How did we do with order" in page.text

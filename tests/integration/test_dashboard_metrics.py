@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.support_dashboard import NOW, known_world
 
 from doorstep.analytics.engine import DuckEngine, sql_runner
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard, drill
 from doorstep.db.engine import create_db_engine
-from tests.support_dashboard import NOW, known_world
 
 PERIOD = Filters.last_days(7, now=NOW)
 
@@ -25,9 +25,18 @@ def world(sqlite_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     yield sqlite_url, ids
 
 
+@pytest.fixture
+def any_world(database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The same world on SQLite, and on PostgreSQL when configured (DuckDB then attaches PostgreSQL)."""
+    engine = create_db_engine(database_url)
+    ids = known_world(engine)
+    engine.dispose()
+    yield database_url, ids
+
+
 def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
-    if engine_name == "duckdb":
-        duck = DuckEngine(url)
+    if engine_name.startswith("duckdb"):
+        duck = DuckEngine(url, pushdown=engine_name == "duckdb-pushdown")
         try:
             with duck.runner() as runner:
                 return compute_dashboard(runner, f, now=NOW)
@@ -41,9 +50,11 @@ def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
-def test_every_metric_matches_the_hand_worked_world(world: tuple[str, dict[str, str]], engine_name: str) -> None:
-    url, _ = world
+@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
+def test_every_metric_matches_the_hand_worked_world(any_world: tuple[str, dict[str, str]], engine_name: str) -> None:
+    url, _ = any_world
+    if engine_name == "duckdb-pushdown" and not url.startswith("sqlite"):
+        pytest.skip("pushdown is for SQLite stores")
     result = _compute(url, engine_name, PERIOD)
     v = result["values"]
 
@@ -91,9 +102,11 @@ def test_every_metric_matches_the_hand_worked_world(world: tuple[str, dict[str, 
         ("delivery", 1, 2), ("price", 0, 1)]
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
-def test_perfect_journey_drivers_and_downstream(world: tuple[str, dict[str, str]], engine_name: str) -> None:
-    url, _ = world
+@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
+def test_perfect_journey_drivers_and_downstream(any_world: tuple[str, dict[str, str]], engine_name: str) -> None:
+    url, _ = any_world
+    if engine_name == "duckdb-pushdown" and not url.startswith("sqlite"):
+        pytest.skip("pushdown is for SQLite stores")
     result = _compute(url, engine_name, PERIOD)
 
     perfect = result["perfect"]
@@ -122,7 +135,7 @@ def test_perfect_journey_drivers_and_downstream(world: tuple[str, dict[str, str]
     assert down["1 day late"]["orders"] == 0 and down["1 day late"]["mean_score"] is None
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
 @pytest.mark.parametrize(("cut", "orders", "contacts"), [
     ({"carrier": "dhl"}, 5, 1), ({"region": "south"}, 4, 1), ({"channel": "app"}, 1, 0),
     ({"segment": "new"}, 4, 1), ({"segment": "returning"}, 4, 2)])
@@ -159,3 +172,19 @@ def test_drill_down_lists_the_orders_behind_a_number(world: tuple[str, dict[str,
     finally:
         duck.close()
         engine.dispose()
+
+
+def test_the_engine_attaches_the_store_read_only(world: tuple[str, dict[str, str]]) -> None:
+    import duckdb
+
+    url, _ = world
+    duck = DuckEngine(url)
+    try:
+        with duck.runner() as runner:
+            before = runner.rows("SELECT count(*) AS n FROM store.orders", {})[0]["n"]
+            with pytest.raises(duckdb.Error, match=r"read-only|read only"):
+                runner.execute("DELETE FROM store.orders", {})
+        with duck.runner() as runner:
+            assert runner.rows("SELECT count(*) AS n FROM store.orders", {})[0]["n"] == before == 11
+    finally:
+        duck.close()

@@ -97,7 +97,7 @@ class DuckEngine:
     """A pool of DuckDB connections, each with the store attached read-only."""
 
     def __init__(self, database_url: str, *, pool_size: int = 2, threads: int | None = None,
-                 memory_limit: str | None = None):
+                 memory_limit: str | None = None, pushdown: bool = False):
         self.database_url = normalise_url(database_url)
         self.pool_size = pool_size
         self.threads = threads
@@ -106,7 +106,9 @@ class DuckEngine:
         self._created = 0
         self._lock = threading.Lock()
         self._closed = False
-        self.pushdown = self.database_url.startswith("sqlite")
+        # Pushdown (SQLite stores only) copies just the period's rows in through sqlite_query. Off by default:
+        # on the 1M-order benchmark store it was slower than scanning (see bench/RESULTS_dashboard.md).
+        self.pushdown = pushdown and self.database_url.startswith("sqlite")
         self._column_types: dict[str, dict[str, str]] | None = None
 
     def _attach_sql(self) -> str:

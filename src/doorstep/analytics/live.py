@@ -47,6 +47,8 @@ class StoreWatcher:
             if self.url.startswith("sqlite"):
                 if self._conn is None:
                     path = make_url(self.url).database
+                    if not path or path == ":memory:":
+                        return 0  # nothing to watch (and DuckDB cannot read it either)
                     uri = f"file:{Path(path or '').resolve()}?mode=ro"
                     self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
                 return self._conn.execute("PRAGMA data_version").fetchone()[0]

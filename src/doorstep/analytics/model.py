@@ -8,6 +8,7 @@ from typing import Any
 
 DISPATCH_SLA_H = 24.0  # dispatched on time: within 24 hours of the order being placed
 FIRST_ATTEMPT_GRACE_H = 4.0  # delivered within 4 h of the first attempt counts as first-attempt success
+FAILED_ATTEMPT_WINDOW_H = 12.0  # a contact this soon after a failed attempt is about that attempt
 WISMO_REASONS = ("wismo", "where_is_my_order", "order_status", "tracking", "delivery_status")
 UNHAPPY_MAX_SCORE = 3  # a CSAT answer or review of 3 stars or fewer takes an order off the perfect journey
 MAX_PERIOD_DAYS = 366

@@ -118,8 +118,9 @@ def metric_values(raw: dict[str, list[dict[str, Any]]]) -> dict[str, MetricValue
     values = {}
     for m in METRICS:
         v, num, den = cur[m.key]
-        values[m.key] = MetricValue(m.key, None if v is None else float(v),
-                                    None if prev[m.key][0] is None else float(prev[m.key][0]), num, den)
+        p = prev[m.key][0]
+        values[m.key] = MetricValue(m.key, None if v is None else float(v), None if p is None else float(p), num,
+                                    den)
     values["csat"].extra["mean"] = feedback.get("cur", {}).get("csat_mean")
     return values
 
@@ -148,10 +149,11 @@ def perfect_view(raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         rows = []
         for label, c in groups.items():
             n = sum(c.values())
-            worst = max((k for k, _ in PERFECT_STEPS), key=lambda k, c=c: c.get(k, 0))
+            lost, _, step = max((c.get(k, 0), -i, k) for i, (k, _) in enumerate(PERFECT_STEPS))
+            worst = step if lost else None
             rows.append({"label": label, "orders": n, "perfect": c.get(PERFECT, 0),
                          "share": ratio(c.get(PERFECT, 0), n, scale=100), "fell_off": c,
-                         "top_fall_off": worst if c.get(worst) else None})
+                         "top_fall_off": worst})
         by_dim[dim] = sorted(rows, key=lambda r: r["label"]) if dim == "week" else sorted(
             rows, key=lambda r: -r["orders"])
     return {"orders": total, "perfect": counts.get(PERFECT, 0), "share": ratio(counts.get(PERFECT, 0), total, scale=100),
@@ -235,7 +237,8 @@ def drill(runner: Runner, f: Filters, name: str, *, now: datetime, limit: int | 
     params = stage(runner, f, now=now)
     try:
         if name in q.CUSTOMER_SETS:
-            kind, sql_text, extra = "customers", q.drill_customers_sql(runner.dialect, name), {}
+            extra: dict[str, str] = {}
+            kind, sql_text = "customers", q.drill_customers_sql(runner.dialect, name)
         else:
             kind = "orders"
             sql_text, extra = q.drill_orders_sql(runner.dialect, name)

@@ -74,7 +74,8 @@ Params = Annotated[FilterParams, Depends()]
 
 
 def _service(ctx: Any) -> DashboardService:
-    return ctx.services["dashboard"]  # type: ignore[no-any-return]
+    service: DashboardService = ctx.services["dashboard"]
+    return service
 
 
 def _json(value: Any) -> str:
@@ -85,8 +86,7 @@ def _sections(request: Request, data: dict[str, Any], params: FilterParams) -> d
     """The page's live parts, rendered by the same template macros as the first page load."""
     module = templates.get_template("dashboard_parts.html").make_module(
         {"data": data, "q": params.query(), "steps": PERFECT_STEPS, "cause_labels": CAUSE_LABELS})
-    return {"journey": str(module.journey()), "perfect": str(module.perfect()), "drivers": str(module.drivers()),
-            "downstream": str(module.downstream())}
+    return {name: str(getattr(module, name)()) for name in ("journey", "perfect", "drivers", "downstream")}
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)

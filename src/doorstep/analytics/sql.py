@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from doorstep.analytics.model import DISPATCH_SLA_H, FIRST_ATTEMPT_GRACE_H, UNHAPPY_MAX_SCORE, WISMO_REASONS, Filters
+from doorstep.analytics.model import (
+    DISPATCH_SLA_H,
+    FAILED_ATTEMPT_WINDOW_H,
+    FIRST_ATTEMPT_GRACE_H,
+    UNHAPPY_MAX_SCORE,
+    WISMO_REASONS,
+    Filters,
+)
 
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 
@@ -95,22 +102,24 @@ def cut_predicates(d: Dialect, f: Filters, *, order: str = "o", ship: str = "s",
     return preds
 
 
-def _ship(d: Dialect) -> str:
+def _ship(d: Dialect, scope: str = "") -> str:
     return f"""
       SELECT order_id, MIN(carrier) AS carrier, MAX(dispatched_at) AS dispatched_at,
              MAX(promised_to) AS promised_to, MAX(delivered_at) AS delivered_at,
              MIN(first_attempt_at) AS first_attempt_at,
              MAX(CASE WHEN status = 'Expired' OR subtag LIKE '%lost%' THEN 1 ELSE 0 END) AS is_lost
       FROM {d.t('shipments')}
-      WHERE {d.is_false('is_return')} AND order_id IS NOT NULL
+      WHERE {d.is_false('is_return')} AND order_id IS NOT NULL{scope}
       GROUP BY order_id"""
 
 
-def facts_select(d: Dialect, order_where: str) -> str:
+def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
     """One row per order matching `order_where` (over aliases o, s, cu): what happened to it, and where it fell
-    off the perfect journey. Contacts are linked to orders in the `contact_links` temp table."""
+    off the perfect journey. Contacts are linked to orders in the `contact_links` temp table. `scope_ids` is
+    a SELECT of order ids covering those orders: it keeps each per-order aggregation to them."""
     sla = DISPATCH_SLA_H
     hours = d.hours
+    scope = f" AND order_id IN ({scope_ids})"
     inner = f"""
     SELECT o.id, o.external_id, o.customer_id, o.placed_at, o.channel, o.ship_region AS region,
            o.total_minor, o.currency,
@@ -128,7 +137,7 @@ def facts_select(d: Dialect, order_where: str) -> str:
            cat.category
     FROM {d.t('orders')} o
     JOIN {d.t('customers')} cu ON cu.id = o.customer_id
-    LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id
+    LEFT JOIN ({_ship(d, scope)}) s ON s.order_id = o.id
     LEFT JOIN (
       SELECT order_id,
              MAX(CASE WHEN step = 'dispatched' THEN occurred_at END) AS dispatched_at,
@@ -137,22 +146,23 @@ def facts_select(d: Dialect, order_where: str) -> str:
              MAX(CASE WHEN step = 'refunded' THEN occurred_at END) AS refunded_at,
              MAX(CASE WHEN step = 'cancelled' THEN occurred_at END) AS cancelled_at
       FROM {d.t('order_steps')}
-      WHERE step IN ('dispatched', 'delivered', 'invoiced', 'refunded', 'cancelled')
+      WHERE step IN ('dispatched', 'delivered', 'invoiced', 'refunded', 'cancelled'){scope}
       GROUP BY order_id) st ON st.order_id = o.id
     LEFT JOIN (
       SELECT order_id, COUNT(*) AS n, MIN(opened_at) AS first_at FROM contact_links
-      WHERE order_id IS NOT NULL GROUP BY order_id) cn ON cn.order_id = o.id
+      WHERE order_id IS NOT NULL{scope} GROUP BY order_id) cn ON cn.order_id = o.id
     LEFT JOIN (
       SELECT order_id, COUNT(*) AS n, MIN(requested_at) AS first_at, MIN(reason_code) AS reason,
              MIN(CASE WHEN reason_code LIKE '%damag%' THEN requested_at END) AS damaged_at,
              MIN(CASE WHEN reason_code LIKE '%wrong%' THEN requested_at END) AS wrong_at
-      FROM {d.t('returns')} GROUP BY order_id) r ON r.order_id = o.id
+      FROM {d.t('returns')} WHERE 1 = 1{scope} GROUP BY order_id) r ON r.order_id = o.id
     LEFT JOIN (
       SELECT order_id, MIN(COALESCE(csat, rating)) AS min_score, SUM(COALESCE(csat, rating)) AS score_sum,
              COUNT(COALESCE(csat, rating)) AS score_n
-      FROM {d.t('feedback')} WHERE order_id IS NOT NULL GROUP BY order_id) fb ON fb.order_id = o.id
+      FROM {d.t('feedback')} WHERE order_id IS NOT NULL{scope} GROUP BY order_id) fb ON fb.order_id = o.id
     LEFT JOIN (
-      SELECT order_id, MIN(category) AS category FROM {d.t('order_lines')} GROUP BY order_id) cat
+      SELECT order_id, MIN(category) AS category FROM {d.t('order_lines')} WHERE 1 = 1{scope}
+      GROUP BY order_id) cat
       ON cat.order_id = o.id
     WHERE {order_where}"""
     dispatch_h = hours("x.dispatched_at", "x.placed_at")
@@ -183,35 +193,42 @@ def facts_select(d: Dialect, order_where: str) -> str:
 
 def contact_links_select(d: Dialect) -> str:
     """Every conversation with the order it is about: its own order, else the customer's latest order placed
-    before the contact."""
+    before the contact (ties on placed_at broken by the larger id, identically in every dialect)."""
     if d.name == "duckdb":
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
         FROM {d.t('conversations')} c
-        ASOF LEFT JOIN (SELECT id, customer_id, placed_at FROM {d.t('orders')}) lo
+        ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t('orders')}
+                        WHERE customer_id IN (SELECT customer_id FROM {d.t('conversations')}
+                                              WHERE order_id IS NULL)
+                        GROUP BY customer_id, placed_at) lo
           ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, (SELECT o2.id FROM {d.t('orders')} o2
                                      WHERE o2.customer_id = c.customer_id AND o2.placed_at <= c.opened_at
-                                     ORDER BY o2.placed_at DESC LIMIT 1)) AS order_id
+                                     ORDER BY o2.placed_at DESC, o2.id DESC LIMIT 1)) AS order_id
         FROM {d.t('conversations')} c"""
 
 
 def cause_case(d: Dialect, *, at: str, own_cause: str, reason: str, fallback: str) -> str:
     """The likely upstream cause of a contact or review at time `at`, from what had happened to its order
-    (alias f, a facts row; NULL when no order is linked)."""
+    (alias f, a facts row; NULL when no order is linked). A contact soon after a failed attempt is about the
+    attempt; later, once the promise has passed, about lateness."""
     sla = DISPATCH_SLA_H
+    failed = (f"f.delivered_at IS NULL OR {d.hours('f.delivered_at', 'f.first_attempt_at')} "
+              f"> {FIRST_ATTEMPT_GRACE_H}")
     return f"""CASE
       WHEN {own_cause} IS NOT NULL AND {own_cause} <> '' THEN {own_cause}
       WHEN f.id IS NULL THEN 'pre_purchase'
       WHEN f.damaged_at <= {at} THEN 'damaged'
       WHEN f.wrong_at <= {at} THEN 'wrong_item'
       WHEN f.is_lost = 1 THEN 'lost'
-      WHEN f.first_attempt_at <= {at} AND (f.delivered_at IS NULL
-           OR {d.hours('f.delivered_at', 'f.first_attempt_at')} > {FIRST_ATTEMPT_GRACE_H}) THEN 'failed_attempt'
+      WHEN f.first_attempt_at <= {at} AND {d.hours(at, 'f.first_attempt_at')} <= {FAILED_ATTEMPT_WINDOW_H}
+           AND ({failed}) THEN 'failed_attempt'
       WHEN f.promised_to < {at} AND (f.delivered_at IS NULL OR f.delivered_at > f.promised_to) THEN 'late'
+      WHEN f.first_attempt_at <= {at} AND ({failed}) THEN 'failed_attempt'
       WHEN (f.dispatched_at IS NULL OR f.dispatched_at > {at})
            AND {d.hours(at, 'f.placed_at')} > {sla} THEN 'dispatch_late'
       WHEN f.first_return_at <= {at} AND (f.refunded_at IS NULL OR f.refunded_at > {at}) THEN 'refund_slow'
@@ -243,15 +260,17 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
     stmts: list[str] = []
     stmts += d.create_temp("contact_links", contact_links_select(d))
-    stmts += d.create_temp("facts", facts_select(d, cohort_where))
+    cohort_ids = (f"SELECT id FROM {d.t('orders')} WHERE placed_at >= {d.p('prev_start')} "
+                  f"AND placed_at < {d.p('end')}")
+    stmts += d.create_temp("facts", facts_select(d, cohort_where, cohort_ids))
     # contacts and feedback in the two periods, with the cuts applied through their order
-    linked_where = (
-        "o.id IN (SELECT order_id FROM contact_links WHERE order_id IS NOT NULL AND "
-        f"opened_at >= {d.p('prev_start')} AND opened_at < {d.p('end')}) OR o.id IN (SELECT order_id FROM "
+    linked_ids = (
+        "SELECT order_id FROM contact_links WHERE order_id IS NOT NULL AND "
+        f"opened_at >= {d.p('prev_start')} AND opened_at < {d.p('end')} UNION SELECT order_id FROM "
         f"{d.t('feedback')} WHERE order_id IS NOT NULL AND submitted_at >= {d.p('prev_start')} "
-        f"AND submitted_at < {d.p('end')})"
+        f"AND submitted_at < {d.p('end')}"
     )
-    stmts += d.create_temp("linked", facts_select(d, f"({linked_where})"))
+    stmts += d.create_temp("linked", facts_select(d, f"o.id IN ({linked_ids})", linked_ids))
     order_cut = ""
     if cuts:
         order_cut = (f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 TOPICS = ("delivery", "returns", "product", "service", "price", "other")
@@ -39,7 +40,7 @@ _WORD = re.compile(r"[a-z']+")
 
 def tokens(text: str) -> list[str]:
     words = _WORD.findall(text.lower())
-    return words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    return words + [f"{a}_{b}" for a, b in pairwise(words)]
 
 
 def rule_topic(text: str) -> str | None:

@@ -9,6 +9,7 @@ class ErrorCode(StrEnum):
     INVALID = "invalid"
     NOT_FOUND = "not_found"
     RULE_VIOLATED = "rule_violated"
+    TOO_LARGE = "too_large"
 
 
 class FeedbackError(DoorstepError):

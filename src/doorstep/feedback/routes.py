@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from doorstep.context import CtxDep
 from doorstep.feedback.api import SURVEY_PURPOSE
-from doorstep.feedback.errors import FeedbackError, InvalidAnswer
+from doorstep.feedback.errors import ErrorCode, FeedbackError, InvalidAnswer
 from doorstep.feedback.handlers import import_reviews, record_survey
 from doorstep.feedback.model import SurveyAnswer
 from doorstep.security.deps import require
@@ -29,7 +29,7 @@ def _order_for(ctx: Any, token: str) -> Any:
     with ctx.uow() as uow:
         order = uow.feedback.order(order_id)
     if order is None:
-        raise FeedbackError("this survey is no longer available", code="not_found")
+        raise FeedbackError("this survey is no longer available", code=ErrorCode.NOT_FOUND)
     return order
 
 
@@ -65,7 +65,7 @@ async def import_reviews_csv(request: Request, ctx: CtxDep, principal: ReviewImp
     body = await request.body()
     if len(body) > MAX_CSV_BYTES:
         raise FeedbackError(f"the file is {len(body)} bytes; the limit is {MAX_CSV_BYTES}: split it",
-                            code="too_large", status=413)
+                            code=ErrorCode.TOO_LARGE)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
