@@ -341,7 +341,7 @@ def test_replay_rebuilds_the_same_profiles_and_orders(app: AppUnderTest) -> None
 
     before = snapshot()
     with app.ctx.engine.begin() as conn:
-        emptied = reset_projections(conn, bus=app.ctx.bus, sources=["segment"])
+        emptied = reset_projections(conn, bus=app.ctx.bus, sources=["segment"], force=True)
     assert count(app.ctx.engine, customers) == 0
     drain_log(app)
 
@@ -572,3 +572,28 @@ def test_alias_from_a_shared_devices_anonymous_id_does_not_join_two_accounts(app
     assert maya and tom and maya != tom
     assert owner(app, "anonymous_id", "family-ipad") == maya
     assert owner(app, "user_id", "maya-2024") == maya  # an alias between userIds does join them
+
+
+def test_replay_refuses_to_cascade_into_rows_the_log_cannot_rebuild(app: AppUnderTest, clock: FixedClock) -> None:
+    from doorstep.bus.admin import ReplayWouldDelete
+    from doorstep.conversations.tables import conversations
+
+    send(app, {"type": "identify", "userId": "maya", "messageId": "m1", "traits": {"email": "maya@example.com"}})
+    drain_log(app)
+    maya = owner(app, "user_id", "maya")
+    with app.ctx.engine.begin() as conn:
+        conn.execute(
+            conversations.insert().values(
+                id="conv-1", customer_id=maya, channel="chat", status="bot", state={},
+                opened_at=clock.now(), updated_at=clock.now(),
+            )
+        )
+
+    with pytest.raises(ReplayWouldDelete) as refused, app.ctx.engine.begin() as conn:
+        reset_projections(conn, bus=app.ctx.bus, sources=["segment"])
+
+    assert refused.value.at_risk == {"conversations": 1}
+    assert count(app.ctx.engine, customers) == 1 and count(app.ctx.engine, conversations) == 1
+    with app.ctx.engine.begin() as conn:
+        reset_projections(conn, bus=app.ctx.bus, sources=["segment"], force=True)
+    assert count(app.ctx.engine, customers) == 0 and count(app.ctx.engine, conversations) == 0

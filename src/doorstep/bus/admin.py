@@ -42,11 +42,63 @@ def stats(conn: Connection) -> dict[str, int]:
     }
 
 
-def reset_projections(conn: Connection, *, bus: Bus, sources: list[str] | None = None) -> list[str]:
+class ReplayWouldDelete(Exception):
+    """Emptying the projections would cascade into rows the log cannot rebuild (conversations, returns ...)."""
+
+    def __init__(self, at_risk: dict[str, int]):
+        self.at_risk = at_risk
+        listing = ", ".join(f"{name} ({count} rows)" for name, count in at_risk.items())
+        super().__init__(
+            f"replaying would delete rows the log cannot rebuild, through foreign keys: {listing}. "
+            "Replay into a copy of the database, or pass --force if losing them is intended."
+        )
+
+
+def _tables_to_empty(bus: Bus, sources: list[str] | None) -> list[str]:
+    names: list[str] = []
+    for source, tables in bus.projection_tables.items():
+        if sources and source not in sources:
+            continue
+        names.extend(name for name in reversed(tables) if name not in names)
+    return names
+
+
+def rows_at_risk(conn: Connection, *, bus: Bus, sources: list[str] | None = None) -> dict[str, int]:
+    """Tables outside the projections that reference them (directly or through each other) and hold rows."""
+    from doorstep.db.metadata import load_all_tables
+
+    doomed = set(_tables_to_empty(bus, sources))
+    tables = load_all_tables().tables
+    found = True
+    referencing: set[str] = set()
+    while found:  # follow cascades: a table referencing a doomed one is doomed too
+        found = False
+        for name, t in tables.items():
+            if name in doomed or name in referencing:
+                continue
+            if any(fk.column.table.name in doomed | referencing for fk in t.foreign_keys):
+                referencing.add(name)
+                found = True
+    at_risk = {}
+    for name in sorted(referencing):
+        count = int(conn.execute(select(func.count()).select_from(tables[name])).scalar_one())
+        if count:
+            at_risk[name] = count
+    return at_risk
+
+
+def reset_projections(
+    conn: Connection, *, bus: Bus, sources: list[str] | None = None, force: bool = False
+) -> list[str]:
     """Empties the tables the log projections own and rewinds the projector, so the worker rebuilds them.
 
-    Tables are emptied children first (the order each projection registered them in, reversed).
+    Tables are emptied children first (the order each projection registered them in, reversed). Refuses
+    (ReplayWouldDelete) when other domains' rows hang off those tables, unless `force`.
     """
+    if not force:
+        at_risk = rows_at_risk(conn, bus=bus, sources=sources)
+        if at_risk:
+            raise ReplayWouldDelete(at_risk)
     emptied: list[str] = []
     for source, tables in bus.projection_tables.items():
         if sources and source not in sources:

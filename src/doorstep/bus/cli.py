@@ -87,6 +87,9 @@ def events_stats() -> None:
 def events_replay(
     source: Annotated[list[str] | None, typer.Option(help="Only these log sources (segment, aftership, ...).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also when other domains' rows (conversations, returns ...) would be lost.")
+    ] = False,
 ) -> None:
     """Rebuild the projections (profiles, orders, shipments ...) by replaying the inbound log.
 
@@ -95,15 +98,19 @@ def events_replay(
     from sqlalchemy import func, select
 
     from doorstep.app import build_worker
-    from doorstep.bus.admin import reset_projections
+    from doorstep.bus.admin import ReplayWouldDelete, reset_projections
     from doorstep.ingest.tables import event_log
 
     if not yes:
         typer.confirm("This empties the projection tables and rebuilds them from the log. Continue?", abort=True)
     with _ctx() as ctx:
-        with ctx.engine.begin() as conn:
-            emptied = reset_projections(conn, bus=ctx.bus, sources=source)
-            total = int(conn.execute(select(func.count()).select_from(event_log)).scalar_one())
+        try:
+            with ctx.engine.begin() as conn:
+                emptied = reset_projections(conn, bus=ctx.bus, sources=source, force=force)
+                total = int(conn.execute(select(func.count()).select_from(event_log)).scalar_one())
+        except ReplayWouldDelete as exc:
+            console.print(f"[red]not replayed:[/red] {exc}")
+            raise typer.Exit(1) from None
         console.print(f"emptied: {', '.join(emptied) or 'nothing'}")
         worker = build_worker(ctx, name="replay")
         with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
