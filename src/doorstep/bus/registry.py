@@ -37,6 +37,9 @@ class Bus:
     handlers: dict[str, EventHandler] = field(default_factory=dict)
     subscriptions: dict[str, list[str]] = field(default_factory=dict)
     log_handlers: dict[str, LogHandler] = field(default_factory=dict)
+    # optional batch forms: fn(rows, ctx) applies a run of consecutive rows of one source with one set of
+    # statements, exactly as the per-row handler would one by one (the worker falls back to it on error)
+    log_batch_handlers: dict[str, Callable[[list[Any], HandlerContext], Any]] = field(default_factory=dict)
     # tables each log source's projection owns: emptied by `doorstep events replay`
     projection_tables: dict[str, list[str]] = field(default_factory=dict)
     partitions: int = 16
@@ -52,11 +55,20 @@ class Bus:
         if name not in names:
             names.append(name)
 
-    def on_log(self, source: str, handler: LogHandler, *, tables: list[str] | None = None) -> None:
+    def on_log(
+        self,
+        source: str,
+        handler: LogHandler,
+        *,
+        tables: list[str] | None = None,
+        batch: Callable[[list[Any], HandlerContext], Any] | None = None,
+    ) -> None:
         """Projects inbound log rows of `source` (segment, aftership, ...) into domain state."""
         if source in self.log_handlers:
             raise ValueError(f"log source {source!r} already has a projection")
         self.log_handlers[source] = handler
+        if batch is not None:
+            self.log_batch_handlers[source] = batch
         self.projection_tables[source] = list(tables or [])
 
     def handlers_for(self, event_type: str) -> list[str]:

@@ -142,8 +142,11 @@ class Worker:
             if not rows:
                 return 0
             waiting = self._keys_awaiting_retry(conn, {row.partition_key for row in rows})
-            for row in rows:
-                self._project_one(conn, row, waiting)
+            for run in self._runs(rows, waiting):
+                if len(run) > 1 and self._project_run(conn, run):
+                    continue
+                for row in run:
+                    self._project_one(conn, row, waiting)
             last = rows[-1]
             conn.execute(
                 update(log_offsets)
@@ -215,6 +218,36 @@ class Worker:
             outbox.c.status.in_(("pending", "relayed")),
         )
         return {key for (key,) in conn.execute(query.distinct()).all()} & keys
+
+    def _runs(self, rows: list[Any], waiting: set[str]) -> list[list[Any]]:
+        """Splits a log batch into runs: consecutive rows of one source that has a batch projection (and whose
+        key waits for no retry), and single rows for everything else. Log order is kept across runs."""
+        runs: list[list[Any]] = []
+        for row in rows:
+            batchable = row.source in self.bus.log_batch_handlers and row.partition_key not in waiting
+            last = runs[-1] if runs else None
+            if batchable and last and last[0].source == row.source and getattr(last, "batchable", False):
+                last.append(row)
+                continue
+            run: Any = _Run([row])
+            run.batchable = batchable
+            runs.append(run)
+        return runs
+
+    def _project_run(self, conn: Connection, run: list[Any]) -> bool:
+        """Applies a run with its source's batch projection; False (nothing applied) if it fails, so the
+        rows go one by one and only the bad one is deferred."""
+        ctx = self._context(conn)
+        savepoint = conn.begin_nested()
+        try:
+            self.bus.log_batch_handlers[run[0].source](list(run), ctx)
+            ctx.uow.flush_events()
+            savepoint.commit()
+            return True
+        except Exception as exc:
+            savepoint.rollback()
+            log.info("batch projection of %d %s rows failed (%s); projecting one by one", len(run), run[0].source, exc)
+            return False
 
     def _project_one(self, conn: Connection, row: Any, waiting: set[str]) -> None:
         handler = self.bus.log_handlers.get(row.source)
@@ -381,6 +414,12 @@ class Worker:
         return timedelta(
             seconds=backoff_s(attempt, base_s=self.settings.retry_base_s, max_s=self.settings.retry_max_s)
         )
+
+
+class _Run(list):  # type: ignore[type-arg]
+    """A list of log rows that can carry a flag."""
+
+    batchable: bool = False
 
 
 class PermanentError(Exception):

@@ -36,9 +36,9 @@ def shipment_id_for(carrier: str, tracking_number: str) -> str:
 
 
 def register(bus: Bus) -> None:
-    bus.on_log("aftership", project_aftership, tables=PROJECTION_TABLES)
-    bus.on_log("karrio", project_karrio, tables=PROJECTION_TABLES)
-    bus.on_log("tracking", project_generic, tables=PROJECTION_TABLES)
+    bus.on_log("aftership", project_aftership, tables=PROJECTION_TABLES, batch=project_log_rows)
+    bus.on_log("karrio", project_karrio, tables=PROJECTION_TABLES, batch=project_log_rows)
+    bus.on_log("tracking", project_generic, tables=PROJECTION_TABLES, batch=project_log_rows)
     bus.subscribe(OrderPlaced, "shipments.link_order", on_order_placed)
     bus.subscribe(OrderUpdated, "shipments.order_updated", on_order_updated)
 
