@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from tests.conftest import make_settings
 
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.bus.tables import outbox
@@ -14,7 +15,6 @@ from doorstep.bus.worker import RETRY_LOG_HANDLER, Worker
 from doorstep.clock import FixedClock
 from doorstep.db.engine import create_db_engine
 from doorstep.ingest.log import LogEntry, append
-from tests.conftest import make_settings
 
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
