@@ -126,12 +126,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
-        if self.env == "production":
-            if self.secret_key == DEV_SECRET or len(self.secret_key) < 32:
-                raise ValueError(
-                    "DOORSTEP_SECRET_KEY must be set to a random value of 32+ characters in production "
-                    "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-                )
+        if self.env == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 32):
+            raise ValueError(
+                "DOORSTEP_SECRET_KEY must be set to a random value of 32+ characters in production "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
         return self
 
     @property

@@ -7,20 +7,18 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from tests.conftest import make_settings
 from tests.helpers import running_app
 from tests.support_lastmile import order_with_shipment, slot
 
 from doorstep.clock import FixedClock
-from doorstep.orders.tables import invoices, order_steps, orders
-from doorstep.returns.tables import returns
-from doorstep.shipments.tables import delivery_changes, delivery_slots
-
 from doorstep.conversations.ports import ActionResult
 from doorstep.errors import DoorstepError
+from doorstep.orders.tables import invoices, order_steps, orders
+from doorstep.returns.tables import returns
 from doorstep.shipments import actions_lastmile
+from doorstep.shipments.tables import delivery_changes, delivery_slots
 
 COMMANDS = {
     "reschedule": actions_lastmile.reschedule_for_order,
