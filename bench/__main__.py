@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
     for name in chosen:
         print(f"==> bench {name}", flush=True)
         started = time.monotonic()
+        sys.argv = [f"bench_{name}"]  # each benchmark parses its own options; run it with its defaults
         importlib.import_module(f"bench.bench_{name}").main()
         print(f"==> bench {name} took {time.monotonic() - started:.0f} s", flush=True)
     return 0
