@@ -199,3 +199,20 @@ def test_feedback_csv_and_twilio_forms(tmp_path: Path) -> None:
         assert form["MessageSid"].startswith("SM") and form["AccountSid"].startswith("AC")
         assert form["Body"] and form["NumMedia"] == "0"
         assert form["From"].removeprefix("whatsapp:").startswith("+")
+
+
+SERVER_SIDE = {"Order Updated", "Order Refunded", "Order Cancelled", "Return Requested"}
+
+
+def test_browsing_calls_carry_a_session_id_shared_within_a_session() -> None:
+    events = list(generate(load_profile("boutique"), orders=100, seed=3).segment_events())
+    # the shop's server-side calls (Order Updated, Order Refunded ...) come from no browser and carry no context
+    browsing = [e for e in events if e["type"] in ("page", "track") and e.get("event") not in SERVER_SIDE]
+    sessions: dict[int, set[str]] = {}
+    for e in browsing:
+        sessions.setdefault(e["context"]["sessionId"], set()).add(e["anonymousId"])
+
+    assert all("sessionId" in e["context"] for e in browsing)
+    assert all(len(visitors) == 1 for visitors in sessions.values())  # a session never spans two visitors
+    orders = sum(1 for e in browsing if e.get("event") == "Order Completed")
+    assert orders <= len(sessions) < len(browsing)  # every order has its session; sessions group many calls

@@ -583,7 +583,7 @@ class _Builder:
         total = subtotal - discount + shipping
         anon = _uuid(self.seed, "anon", gi)
         session_start = placed - 300 - int(u[0] * 2400)
-        context = self._context(cu, campaign, gi, u)
+        context = self._context(cu, campaign, gi, u, session_start=session_start)
         seg = self.chunk.segment
         t = session_start
         campaign_ctx = context.get("campaign")
@@ -790,9 +790,11 @@ class _Builder:
         })
 
     # ---- Segment builders ---------------------------------------------------------------------------------
-    def _context(self, cu: dict[str, Any], campaign: str, gi: int, u: list[float]) -> dict[str, Any]:
+    def _context(self, cu: dict[str, Any], campaign: str, gi: int, u: list[float], *, session_start: int) -> dict[str, Any]:
         source, medium = ref.CAMPAIGN_MEDIUM.get(campaign, (campaign, "referral"))
         ctx: dict[str, Any] = {
+            # RudderStack's session id (session start in ms): the dashboard counts sessions by it
+            "sessionId": session_start * 1000,
             "locale": cu["locale"], "timezone": cu["timezone"],
             "userAgent": ref.USER_AGENTS[int(u[2] * len(ref.USER_AGENTS))],
             "ip": f"10.{(gi >> 16) & 255}.{(gi >> 8) & 255}.{gi & 255}",
@@ -852,7 +854,7 @@ class _Builder:
         anon = _uuid(self.seed, "anon-x", gi * 32 + a)
         t = placed - int((1 + u[4 + a % 4] * 9) * DAY_S) + a * 3600
         campaign = list(self.p.sessions.campaigns)[int(u[8] * len(self.p.sessions.campaigns))]
-        context = self._context(cu, campaign, gi, u)
+        context = self._context(cu, campaign, gi, u, session_start=t)
         self.chunk.segment.append((t, self._page(anon, None, t, context, "Landing", f"https://{self.p.shop_domain}/")))
         for k in range(1 + int(u[9 + a % 3] * 3)):
             t += 40 + int(u[12] * 90)
