@@ -11,7 +11,7 @@ import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -257,6 +257,13 @@ def _action_guard(ctx: AppContext, request: Request, token: str, page_token: str
     return order_id
 
 
+
+def _render_error(ctx: Any, request: Request, token: str, order_id: str, exc: DoorstepError) -> Response:
+    """The page again, with a refused action's message beside the field it names."""
+    return _render_page(
+        ctx, request, token, order_id, error=exc.detail, error_field=exc.extra.get("field"), status_code=exc.http_status
+    )
+
 @router.post("/t/{token}/delivery")
 async def post_delivery_change(token: str, request: Request, ctx: CtxDep) -> Response:
     form = await request.form()
@@ -278,15 +285,7 @@ async def post_delivery_change(token: str, request: Request, ctx: CtxDep) -> Res
     try:
         change_delivery(ctx, shipment_id=shipment.id, kind=kind, detail=detail, requested_by="customer")
     except DoorstepError as exc:
-        return _render_page(
-            ctx,
-            request,
-            token,
-            order_id,
-            error=exc.detail,
-            error_field=exc.extra.get("field"),
-            status_code=exc.http_status,
-        )
+        return _render_error(ctx, request, token, order_id, exc)
     return RedirectResponse(f"/t/{token}?done={kind}#changes", status_code=303)
 
 
@@ -329,15 +328,7 @@ async def post_return(token: str, request: Request, ctx: CtxDep) -> Response:
             exchange_sku=str(form.get("exchange_sku", "")).strip()[:100] or None,
         )
     except DoorstepError as exc:
-        return _render_page(
-            ctx,
-            request,
-            token,
-            order_id,
-            error=exc.detail,
-            error_field=exc.extra.get("field"),
-            status_code=exc.http_status,
-        )
+        return _render_error(ctx, request, token, order_id, exc)
     return RedirectResponse(f"/t/{token}?done=return#returns", status_code=303)
 
 
