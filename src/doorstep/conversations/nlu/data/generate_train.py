@@ -1,5 +1,6 @@
 """Writes train.csv from the project's own phrase lists: each phrase is varied with politeness, anger,
-order numbers and typos (seeded, so the file is reproducible). The held-out test.csv is written by hand
+order numbers and typos (seeded, so the file is reproducible); German and French phrases come from
+phrases_de_fr.py. The held-out test.csv, test_second.csv and test_de_fr.csv are written by hand
 and never generated from these lists.
 
     python -m doorstep.conversations.nlu.data.generate_train
@@ -11,6 +12,8 @@ import csv
 import random
 import re
 from pathlib import Path
+
+from doorstep.conversations.nlu.data.phrases_de_fr import LANGUAGES
 
 HERE = Path(__file__).parent
 
@@ -744,12 +747,34 @@ def _key(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
 
+HELD_OUT_FILES = ("test.csv", "test_second.csv", "test_de_fr.csv")
+
+
 def held_out_texts() -> set[str]:
-    with (HERE / "test.csv").open(newline="", encoding="utf-8") as fh:
-        return {_key(row["text"]) for row in csv.DictReader(fh)}
+    keys: set[str] = set()
+    for name in HELD_OUT_FILES:
+        with (HERE / name).open(newline="", encoding="utf-8") as fh:
+            keys |= {_key(row["text"]) for row in csv.DictReader(fh)}
+    return keys
 
 
-def generate(per_phrase: int = 5, seed: int = 7) -> list[tuple[str, str]]:
+def vary_language(phrase: str, intent: str, lang: str, rng: random.Random) -> str:
+    """Like vary(), with the German or French openers, order references and endings."""
+    _, polite, angry, suffix, order_suffix = LANGUAGES[lang]
+    text = rng.choice(polite) + phrase
+    if intent in ("complaint", "track_order", "refund_status", "report_problem"):
+        text = rng.choice(angry) + text
+    if intent not in NO_ORDER and rng.random() < 0.35:
+        text += rng.choice(order_suffix).format(n=rng.randrange(10_000, 9_999_999))
+    text += rng.choice(suffix)
+    if rng.random() < 0.25:
+        text = typo(text, rng)
+    if rng.random() < 0.3:
+        text = text.lower()
+    return text.strip()
+
+
+def generate(per_phrase: int = 5, seed: int = 7, lang_per_phrase: int = 5) -> list[tuple[str, str]]:
     """Every phrase and its variants, minus anything that matches a held-out test sentence."""
     rng = random.Random(seed)
     held_out = held_out_texts()
@@ -759,6 +784,13 @@ def generate(per_phrase: int = 5, seed: int = 7) -> list[tuple[str, str]]:
             rows.add((phrase, intent))
             for _ in range(per_phrase):
                 rows.add((vary(phrase, intent, rng), intent))
+    lang_rng = random.Random(seed + 1)  # separate stream: the English rows stay as they were
+    for lang, (phrases_by_intent, *_) in LANGUAGES.items():
+        for intent, phrases in phrases_by_intent.items():
+            for phrase in phrases:
+                rows.add((phrase, intent))
+                for _ in range(lang_per_phrase):
+                    rows.add((vary_language(phrase, intent, lang, lang_rng), intent))
     return sorted((r for r in rows if _key(r[0]) not in held_out), key=lambda r: (r[1], r[0]))
 
 
