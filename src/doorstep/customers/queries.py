@@ -110,51 +110,10 @@ def get_customer(conn: Connection, customer_id: str, *, events_limit: int = RECE
         traits=dict(row.traits or {}),
         created_at=row.created_at,
         merged_ids=merged,
-        identities=[
-            IdentityRead(
-                kind=i.kind,
-                value=i.value,
-                first_seen_at=i.first_seen_at,
-                source_message_id=i.source_message_id,
-            )
-            for i in ident
-        ],
-        consents=[
-            ConsentRead(
-                channel=c.channel,
-                topic=c.topic,
-                is_granted=c.is_granted,
-                source=c.source,
-                updated_at=c.updated_at,
-            )
-            for c in consent_rows
-        ],
-        identity_links=[
-            IdentityLinkRead(
-                action=link.action,
-                kind=link.kind,
-                value=link.value,
-                other_customer_id=link.other_customer_id,
-                reason=link.reason,
-                message_id=link.message_id,
-                created_at=link.created_at,
-            )
-            for link in links
-        ],
-        recent_events=[
-            CustomerEventRead(
-                log_id=e.log_id,
-                type=e.type,
-                name=e.name,
-                occurred_at=e.occurred_at,
-                session_id=e.session_id,
-                campaign_source=e.campaign_source,
-                product_id=e.product_id,
-                order_external_id=e.order_external_id,
-                properties=e.properties,
-            )
-            for e in events
-        ],
+        identities=[IdentityRead.model_validate(i, from_attributes=True) for i in ident],
+        consents=[ConsentRead.model_validate(c, from_attributes=True) for c in consent_rows],
+        identity_links=[IdentityLinkRead.model_validate(link, from_attributes=True) for link in links],
+        recent_events=[CustomerEventRead.model_validate(e, from_attributes=True) for e in events],
         orders=[
             CustomerOrderSummary(
                 id=o.id,
