@@ -48,3 +48,18 @@ def segment_event(kind: str = "track", **fields: Any) -> dict[str, Any]:
         event["properties"] = {"product_id": "p1"}
     event.update(fields)
     return event
+
+
+def customer_row(*, now: datetime, **fields: Any) -> dict[str, Any]:
+    """The values of a customers row with the required columns filled; `fields` override."""
+    row: dict[str, Any] = {
+        "name": "Maya Jones",
+        "preferred_channels": [],
+        "traits": {},
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    row.update(fields)
+    return row

@@ -11,6 +11,7 @@ from doorstep.customers.tables import customers, identities
 from doorstep.ingest.log import LogEntry, append
 from doorstep.orders.tables import orders
 from doorstep.shipments.tables import shipments
+from tests.factories import customer_row
 
 PHONE = "+447700900123"
 PLACED = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -31,17 +32,7 @@ def seed_order(
     with engine.begin() as conn:
         conn.execute(
             insert(customers).values(
-                id=customer_id,
-                email=email,
-                phone=phone,
-                name="Maya Jones",
-                postcode="SW1A 1AA",
-                preferred_channels=[],
-                traits={},
-                first_seen_at=now,
-                last_seen_at=now,
-                created_at=now,
-                updated_at=now,
+                **customer_row(now=now, id=customer_id, email=email, phone=phone, postcode="SW1A 1AA")
             )
         )
         if phone:

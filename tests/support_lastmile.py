@@ -13,6 +13,7 @@ from doorstep.customers.tables import customers
 from doorstep.ids import new_id
 from doorstep.orders.tables import order_lines, orders
 from doorstep.shipments.tables import delivery_slots, shipments
+from tests.factories import customer_row
 
 _seq = itertools.count(1000)
 
@@ -47,16 +48,7 @@ def order_with_shipment(
     with engine.begin() as conn:
         conn.execute(
             insert(customers).values(
-                id=customer_id,
-                email=email,
-                phone="+447700900123",
-                name="Maya Jones",
-                preferred_channels=[],
-                traits={},
-                first_seen_at=now,
-                last_seen_at=now,
-                created_at=now,
-                updated_at=now,
+                **customer_row(now=now, id=customer_id, email=email, phone="+447700900123")
             )
         )
         conn.execute(
