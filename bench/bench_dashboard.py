@@ -81,7 +81,9 @@ def measure_copy(url: str, f: Filters, now: datetime) -> dict[str, float]:
         with duck.runner() as runner:
             t = time.perf_counter()
             for table, cols in SOURCE_COLUMNS.items():
-                runner.execute(f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {cols} FROM store.{table}", {})
+                runner.execute(
+                    f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {cols} FROM store.{table}", {}
+                )
             out["copy_s"] = time.perf_counter() - t
             runner.dialect = Dialect("duckdb", "src_")
             t = time.perf_counter()
@@ -113,8 +115,15 @@ def measure_live(path: Path, *, period: str = "7", timeout_s: float = 120.0) -> 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = Settings(env="test", database_url=url, port=port, in_process_worker=False, log_json=False,
-                        var_dir=path.parent / "var", secret_key="bench-secret-key-0123456789-0123456789")
+    settings = Settings(
+        env="test",
+        database_url=url,
+        port=port,
+        in_process_worker=False,
+        log_json=False,
+        var_dir=path.parent / "var",
+        secret_key="bench-secret-key-0123456789-0123456789",
+    )
     app = create_app(settings, start_worker=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -143,7 +152,9 @@ def measure_live(path: Path, *, period: str = "7", timeout_s: float = 120.0) -> 
                     "INSERT INTO orders (id, external_id, customer_id, status, currency, total_minor, "
                     "shipping_minor, tax_minor, discount_minor, channel, ship_region, placed_at, properties, "
                     "created_at, updated_at) VALUES (?, ?, ?, 'placed', 'EUR', 5000, 0, 0, 0, 'web', 'north', "
-                    "?, '{}', ?, ?)", (f"live-{n}", f"#live-{n}", customer, ts, ts, ts))
+                    "?, '{}', ?, ?)",
+                    (f"live-{n}", f"#live-{n}", customer, ts, ts, ts),
+                )
                 committed = time.perf_counter()
                 conn.commit()
                 conn.close()
@@ -168,15 +179,22 @@ def _write(rows: list[str], path: Path = RESULTS) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--periods", default="7,30")
-    parser.add_argument("--pushdown", action="store_true", help="also measure DuckDB with sqlite_query pushdown")
+    parser.add_argument(
+        "--pushdown", action="store_true", help="also measure DuckDB with sqlite_query pushdown"
+    )
     parser.add_argument("--no-live", action="store_true")
-    parser.add_argument("--copy-experiment", action="store_true",
-                        help="also time computing from a full DuckDB-native copy (copy time apart)")
+    parser.add_argument(
+        "--copy-experiment",
+        action="store_true",
+        help="also time computing from a full DuckDB-native copy (copy time apart)",
+    )
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv or [])  # `python -m bench dashboard` calls main() with no arguments
@@ -185,8 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     have = counts(store) if store.exists() else {}
     if args.rebuild or have.get("orders", 0) < args.orders or have.get("customer_events", 0) < args.events:
         t = time.perf_counter()
-        build(store, orders=args.orders, events=args.events,
-              progress=lambda what, n: print(f"  loaded {n:>9,} {what}", flush=True))
+        build(
+            store,
+            orders=args.orders,
+            events=args.events,
+            progress=lambda what, n: print(f"  loaded {n:>9,} {what}", flush=True),
+        )
         print(f"built {store} in {time.perf_counter() - t:.0f} s")
     url = f"sqlite:///{store}"
     now = datetime.now(UTC)
@@ -207,27 +229,36 @@ def main(argv: list[str] | None = None) -> None:
         f = Filters.last_days(days, now=now)
         print(f"period {days} days ...", flush=True)
         r = measure_compute(url, f, now)
-        lines.append(f"| last {days} days | {r['orders_in_period']:,.0f} | {r['duck_cold_s']:.2f} s | "
-                     f"{r['duck_again_s']:.2f} s | {r['sql_s']:.2f} s | "
-                     f"{'yes' if not r['diffs'] else 'NO: ' + '; '.join(r['diffs'])} |")
+        lines.append(
+            f"| last {days} days | {r['orders_in_period']:,.0f} | {r['duck_cold_s']:.2f} s | "
+            f"{r['duck_again_s']:.2f} s | {r['sql_s']:.2f} s | "
+            f"{'yes' if not r['diffs'] else 'NO: ' + '; '.join(r['diffs'])} |"
+        )
         print(lines[-1], flush=True)
         if args.pushdown:
             p = measure_compute(url, f, now, pushdown=True)
-            lines.append(f"| last {days} days, DuckDB with sqlite_query pushdown | | {p['duck_cold_s']:.2f} s | "
-                         f"{p['duck_again_s']:.2f} s | | {'yes' if not p['diffs'] else 'NO'} |")
+            lines.append(
+                f"| last {days} days, DuckDB with sqlite_query pushdown | | {p['duck_cold_s']:.2f} s | "
+                f"{p['duck_again_s']:.2f} s | | {'yes' if not p['diffs'] else 'NO'} |"
+            )
             print(lines[-1], flush=True)
         if args.copy_experiment:
             c = measure_copy(url, f, now)
-            lines.append(f"| last {days} days, experiment: from a DuckDB-native copy (copy took {c['copy_s']:.1f} s, "
-                         f"not counted) | | {c['compute_s']:.2f} s | {c['compute_again_s']:.2f} s | | |")
+            lines.append(
+                f"| last {days} days, experiment: from a DuckDB-native copy (copy took {c['copy_s']:.1f} s, "
+                f"not counted) | | {c['compute_s']:.2f} s | {c['compute_again_s']:.2f} s | | |"
+            )
             print(lines[-1], flush=True)
         _write(lines, args.results)
     if not args.no_live:
         print("live update ...", flush=True)
         live = measure_live(store)
-        lines += ["", f"Live (last 7 days, real server, SSE client): first request {live.get('first_request_s', 0):.2f} s; "
-                  f"new order committed -> SSE event with it: {live.get('commit_to_sse_s', float('nan')):.2f} s "
-                  "(watcher polls every 0.5 s, then one DuckDB computation)."]
+        lines += [
+            "",
+            f"Live (last 7 days, real server, SSE client): first request {live.get('first_request_s', 0):.2f} s; "
+            f"new order committed -> SSE event with it: {live.get('commit_to_sse_s', float('nan')):.2f} s "
+            "(watcher polls every 0.5 s, then one DuckDB computation).",
+        ]
         print(lines[-1], flush=True)
     _write(lines, args.results)
 

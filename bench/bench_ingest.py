@@ -74,11 +74,21 @@ def _event(batch: int, i: int) -> dict[str, Any]:
         "anonymousId": f"anon-{user}",
         "userId": f"user-{user}" if i % 3 == 0 else None,
         "timestamp": "2026-11-23T08:59:00.000Z",
-        "properties": {"product_id": f"p{i % 50}", "sku": f"SKU-{i % 50:04d}", "category": "Shoes",
-                       "name": "Trail runner", "price": 89.5, "currency": "EUR", "position": i % 10},
-        "context": {"ip": "203.0.113.7", "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0",
-                    "library": {"name": "analytics.js", "version": "5.2.0"},
-                    "page": {"path": "/p/trail-runner", "url": "https://shop.example/p/trail-runner"}},
+        "properties": {
+            "product_id": f"p{i % 50}",
+            "sku": f"SKU-{i % 50:04d}",
+            "category": "Shoes",
+            "name": "Trail runner",
+            "price": 89.5,
+            "currency": "EUR",
+            "position": i % 10,
+        },
+        "context": {
+            "ip": "203.0.113.7",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0",
+            "library": {"name": "analytics.js", "version": "5.2.0"},
+            "page": {"path": "/p/trail-runner", "url": "https://shop.example/p/trail-runner"},
+        },
     }
 
 
@@ -134,7 +144,12 @@ def _prepare(database_url: str) -> None:
         url = sa.engine.make_url(normalise_url(database_url))
         admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}).first() is None:
+            if (
+                conn.execute(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
+                ).first()
+                is None
+            ):
                 conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
         admin.dispose()
         engine = sa.create_engine(url)
@@ -154,7 +169,10 @@ def _start_server(database_url: str, var_dir: Path, port: int) -> subprocess.Pop
     log = open(var_dir / "serve.log", "wb")  # noqa: SIM115 - the child holds it
     proc = subprocess.Popen(
         [sys.executable, "-m", "doorstep", "serve", "--skip-migrate", "--no-demo", "--workers", workers],
-        env=_env(database_url, var_dir, port), cwd=var_dir, stdout=log, stderr=subprocess.STDOUT,
+        env=_env(database_url, var_dir, port),
+        cwd=var_dir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     log.close()
     deadline = time.monotonic() + 60
@@ -200,8 +218,10 @@ def _server_ms(response: httpx.Response) -> float | None:
 
 
 async def _max_load(base: str, bodies: Bodies, seconds: float, connections: int) -> tuple[int, int, float]:
-    headers = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
-               "Content-Type": "application/json"}
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
     done = errors = 0
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as client:
@@ -227,10 +247,13 @@ async def _max_load(base: str, bodies: Bodies, seconds: float, connections: int)
     return done, errors, elapsed
 
 
-async def _paced_load(base: str, bodies: Bodies, seconds: float, rate_rps: float,
-                      connections: int) -> tuple[list[float], list[float], int, float]:
-    headers = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
-               "Content-Type": "application/json"}
+async def _paced_load(
+    base: str, bodies: Bodies, seconds: float, rate_rps: float, connections: int
+) -> tuple[list[float], list[float], int, float]:
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
     latencies: list[float] = []
     server: list[float] = []
     errors = 0
@@ -284,7 +307,9 @@ def _log_lag(database_url: str) -> int:
     engine = create_db_engine(database_url, for_reads=True)
     with engine.connect() as conn:
         last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
-        done = conn.execute(select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")).scalar()
+        done = conn.execute(
+            select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
+        ).scalar()
     engine.dispose()
     return int(last) - int(done or 0)
 
@@ -307,13 +332,21 @@ def _raw_insert_rate(database_url: str, batches: int) -> float:
         rows = []
         for i, raw in enumerate(template["batch"]):
             event = dict(raw, messageId=f"raw{b:08d}-{i:03d}")
-            accepted = validate_event(event, index=i, received_at=received_at, max_future_skew=timedelta(days=1))
-            rows.append({
-                "source": "segment", "message_id": accepted.message_id, "type": accepted.type,  # type: ignore[union-attr]
-                "name": accepted.name, "partition_key": accepted.partition_key,  # type: ignore[union-attr]
-                "received_at": received_at, "occurred_at": accepted.occurred_at,  # type: ignore[union-attr]
-                "payload": accepted.payload,  # type: ignore[union-attr]
-            })
+            accepted = validate_event(
+                event, index=i, received_at=received_at, max_future_skew=timedelta(days=1)
+            )
+            rows.append(
+                {
+                    "source": "segment",
+                    "message_id": accepted.message_id,
+                    "type": accepted.type,  # type: ignore[union-attr]
+                    "name": accepted.name,
+                    "partition_key": accepted.partition_key,  # type: ignore[union-attr]
+                    "received_at": received_at,
+                    "occurred_at": accepted.occurred_at,  # type: ignore[union-attr]
+                    "payload": accepted.payload,  # type: ignore[union-attr]
+                }
+            )
         rows_per_batch.append(rows)
     engine = create_db_engine(database_url)
     started = time.perf_counter()
@@ -350,11 +383,14 @@ def run_store(store: str, database_url: str, seconds: float, connections: int) -
             result.load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
             result.max_requests, result.errors = done, errors
             result.max_events_s = done * BATCH_EVENTS / elapsed
-            print(f"  [{store}] max load: {result.max_events_s:,.0f} events/s "
-                  f"({done} batches in {elapsed:.1f} s, {errors} errors); server CPU "
-                  f"{result.server_cpu_ms_per_batch:.2f} ms/batch (= {_per_core(result):,.0f} events/s per busy "
-                  f"core), client CPU {result.client_cpu_ms_per_batch:.2f} ms/batch; load average "
-                  f"{result.load_average}", flush=True)
+            print(
+                f"  [{store}] max load: {result.max_events_s:,.0f} events/s "
+                f"({done} batches in {elapsed:.1f} s, {errors} errors); server CPU "
+                f"{result.server_cpu_ms_per_batch:.2f} ms/batch (= {_per_core(result):,.0f} events/s per busy "
+                f"core), client CPU {result.client_cpu_ms_per_batch:.2f} ms/batch; load average "
+                f"{result.load_average}",
+                flush=True,
+            )
             time.sleep(2)
             half_rps = result.max_events_s / 2 / BATCH_EVENTS
             result.half_rate_events_s = half_rps * BATCH_EVENTS
@@ -365,9 +401,12 @@ def run_store(store: str, database_url: str, seconds: float, connections: int) -
             result.half_achieved_events_s = len(latencies) * BATCH_EVENTS / elapsed
             result.p50_ms, result.p99_ms = _pct(latencies, 0.5), _pct(latencies, 0.99)
             result.server_p50_ms, result.server_p99_ms = _pct(server_ms, 0.5), _pct(server_ms, 0.99)
-            print(f"  [{store}] half load ({result.half_rate_events_s:,.0f} events/s): client p50 "
-                  f"{result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms; server p50 {result.server_p50_ms:.1f} "
-                  f"ms p99 {result.server_p99_ms:.1f} ms", flush=True)
+            print(
+                f"  [{store}] half load ({result.half_rate_events_s:,.0f} events/s): client p50 "
+                f"{result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms; server p50 {result.server_p50_ms:.1f} "
+                f"ms p99 {result.server_p99_ms:.1f} ms",
+                flush=True,
+            )
             time.sleep(1)
             result.log_lag_after = _log_lag(database_url)
         finally:
@@ -375,8 +414,11 @@ def run_store(store: str, database_url: str, seconds: float, connections: int) -
         raw_batches = max(50, min(2000, result.max_requests))
         raw_url = f"sqlite:///{var_dir / 'raw.db'}" if store == "sqlite" else database_url  # a fresh store
         result.raw_events_s = _raw_insert_rate(raw_url, raw_batches)
-        print(f"  [{store}] raw executemany: {result.raw_events_s:,.0f} events/s; "
-              f"HTTP/raw = {result.ratio:.2f}", flush=True)
+        print(
+            f"  [{store}] raw executemany: {result.raw_events_s:,.0f} events/s; "
+            f"HTTP/raw = {result.ratio:.2f}",
+            flush=True,
+        )
     finally:
         shutil.rmtree(var_dir, ignore_errors=True)
     return result
@@ -386,8 +428,11 @@ def main() -> None:
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     connections = int(os.environ.get("BENCH_CONNECTIONS", "8"))
     stores = os.environ.get("BENCH_STORES", "sqlite,postgres").split(",")
-    print(f"ingest bench: {seconds:g} s per phase, {connections} connections, {BATCH_EVENTS} events per batch, "
-          f"nproc {os.cpu_count()}, {platform.machine()} {platform.processor() or ''}".rstrip(), flush=True)
+    print(
+        f"ingest bench: {seconds:g} s per phase, {connections} connections, {BATCH_EVENTS} events per batch, "
+        f"nproc {os.cpu_count()}, {platform.machine()} {platform.processor() or ''}".rstrip(),
+        flush=True,
+    )
     results = []
     for store in stores:
         if store == "sqlite":
@@ -401,13 +446,17 @@ def main() -> None:
             print(f"  [{store}] failed: {type(exc).__name__}: {exc}", flush=True)
     targets = {"sqlite": 20_000, "postgres": 10_000}
     print()
-    print("| store | events/s at max load | target | batch p99 at half load (client / server) | raw executemany "
-          "events/s | HTTP/raw | server CPU per batch | events/s per busy server core | log lag after | load average |")
+    print(
+        "| store | events/s at max load | target | batch p99 at half load (client / server) | raw executemany "
+        "events/s | HTTP/raw | server CPU per batch | events/s per busy server core | log lag after | load average |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r.store} | {r.max_events_s:,.0f} | {targets.get(r.store, 0):,} | {r.p99_ms:.1f} / "
-              f"{r.server_p99_ms:.1f} ms | {r.raw_events_s:,.0f} | {r.ratio:.2f} | "
-              f"{r.server_cpu_ms_per_batch:.2f} ms | {_per_core(r):,.0f} | {r.log_lag_after:,} | {r.load_average} |")
+        print(
+            f"| {r.store} | {r.max_events_s:,.0f} | {targets.get(r.store, 0):,} | {r.p99_ms:.1f} / "
+            f"{r.server_p99_ms:.1f} ms | {r.raw_events_s:,.0f} | {r.ratio:.2f} | "
+            f"{r.server_cpu_ms_per_batch:.2f} ms | {_per_core(r):,.0f} | {r.log_lag_after:,} | {r.load_average} |"
+        )
     if any(r.errors for r in results):
         print("errors:", {r.store: r.errors for r in results})
 

@@ -71,8 +71,14 @@ def _context(db: Path) -> Any:
 
         with sqlite3.connect(db) as raw:
             raw.execute("CREATE INDEX IF NOT EXISTS ix_bench_outbox_key ON outbox (key, handler, status, id)")
-    settings = Settings(env="test", database_url=url, var_dir=db.parent, in_process_worker=False, log_json=False,
-                        secret_key="bench-secret-key-with-enough-length-0123456789")
+    settings = Settings(
+        env="test",
+        database_url=url,
+        var_dir=db.parent,
+        in_process_worker=False,
+        log_json=False,
+        secret_key="bench-secret-key-with-enough-length-0123456789",
+    )
     ctx = build_context(settings, clock=SystemClock())
     recorder = Recorder()
     ctx.services["notification_channels"] = {"outbox": recorder}
@@ -83,20 +89,53 @@ def _customers(ctx: Any, n: int) -> list[str]:
     now = datetime.now(UTC)
     ids = [new_id() for _ in range(n)]
     with ctx.engine.begin() as conn:
-        conn.execute(insert(customers), [
-            {"id": i, "email": f"c{k}@example.com", "phone": None, "name": f"Customer {k}", "locale": "en",
-             "timezone": "UTC", "preferred_channels": ["email"], "traits": {}, "first_seen_at": now,
-             "last_seen_at": now, "created_at": now, "updated_at": now} for k, i in enumerate(ids)
-        ])
+        conn.execute(
+            insert(customers),
+            [
+                {
+                    "id": i,
+                    "email": f"c{k}@example.com",
+                    "phone": None,
+                    "name": f"Customer {k}",
+                    "locale": "en",
+                    "timezone": "UTC",
+                    "preferred_channels": ["email"],
+                    "traits": {},
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k, i in enumerate(ids)
+            ],
+        )
         # one order per customer (the order chain's handlers react to OrderPlaced too and need the row)
-        conn.execute(insert(orders), [
-            {"id": _order_id(i), "external_id": f"#{i[-12:]}", "customer_id": i, "status": "placed", "currency": "EUR",
-             "total_minor": 1000, "placed_at": now, "properties": {}, "created_at": now, "updated_at": now} for i in ids
-        ])
+        conn.execute(
+            insert(orders),
+            [
+                {
+                    "id": _order_id(i),
+                    "external_id": f"#{i[-12:]}",
+                    "customer_id": i,
+                    "status": "placed",
+                    "currency": "EUR",
+                    "total_minor": 1000,
+                    "placed_at": now,
+                    "properties": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in ids
+            ],
+        )
         # quiet hours off (start == end), so the wall-clock hour of the run does not matter
-        conn.execute(insert(notification_preferences), [
-            {"customer_id": i, "quiet_start": "00:00", "quiet_end": "00:00", "updated_at": now} for i in ids
-        ])
+        conn.execute(
+            insert(notification_preferences),
+            [
+                {"customer_id": i, "quiet_start": "00:00", "quiet_end": "00:00", "updated_at": now}
+                for i in ids
+            ],
+        )
     return ids
 
 
@@ -105,9 +144,14 @@ def _order_id(customer_id: str) -> str:
 
 
 def _event(customer_id: str, at: datetime) -> OrderPlaced:
-    return OrderPlaced(occurred_at=at, order_id=_order_id(customer_id), customer_id=customer_id,
-                       external_id=f"#{customer_id[-12:]}",
-                       total="10.00", currency="EUR")
+    return OrderPlaced(
+        occurred_at=at,
+        order_id=_order_id(customer_id),
+        customer_id=customer_id,
+        external_id=f"#{customer_id[-12:]}",
+        total="10.00",
+        currency="EUR",
+    )
 
 
 class Loop:
@@ -177,7 +221,10 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     ctx.engine.dispose()
     ctx.read_engine.dispose()
     return {
-        "rate": rate, "events": total, "handed": len(latencies), "elapsed_s": elapsed,
+        "rate": rate,
+        "events": total,
+        "handed": len(latencies),
+        "elapsed_s": elapsed,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
@@ -210,8 +257,16 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
                     at = datetime.now(UTC)
                     for customer_id in ids[sent:due]:
                         payload = _event(customer_id, at).payload()
-                        queue_for_rule(repo, rule=rule, event_type="OrderPlaced", payload=payload, occurred_at=at,
-                                       customer_id=customer_id, locale="en", now=at)
+                        queue_for_rule(
+                            repo,
+                            rule=rule,
+                            event_type="OrderPlaced",
+                            payload=payload,
+                            occurred_at=at,
+                            customer_id=customer_id,
+                            locale="en",
+                            now=at,
+                        )
                 committed = time.time()
                 for customer_id in ids[sent:due]:
                     queued[customer_id] = committed
@@ -224,10 +279,15 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     latencies = [(recorder.handed[c] - queued[c]) * 1000 for c in queued if c in recorder.handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
-    return {"rate": rate, "events": total, "handed": len(latencies),
-            "p50_ms": statistics.median(latencies) if latencies else float("nan"),
-            "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
-            "max_ms": max(latencies) if latencies else float("nan"), "errors": sender_loop.errors}
+    return {
+        "rate": rate,
+        "events": total,
+        "handed": len(latencies),
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
+        "max_ms": max(latencies) if latencies else float("nan"),
+        "errors": sender_loop.errors,
+    }
 
 
 def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
@@ -235,14 +295,32 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
     ids = _customers(ctx, n)
     now = datetime.now(UTC)
     with ctx.engine.begin() as conn:
-        conn.execute(insert(notifications), [
-            {"id": new_id(), "customer_id": c, "order_id": None, "trigger": "order_confirmed", "channel": "auto",
-             "locale": "en", "status": "queued", "dedupe_key": f"order_confirmed:{c}", "attempts": 0, "topic": "service",
-             "created_at": now, "scheduled_for": now,
-             "detail": {"event_type": "OrderPlaced", "event": {"customer_id": c, "external_id": "#1", "order_id": None},
-                        "is_urgent": False, "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]}}}
-            for c in ids
-        ])
+        conn.execute(
+            insert(notifications),
+            [
+                {
+                    "id": new_id(),
+                    "customer_id": c,
+                    "order_id": None,
+                    "trigger": "order_confirmed",
+                    "channel": "auto",
+                    "locale": "en",
+                    "status": "queued",
+                    "dedupe_key": f"order_confirmed:{c}",
+                    "attempts": 0,
+                    "topic": "service",
+                    "created_at": now,
+                    "scheduled_for": now,
+                    "detail": {
+                        "event_type": "OrderPlaced",
+                        "event": {"customer_id": c, "external_id": "#1", "order_id": None},
+                        "is_urgent": False,
+                        "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]},
+                    },
+                }
+                for c in ids
+            ],
+        )
     sender = Sender(ctx, name="bench-sender")
     start = time.perf_counter()
     while sender.send_due(now=datetime.now(UTC)):
@@ -279,44 +357,68 @@ def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
         statuses = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
     ctx.engine.dispose()
     ctx.read_engine.dispose()
-    return {"events": n, "handed": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed,
-            "outbox": statuses}
+    return {
+        "events": n,
+        "handed": len(recorder.handed),
+        "elapsed_s": elapsed,
+        "per_s": len(recorder.handed) / elapsed,
+        "outbox": statuses,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each steady-rate run")
     parser.add_argument("--rates", default="100,1000", help="comma-separated events/s")
-    parser.add_argument("--throughput-n", type=int, default=5000, help="messages for the sender throughput run")
+    parser.add_argument(
+        "--throughput-n", type=int, default=5000, help="messages for the sender throughput run"
+    )
     parser.add_argument("--e2e-n", type=int, default=2000, help="events for the end-to-end throughput run")
-    parser.add_argument("--outbox-key-index", action="store_true",
-                        help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
-                             "per-key ordering check, which scans pending rows without it")
+    parser.add_argument(
+        "--outbox-key-index",
+        action="store_true",
+        help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
+        "per-key ordering check, which scans pending rows without it",
+    )
     args = parser.parse_args(argv)
     import logging
 
-    logging.getLogger("doorstep").setLevel(logging.ERROR)  # the worker's per-retry warnings would swamp the output
+    logging.getLogger("doorstep").setLevel(
+        logging.ERROR
+    )  # the worker's per-retry warnings would swamp the output
     global OUTBOX_KEY_INDEX
     OUTBOX_KEY_INDEX = args.outbox_key_index
-    print(f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
-          f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL"
-          f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}")
+    print(
+        f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
+        f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL"
+        f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}"
+    )
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_rate(rate, args.seconds, Path(tmp))
-            print(f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
-                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
-                  f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}")
+            print(
+                f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
+                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
+            )
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_sender_rate(rate, args.seconds, Path(tmp))
-            print(f"sender only: queued {r['rate']:>5}/s  messages {r['events']:>6}  handed {r['handed']:>6}  "
-                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
-                  f"loop errors {len(r['errors'])}")
+            print(
+                f"sender only: queued {r['rate']:>5}/s  messages {r['events']:>6}  handed {r['handed']:>6}  "
+                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                f"loop errors {len(r['errors'])}"
+            )
         s = run_sender_throughput(args.throughput_n, Path(tmp))
-        print(f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)")
+        print(
+            f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)"
+        )
         e = run_end_to_end_throughput(args.e2e_n, Path(tmp))
-        print(f"one worker + one sender, {e['events']} events in the outbox: {e['per_s']:.0f} events/s end to end "
-              f"({e['elapsed_s']:.2f} s, {e['handed']} handed; outbox rows by status {e['outbox']})")
+        print(
+            f"one worker + one sender, {e['events']} events in the outbox: {e['per_s']:.0f} events/s end to end "
+            f"({e['elapsed_s']:.2f} s, {e['handed']} handed; outbox rows by status {e['outbox']})"
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if now - last[0] > 15:
             last[0] = now
             rate = done / (now - t0)
-            print(f"  {done:>9,} orders  {now - t0:6.1f} s  {rate:,.0f} orders/s  ETA {(plan.orders - done) / rate:5.0f} s",
-                  flush=True)
+            print(
+                f"  {done:>9,} orders  {now - t0:6.1f} s  {rate:,.0f} orders/s  ETA {(plan.orders - done) / rate:5.0f} s",
+                flush=True,
+            )
 
     result = write_files(plan, out, processes=args.processes, on_progress=progress)
     wall = time.perf_counter() - t0
@@ -70,9 +72,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "load_avg_before": round(load_before, 2),
         "load_avg_after": round(os.getloadavg()[0], 2),
     }
-    print(f"simulator: {plan.orders:,} orders ({args.profile}) in {wall:.1f} s wall, {cpu:.1f} s CPU, "
-          f"{args.processes} processes; {result.bytes_written / 1e9:.2f} GB, {items:,} items "
-          f"({items / wall:,.0f}/s); counts {result.counts}; load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(
+        f"simulator: {plan.orders:,} orders ({args.profile}) in {wall:.1f} s wall, {cpu:.1f} s CPU, "
+        f"{args.processes} processes; {result.bytes_written / 1e9:.2f} GB, {items:,} items "
+        f"({items / wall:,.0f}/s); counts {result.counts}; load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
     if not args.keep:
         shutil.rmtree(out, ignore_errors=True)
     return figures

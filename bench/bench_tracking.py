@@ -43,10 +43,23 @@ from doorstep.shipments.tables import shipments, tracking_events
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECRET = "bench-secret"
-STEPS = [("InfoReceived", None), ("InTransit", "InTransit_002"), ("InTransit", "InTransit_003"),
-         ("InTransit", "InTransit_007"), ("OutForDelivery", None), ("Delivered", "Delivered_001")]
-SHIPMENT_EVENTS = ["ShipmentCreated", "ShipmentStatusChanged", "ShipmentDispatched", "ShipmentOutForDelivery",
-                   "ShipmentDelivered", "ShipmentPredictedLate", "DeliveryAttemptFailed"]
+STEPS = [
+    ("InfoReceived", None),
+    ("InTransit", "InTransit_002"),
+    ("InTransit", "InTransit_003"),
+    ("InTransit", "InTransit_007"),
+    ("OutForDelivery", None),
+    ("Delivered", "Delivered_001"),
+]
+SHIPMENT_EVENTS = [
+    "ShipmentCreated",
+    "ShipmentStatusChanged",
+    "ShipmentDispatched",
+    "ShipmentOutForDelivery",
+    "ShipmentDelivered",
+    "ShipmentPredictedLate",
+    "DeliveryAttemptFailed",
+]
 
 
 def _trained_model(var: Path) -> None:
@@ -64,10 +77,18 @@ def _app(tmp: Path, var: Path) -> tuple[TestClient, Any]:
     _trained_model(var)
     url = f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
-    settings = Settings(env="test", var_dir=var, database_url=url, in_process_worker=False, log_json=False,
-                        aftership_webhook_secret=SECRET, tracking_webhook_secret=SECRET,
-                        shipment_check_interval_s=0, worker_batch_size=100,
-                        secret_key="bench-secret-key-with-enough-length-0123456789")
+    settings = Settings(
+        env="test",
+        var_dir=var,
+        database_url=url,
+        in_process_worker=False,
+        log_json=False,
+        aftership_webhook_secret=SECRET,
+        tracking_webhook_secret=SECRET,
+        shipment_check_interval_s=0,
+        worker_batch_size=100,
+        secret_key="bench-secret-key-with-enough-length-0123456789",
+    )
     app = create_app(settings, clock=FixedClock(NOW), start_worker=False)
     bus = app.state.ctx.bus
     for name in SHIPMENT_EVENTS:  # events nobody subscribes to would not reach the outbox: count them anyway
@@ -80,12 +101,33 @@ def _orders(ctx: Any, n: int, prefix: str) -> None:
     customer_rows, order_rows = [], []
     for i in range(n):
         cid = str(uuid.uuid4())
-        customer_rows.append({"id": cid, "preferred_channels": [], "traits": {}, "first_seen_at": NOW,
-                              "last_seen_at": NOW, "created_at": NOW, "updated_at": NOW})
-        order_rows.append({"id": str(uuid.uuid4()), "external_id": f"{prefix}{i}", "customer_id": cid,
-                           "status": "placed", "currency": "GBP", "total_minor": 1000, "placed_at": NOW,
-                           "properties": {}, "created_at": NOW, "updated_at": NOW, "ship_region": "GB-LDS",
-                           "promised_to": NOW + timedelta(days=3)})
+        customer_rows.append(
+            {
+                "id": cid,
+                "preferred_channels": [],
+                "traits": {},
+                "first_seen_at": NOW,
+                "last_seen_at": NOW,
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+        )
+        order_rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "external_id": f"{prefix}{i}",
+                "customer_id": cid,
+                "status": "placed",
+                "currency": "GBP",
+                "total_minor": 1000,
+                "placed_at": NOW,
+                "properties": {},
+                "created_at": NOW,
+                "updated_at": NOW,
+                "ship_region": "GB-LDS",
+                "promised_to": NOW + timedelta(days=3),
+            }
+        )
     with ctx.engine.begin() as conn:
         conn.execute(insert(customers), customer_rows)
         conn.execute(insert(orders), order_rows)
@@ -118,9 +160,18 @@ def bench_generic(n_shipments: int, n_scans: int, batch: int, *, grouped: bool =
                 status, subtag = STEPS[step % len(STEPS)]
                 for i in range(n_shipments):
                     at = NOW - timedelta(hours=(n_scans - step) * 6, minutes=i % 60)
-                    events.append({"carrier": "dhl", "tracking_number": f"GEN{i:07d}", "occurred_at": at.isoformat(),
-                                   "status": status, "subtag": subtag, "message": f"{status} scan",
-                                   "location": {"city": "Leeds", "country": "GB"}, "order_id": f"G{i}"})
+                    events.append(
+                        {
+                            "carrier": "dhl",
+                            "tracking_number": f"GEN{i:07d}",
+                            "occurred_at": at.isoformat(),
+                            "status": status,
+                            "subtag": subtag,
+                            "message": f"{status} scan",
+                            "location": {"city": "Leeds", "country": "GB"},
+                            "order_id": f"G{i}",
+                        }
+                    )
             if grouped:
                 events.sort(key=lambda e: e["tracking_number"])
             bodies = [orjson.dumps({"events": events[i : i + batch]}) for i in range(0, len(events), batch)]
@@ -128,9 +179,15 @@ def bench_generic(n_shipments: int, n_scans: int, batch: int, *, grouped: bool =
             started = time.perf_counter()
             cpu = time.process_time()
             for body in bodies:
-                response = client.post("/api/v1/tracking-events", content=body, headers={
-                    "x-doorstep-timestamp": str(ts), "x-doorstep-signature": timestamped_signature(SECRET, ts, body),
-                    "content-type": "application/json"})
+                response = client.post(
+                    "/api/v1/tracking-events",
+                    content=body,
+                    headers={
+                        "x-doorstep-timestamp": str(ts),
+                        "x-doorstep-signature": timestamped_signature(SECRET, ts, body),
+                        "content-type": "application/json",
+                    },
+                )
                 assert response.status_code == 200, response.text
             http_s = time.perf_counter() - started
             http_cpu_s = time.process_time() - cpu
@@ -143,9 +200,14 @@ def bench_generic(n_shipments: int, n_scans: int, batch: int, *, grouped: bool =
                 "http_cpu_s": round(http_cpu_s, 3),
                 "projection_cpu_s": round(ctx.cache["projection_cpu_s"], 3),
                 "events_per_cpu_s_end_to_end": round(len(events) / total_cpu_s),
-                "events": len(events), "requests": len(bodies), "stored_scans": stored,
-                "shipments": _count(ctx, shipments), "outbox_rows": _count(ctx, outbox),
-                "http_s": round(http_s, 3), "projection_s": round(project_s, 3), "total_s": round(total_s, 3),
+                "events": len(events),
+                "requests": len(bodies),
+                "stored_scans": stored,
+                "shipments": _count(ctx, shipments),
+                "outbox_rows": _count(ctx, outbox),
+                "http_s": round(http_s, 3),
+                "projection_s": round(project_s, 3),
+                "total_s": round(total_s, 3),
                 "events_per_s_end_to_end": round(len(events) / total_s),
                 "events_per_s_projection": round(len(events) / project_s),
                 "predictor": ctx.services["eta"].source,
@@ -164,15 +226,36 @@ def _aftership_bodies(n_webhooks: int) -> list[bytes]:
             for k in range(step + 1):
                 status, subtag = STEPS[k + 1]
                 at = NOW - timedelta(hours=(per_shipment - k) * 5, minutes=i % 60)
-                checkpoints.append({"checkpoint_time": at.isoformat(), "tag": status,
-                                    "subtag": subtag or f"{status}_001", "message": f"{status} scan",
-                                    "city": "Leeds", "country_region": "GBR", "raw_tag": f"R{k}",
-                                    "coordinate": {"latitude": 53.8, "longitude": -1.55}})
-            msg = {"slug": "dhl", "tracking_number": f"AS{i:07d}", "order_number": f"A{i}",
-                   "tag": checkpoints[-1]["tag"], "checkpoints": checkpoints}
-            bodies.append(orjson.dumps({"event": "tracking_update", "event_id": str(uuid.uuid4()),
-                                        "is_tracking_first_tag": False, "msg": msg,
-                                        "ts": int(NOW.timestamp())}))
+                checkpoints.append(
+                    {
+                        "checkpoint_time": at.isoformat(),
+                        "tag": status,
+                        "subtag": subtag or f"{status}_001",
+                        "message": f"{status} scan",
+                        "city": "Leeds",
+                        "country_region": "GBR",
+                        "raw_tag": f"R{k}",
+                        "coordinate": {"latitude": 53.8, "longitude": -1.55},
+                    }
+                )
+            msg = {
+                "slug": "dhl",
+                "tracking_number": f"AS{i:07d}",
+                "order_number": f"A{i}",
+                "tag": checkpoints[-1]["tag"],
+                "checkpoints": checkpoints,
+            }
+            bodies.append(
+                orjson.dumps(
+                    {
+                        "event": "tracking_update",
+                        "event_id": str(uuid.uuid4()),
+                        "is_tracking_first_tag": False,
+                        "msg": msg,
+                        "ts": int(NOW.timestamp()),
+                    }
+                )
+            )
     return bodies
 
 
@@ -187,9 +270,14 @@ def bench_aftership(n_webhooks: int) -> dict[str, Any]:
             started = time.perf_counter()
             cpu = time.process_time()
             for body in bodies:
-                response = client.post("/webhooks/aftership", content=body,
-                                       headers={"aftership-hmac-sha256": hmac_sha256_b64(SECRET, body),
-                                                "content-type": "application/json"})
+                response = client.post(
+                    "/webhooks/aftership",
+                    content=body,
+                    headers={
+                        "aftership-hmac-sha256": hmac_sha256_b64(SECRET, body),
+                        "content-type": "application/json",
+                    },
+                )
                 assert response.status_code == 200, response.text
             http_s = time.perf_counter() - started
             http_cpu_s = time.process_time() - cpu
@@ -202,8 +290,12 @@ def bench_aftership(n_webhooks: int) -> dict[str, Any]:
                 "http_cpu_s": round(http_cpu_s, 3),
                 "projection_cpu_s": round(ctx.cache["projection_cpu_s"], 3),
                 "webhooks_per_cpu_s_end_to_end": round(len(bodies) / total_cpu_s),
-                "webhooks": len(bodies), "new_scans": stored, "outbox_rows": _count(ctx, outbox),
-                "http_s": round(http_s, 3), "projection_s": round(project_s, 3), "total_s": round(total_s, 3),
+                "webhooks": len(bodies),
+                "new_scans": stored,
+                "outbox_rows": _count(ctx, outbox),
+                "http_s": round(http_s, 3),
+                "projection_s": round(project_s, 3),
+                "total_s": round(total_s, 3),
                 "webhooks_per_s_end_to_end": round(len(bodies) / total_s),
                 "webhooks_per_s_projection": round(len(bodies) / project_s),
                 "http_ms_per_webhook": round(http_s / len(bodies) * 1000, 3),
@@ -226,31 +318,45 @@ def bench_aftership_batched_projection(n_webhooks: int) -> dict[str, Any]:
             _orders(ctx, max(n_webhooks // 4, 1), "A")
             bodies = _aftership_bodies(n_webhooks)
             for body in bodies:
-                client.post("/webhooks/aftership", content=body,
-                            headers={"aftership-hmac-sha256": hmac_sha256_b64(SECRET, body),
-                                     "content-type": "application/json"})
+                client.post(
+                    "/webhooks/aftership",
+                    content=body,
+                    headers={
+                        "aftership-hmac-sha256": hmac_sha256_b64(SECRET, body),
+                        "content-type": "application/json",
+                    },
+                )
             started = time.perf_counter()
             cpu = time.process_time()
             position = 0
             while True:
                 with ctx.engine.connect() as conn, conn.begin():
-                    rows = conn.execute(select(event_log).where(event_log.c.id > position)
-                                        .order_by(event_log.c.id).limit(100)).all()
+                    rows = conn.execute(
+                        select(event_log).where(event_log.c.id > position).order_by(event_log.c.id).limit(100)
+                    ).all()
                     if not rows:
                         break
                     uow = UnitOfWork(None, bus=ctx.bus, clock=ctx.clock, conn=conn)
-                    project_log_rows(rows, HandlerContext(uow=uow, clock=ctx.clock, settings=ctx.settings,
-                                                          services=ctx.services))
+                    project_log_rows(
+                        rows,
+                        HandlerContext(
+                            uow=uow, clock=ctx.clock, settings=ctx.settings, services=ctx.services
+                        ),
+                    )
                     uow.flush_events()
                     position = rows[-1].id
                     conn.execute(update(log_offsets).values(position=position))
             wall_s = time.perf_counter() - started
             cpu_s = time.process_time() - cpu
-            return {"webhooks": len(bodies), "new_scans": _count(ctx, tracking_events),
-                    "outbox_rows": _count(ctx, outbox), "projection_s": round(wall_s, 3),
-                    "projection_cpu_s": round(cpu_s, 3),
-                    "webhooks_per_s_projection": round(len(bodies) / wall_s),
-                    "webhooks_per_cpu_s_projection": round(len(bodies) / cpu_s)}
+            return {
+                "webhooks": len(bodies),
+                "new_scans": _count(ctx, tracking_events),
+                "outbox_rows": _count(ctx, outbox),
+                "projection_s": round(wall_s, 3),
+                "projection_cpu_s": round(cpu_s, 3),
+                "webhooks_per_s_projection": round(len(bodies) / wall_s),
+                "webhooks_per_cpu_s_projection": round(len(bodies) / cpu_s),
+            }
 
 
 def bench_prediction(history_size: int) -> dict[str, Any]:
@@ -274,7 +380,9 @@ def bench_prediction(history_size: int) -> dict[str, Any]:
     timings.sort()
     baseline_timings.sort()
     return {
-        "history_shipments": history_size, "train_s": round(train_s, 2), "report": result.report,
+        "history_shipments": history_size,
+        "train_s": round(train_s, 2),
+        "report": result.report,
         "model_predict_us_p50": round(statistics.median(timings), 1),
         "model_predict_us_p99": round(timings[int(len(timings) * 0.99)], 1),
         "baseline_predict_us_p50": round(statistics.median(baseline_timings), 1),
@@ -291,8 +399,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--history", type=int, default=3000)
     args = parser.parse_args(argv)
     results = {
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "date": datetime.now(UTC).isoformat(timespec="seconds")},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
         "generic_interleaved": bench_generic(args.shipments, args.scans, args.batch),
         "generic_grouped": bench_generic(args.shipments, args.scans, args.batch, grouped=True),
         "aftership_single": bench_aftership(args.webhooks),

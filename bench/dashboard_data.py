@@ -24,12 +24,15 @@ CARRIERS = np.array(["dhl", "ups", "dpd", "gls", "royalmail"], dtype=object)
 REGIONS = np.array(["north", "south", "east", "west", "london", "scotland", "wales"], dtype=object)
 CATEGORIES = np.array(["shoes", "bags", "shirts", "coats", "accessories", "dresses"], dtype=object)
 CHANNELS = np.array(["web", "app", "marketplace"], dtype=object)
-EVENT_NAMES = np.array(["Product Viewed", "Product Added", "Checkout Started", "Order Completed", None],
-                       dtype=object)
-REASONS = np.array(["wismo", "delivery_change", "return_status", "refund", "product_question", "invoice"],
-                   dtype=object)
-RETURN_REASONS = np.array(["fit.too_small", "fit.too_large", "damaged.in_transit", "wrong_item", "changed_mind"],
-                          dtype=object)
+EVENT_NAMES = np.array(
+    ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", None], dtype=object
+)
+REASONS = np.array(
+    ["wismo", "delivery_change", "return_status", "refund", "product_question", "invoice"], dtype=object
+)
+RETURN_REASONS = np.array(
+    ["fit.too_small", "fit.too_large", "damaged.in_transit", "wrong_item", "changed_mind"], dtype=object
+)
 TOPICS = np.array(["delivery", "returns", "product", "service", "price", "other"], dtype=object)
 CHUNK = 200_000
 
@@ -49,11 +52,21 @@ def _ts_or_null(base: datetime, seconds: np.ndarray, mask: np.ndarray) -> np.nda
 
 def _uuids(prefix: str, n: int, offset: int = 0) -> np.ndarray:
     # deterministic, uuid-shaped, cheap: 8-4-4-4-12 from a counter
-    return np.array([f"{prefix}{i:07x}-0000-7000-8000-{i:012x}" for i in range(offset, offset + n)], dtype=object)
+    return np.array(
+        [f"{prefix}{i:07x}-0000-7000-8000-{i:012x}" for i in range(offset, offset + n)], dtype=object
+    )
 
 
-def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days: int = 365,
-          now: datetime | None = None, seed: int = 7, progress: Callable[[str, int], None] | None = None) -> None:
+def build(
+    path: Path,
+    *,
+    orders: int = 1_000_000,
+    events: int = 10_000_000,
+    days: int = 365,
+    now: datetime | None = None,
+    seed: int = 7,
+    progress: Callable[[str, int], None] | None = None,
+) -> None:
     """Creates (or replaces) a migrated SQLite store at `path` filled with benchmark data."""
     now = now or datetime.now(UTC)
     start = now - timedelta(days=days)
@@ -79,8 +92,11 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
     conn.executemany(
         "INSERT INTO customers (id, email, name, region, country, preferred_channels, traits, first_seen_at, "
         "last_seen_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'GB', '[\"email\"]', '{}', ?, ?, ?, ?)",
-        ((cust_ids[i], f"c{i}@example.com", f"Customer {i}", cust_region[i], fs[i], fs[i], fs[i], fs[i])
-         for i in range(n_cust)))
+        (
+            (cust_ids[i], f"c{i}@example.com", f"Customer {i}", cust_region[i], fs[i], fs[i], fs[i], fs[i])
+            for i in range(n_cust)
+        ),
+    )
     conn.commit()
     say("customers", n_cust)
 
@@ -112,30 +128,69 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
         invoiced = _ts_or_null(start, placed_s + deliver_h * 3600 + 600, is_delivered)
         carrier = CARRIERS[rng.integers(0, len(CARRIERS), n)]
         category = CATEGORIES[rng.integers(0, len(CATEGORIES), n)]
-        status = np.where(cancelled, "cancelled", np.where(is_delivered, "delivered",
-                                                            np.where(is_dispatched, "dispatched", "placed")))
+        status = np.where(
+            cancelled,
+            "cancelled",
+            np.where(is_delivered, "delivered", np.where(is_dispatched, "dispatched", "placed")),
+        )
         conn.executemany(
             "INSERT INTO orders (id, external_id, customer_id, status, currency, total_minor, shipping_minor, "
             "tax_minor, discount_minor, channel, ship_region, ship_country, promised_to, placed_at, properties, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, 'EUR', ?, 0, 0, 0, ?, ?, 'GB', ?, ?, '{}', ?, ?)",
-            ((oid[i], f"#{lo + i}", cust_ids[cidx[i]], status[i], int(total[i]), channel[i], region[i],
-              promised[i], placed[i], placed[i], placed[i]) for i in range(n)))
+            (
+                (
+                    oid[i],
+                    f"#{lo + i}",
+                    cust_ids[cidx[i]],
+                    status[i],
+                    int(total[i]),
+                    channel[i],
+                    region[i],
+                    promised[i],
+                    placed[i],
+                    placed[i],
+                    placed[i],
+                )
+                for i in range(n)
+            ),
+        )
         conn.executemany(
             "INSERT INTO order_lines (order_id, line_no, product_id, category, quantity, unit_price_minor) "
             "VALUES (?, 1, ?, ?, 1, ?)",
-            ((oid[i], f"p-{category[i]}-{i % 50}", category[i], int(total[i])) for i in range(n)))
-        conn.executemany("INSERT INTO order_steps (order_id, step, occurred_at) VALUES (?, 'placed', ?)",
-                         ((oid[i], placed[i]) for i in range(n)))
-        conn.executemany("INSERT INTO order_steps (order_id, step, occurred_at) VALUES (?, 'invoiced', ?)",
-                         ((oid[i], invoiced[i]) for i in range(n) if invoiced[i] is not None))
+            ((oid[i], f"p-{category[i]}-{i % 50}", category[i], int(total[i])) for i in range(n)),
+        )
+        conn.executemany(
+            "INSERT INTO order_steps (order_id, step, occurred_at) VALUES (?, 'placed', ?)",
+            ((oid[i], placed[i]) for i in range(n)),
+        )
+        conn.executemany(
+            "INSERT INTO order_steps (order_id, step, occurred_at) VALUES (?, 'invoiced', ?)",
+            ((oid[i], invoiced[i]) for i in range(n) if invoiced[i] is not None),
+        )
         conn.executemany(
             "INSERT INTO shipments (id, order_id, carrier, tracking_number, is_return, status, subtag, "
             "destination_region, promised_to, dispatched_at, first_attempt_at, delivered_at, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((f"s{oid[i][1:]}", oid[i], carrier[i], f"TN{lo + i:09d}",
-              "Delivered" if is_delivered[i] else ("Expired" if lost[i] else "InTransit"),
-              "lost" if lost[i] else None, region[i], promised[i], dispatched[i], attempted[i], delivered[i],
-              placed[i], placed[i]) for i in range(n) if not cancelled[i]))
+            (
+                (
+                    f"s{oid[i][1:]}",
+                    oid[i],
+                    carrier[i],
+                    f"TN{lo + i:09d}",
+                    "Delivered" if is_delivered[i] else ("Expired" if lost[i] else "InTransit"),
+                    "lost" if lost[i] else None,
+                    region[i],
+                    promised[i],
+                    dispatched[i],
+                    attempted[i],
+                    delivered[i],
+                    placed[i],
+                    placed[i],
+                )
+                for i in range(n)
+                if not cancelled[i]
+            ),
+        )
         # after purchase: returns, contacts, feedback (only for delivered orders)
         ret = is_delivered & (rng.random(n) < 0.08)
         ret_at = _ts(start, np.minimum(placed_s + deliver_h * 3600 + rng.uniform(1, 10, n) * 86400, span - 1))
@@ -143,8 +198,12 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
         conn.executemany(
             "INSERT INTO returns (id, order_id, customer_id, status, resolution, method, reason_code, "
             "requested_at, updated_at, steps) VALUES (?, ?, ?, 'requested', 'refund', 'drop_off', ?, ?, ?, '[]')",
-            ((f"r{oid[i][1:]}", oid[i], cust_ids[cidx[i]], ret_reason[i], ret_at[i], ret_at[i])
-             for i in range(n) if ret[i]))
+            (
+                (f"r{oid[i][1:]}", oid[i], cust_ids[cidx[i]], ret_reason[i], ret_at[i], ret_at[i])
+                for i in range(n)
+                if ret[i]
+            ),
+        )
         contact_p = np.where(late, 0.35, 0.06) + np.where(failed, 0.2, 0.0)
         con = is_dispatched & (rng.random(n) < contact_p)
         con_at = _ts(start, np.minimum(placed_s + rng.uniform(24, 120, n) * 3600, span - 1))
@@ -153,8 +212,20 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
             "INSERT INTO conversations (id, customer_id, channel, status, order_id, contact_reason, intent, "
             "is_verified, urgency, state, opened_at, updated_at) "
             "VALUES (?, ?, 'whatsapp', 'resolved', ?, ?, ?, 1, 0, '{}', ?, ?)",
-            ((f"v{oid[i][1:]}", cust_ids[cidx[i]], oid[i] if i % 3 else None, reason[i], reason[i], con_at[i],
-              con_at[i]) for i in range(n) if con[i]))
+            (
+                (
+                    f"v{oid[i][1:]}",
+                    cust_ids[cidx[i]],
+                    oid[i] if i % 3 else None,
+                    reason[i],
+                    reason[i],
+                    con_at[i],
+                    con_at[i],
+                )
+                for i in range(n)
+                if con[i]
+            ),
+        )
         fb = is_delivered & (rng.random(n) < 0.25)
         fb_at = _ts(start, np.minimum(placed_s + deliver_h * 3600 + 3 * 86400, span - 1))
         score = np.clip(np.round(rng.normal(np.where(late, 2.6, 4.3), 0.9)), 1, 5).astype(int)
@@ -164,9 +235,22 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
         conn.executemany(
             "INSERT INTO feedback (id, customer_id, order_id, kind, csat, nps, rating, topic, source, "
             "submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'bench', ?)",
-            ((f"f{oid[i][1:]}", cust_ids[cidx[i]], oid[i], "review" if is_review[i] else "survey",
-              None if is_review[i] else int(score[i]), None if is_review[i] else int(nps[i]),
-              int(score[i]) if is_review[i] else None, topic[i], fb_at[i]) for i in range(n) if fb[i]))
+            (
+                (
+                    f"f{oid[i][1:]}",
+                    cust_ids[cidx[i]],
+                    oid[i],
+                    "review" if is_review[i] else "survey",
+                    None if is_review[i] else int(score[i]),
+                    None if is_review[i] else int(nps[i]),
+                    int(score[i]) if is_review[i] else None,
+                    topic[i],
+                    fb_at[i],
+                )
+                for i in range(n)
+                if fb[i]
+            ),
+        )
         conn.commit()
         say("orders", n)
 
@@ -191,8 +275,19 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
         conn.executemany(
             "INSERT INTO customer_events (log_id, customer_id, type, name, occurred_at, session_id, "
             "campaign_source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((log_id + i + 1, cust_ids[sess_cust[idx[i]]], kind[i], name[i], at[i], sess[idx[i]],
-              sess_src[idx[i]] or None) for i in range(n)))
+            (
+                (
+                    log_id + i + 1,
+                    cust_ids[sess_cust[idx[i]]],
+                    kind[i],
+                    name[i],
+                    at[i],
+                    sess[idx[i]],
+                    sess_src[idx[i]] or None,
+                )
+                for i in range(n)
+            ),
+        )
         log_id += n
         conn.commit()
         say("events", n)
@@ -204,8 +299,10 @@ def build(path: Path, *, orders: int = 1_000_000, events: int = 10_000_000, days
 def counts(path: Path) -> dict[str, int]:
     conn = sqlite3.connect(path)
     try:
-        return {t: conn.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
-                for t in ("orders", "customer_events", "customers", "shipments", "conversations", "feedback")}
+        return {
+            t: conn.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
+            for t in ("orders", "customer_events", "customers", "shipments", "conversations", "feedback")
+        }
     finally:
         conn.close()
 

@@ -29,12 +29,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords and not POSTGRES_URL:
             if REQUIRE_SERVICES:
-                raise pytest.UsageError("DOORSTEP_TEST_POSTGRES_URL is required (DOORSTEP_TEST_REQUIRE_SERVICES=1)")
+                raise pytest.UsageError(
+                    "DOORSTEP_TEST_POSTGRES_URL is required (DOORSTEP_TEST_REQUIRE_SERVICES=1)"
+                )
             item.add_marker(pytest.mark.skip(reason="set DOORSTEP_TEST_POSTGRES_URL to run on PostgreSQL"))
         if "nats" in item.keywords and not NATS_URL:
             if REQUIRE_SERVICES:
-                raise pytest.UsageError("DOORSTEP_TEST_NATS_URL is required (DOORSTEP_TEST_REQUIRE_SERVICES=1)")
-            item.add_marker(pytest.mark.skip(reason="set DOORSTEP_TEST_NATS_URL to run against NATS JetStream"))
+                raise pytest.UsageError(
+                    "DOORSTEP_TEST_NATS_URL is required (DOORSTEP_TEST_REQUIRE_SERVICES=1)"
+                )
+            item.add_marker(
+                pytest.mark.skip(reason="set DOORSTEP_TEST_NATS_URL to run against NATS JetStream")
+            )
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,9 @@ def secret_key(engine: Engine, *, now: datetime, scopes: list[str]) -> str:
         return create_key(conn, kind="secret", scopes=scopes, name="test secret key", now=now)
 
 
-def staff_user(engine: Engine, *, now: datetime, role: str = "admin", email: str | None = None) -> dict[str, Any]:
+def staff_user(
+    engine: Engine, *, now: datetime, role: str = "admin", email: str | None = None
+) -> dict[str, Any]:
     email = email or f"{role}{next(_seq)}@example.com"
     password = "correct horse battery"
     with engine.begin() as conn:

@@ -33,37 +33,79 @@ from doorstep.shipments.tables import shipments
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
-def add_customer(engine: Engine, *, now: dt.datetime = NOW, email: str | None = "maya@example.com",
-                 phone: str | None = "+4915112345678", channels: list[str] | None = None, locale: str = "en",
-                 timezone: str = "Europe/Berlin", name: str = "Maya Schmidt") -> str:
+def add_customer(
+    engine: Engine,
+    *,
+    now: dt.datetime = NOW,
+    email: str | None = "maya@example.com",
+    phone: str | None = "+4915112345678",
+    channels: list[str] | None = None,
+    locale: str = "en",
+    timezone: str = "Europe/Berlin",
+    name: str = "Maya Schmidt",
+) -> str:
     customer_id = new_id()
     with engine.begin() as conn:
-        conn.execute(insert(customers).values(
-            id=customer_id, email=email, phone=phone, name=name, locale=locale, timezone=timezone,
-            preferred_channels=channels if channels is not None else ["email"], traits={},
-            first_seen_at=now, last_seen_at=now, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(customers).values(
+                id=customer_id,
+                email=email,
+                phone=phone,
+                name=name,
+                locale=locale,
+                timezone=timezone,
+                preferred_channels=channels if channels is not None else ["email"],
+                traits={},
+                first_seen_at=now,
+                last_seen_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return customer_id
 
 
-def add_order(engine: Engine, customer_id: str, *, now: dt.datetime = NOW, external_id: str | None = None,
-              status: str = "placed") -> str:
+def add_order(
+    engine: Engine,
+    customer_id: str,
+    *,
+    now: dt.datetime = NOW,
+    external_id: str | None = None,
+    status: str = "placed",
+) -> str:
     order_id = new_id()
     with engine.begin() as conn:
-        conn.execute(insert(orders).values(
-            id=order_id, external_id=external_id or f"#{order_id[-6:]}", customer_id=customer_id, status=status,
-            currency="EUR", total_minor=8990, placed_at=now, properties={}, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(orders).values(
+                id=order_id,
+                external_id=external_id or f"#{order_id[-6:]}",
+                customer_id=customer_id,
+                status=status,
+                currency="EUR",
+                total_minor=8990,
+                placed_at=now,
+                properties={},
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return order_id
 
 
 def add_shipment(engine: Engine, order_id: str, *, now: dt.datetime = NOW, status: str = "InTransit") -> str:
     shipment_id = new_id()
     with engine.begin() as conn:
-        conn.execute(insert(shipments).values(
-            id=shipment_id, order_id=order_id, carrier="dhl", tracking_number=f"TN{shipment_id[-10:]}", status=status,
-            created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(shipments).values(
+                id=shipment_id,
+                order_id=order_id,
+                carrier="dhl",
+                tracking_number=f"TN{shipment_id[-10:]}",
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return shipment_id
 
 
@@ -90,9 +132,13 @@ def messages(engine: Engine, **where: Any) -> list[Any]:
 
 def attempts(engine: Engine, notification_id: str) -> list[Any]:
     with engine.connect() as conn:
-        return list(conn.execute(
-            select(delivery_attempts).where(delivery_attempts.c.notification_id == notification_id).order_by(delivery_attempts.c.id)
-        ))
+        return list(
+            conn.execute(
+                select(delivery_attempts)
+                .where(delivery_attempts.c.notification_id == notification_id)
+                .order_by(delivery_attempts.c.id)
+            )
+        )
 
 
 # ---- a local HTTP provider --------------------------------------------------------------------------------
@@ -137,8 +183,13 @@ class ProviderServer:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                rec = Recorded(self.command, parts.path, parse_qs(parts.query),
-                               {k.lower(): v for k, v in self.headers.items()}, body)
+                rec = Recorded(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
                 server.requests.append(rec)
                 try:
                     reply = server.script.get_nowait()
@@ -181,14 +232,29 @@ class ProviderServer:
 
 def twilio_ok(rec: Recorded) -> Reply:
     form = rec.form
-    return Reply(201, {"sid": f"SM{len(form.get('Body', '')):032d}"[:34], "status": "queued", "to": form.get("To"),
-                       "from": form.get("From"), "body": form.get("Body"), "error_code": None})
+    return Reply(
+        201,
+        {
+            "sid": f"SM{len(form.get('Body', '')):032d}"[:34],
+            "status": "queued",
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "body": form.get("Body"),
+            "error_code": None,
+        },
+    )
 
 
 def whatsapp_ok(rec: Recorded) -> Reply:
     to = rec.json.get("to")
-    return Reply(200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                       "messages": [{"id": f"wamid.{new_id()}"}]})
+    return Reply(
+        200,
+        {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": f"wamid.{new_id()}"}],
+        },
+    )
 
 
 def messenger_ok(rec: Recorded) -> Reply:
@@ -208,18 +274,29 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -247,15 +324,28 @@ def smtp_server(tmp_path: Path) -> Iterator[tuple[int, list[ReceivedMail], ssl.S
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             msg = message_from_bytes(envelope.content, policy=default_policy)
-            received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), msg,  # type: ignore[arg-type]
-                                         session.ssl is not None))
+            received.append(
+                ReceivedMail(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    msg,  # type: ignore[arg-type]
+                    session.ssl is not None,
+                )
+            )
             return "250 Message accepted for delivery"
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=server_ctx, require_starttls=True,
-                            server_hostname="localhost", ready_timeout=5)
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_ctx,
+        require_starttls=True,
+        server_hostname="localhost",
+        ready_timeout=5,
+    )
     controller.start()
     try:
         yield port, received, client_ctx

@@ -31,8 +31,14 @@ def tracking_settings() -> dict[str, object]:
     }
 
 
-def checkpoint(at: datetime, tag: str, subtag: str | None = None, message: str | None = None,
-               city: str = "Leeds", raw_tag: str | None = None) -> dict[str, Any]:
+def checkpoint(
+    at: datetime,
+    tag: str,
+    subtag: str | None = None,
+    message: str | None = None,
+    city: str = "Leeds",
+    raw_tag: str | None = None,
+) -> dict[str, Any]:
     return {
         "slug": "dhl",
         "city": city,
@@ -53,8 +59,14 @@ def checkpoint(at: datetime, tag: str, subtag: str | None = None, message: str |
     }
 
 
-def aftership_tracking(number: str, checkpoints: list[dict[str, Any]], *, order_number: str | None = None,
-                       slug: str = "dhl", tag: str | None = None) -> dict[str, Any]:
+def aftership_tracking(
+    number: str,
+    checkpoints: list[dict[str, Any]],
+    *,
+    order_number: str | None = None,
+    slug: str = "dhl",
+    tag: str | None = None,
+) -> dict[str, Any]:
     return {
         "id": uuid.uuid4().hex,
         "tracking_number": number,
@@ -73,23 +85,27 @@ def aftership_tracking(number: str, checkpoints: list[dict[str, Any]], *, order_
     }
 
 
-def aftership_body(tracking: dict[str, Any], *, ts: datetime, event: str = "tracking_update",
-                   event_id: str | None = None) -> bytes:
-    return orjson.dumps({
-        "event": event,
-        "event_id": event_id or str(uuid.uuid4()),
-        "is_tracking_first_tag": False,
-        "msg": tracking,
-        "ts": int(ts.timestamp()),
-    })
+def aftership_body(
+    tracking: dict[str, Any], *, ts: datetime, event: str = "tracking_update", event_id: str | None = None
+) -> bytes:
+    return orjson.dumps(
+        {
+            "event": event,
+            "event_id": event_id or str(uuid.uuid4()),
+            "is_tracking_first_tag": False,
+            "msg": tracking,
+            "ts": int(ts.timestamp()),
+        }
+    )
 
 
 def aftership_headers(body: bytes, secret: str = AFTERSHIP_SECRET) -> dict[str, str]:
     return {"aftership-hmac-sha256": hmac_sha256_b64(secret, body), "content-type": "application/json"}
 
 
-def karrio_event(at: datetime, code: str | None, description: str, *, status: str | None = None,
-                 location: str = "Leeds") -> dict[str, Any]:
+def karrio_event(
+    at: datetime, code: str | None, description: str, *, status: str | None = None, location: str = "Leeds"
+) -> dict[str, Any]:
     event: dict[str, Any] = {
         "date": at.strftime("%Y-%m-%d"),
         "time": at.strftime("%H:%M"),
@@ -104,9 +120,16 @@ def karrio_event(at: datetime, code: str | None, description: str, *, status: st
     return event
 
 
-def karrio_body(number: str, events: list[dict[str, Any]], *, status: str = "in_transit",
-                carrier: str = "dhl_parcel_de", order_id: str | None = None, event_id: str | None = None,
-                created_at: datetime | None = None) -> bytes:
+def karrio_body(
+    number: str,
+    events: list[dict[str, Any]],
+    *,
+    status: str = "in_transit",
+    carrier: str = "dhl_parcel_de",
+    order_id: str | None = None,
+    event_id: str | None = None,
+    created_at: datetime | None = None,
+) -> bytes:
     body: dict[str, Any] = {
         "id": event_id or f"evt_{next(_seq)}",
         "type": "tracker.updated",
@@ -144,20 +167,47 @@ def generic_headers(body: bytes, *, now: datetime, secret: str = TRACKING_SECRET
     }
 
 
-def add_order(engine: Engine, *, external_id: str, now: datetime, promised_to: datetime | None = None,
-              promised_from: datetime | None = None) -> tuple[str, str]:
+def add_order(
+    engine: Engine,
+    *,
+    external_id: str,
+    now: datetime,
+    promised_to: datetime | None = None,
+    promised_from: datetime | None = None,
+) -> tuple[str, str]:
     """An order (and its customer) as the orders projection would have stored it: (order_id, customer_id)."""
     customer_id = str(uuid.uuid4())
     order_id = str(uuid.uuid4())
     with engine.begin() as conn:
-        conn.execute(insert(customers).values(
-            id=customer_id, email=f"{external_id}@example.com", preferred_channels=[], traits={},
-            first_seen_at=now, last_seen_at=now, created_at=now, updated_at=now,
-        ))
-        conn.execute(insert(orders).values(
-            id=order_id, external_id=external_id, customer_id=customer_id, status="placed", currency="GBP",
-            total_minor=4999, placed_at=now - timedelta(days=1), properties={}, created_at=now, updated_at=now,
-            ship_region="GB-LDS", ship_postcode="LS1 4AP", ship_country="GB",
-            promised_from=promised_from, promised_to=promised_to,
-        ))
+        conn.execute(
+            insert(customers).values(
+                id=customer_id,
+                email=f"{external_id}@example.com",
+                preferred_channels=[],
+                traits={},
+                first_seen_at=now,
+                last_seen_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(orders).values(
+                id=order_id,
+                external_id=external_id,
+                customer_id=customer_id,
+                status="placed",
+                currency="GBP",
+                total_minor=4999,
+                placed_at=now - timedelta(days=1),
+                properties={},
+                created_at=now,
+                updated_at=now,
+                ship_region="GB-LDS",
+                ship_postcode="LS1 4AP",
+                ship_country="GB",
+                promised_from=promised_from,
+                promised_to=promised_to,
+            )
+        )
     return order_id, customer_id

@@ -83,9 +83,7 @@ def build_bus(settings: Settings) -> Bus:
 
 def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
     engine = create_db_engine(settings.database_url)
-    read_engine = (
-        create_db_engine(settings.database_url, for_reads=True) if settings.is_sqlite else engine
-    )
+    read_engine = create_db_engine(settings.database_url, for_reads=True) if settings.is_sqlite else engine
     ctx = AppContext(
         settings=settings,
         engine=engine,
@@ -104,7 +102,12 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
 
 def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
     return Worker(
-        ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=ctx.settings, services=ctx.services, name=name,
+        ctx.engine,
+        bus=ctx.bus,
+        clock=ctx.clock,
+        settings=ctx.settings,
+        services=ctx.services,
+        name=name,
         read_engine=ctx.read_engine,
     )
 

@@ -6,9 +6,8 @@ import importlib
 import importlib.util
 import os
 import signal
-import sys
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,9 +41,12 @@ def serve(
     workers: Annotated[int, typer.Option(help="API processes. The in-process worker runs in each.")] = 1,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run the in-process worker.")] = False,
     demo: Annotated[
-        bool | None, typer.Option("--demo/--no-demo", help="Stream the simulated shop into this server (DOORSTEP_DEMO).")
+        bool | None,
+        typer.Option("--demo/--no-demo", help="Stream the simulated shop into this server (DOORSTEP_DEMO)."),
     ] = None,
-    skip_migrate: Annotated[bool, typer.Option("--skip-migrate", help="Do not run migrations first.")] = False,
+    skip_migrate: Annotated[
+        bool, typer.Option("--skip-migrate", help="Do not run migrations first.")
+    ] = False,
 ) -> None:
     """Run the API, the web UI and (by default) an in-process worker."""
     import uvicorn
@@ -69,16 +71,22 @@ def serve(
     seed_development(engine, settings)
     engine.dispose()
     base = settings.public_base_url
-    console.print(f"[bold green]Doorstep[/bold green] on {base}  (database: {_safe_url(settings.database_url)})")
+    console.print(
+        f"[bold green]Doorstep[/bold green] on {base}  (database: {_safe_url(settings.database_url)})"
+    )
     console.print(f"  dashboard      {base}/dashboard")
     console.print(f"  agent inbox    {base}/inbox")
     console.print(f"  API docs       {base}/api/docs")
     console.print(f"  Segment ingest {base}/v1/batch")
     if settings.is_development:
         console.print(f"  write key      [cyan]{settings.dev_write_key}[/cyan]")
-        console.print(f"  admin login    [cyan]{settings.dev_admin_email}[/cyan] / [cyan]{settings.dev_admin_password}[/cyan]")
+        console.print(
+            f"  admin login    [cyan]{settings.dev_admin_email}[/cyan] / [cyan]{settings.dev_admin_password}[/cyan]"
+        )
     if settings.demo:
-        console.print("  demo           the simulated boutique is streaming in (turn off: --no-demo or DOORSTEP_DEMO=false)")
+        console.print(
+            "  demo           the simulated boutique is streaming in (turn off: --no-demo or DOORSTEP_DEMO=false)"
+        )
     uvicorn.run(
         "doorstep.app:create_app",
         factory=True,
@@ -128,19 +136,23 @@ def _run_worker() -> None:
         w.run_forever(stop)
 
 
-def _broker_runner(ctx):  # type: ignore[no-untyped-def]
+def _broker_runner(ctx: Any) -> Any:
     module = importlib.import_module("doorstep.bus.nats")
     return module.runner(ctx)
 
 
-keys_app = typer.Typer(help="API keys: write keys (ingest only) and secret keys with scopes.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: write keys (ingest only) and secret keys with scopes.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
-    kind: Annotated[str, typer.Option(help="'write' (ingest only, safe in browsers) or 'secret'.")] = "secret",
+    kind: Annotated[
+        str, typer.Option(help="'write' (ingest only, safe in browsers) or 'secret'.")
+    ] = "secret",
     scope: Annotated[list[str] | None, typer.Option(help="Scope for a secret key; repeat for more.")] = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
@@ -172,8 +184,14 @@ def keys_list() -> None:
     table = Table("prefix", "kind", "scopes", "name", "created", "revoked")
     with engine.connect() as conn:
         for row in conn.execute(select(api_keys).order_by(api_keys.c.created_at)):
-            table.add_row(row.prefix + "…", row.kind, ", ".join(row.scopes), row.name,
-                          f"{row.created_at:%Y-%m-%d}", f"{row.revoked_at:%Y-%m-%d}" if row.revoked_at else "")
+            table.add_row(
+                row.prefix + "…",
+                row.kind,
+                ", ".join(row.scopes),
+                row.name,
+                f"{row.created_at:%Y-%m-%d}",
+                f"{row.revoked_at:%Y-%m-%d}" if row.revoked_at else "",
+            )
     out.print(table)
 
 
@@ -188,7 +206,9 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="The prefix shown by 
 
     engine = create_db_engine(get_settings().database_url)
     with engine.begin() as conn:
-        n = conn.execute(update(api_keys).where(api_keys.c.prefix == prefix.rstrip("…")).values(revoked_at=utcnow())).rowcount
+        n = conn.execute(
+            update(api_keys).where(api_keys.c.prefix == prefix.rstrip("…")).values(revoked_at=utcnow())
+        ).rowcount
     if not n:
         console.print(f"[red]no key with prefix {prefix}[/red]: see `doorstep keys list`")
         raise typer.Exit(1)
@@ -251,8 +271,19 @@ def _safe_url(url: str) -> str:
 # Commands that live with their domain: each `doorstep.<module>.cli` has `register(app)`.
 CLI_MODULES = [
     f"doorstep.{name}.cli"
-    for name in ("bus", "simulator", "customers", "ingest", "orders", "shipments", "returns", "notifications",
-                 "conversations", "feedback", "analytics")
+    for name in (
+        "bus",
+        "simulator",
+        "customers",
+        "ingest",
+        "orders",
+        "shipments",
+        "returns",
+        "notifications",
+        "conversations",
+        "feedback",
+        "analytics",
+    )
 ]
 for _module_name in CLI_MODULES:
     if importlib.util.find_spec(_module_name) is not None:
@@ -264,4 +295,4 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

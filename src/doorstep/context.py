@@ -29,7 +29,8 @@ class AppContext:
 
 
 def get_ctx(request: Request) -> AppContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx: AppContext = request.app.state.ctx
+    return ctx
 
 
 CtxDep = Annotated[AppContext, Depends(get_ctx)]

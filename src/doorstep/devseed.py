@@ -16,8 +16,20 @@ def seed_development(engine: Engine, settings: Settings) -> None:
         return
     with engine.begin() as conn:
         if find_key(conn, settings.dev_write_key) is None:
-            create_key(conn, kind="write", scopes=[], name="development write key", now=utcnow(),
-                       key=settings.dev_write_key)
+            create_key(
+                conn,
+                kind="write",
+                scopes=[],
+                name="development write key",
+                now=utcnow(),
+                key=settings.dev_write_key,
+            )
         if conn.execute(select(users.c.id).where(users.c.email == settings.dev_admin_email)).first() is None:
-            create_user(conn, email=settings.dev_admin_email, password=settings.dev_admin_password, role="admin",
-                        name="Admin", now=utcnow())
+            create_user(
+                conn,
+                email=settings.dev_admin_email,
+                password=settings.dev_admin_password,
+                role="admin",
+                name="Admin",
+                now=utcnow(),
+            )

@@ -62,7 +62,9 @@ class DoorstepError(Exception):
     def http_status(self) -> int:
         if self.status is not None:
             return self.status
-        return STATUS_BY_CODE.get(ErrorCode(self.code) if self.code in ErrorCode._value2member_map_ else ErrorCode.INVALID, 400)
+        return STATUS_BY_CODE.get(
+            ErrorCode(self.code) if self.code in ErrorCode._value2member_map_ else ErrorCode.INVALID, 400
+        )
 
 
 class NotFound(DoorstepError):
@@ -104,7 +106,9 @@ TITLES = {
 }
 
 
-def problem(status: int, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://doorstep.dev/problems/{code or status}",
         "title": TITLES.get(status, "Error"),
@@ -153,5 +157,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "something went wrong on our side; it has been logged. Try again, and if it persists, "
-                       "check the server log for this time.")
+        return problem(
+            500,
+            "something went wrong on our side; it has been logged. Try again, and if it persists, "
+            "check the server log for this time.",
+        )

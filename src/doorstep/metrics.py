@@ -48,12 +48,17 @@ class _PipelineCollector:
     def collect(self) -> Any:
         with self.engine.connect() as conn:
             last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
-            done = conn.execute(
-                select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
-            ).scalar() or 0
+            done = (
+                conn.execute(
+                    select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")
+                ).scalar()
+                or 0
+            )
             by_status: dict[str, int] = {
                 status: count
-                for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+                for status, count in conn.execute(
+                    select(outbox.c.status, func.count()).group_by(outbox.c.status)
+                )
             }
             oldest = conn.execute(
                 select(func.min(outbox.c.created_at)).where(outbox.c.status == "pending")

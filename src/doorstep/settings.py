@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     meta_verify_token: str = ""
     messenger_base_url: str = "https://graph.facebook.com/v21.0"
     messenger_page_access_token: str = ""
-    inbound_email_secret: str = ""  # inbound-parse webhooks send it as Bearer token, Basic password or ?secret=
+    inbound_email_secret: str = (
+        ""  # inbound-parse webhooks send it as Bearer token, Basic password or ?secret=
+    )
 
     brand_name: str = "Doorstep Demo Shop"
     # the shop's order number formats for the assistant, as regexes (a group named `number` is the value);

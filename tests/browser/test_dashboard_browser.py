@@ -60,8 +60,11 @@ def server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str, str]]:
 
 
 def _browser(playwright):  # type: ignore[no-untyped-def]
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
 
 
 def test_dashboard_renders_and_updates_live(server: tuple[str, str, str], tmp_path: Path) -> None:
@@ -79,7 +82,14 @@ def test_dashboard_renders_and_updates_live(server: tuple[str, str, str], tmp_pa
             # the journey in order, every stage and the key sections present
             stages = page.locator("li.stage h2").all_inner_texts()
             assert [s.lstrip("0123456789").strip() for s in stages] == [
-                "Awareness", "Consideration", "Purchase", "Fulfilment", "Delivery", "After purchase", "Loyalty"]
+                "Awareness",
+                "Consideration",
+                "Purchase",
+                "Fulfilment",
+                "Delivery",
+                "After purchase",
+                "Loyalty",
+            ]
             orders = page.locator('.tile[data-metric="orders"] .value')
             assert orders.inner_text() == "8"
             assert page.locator("svg.stair").is_visible()
@@ -107,7 +117,8 @@ def test_dashboard_renders_and_updates_live(server: tuple[str, str, str], tmp_pa
             engine.dispose()
             page.wait_for_function(
                 "document.querySelector('.tile[data-metric=\"orders\"] .value').textContent.trim() === '9'",
-                timeout=10_000)
+                timeout=10_000,
+            )
             seen_after_s = time.monotonic() - started
             assert page.evaluate("window.__noReload") is True
             assert "updated" in page.locator("#live-status").inner_text()

@@ -52,8 +52,18 @@ def test_page_shows_the_journey_in_order_with_definitions(tmp_path: Path, sqlite
         app.client.cookies.set(SESSION_COOKIE, staff_user(app.ctx.engine, now=NOW, role="analyst")["session"])
         page = app.client.get("/dashboard?period=7").text
 
-        order = [page.index(f'id="stage-{s}"') for s in (
-            "awareness", "consideration", "purchase", "fulfilment", "delivery", "after_purchase", "loyalty")]
+        order = [
+            page.index(f'id="stage-{s}"')
+            for s in (
+                "awareness",
+                "consideration",
+                "purchase",
+                "fulfilment",
+                "delivery",
+                "after_purchase",
+                "loyalty",
+            )
+        ]
         assert order == sorted(order)
         assert 'data-metric="orders"' in page and 'aria-describedby="def-orders"' in page
         assert "Orders placed in the period" in page  # the definition, for the tooltip
@@ -66,12 +76,16 @@ def test_json_and_api_key_with_analytics_scope(tmp_path: Path, sqlite_url: str) 
     cm, _ = _app(tmp_path, sqlite_url)
     with cm as app:
         key = secret_key(app.ctx.engine, now=NOW, scopes=["analytics:read"])
-        response = app.client.get("/dashboard/data.json?period=7&carrier=dhl",
-                                  headers={"Authorization": f"Bearer {key}"})
+        response = app.client.get(
+            "/dashboard/data.json?period=7&carrier=dhl", headers={"Authorization": f"Bearer {key}"}
+        )
         assert response.status_code == 200
         assert response.json()["values"]["orders"] == 5
         other = secret_key(app.ctx.engine, now=NOW, scopes=["orders:read"])
-        assert app.client.get("/dashboard/data.json", headers={"Authorization": f"Bearer {other}"}).status_code == 403
+        assert (
+            app.client.get("/dashboard/data.json", headers={"Authorization": f"Bearer {other}"}).status_code
+            == 403
+        )
         bad = app.client.get("/dashboard/data.json?period=12", headers={"Authorization": f"Bearer {key}"})
         assert bad.status_code == 400 and "period" in bad.json()["detail"]
 
@@ -81,7 +95,9 @@ def test_drill_down_page_and_csv_export(tmp_path: Path, sqlite_url: str) -> None
     with cm as app:
         app.client.cookies.set(SESSION_COOKIE, staff_user(app.ctx.engine, now=NOW, role="analyst")["session"])
         with app.ctx.engine.connect() as conn:
-            o2_number = conn.execute(select(orders.c.external_id).where(orders.c.id == ids["o2"])).scalar_one()
+            o2_number = conn.execute(
+                select(orders.c.external_id).where(orders.c.id == ids["o2"])
+            ).scalar_one()
         page = app.client.get("/dashboard/drill?set=cause:late&period=7")
         assert page.status_code == 200 and f"<td>{o2_number}</td>" in page.text
         assert page.text.count("<tr><td>#") == 1

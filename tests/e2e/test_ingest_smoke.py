@@ -31,7 +31,9 @@ def test_batch_is_appended_once_per_message_id(tmp_path: Path, database_url: str
             assert conn.execute(select(func.count()).select_from(event_log)).scalar_one() == 2
 
 
-def test_unknown_write_key_is_refused_with_problem_json(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_unknown_write_key_is_refused_with_problem_json(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         response = app.client.post("/v1/track", json=segment_event(), headers=_auth("wk_nope"))
 

@@ -34,7 +34,11 @@ def _perform(app, action: str, order: dict, **params) -> ActionResult:
         try:
             with conn.begin_nested():  # a refused command leaves nothing behind
                 detail = COMMANDS[action](
-                    conn, order_id=order["order_id"], requested_by="assistant", now=app.ctx.clock.now(), **params
+                    conn,
+                    order_id=order["order_id"],
+                    requested_by="assistant",
+                    now=app.ctx.clock.now(),
+                    **params,
                 )
         except DoorstepError as exc:
             return ActionResult(False, exc.detail)

@@ -46,8 +46,17 @@ def _latest(files: Path) -> datetime:
 
 
 def _app(tmp_path: Path, url: str, clock: FixedClock):  # type: ignore[no-untyped-def]
-    return running_app(make_settings(tmp_path, url, public_base_url=BASE, aftership_webhook_secret=SECRET,
-                                     twilio_auth_token=SECRET, inbound_email_secret=SECRET), clock)
+    return running_app(
+        make_settings(
+            tmp_path,
+            url,
+            public_base_url=BASE,
+            aftership_webhook_secret=SECRET,
+            twilio_auth_token=SECRET,
+            inbound_email_secret=SECRET,
+        ),
+        clock,
+    )
 
 
 def _has_route(app: AppUnderTest, path: str) -> bool:
@@ -61,12 +70,17 @@ def test_every_segment_batch_is_accepted(tmp_path: Path, database_url: str, file
     with _app(tmp_path, database_url, clock) as app:
         key = write_key(app.ctx.engine, now=clock.now())
         auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
-        answers = [app.client.post("/v1/batch", content=orjson.dumps(b), headers={**auth, "content-type": "application/json"})
-                   for b in batches]
+        answers = [
+            app.client.post(
+                "/v1/batch", content=orjson.dumps(b), headers={**auth, "content-type": "application/json"}
+            )
+            for b in batches
+        ]
 
         assert [a.status_code for a in answers] == [200] * len(batches)
-        assert [a.json() for a in answers] == [{"success": True, "accepted": len(b["batch"]), "duplicates": 0}
-                                                for b in batches]
+        assert [a.json() for a in answers] == [
+            {"success": True, "accepted": len(b["batch"]), "duplicates": 0} for b in batches
+        ]
         with app.ctx.engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(event_log)).scalar_one()
         assert stored == sum(len(b["batch"]) for b in batches)
@@ -82,8 +96,14 @@ def test_every_aftership_webhook_is_accepted(tmp_path: Path, sqlite_url: str, fi
         for body in bodies:
             clock.at = datetime.fromtimestamp(body["ts"], tz=UTC)  # each webhook arrives when it is sent
             raw = orjson.dumps(body)
-            answer = app.client.post("/webhooks/aftership", content=raw, headers={
-                "content-type": "application/json", "aftership-hmac-sha256": hmac_sha256_b64(SECRET, raw)})
+            answer = app.client.post(
+                "/webhooks/aftership",
+                content=raw,
+                headers={
+                    "content-type": "application/json",
+                    "aftership-hmac-sha256": hmac_sha256_b64(SECRET, raw),
+                },
+            )
             statuses.append((answer.status_code, answer.text[:200]))
 
         assert [s for s in statuses if s[0] >= 300] == []
@@ -99,8 +119,14 @@ def test_every_twilio_message_is_accepted(tmp_path: Path, sqlite_url: str, files
         statuses = []
         for form in forms:
             signature = twilio_signature(SECRET, BASE + "/webhooks/twilio", form.items())
-            answer = app.client.post("/webhooks/twilio", content=urlencode(form), headers={
-                "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature})
+            answer = app.client.post(
+                "/webhooks/twilio",
+                content=urlencode(form),
+                headers={
+                    "content-type": "application/x-www-form-urlencoded",
+                    "x-twilio-signature": signature,
+                },
+            )
             statuses.append((answer.status_code, answer.text[:200]))
 
         assert [s for s in statuses if s[0] >= 300] == []
@@ -113,8 +139,14 @@ def test_every_inbound_email_is_accepted(tmp_path: Path, sqlite_url: str, files:
     with _app(tmp_path, sqlite_url, clock) as app:
         if not _has_route(app, "/webhooks/email"):
             pytest.skip("this build has no /webhooks/email yet (notify helper)")
-        statuses = [app.client.post("/webhooks/email", content=orjson.dumps(e), headers={
-            "content-type": "application/json", "authorization": f"Bearer {SECRET}"}).status_code for e in emails]
+        statuses = [
+            app.client.post(
+                "/webhooks/email",
+                content=orjson.dumps(e),
+                headers={"content-type": "application/json", "authorization": f"Bearer {SECRET}"},
+            ).status_code
+            for e in emails
+        ]
 
         assert [s for s in statuses if s >= 300] == []
         assert len(statuses) == len(emails) > 0
@@ -133,7 +165,9 @@ def test_reviews_and_surveys_load_once_the_orders_exist(tmp_path: Path, sqlite_u
 
     surveys = _lines(files / "surveys.jsonl")
     reviews_csv = (files / "reviews.csv").read_bytes()
-    latest = max([_latest(files)] + [datetime.fromisoformat(s["submitted_at"].replace("Z", "+00:00")) for s in surveys])
+    latest = max(
+        [_latest(files)] + [datetime.fromisoformat(s["submitted_at"].replace("Z", "+00:00")) for s in surveys]
+    )
     clock = FixedClock(latest)
     with _app(tmp_path, sqlite_url, clock) as app:
         if not _has_route(app, "/api/v1/reviews.csv"):
@@ -145,14 +179,23 @@ def test_reviews_and_surveys_load_once_the_orders_exist(tmp_path: Path, sqlite_u
         app.drain()  # the orders exist once the worker has projected the shop's events
         api_key = secret_key(app.ctx.engine, now=clock.now(), scopes=["orders:write"])
 
-        report = app.client.post("/api/v1/reviews.csv", content=reviews_csv, headers={
-            "content-type": "text/csv", "authorization": f"Bearer {api_key}"})
+        report = app.client.post(
+            "/api/v1/reviews.csv",
+            content=reviews_csv,
+            headers={"content-type": "text/csv", "authorization": f"Bearer {api_key}"},
+        )
         answers = []
         for survey in surveys:
             token = sign(app.ctx.settings.secret_key, "survey", order_id_for(survey["order_id"]))
-            answers.append(app.client.post(f"/s/{token}", content=form_encode(
-                {"csat": survey["csat"], "nps": survey["nps"], "comment": survey["comment"]}),
-                headers={"content-type": "application/x-www-form-urlencoded"}).status_code)
+            answers.append(
+                app.client.post(
+                    f"/s/{token}",
+                    content=form_encode(
+                        {"csat": survey["csat"], "nps": survey["nps"], "comment": survey["comment"]}
+                    ),
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                ).status_code
+            )
 
         review_rows = reviews_csv.decode().count("\n") - 1
         assert report.status_code == 200, report.text

@@ -36,20 +36,35 @@ def _count(engine, source: str | None = None) -> int:  # type: ignore[no-untyped
 def test_live_stream_into_a_running_server_is_accepted(tmp_path: Path, sqlite_url: str) -> None:
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = make_settings(tmp_path, sqlite_url, public_base_url=base, aftership_webhook_secret=SECRET,
-                             twilio_auth_token=SECRET, inbound_email_secret=SECRET)
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        public_base_url=base,
+        aftership_webhook_secret=SECRET,
+        twilio_auth_token=SECRET,
+        inbound_email_secret=SECRET,
+    )
     app = create_app(settings, start_worker=False)
     today = datetime.now(UTC).date()
     world = generate(load_profile("boutique"), orders=60, seed=8, start=today - timedelta(days=4), end=today)
     cutoff = time.time() - 60  # only what already happened, so the test never waits for the real clock
     timeline = [item for item in world.timeline() if item[0] <= cutoff]
-    expected = {kind: sum(1 for _t, k, _p in timeline if k == kind) for kind in ("segment", "aftership", "twilio")}
+    expected = {
+        kind: sum(1 for _t, k, _p in timeline if k == kind) for kind in ("segment", "aftership", "twilio")
+    }
 
     with serving(app, sock) as url:
         ctx = app.state.ctx
         key = write_key(ctx.engine, now=datetime.now(UTC))
-        sender = Sender(Targets(base_url=url, write_key=key, aftership_secret=SECRET, twilio_auth_token=SECRET,
-                                email_secret=SECRET))
+        sender = Sender(
+            Targets(
+                base_url=url,
+                write_key=key,
+                aftership_secret=SECRET,
+                twilio_auth_token=SECRET,
+                email_secret=SECRET,
+            )
+        )
         stats = stream(iter(timeline), sender, speed=1e9)
         sender.close()
         stored = _count(ctx.engine, "segment")
@@ -69,8 +84,15 @@ def test_live_stream_into_a_running_server_is_accepted(tmp_path: Path, sqlite_ur
 def test_demo_streams_the_boutique_into_its_own_server(tmp_path: Path, sqlite_url: str) -> None:
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = Settings(env="development", demo=True, var_dir=tmp_path / "var", database_url=sqlite_url,
-                        public_base_url=base, in_process_worker=False, log_json=False)
+    settings = Settings(
+        env="development",
+        demo=True,
+        var_dir=tmp_path / "var",
+        database_url=sqlite_url,
+        public_base_url=base,
+        in_process_worker=False,
+        log_json=False,
+    )
     assert settings.aftership_webhook_secret == DEV_DEMO_WEBHOOK_SECRET  # the development-only default
     app = create_app(settings, start_worker=False)
     seed_development(app.state.ctx.engine, settings)
@@ -83,8 +105,9 @@ def test_demo_streams_the_boutique_into_its_own_server(tmp_path: Path, sqlite_ur
         while time.monotonic() < deadline and (orders < 5 or scans < 1):
             time.sleep(0.5)
             with engine.connect() as conn:
-                orders = conn.execute(select(func.count()).select_from(event_log)
-                                      .where(event_log.c.name == "Order Completed")).scalar_one()
+                orders = conn.execute(
+                    select(func.count()).select_from(event_log).where(event_log.c.name == "Order Completed")
+                ).scalar_one()
             scans = _count(engine, "aftership")
         segment_rows = _count(engine, "segment")
         threads = [t.name for t in threading.enumerate()]
@@ -103,4 +126,6 @@ def test_demo_is_off_unless_asked(tmp_path: Path, sqlite_url: str) -> None:
     app = create_app(make_settings(tmp_path, sqlite_url), start_worker=False)
 
     assert services.start(app.state.ctx) is None
-    assert make_settings(tmp_path, sqlite_url).aftership_webhook_secret == ""  # no dev default outside development
+    assert (
+        make_settings(tmp_path, sqlite_url).aftership_webhook_secret == ""
+    )  # no dev default outside development

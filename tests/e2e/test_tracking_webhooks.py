@@ -34,9 +34,17 @@ from doorstep.shipments.repository import ShipmentRepository
 from doorstep.shipments.tables import shipments, tracking_events
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-SHIPMENT_EVENTS = ["ShipmentCreated", "ShipmentStatusChanged", "ShipmentDispatched", "ShipmentOutForDelivery",
-                   "ShipmentDelivered", "DeliveryAttemptFailed", "ShipmentReadyForPickup", "ShipmentPredictedLate",
-                   "ShipmentReturnedToSender"]
+SHIPMENT_EVENTS = [
+    "ShipmentCreated",
+    "ShipmentStatusChanged",
+    "ShipmentDispatched",
+    "ShipmentOutForDelivery",
+    "ShipmentDelivered",
+    "DeliveryAttemptFailed",
+    "ShipmentReadyForPickup",
+    "ShipmentPredictedLate",
+    "ShipmentReturnedToSender",
+]
 
 
 @pytest.fixture
@@ -45,8 +53,11 @@ def app(tmp_path: Path, database_url: str) -> Iterator[AppUnderTest]:
     with running_app(make_settings(tmp_path, database_url, **tracking_settings()), clock) as running:
         running.captured = []  # type: ignore[attr-defined]
         for name in SHIPMENT_EVENTS:
-            running.ctx.bus.subscribe(EVENT_TYPES[name], f"test.capture.{name}",
-                                      lambda env, ctx, sink=running.captured: sink.append(env))  # type: ignore[attr-defined]
+            running.ctx.bus.subscribe(
+                EVENT_TYPES[name],
+                f"test.capture.{name}",
+                lambda env, ctx, sink=running.captured: sink.append(env),
+            )  # type: ignore[attr-defined]
         yield running
 
 
@@ -73,13 +84,20 @@ def post_aftership(app: AppUnderTest, tracking: dict[str, Any], **kw: Any) -> An
 
 
 def test_aftership_webhook_creates_shipment_for_order_and_projects_scans(app: AppUnderTest) -> None:
-    order_id, customer_id = add_order(app.ctx.engine, external_id="1001", now=NOW,
-                                      promised_to=NOW + timedelta(days=2))
-    tracking = aftership_tracking("JD0001", [
-        checkpoint(NOW - timedelta(hours=20), "InfoReceived"),
-        checkpoint(NOW - timedelta(hours=10), "InTransit", "InTransit_002", "Picked up"),
-        checkpoint(NOW - timedelta(hours=2), "InTransit", "InTransit_003", "Arrived at hub", city="Wakefield"),
-    ], order_number="1001")
+    order_id, customer_id = add_order(
+        app.ctx.engine, external_id="1001", now=NOW, promised_to=NOW + timedelta(days=2)
+    )
+    tracking = aftership_tracking(
+        "JD0001",
+        [
+            checkpoint(NOW - timedelta(hours=20), "InfoReceived"),
+            checkpoint(NOW - timedelta(hours=10), "InTransit", "InTransit_002", "Picked up"),
+            checkpoint(
+                NOW - timedelta(hours=2), "InTransit", "InTransit_003", "Arrived at hub", city="Wakefield"
+            ),
+        ],
+        order_number="1001",
+    )
 
     response = post_aftership(app, tracking)
     assert response.status_code == 200, response.text
@@ -90,26 +108,43 @@ def test_aftership_webhook_creates_shipment_for_order_and_projects_scans(app: Ap
     s = shipment(app, "JD0001")
     assert s is not None
     assert (s.order_id, s.customer_id, s.carrier, s.status.value, s.subtag) == (
-        order_id, customer_id, "dhl", "InTransit", "InTransit_003")
+        order_id,
+        customer_id,
+        "dhl",
+        "InTransit",
+        "InTransit_003",
+    )
     assert s.promised_to == NOW + timedelta(days=2)
     assert s.dispatched_at == NOW - timedelta(hours=10)
     assert s.last_location == "Wakefield, West Yorkshire, LS1 4AP, GB"
     assert [e.raw_code for e in s.timeline] == ["RAW-InfoReceived", "RAW-InTransit", "RAW-InTransit"]
     assert s.timeline[0].latitude == 53.8 and s.timeline[0].country == "GB"
-    assert s.predicted_to is not None and s.predicted_from is not None and s.predicted_by in ("prior", "model", "baseline")
+    assert (
+        s.predicted_to is not None
+        and s.predicted_from is not None
+        and s.predicted_by in ("prior", "model", "baseline")
+    )
     assert [e.event_type for e in captured(app)].count("ShipmentCreated") == 1
     assert len(captured(app, "ShipmentDispatched")) == 1
-    changes = [(e.payload["previous_status"], e.payload["status"]) for e in captured(app, "ShipmentStatusChanged")]
+    changes = [
+        (e.payload["previous_status"], e.payload["status"]) for e in captured(app, "ShipmentStatusChanged")
+    ]
     assert changes == [("Pending", "InfoReceived"), ("InfoReceived", "InTransit")]  # hub to hub: no event
     assert all(e.payload["order_id"] == order_id for e in captured(app))
 
 
 def test_aftership_bad_missing_stale_signature_and_replay_are_refused(app: AppUnderTest) -> None:
-    tracking = aftership_tracking("JD0002", [checkpoint(NOW - timedelta(hours=1), "InTransit")], order_number="9")
+    tracking = aftership_tracking(
+        "JD0002", [checkpoint(NOW - timedelta(hours=1), "InTransit")], order_number="9"
+    )
     body = aftership_body(tracking, ts=NOW, event_id="evt-1")
 
-    wrong = app.client.post("/webhooks/aftership", content=body, headers=aftership_headers(body, "not-the-secret"))
-    missing = app.client.post("/webhooks/aftership", content=body, headers={"content-type": "application/json"})
+    wrong = app.client.post(
+        "/webhooks/aftership", content=body, headers=aftership_headers(body, "not-the-secret")
+    )
+    missing = app.client.post(
+        "/webhooks/aftership", content=body, headers={"content-type": "application/json"}
+    )
     stale_body = aftership_body(tracking, ts=NOW - timedelta(hours=25), event_id="evt-2")
     stale = app.client.post("/webhooks/aftership", content=stale_body, headers=aftership_headers(stale_body))
     tampered = body.replace(b"JD0002", b"JD0003")
@@ -129,7 +164,10 @@ def test_aftership_bad_missing_stale_signature_and_replay_are_refused(app: AppUn
 
 
 def test_aftership_malformed_payload_names_the_field_and_stores_nothing(app: AppUnderTest) -> None:
-    cps = [checkpoint(NOW - timedelta(hours=3), "InTransit"), checkpoint(NOW - timedelta(hours=1), "InTransit")]
+    cps = [
+        checkpoint(NOW - timedelta(hours=3), "InTransit"),
+        checkpoint(NOW - timedelta(hours=1), "InTransit"),
+    ]
     del cps[1]["checkpoint_time"]
     response = post_aftership(app, aftership_tracking("JD0004", cps, order_number="1"))
     assert response.status_code == 422
@@ -148,15 +186,21 @@ def test_aftership_malformed_payload_names_the_field_and_stores_nothing(app: App
 
 def test_out_of_order_and_duplicate_scans(app: AppUnderTest) -> None:
     add_order(app.ctx.engine, external_id="1002", now=NOW, promised_to=NOW + timedelta(days=1))
-    delivered = checkpoint(NOW - timedelta(hours=1), "Delivered", "Delivered_005", "Left with neighbour at 12")
+    delivered = checkpoint(
+        NOW - timedelta(hours=1), "Delivered", "Delivered_005", "Left with neighbour at 12"
+    )
     post_aftership(app, aftership_tracking("JD0005", [delivered], order_number="1002"))
     app.drain()
     # the earlier scans arrive late, in a second delivery that repeats the delivered scan
-    late = aftership_tracking("JD0005", [
-        checkpoint(NOW - timedelta(hours=30), "InTransit", "InTransit_002"),
-        checkpoint(NOW - timedelta(hours=5), "OutForDelivery"),
-        delivered,
-    ], order_number="1002")
+    late = aftership_tracking(
+        "JD0005",
+        [
+            checkpoint(NOW - timedelta(hours=30), "InTransit", "InTransit_002"),
+            checkpoint(NOW - timedelta(hours=5), "OutForDelivery"),
+            delivered,
+        ],
+        order_number="1002",
+    )
     post_aftership(app, late)
     app.drain()
 
@@ -174,23 +218,46 @@ def test_out_of_order_and_duplicate_scans(app: AppUnderTest) -> None:
 
 def test_unknown_tracking_number_is_kept_and_attached_later(app: AppUnderTest) -> None:
     key = secret_key(app.ctx.engine, now=NOW, scopes=["shipments:write"])
-    body = orjson.dumps({"events": [
-        {"carrier": "dhl", "tracking_number": "ORPH1", "occurred_at": (NOW - timedelta(hours=8)).isoformat(),
-         "code": "PU", "message": "Picked up", "location": {"city": "Bradford", "country": "GB"}},
-    ]})
-    response = app.client.post("/api/v1/tracking-events", content=body,
-                               headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    body = orjson.dumps(
+        {
+            "events": [
+                {
+                    "carrier": "dhl",
+                    "tracking_number": "ORPH1",
+                    "occurred_at": (NOW - timedelta(hours=8)).isoformat(),
+                    "code": "PU",
+                    "message": "Picked up",
+                    "location": {"city": "Bradford", "country": "GB"},
+                },
+            ]
+        }
+    )
+    response = app.client.post(
+        "/api/v1/tracking-events",
+        content=body,
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
     assert response.status_code == 200, response.text
     app.drain()
     assert count(app, shipments) == 0
     with app.ctx.engine.connect() as conn:
-        rows = conn.execute(select(tracking_events.c.shipment_id, tracking_events.c.status,
-                                   tracking_events.c.subtag, tracking_events.c.raw_code)).all()
+        rows = conn.execute(
+            select(
+                tracking_events.c.shipment_id,
+                tracking_events.c.status,
+                tracking_events.c.subtag,
+                tracking_events.c.raw_code,
+            )
+        ).all()
     assert [tuple(r) for r in rows] == [(None, "InTransit", "InTransit_002", "PU")]
 
     order_id, _ = add_order(app.ctx.engine, external_id="1003", now=NOW, promised_to=NOW + timedelta(days=2))
-    post_aftership(app, aftership_tracking("ORPH1", [checkpoint(NOW - timedelta(hours=1), "OutForDelivery")],
-                                           order_number="1003"))
+    post_aftership(
+        app,
+        aftership_tracking(
+            "ORPH1", [checkpoint(NOW - timedelta(hours=1), "OutForDelivery")], order_number="1003"
+        ),
+    )
     app.drain()
     s = shipment(app, "ORPH1")
     assert s.order_id == order_id
@@ -198,23 +265,42 @@ def test_unknown_tracking_number_is_kept_and_attached_later(app: AppUnderTest) -
     assert s.status.value == "OutForDelivery"
     assert s.dispatched_at == NOW - timedelta(hours=8)
     with app.ctx.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(tracking_events)
-                            .where(tracking_events.c.shipment_id.is_(None))).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count())
+                .select_from(tracking_events)
+                .where(tracking_events.c.shipment_id.is_(None))
+            ).scalar_one()
+            == 0
+        )
     ofd = captured(app, "ShipmentOutForDelivery")
     assert len(ofd) == 1 and ofd[0].payload["eta_to"] is not None
 
 
 def test_webhook_naming_an_order_not_yet_known_links_when_the_order_arrives(app: AppUnderTest) -> None:
-    post_aftership(app, aftership_tracking("JD0006", [checkpoint(NOW - timedelta(hours=2), "InTransit")],
-                                           order_number="2001"))
+    post_aftership(
+        app,
+        aftership_tracking(
+            "JD0006", [checkpoint(NOW - timedelta(hours=2), "InTransit")], order_number="2001"
+        ),
+    )
     app.drain()
     s = shipment(app, "JD0006")
     assert (s.order_id, s.order_ref) == (None, "2001")
-    order_id, customer_id = add_order(app.ctx.engine, external_id="2001", now=NOW,
-                                      promised_to=NOW + timedelta(days=3))
+    order_id, customer_id = add_order(
+        app.ctx.engine, external_id="2001", now=NOW, promised_to=NOW + timedelta(days=3)
+    )
     with app.ctx.uow() as uow:
-        uow.publish(OrderPlaced(occurred_at=NOW, order_id=order_id, customer_id=customer_id, external_id="2001",
-                                total="49.99", currency="GBP"))
+        uow.publish(
+            OrderPlaced(
+                occurred_at=NOW,
+                order_id=order_id,
+                customer_id=customer_id,
+                external_id="2001",
+                total="49.99",
+                currency="GBP",
+            )
+        )
         uow.commit()
     app.drain()
     s = shipment(app, "JD0006")
@@ -226,10 +312,15 @@ def test_webhook_naming_an_order_not_yet_known_links_when_the_order_arrives(app:
 
 def test_karrio_tracker_updated_with_carrier_codes(app: AppUnderTest) -> None:
     add_order(app.ctx.engine, external_id="3001", now=NOW, promised_to=NOW + timedelta(days=2))
-    body = karrio_body("KR0001", [
-        karrio_event(NOW - timedelta(hours=9), "PU", "Shipment picked up"),
-        karrio_event(NOW - timedelta(hours=1), "NH", "Recipient not at home"),
-    ], status="delivery_failed", order_id="3001")
+    body = karrio_body(
+        "KR0001",
+        [
+            karrio_event(NOW - timedelta(hours=9), "PU", "Shipment picked up"),
+            karrio_event(NOW - timedelta(hours=1), "NH", "Recipient not at home"),
+        ],
+        status="delivery_failed",
+        order_id="3001",
+    )
     response = app.client.post("/webhooks/karrio", content=body, headers=karrio_headers(body))
     assert response.status_code == 200, response.text
     again = app.client.post("/webhooks/karrio", content=body, headers=karrio_headers(body))
@@ -244,15 +335,21 @@ def test_karrio_tracker_updated_with_carrier_codes(app: AppUnderTest) -> None:
 
 def test_karrio_signatures(app: AppUnderTest) -> None:
     body = karrio_body("KR0002", [karrio_event(NOW, None, "In transit", status="in_transit")])
-    assert app.client.post("/webhooks/karrio", content=body,
-                           headers=karrio_headers(body, "wrong")).status_code == 401
+    assert (
+        app.client.post("/webhooks/karrio", content=body, headers=karrio_headers(body, "wrong")).status_code
+        == 401
+    )
     assert app.client.post("/webhooks/karrio", content=body).status_code == 401
-    legacy = app.client.post("/webhooks/karrio", content=body,
-                             headers={"x-event-id": "karrio-webhook-secret-for-tests"})
+    legacy = app.client.post(
+        "/webhooks/karrio", content=body, headers={"x-event-id": "karrio-webhook-secret-for-tests"}
+    )
     assert legacy.status_code == 200
-    stale = karrio_body("KR0003", [karrio_event(NOW, None, "x", status="in_transit")],
-                        created_at=NOW - timedelta(days=2))
-    assert app.client.post("/webhooks/karrio", content=stale, headers=karrio_headers(stale)).status_code == 401
+    stale = karrio_body(
+        "KR0003", [karrio_event(NOW, None, "x", status="in_transit")], created_at=NOW - timedelta(days=2)
+    )
+    assert (
+        app.client.post("/webhooks/karrio", content=stale, headers=karrio_headers(stale)).status_code == 401
+    )
     bad = karrio_body("KR0004", [{"description": "no date"}])
     response = app.client.post("/webhooks/karrio", content=bad, headers=karrio_headers(bad))
     assert response.status_code == 422 and response.json()["detail"].startswith("data.events[0].date:")
@@ -263,24 +360,35 @@ def test_karrio_signatures(app: AppUnderTest) -> None:
 
 
 def test_generic_endpoint_auth_and_validation(app: AppUnderTest) -> None:
-    event = {"carrier": "acme", "tracking_number": "G1", "occurred_at": NOW.isoformat(), "status": "in_transit"}
+    event = {
+        "carrier": "acme",
+        "tracking_number": "G1",
+        "occurred_at": NOW.isoformat(),
+        "status": "in_transit",
+    }
     body = orjson.dumps({"events": [event]})
     reader = secret_key(app.ctx.engine, now=NOW, scopes=["shipments:read"])
-    no_scope = app.client.post("/api/v1/tracking-events", content=body,
-                               headers={"authorization": f"Bearer {reader}"})
+    no_scope = app.client.post(
+        "/api/v1/tracking-events", content=body, headers={"authorization": f"Bearer {reader}"}
+    )
     assert no_scope.status_code == 403
     assert app.client.post("/api/v1/tracking-events", content=body).status_code == 401
-    stale = app.client.post("/api/v1/tracking-events", content=body,
-                            headers=generic_headers(body, now=NOW - timedelta(minutes=10)))
+    stale = app.client.post(
+        "/api/v1/tracking-events",
+        content=body,
+        headers=generic_headers(body, now=NOW - timedelta(minutes=10)),
+    )
     assert stale.status_code == 401 and "stale" in stale.json()["detail"]
     unknown_code = orjson.dumps({"events": [event, {**event, "status": None, "code": "ZZ"}]})
-    response = app.client.post("/api/v1/tracking-events", content=unknown_code,
-                               headers=generic_headers(unknown_code, now=NOW))
+    response = app.client.post(
+        "/api/v1/tracking-events", content=unknown_code, headers=generic_headers(unknown_code, now=NOW)
+    )
     assert response.status_code == 422
     assert response.json()["detail"].startswith("events[1].code: unknown code 'ZZ' for carrier 'acme'")
     wrong_subtag = orjson.dumps({"events": [{**event, "subtag": "left_with_neighbour"}]})
-    response = app.client.post("/api/v1/tracking-events", content=wrong_subtag,
-                               headers=generic_headers(wrong_subtag, now=NOW))
+    response = app.client.post(
+        "/api/v1/tracking-events", content=wrong_subtag, headers=generic_headers(wrong_subtag, now=NOW)
+    )
     assert response.status_code == 422 and response.json()["detail"].startswith("events[0].subtag:")
     assert count(app, event_log) == 0
     ok = app.client.post("/api/v1/tracking-events", content=body, headers=generic_headers(body, now=NOW))
@@ -302,20 +410,34 @@ def test_csv_upload(app: AppUnderTest) -> None:
     assert (s.status.value, s.subtag, s.order_ref) == ("Delivered", "Delivered_005", "4001")
     assert len(captured(app, "ShipmentDelivered")) == 1
     bad = b"carrier,tracking_no,occurred_at\ndpd,C2,2026-11-23T08:00:00Z\n"
-    response = app.client.post("/api/v1/tracking-events.csv", content=bad,
-                               headers={**generic_headers(bad, now=NOW), "content-type": "text/csv"})
+    response = app.client.post(
+        "/api/v1/tracking-events.csv",
+        content=bad,
+        headers={**generic_headers(bad, now=NOW), "content-type": "text/csv"},
+    )
     assert response.status_code == 422 and "tracking_no" in response.json()["detail"]
 
 
 def test_delivered_late_and_predicted_late(app: AppUnderTest) -> None:
     add_order(app.ctx.engine, external_id="5001", now=NOW, promised_to=NOW - timedelta(hours=4))
-    post_aftership(app, aftership_tracking("JD0009", [
-        checkpoint(NOW - timedelta(hours=40), "InTransit"),
-        checkpoint(NOW - timedelta(hours=1), "Delivered"),
-    ], order_number="5001"))
+    post_aftership(
+        app,
+        aftership_tracking(
+            "JD0009",
+            [
+                checkpoint(NOW - timedelta(hours=40), "InTransit"),
+                checkpoint(NOW - timedelta(hours=1), "Delivered"),
+            ],
+            order_number="5001",
+        ),
+    )
     add_order(app.ctx.engine, external_id="5002", now=NOW, promised_to=NOW + timedelta(hours=3))
-    post_aftership(app, aftership_tracking("JD0010", [checkpoint(NOW - timedelta(hours=1), "InTransit")],
-                                           order_number="5002"))
+    post_aftership(
+        app,
+        aftership_tracking(
+            "JD0010", [checkpoint(NOW - timedelta(hours=1), "InTransit")], order_number="5002"
+        ),
+    )
     app.drain()
     delivered = captured(app, "ShipmentDelivered")
     assert [(e.payload["is_late"], e.payload["delay_hours"]) for e in delivered] == [(True, 3.0)]
@@ -326,15 +448,30 @@ def test_delivered_late_and_predicted_late(app: AppUnderTest) -> None:
 
 
 def test_read_api_shows_the_timeline_and_needs_a_scope(app: AppUnderTest) -> None:
-    post_aftership(app, aftership_tracking("JD0011", [
-        checkpoint(NOW - timedelta(hours=3), "InTransit", "InTransit_002"),
-        checkpoint(NOW - timedelta(hours=1), "AvailableForPickup", "AvailableForPickup_001", city="Leeds Locker"),
-    ], order_number="6001"))
+    post_aftership(
+        app,
+        aftership_tracking(
+            "JD0011",
+            [
+                checkpoint(NOW - timedelta(hours=3), "InTransit", "InTransit_002"),
+                checkpoint(
+                    NOW - timedelta(hours=1),
+                    "AvailableForPickup",
+                    "AvailableForPickup_001",
+                    city="Leeds Locker",
+                ),
+            ],
+            order_number="6001",
+        ),
+    )
     app.drain()
     reader = secret_key(app.ctx.engine, now=NOW, scopes=["shipments:read"])
     writer = secret_key(app.ctx.engine, now=NOW, scopes=["ingest"])
-    found = app.client.get("/api/v1/shipments", params={"tracking_number": "JD0011"},
-                           headers={"authorization": f"Bearer {reader}"})
+    found = app.client.get(
+        "/api/v1/shipments",
+        params={"tracking_number": "JD0011"},
+        headers={"authorization": f"Bearer {reader}"},
+    )
     assert found.status_code == 200, found.text
     item = found.json()["items"][0]
     assert (item["status"], item["subtag_name"]) == ("AvailableForPickup", "at_pickup_point")
@@ -342,25 +479,51 @@ def test_read_api_shows_the_timeline_and_needs_a_scope(app: AppUnderTest) -> Non
     assert [e["subtag_name"] for e in item["timeline"]] == ["accepted_by_carrier", "at_pickup_point"]
     one = app.client.get(f"/api/v1/shipments/{item['id']}", headers={"authorization": f"Bearer {reader}"})
     assert one.json()["tracking_number"] == "JD0011"
-    assert app.client.get(f"/api/v1/shipments/{item['id']}",
-                          headers={"authorization": f"Bearer {writer}"}).status_code == 403
-    assert app.client.get("/api/v1/shipments/nope", headers={"authorization": f"Bearer {reader}"}).status_code == 404
+    assert (
+        app.client.get(
+            f"/api/v1/shipments/{item['id']}", headers={"authorization": f"Bearer {writer}"}
+        ).status_code
+        == 403
+    )
+    assert (
+        app.client.get("/api/v1/shipments/nope", headers={"authorization": f"Bearer {reader}"}).status_code
+        == 404
+    )
     assert len(captured(app, "ShipmentReadyForPickup")) == 1
 
 
-def test_order_updated_with_a_tracking_number_creates_the_shipment_and_adopts_scans(app: AppUnderTest) -> None:
+def test_order_updated_with_a_tracking_number_creates_the_shipment_and_adopts_scans(
+    app: AppUnderTest,
+) -> None:
     from doorstep.orders.events import OrderUpdated
 
-    body = orjson.dumps({"events": [{"carrier": "dpd", "tracking_number": "OU1", "status": "InTransit",
-                                     "occurred_at": (NOW - timedelta(hours=5)).isoformat()}]})
+    body = orjson.dumps(
+        {
+            "events": [
+                {
+                    "carrier": "dpd",
+                    "tracking_number": "OU1",
+                    "status": "InTransit",
+                    "occurred_at": (NOW - timedelta(hours=5)).isoformat(),
+                }
+            ]
+        }
+    )
     app.client.post("/api/v1/tracking-events", content=body, headers=generic_headers(body, now=NOW))
     app.drain()
     assert count(app, shipments) == 0
-    order_id, customer_id = add_order(app.ctx.engine, external_id="8001", now=NOW,
-                                      promised_to=NOW + timedelta(days=2))
+    order_id, customer_id = add_order(
+        app.ctx.engine, external_id="8001", now=NOW, promised_to=NOW + timedelta(days=2)
+    )
     with app.ctx.uow() as uow:
-        uow.publish(OrderUpdated(occurred_at=NOW, order_id=order_id, customer_id=customer_id,
-                                 changes={"tracking_number": "OU1"}))
+        uow.publish(
+            OrderUpdated(
+                occurred_at=NOW,
+                order_id=order_id,
+                customer_id=customer_id,
+                changes={"tracking_number": "OU1"},
+            )
+        )
         uow.commit()
     app.drain()
     s = shipment(app, "OU1")
@@ -373,8 +536,10 @@ def test_batch_projection_of_many_rows_matches_one_at_a_time(app: AppUnderTest) 
     from doorstep.bus.registry import HandlerContext
     from doorstep.shipments.handlers import project_log_rows
 
-    cps = [checkpoint(NOW - timedelta(hours=h), tag) for h, tag in ((9, "InTransit"), (4, "OutForDelivery"),
-                                                                   (1, "Delivered"))]
+    cps = [
+        checkpoint(NOW - timedelta(hours=h), tag)
+        for h, tag in ((9, "InTransit"), (4, "OutForDelivery"), (1, "Delivered"))
+    ]
     for number in ("B1", "B2"):
         for upto in (1, 2, 3):
             post_aftership(app, aftership_tracking(number, cps[:upto], order_number=f"o-{number}"))
@@ -383,8 +548,12 @@ def test_batch_projection_of_many_rows_matches_one_at_a_time(app: AppUnderTest) 
         from doorstep.db.uow import UnitOfWork
 
         uow = UnitOfWork(None, bus=app.ctx.bus, clock=app.ctx.clock, conn=conn)
-        touched = project_log_rows(rows, HandlerContext(uow=uow, clock=app.ctx.clock, settings=app.ctx.settings,
-                                                        services=app.ctx.services))
+        touched = project_log_rows(
+            rows,
+            HandlerContext(
+                uow=uow, clock=app.ctx.clock, settings=app.ctx.settings, services=app.ctx.services
+            ),
+        )
         uow.flush_events()
     assert sorted(s.tracking_number for s in touched) == ["B1", "B2"]
     for number in ("B1", "B2"):
@@ -399,8 +568,10 @@ def test_edd_revise_without_new_checkpoints_updates_the_carrier_estimate(app: Ap
     post_aftership(app, aftership_tracking("E1", cps, order_number="9001"))
     app.drain()
     revised = aftership_tracking("E1", cps, order_number="9001")
-    revised["aftership_estimated_delivery_date"] = {"estimated_delivery_date": "2026-11-26",
-                                                    "confidence_score": None}
+    revised["aftership_estimated_delivery_date"] = {
+        "estimated_delivery_date": "2026-11-26",
+        "confidence_score": None,
+    }
     assert post_aftership(app, revised, event="edd_revise").status_code == 200
     app.drain()
     s = shipment(app, "E1")

@@ -241,7 +241,9 @@ def test_action_is_confirmed_before_and_after(app, clock) -> None:  # type: igno
         assert conn.execute(select(func.count()).select_from(notifications)).scalar() == 2
 
 
-def test_a_confirmed_cancel_before_dispatch_cancels_the_order_through_the_last_mile_command(app, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_confirmed_cancel_before_dispatch_cancels_the_order_through_the_last_mile_command(
+    app, clock
+) -> None:  # type: ignore[no-untyped-def]
     from doorstep.orders.tables import orders
 
     engine = app.ctx.engine

@@ -61,20 +61,31 @@ def test_recording_a_survey_publishes_feedback_received(sqlite_url: str) -> None
     ids = known_world(engine)
     uow = UnitOfWork(engine, bus=Bus(), clock=FixedClock(NOW))
     feedback_id = record_survey(SurveyAnswer(ids["o3"], 2, 3, "parcel arrived late"), uow=uow, now=NOW)
-    assert uow.published == [FeedbackReceived(
-        occurred_at=NOW, event_id=uow.published[0].event_id, feedback_id=feedback_id, customer_id=ids["C"],
-        order_id=ids["o3"], kind="survey", score=2, topic="delivery")]
+    assert uow.published == [
+        FeedbackReceived(
+            occurred_at=NOW,
+            event_id=uow.published[0].event_id,
+            feedback_id=feedback_id,
+            customer_id=ids["C"],
+            order_id=ids["o3"],
+            kind="survey",
+            score=2,
+            topic="delivery",
+        )
+    ]
     engine.dispose()
 
 
 def _csv(engine) -> str:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         numbers = conn.execute(select(orders.c.external_id).order_by(orders.c.placed_at)).scalars().all()
-    return ("order_id,rating,comment,submitted_at,external_id\n"
-            f"{numbers[1]},5,great value for money,2026-11-20T10:00:00Z,tp-1\n"
-            f"{numbers[2]},1,the driver threw it over the fence,2026-11-21T10:00:00Z,tp-2\n"
-            "#nope,3,,2026-11-21T10:00:00Z,tp-3\n"
-            f"{numbers[3]},0,,2026-11-21T10:00:00Z,tp-4\n")
+    return (
+        "order_id,rating,comment,submitted_at,external_id\n"
+        f"{numbers[1]},5,great value for money,2026-11-20T10:00:00Z,tp-1\n"
+        f"{numbers[2]},1,the driver threw it over the fence,2026-11-21T10:00:00Z,tp-2\n"
+        "#nope,3,,2026-11-21T10:00:00Z,tp-3\n"
+        f"{numbers[3]},0,,2026-11-21T10:00:00Z,tp-4\n"
+    )
 
 
 def test_review_csv_api_stores_good_rows_and_reports_bad_lines(tmp_path: Path, sqlite_url: str) -> None:
@@ -85,19 +96,31 @@ def test_review_csv_api_stores_good_rows_and_reports_bad_lines(tmp_path: Path, s
     with running_app(make_settings(tmp_path, sqlite_url), FixedClock(NOW)) as app:
         assert app.client.post("/api/v1/reviews.csv", content=body).status_code == 401
         reader = secret_key(app.ctx.engine, now=NOW, scopes=["analytics:read"])
-        assert app.client.post("/api/v1/reviews.csv", content=body,
-                               headers={"Authorization": f"Bearer {reader}"}).status_code == 403
+        assert (
+            app.client.post(
+                "/api/v1/reviews.csv", content=body, headers={"Authorization": f"Bearer {reader}"}
+            ).status_code
+            == 403
+        )
         assert _rows(app.ctx.engine, kind="review", source="csv") == []
 
         key = secret_key(app.ctx.engine, now=NOW, scopes=["orders:write"])
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/csv"}
         first = app.client.post("/api/v1/reviews.csv", content=body, headers=headers)
         assert first.status_code == 200
-        assert first.json() == {"stored": 2, "duplicates": 0, "errors": [
-            {"line": 4, "message": "order_id '#nope' is not a known order"},
-            {"line": 5, "message": "rating 0 is outside 1 to 5"}]}
+        assert first.json() == {
+            "stored": 2,
+            "duplicates": 0,
+            "errors": [
+                {"line": 4, "message": "order_id '#nope' is not a known order"},
+                {"line": 5, "message": "rating 0 is outside 1 to 5"},
+            ],
+        }
         rows = _rows(app.ctx.engine, source="csv")
-        assert [(r.external_id, r.rating, r.topic) for r in rows] == [("tp-1", 5, "price"), ("tp-2", 1, "delivery")]
+        assert [(r.external_id, r.rating, r.topic) for r in rows] == [
+            ("tp-1", 5, "price"),
+            ("tp-2", 1, "delivery"),
+        ]
         second = app.client.post("/api/v1/reviews.csv", content=body, headers=headers)
         assert second.json()["stored"] == 0 and second.json()["duplicates"] == 2
 
@@ -130,7 +153,9 @@ def test_the_follow_up_messages_survey_link_opens_the_survey(tmp_path: Path, sql
     ids = known_world(engine)
     engine.dispose()
     settings = make_settings(tmp_path, sqlite_url)
-    link = links(settings, order_id=ids["o1"], customer_id=ids["A"], channel="email", topic="service")["survey_url"]
+    link = links(settings, order_id=ids["o1"], customer_id=ids["A"], channel="email", topic="service")[
+        "survey_url"
+    ]
     assert link == survey_url(settings, ids["o1"])
     with running_app(settings, FixedClock(NOW)) as app:
         page = app.client.get(link.removeprefix(settings.public_base_url))

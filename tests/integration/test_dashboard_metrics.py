@@ -51,7 +51,9 @@ def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
-def test_every_metric_matches_the_hand_worked_world(any_world: tuple[str, dict[str, str]], engine_name: str) -> None:
+def test_every_metric_matches_the_hand_worked_world(
+    any_world: tuple[str, dict[str, str]], engine_name: str
+) -> None:
     url, _ = any_world
     if engine_name == "duckdb-pushdown" and not url.startswith("sqlite"):
         pytest.skip("pushdown is for SQLite stores")
@@ -89,21 +91,38 @@ def test_every_metric_matches_the_hand_worked_world(any_world: tuple[str, dict[s
     assert by_key["add_to_cart_rate"]["previous"] == pytest.approx(100.0)
     assert by_key["orders"]["change"] == 6
     assert [s["key"] for s in result["stages"]] == [
-        "awareness", "consideration", "purchase", "fulfilment", "delivery", "after_purchase", "loyalty"]
+        "awareness",
+        "consideration",
+        "purchase",
+        "fulfilment",
+        "delivery",
+        "after_purchase",
+        "loyalty",
+    ]
 
     b = result["breakdowns"]
     assert [(r["label"], r["value"]) for r in b["sessions_by_source"]] == [
-        ("google", 2), ("direct", 1), ("newsletter", 1)]
+        ("google", 2),
+        ("direct", 1),
+        ("newsletter", 1),
+    ]
     assert [(r["label"], r["value"]) for r in b["new_visitors_by_source"]] == [("google", 2)]
     assert [(r["label"], r["value"]) for r in b["contact_reasons"]] == [
-        ("delivery_change", 1), ("return_status", 1), ("wismo", 1)]
+        ("delivery_change", 1),
+        ("return_status", 1),
+        ("wismo", 1),
+    ]
     assert [(r["label"], r["value"]) for r in b["return_reasons"]] == [("damaged.in_transit", 1)]
     assert [(r["label"], r["value"], r["scored"]) for r in b["one_star_by_topic"]] == [
-        ("delivery", 1, 2), ("price", 0, 1)]
+        ("delivery", 1, 2),
+        ("price", 0, 1),
+    ]
 
 
 @pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
-def test_perfect_journey_drivers_and_downstream(any_world: tuple[str, dict[str, str]], engine_name: str) -> None:
+def test_perfect_journey_drivers_and_downstream(
+    any_world: tuple[str, dict[str, str]], engine_name: str
+) -> None:
     url, _ = any_world
     if engine_name == "duckdb-pushdown" and not url.startswith("sqlite"):
         pytest.skip("pushdown is for SQLite stores")
@@ -112,8 +131,15 @@ def test_perfect_journey_drivers_and_downstream(any_world: tuple[str, dict[str, 
     perfect = result["perfect"]
     assert perfect["orders"] == 8 and perfect["perfect"] == 1
     assert {s["step"]: s["fell_off"] for s in perfect["stair"]} == {
-        "cancelled": 1, "dispatch_late": 1, "not_delivered": 1, "late": 1, "failed_attempt": 1,
-        "contacted": 1, "returned": 0, "unhappy": 1}
+        "cancelled": 1,
+        "dispatch_late": 1,
+        "not_delivered": 1,
+        "late": 1,
+        "failed_attempt": 1,
+        "contacted": 1,
+        "returned": 0,
+        "unhappy": 1,
+    }
     carriers = {r["label"]: (r["orders"], r["perfect"]) for r in perfect["by"]["carrier"]}
     assert carriers == {"dhl": (5, 1), "ups": (1, 0), "dpd": (1, 0), "(none)": (1, 0)}
     assert {r["label"]: r["orders"] for r in perfect["by"]["region"]} == {"north": 4, "south": 4}
@@ -122,7 +148,11 @@ def test_perfect_journey_drivers_and_downstream(any_world: tuple[str, dict[str, 
 
     drivers = {d["cause"]: d for d in result["drivers"]}
     assert [d["cause"] for d in result["drivers"]] == ["late", "damaged", "failed_attempt"]
-    assert (drivers["late"]["contacts"], drivers["late"]["one_star"], drivers["late"]["owner"]) == (1, 1, "carrier")
+    assert (drivers["late"]["contacts"], drivers["late"]["one_star"], drivers["late"]["owner"]) == (
+        1,
+        1,
+        "carrier",
+    )
     assert drivers["late"]["previous_contacts"] == 1 and drivers["late"]["orders"] == 1
     assert drivers["damaged"]["contacts"] == 1 and drivers["failed_attempt"]["contacts"] == 1
 
@@ -136,11 +166,19 @@ def test_perfect_journey_drivers_and_downstream(any_world: tuple[str, dict[str, 
 
 
 @pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
-@pytest.mark.parametrize(("cut", "orders", "contacts"), [
-    ({"carrier": "dhl"}, 5, 1), ({"region": "south"}, 4, 1), ({"channel": "app"}, 1, 0),
-    ({"segment": "new"}, 4, 1), ({"segment": "returning"}, 4, 2)])
-def test_filters_cut_orders_and_contacts(world: tuple[str, dict[str, str]], engine_name: str,
-                                         cut: dict[str, str], orders: int, contacts: int) -> None:
+@pytest.mark.parametrize(
+    ("cut", "orders", "contacts"),
+    [
+        ({"carrier": "dhl"}, 5, 1),
+        ({"region": "south"}, 4, 1),
+        ({"channel": "app"}, 1, 0),
+        ({"segment": "new"}, 4, 1),
+        ({"segment": "returning"}, 4, 2),
+    ],
+)
+def test_filters_cut_orders_and_contacts(
+    world: tuple[str, dict[str, str]], engine_name: str, cut: dict[str, str], orders: int, contacts: int
+) -> None:
     url, _ = world
     f = Filters(PERIOD.start, PERIOD.end, **cut)
     v = _compute(url, engine_name, f)["values"]
@@ -149,11 +187,14 @@ def test_filters_cut_orders_and_contacts(world: tuple[str, dict[str, str]], engi
 
 
 @pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
-def test_drill_down_lists_the_orders_behind_a_number(world: tuple[str, dict[str, str]], engine_name: str) -> None:
+def test_drill_down_lists_the_orders_behind_a_number(
+    world: tuple[str, dict[str, str]], engine_name: str
+) -> None:
     url, ids = world
     engine = create_db_engine(url, for_reads=True)
     duck = DuckEngine(url)
     try:
+
         def run(name: str) -> tuple[str, list[dict[str, Any]]]:
             if engine_name == "duckdb":
                 with duck.runner() as runner:

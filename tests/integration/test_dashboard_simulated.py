@@ -50,7 +50,9 @@ def test_metrics_match_the_simulators_truth(world, sqlite_url: str) -> None:  # 
     assert v["orders"]["value"] == len(orders) == SIM_ORDERS
     assert v["delivered_on_promise"]["denominator"] == len(delivered)
     assert v["delivered_on_promise"]["numerator"] == sum(1 for s in delivered if not s["late"])
-    assert v["first_attempt_success"]["numerator"] == sum(1 for s in delivered if not s["failed_first_attempt"])
+    assert v["first_attempt_success"]["numerator"] == sum(
+        1 for s in delivered if not s["failed_first_attempt"]
+    )
     contacts = [c for c in world.truth_contacts() if not c["is_follow_up"]]
     in_period = [c for c in contacts if f.start <= _ts(c["sent_at"]) < f.end]
     assert v["contacts_per_order"]["numerator"] == len(in_period)
@@ -82,12 +84,19 @@ def test_derived_causes_recover_the_simulators_carrier_causes(world, sqlite_url:
         engine.dispose()
     from tests.support_dashboard import uuid
 
-    truth = {str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim:conversation:{c['contact_id']}")): c
-             for c in world.truth_contacts() if not c["is_follow_up"]}
+    truth = {
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim:conversation:{c['contact_id']}")): c
+        for c in world.truth_contacts()
+        if not c["is_follow_up"]
+    }
     checked = Counter()
     mismatched = []
     for cid, c in truth.items():
-        if c["cause"] in ("late", "lost", "failed_attempt") and c["order_id"] not in returned and cid in derived:
+        if (
+            c["cause"] in ("late", "lost", "failed_attempt")
+            and c["order_id"] not in returned
+            and cid in derived
+        ):
             checked[c["cause"]] += 1
             if derived[cid] != c["cause"]:
                 mismatched.append((c["cause"], derived[cid], c["sent_at"], c["order_id"]))

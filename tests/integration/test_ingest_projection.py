@@ -574,18 +574,28 @@ def test_alias_from_a_shared_devices_anonymous_id_does_not_join_two_accounts(app
     assert owner(app, "user_id", "maya-2024") == maya  # an alias between userIds does join them
 
 
-def test_replay_refuses_to_cascade_into_rows_the_log_cannot_rebuild(app: AppUnderTest, clock: FixedClock) -> None:
+def test_replay_refuses_to_cascade_into_rows_the_log_cannot_rebuild(
+    app: AppUnderTest, clock: FixedClock
+) -> None:
     from doorstep.bus.admin import ReplayWouldDelete
     from doorstep.conversations.tables import conversations
 
-    send(app, {"type": "identify", "userId": "maya", "messageId": "m1", "traits": {"email": "maya@example.com"}})
+    send(
+        app,
+        {"type": "identify", "userId": "maya", "messageId": "m1", "traits": {"email": "maya@example.com"}},
+    )
     drain_log(app)
     maya = owner(app, "user_id", "maya")
     with app.ctx.engine.begin() as conn:
         conn.execute(
             conversations.insert().values(
-                id="conv-1", customer_id=maya, channel="chat", status="bot", state={},
-                opened_at=clock.now(), updated_at=clock.now(),
+                id="conv-1",
+                customer_id=maya,
+                channel="chat",
+                status="bot",
+                state={},
+                opened_at=clock.now(),
+                updated_at=clock.now(),
             )
         )
 

@@ -39,22 +39,43 @@ from doorstep.security.signatures import meta_signature, timestamped_signature, 
 from doorstep.shipments.events import DriverDeparted
 
 BASE = "https://track.example"
-TWILIO = {"twilio_account_sid": "AC0123456789abcdef", "twilio_auth_token": "twilio-token-123",
-          "twilio_from_number": "+15005550006"}
+TWILIO = {
+    "twilio_account_sid": "AC0123456789abcdef",
+    "twilio_auth_token": "twilio-token-123",
+    "twilio_from_number": "+15005550006",
+}
 
 
 def _placed(app: Any, customer_id: str, clock: FixedClock, external_id: str = "#1042") -> str:
     order_id = add_order(app.ctx.engine, customer_id, external_id=external_id)
-    publish(app.ctx, OrderPlaced(occurred_at=clock.now(), order_id=order_id, customer_id=customer_id,
-                                 external_id=external_id, total="89.90", currency="EUR"))
+    publish(
+        app.ctx,
+        OrderPlaced(
+            occurred_at=clock.now(),
+            order_id=order_id,
+            customer_id=customer_id,
+            external_id=external_id,
+            total="89.90",
+            currency="EUR",
+        ),
+    )
     app.drain()
     return order_id
 
 
-def test_email_over_starttls_has_both_parts_and_one_click_unsubscribe(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_email_over_starttls_has_both_parts_and_one_click_unsubscribe(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with smtp_server(tmp_path) as (port, received, client_tls):
-        settings = make_settings(tmp_path, sqlite_url, public_base_url=BASE, smtp_host="127.0.0.1", smtp_port=port,
-                                 smtp_security="starttls", email_from="Shop <shop@doorstep.test>")
+        settings = make_settings(
+            tmp_path,
+            sqlite_url,
+            public_base_url=BASE,
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_security="starttls",
+            email_from="Shop <shop@doorstep.test>",
+        )
         with running_app(settings, clock) as app:
             app.ctx.services["notification_channels"]["email"].ssl_context = client_tls
             customer_id = add_customer(app.ctx.engine, channels=["email"])
@@ -79,8 +100,11 @@ def test_email_over_starttls_has_both_parts_and_one_click_unsubscribe(tmp_path: 
 
             # RFC 8058 one-click: a POST with that body, no cookies
             path = urlsplit(unsubscribe.strip("<>")).path
-            response = app.client.post(path, content=b"List-Unsubscribe=One-Click",
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+            response = app.client.post(
+                path,
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
             assert response.status_code == 200
             with app.ctx.engine.connect() as conn:
                 consent = conn.execute(select(consents).where(consents.c.customer_id == customer_id)).one()
@@ -92,9 +116,13 @@ def test_email_over_starttls_has_both_parts_and_one_click_unsubscribe(tmp_path: 
             assert messages(app.ctx.engine)[-1].suppression_reason == "opted_out"
 
 
-def test_twilio_sms_has_the_exact_shape_and_signed_callbacks_move_the_status(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_twilio_sms_has_the_exact_shape_and_signed_callbacks_move_the_status(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with ProviderServer(twilio_ok) as twilio:
-        settings = make_settings(tmp_path, sqlite_url, public_base_url=BASE, twilio_base_url=twilio.url, **TWILIO)
+        settings = make_settings(
+            tmp_path, sqlite_url, public_base_url=BASE, twilio_base_url=twilio.url, **TWILIO
+        )
         with running_app(settings, clock) as app:
             customer_id = add_customer(app.ctx.engine, channels=["sms"])
             _placed(app, customer_id, clock)
@@ -104,7 +132,10 @@ def test_twilio_sms_has_the_exact_shape_and_signed_callbacks_move_the_status(tmp
             assert request.method == "POST"
             assert request.path == "/2010-04-01/Accounts/AC0123456789abcdef/Messages.json"
             assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-            assert request.headers["authorization"] == "Basic " + base64.b64encode(b"AC0123456789abcdef:twilio-token-123").decode()
+            assert (
+                request.headers["authorization"]
+                == "Basic " + base64.b64encode(b"AC0123456789abcdef:twilio-token-123").decode()
+            )
             form = request.form
             assert set(form) == {"To", "From", "Body", "StatusCallback"}
             assert form["To"] == "+4915112345678" and form["From"] == "+15005550006"
@@ -115,27 +146,47 @@ def test_twilio_sms_has_the_exact_shape_and_signed_callbacks_move_the_status(tmp
             assert row.status == "sent" and sid.startswith("SM")
 
             # what Twilio sends back, signed over the public URL and the sorted parameters
-            params = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": TWILIO["twilio_account_sid"],
-                      "To": form["To"], "From": form["From"]}
-            forged = app.client.post("/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": "bm9wZQ=="})
+            params = {
+                "MessageSid": sid,
+                "MessageStatus": "delivered",
+                "AccountSid": TWILIO["twilio_account_sid"],
+                "To": form["To"],
+                "From": form["From"],
+            }
+            forged = app.client.post(
+                "/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": "bm9wZQ=="}
+            )
             assert forged.status_code == 403
             assert forged.headers["content-type"] == "application/problem+json"
             assert messages(app.ctx.engine)[0].status == "sent"
 
-            signature = twilio_signature(TWILIO["twilio_auth_token"], f"{BASE}/webhooks/twilio/status", params.items())
-            ok = app.client.post("/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": signature})
+            signature = twilio_signature(
+                TWILIO["twilio_auth_token"], f"{BASE}/webhooks/twilio/status", params.items()
+            )
+            ok = app.client.post(
+                "/webhooks/twilio/status", data=params, headers={"X-Twilio-Signature": signature}
+            )
             assert ok.status_code == 204
             [row] = messages(app.ctx.engine)
             assert row.status == "delivered" and row.delivered_at == clock.now()
 
             # a late "sent" callback does not move it back
             late = {**params, "MessageStatus": "sent"}
-            app.client.post("/webhooks/twilio/status", data=late,
-                            headers={"X-Twilio-Signature": twilio_signature(TWILIO["twilio_auth_token"], f"{BASE}/webhooks/twilio/status", late.items())})
+            app.client.post(
+                "/webhooks/twilio/status",
+                data=late,
+                headers={
+                    "X-Twilio-Signature": twilio_signature(
+                        TWILIO["twilio_auth_token"], f"{BASE}/webhooks/twilio/status", late.items()
+                    )
+                },
+            )
             assert messages(app.ctx.engine, trigger="order_confirmed")[0].status == "delivered"
 
 
-def test_provider_failing_mid_send_is_retried_then_delivered(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_provider_failing_mid_send_is_retried_then_delivered(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with ProviderServer(twilio_ok) as twilio:
         twilio.then(500, {"code": 20500, "message": "Internal Server Error"})
         settings = make_settings(tmp_path, sqlite_url, twilio_base_url=twilio.url, **TWILIO)
@@ -148,7 +199,10 @@ def test_provider_failing_mid_send_is_retried_then_delivered(tmp_path: Path, sql
             assert twilio.requests[0].form == twilio.requests[1].form  # the same message, sent again
             [row] = messages(app.ctx.engine)
             assert (row.status, row.attempts) == ("sent", 2)
-            assert [(a.outcome, a.http_status) for a in attempts(app.ctx.engine, row.id)] == [("transient", 500), ("sent", 201)]
+            assert [(a.outcome, a.http_status) for a in attempts(app.ctx.engine, row.id)] == [
+                ("transient", 500),
+                ("sent", 201),
+            ]
 
 
 def test_429_retry_after_is_honoured(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
@@ -173,12 +227,22 @@ def test_429_retry_after_is_honoured(tmp_path: Path, sqlite_url: str, clock: Fix
             assert messages(app.ctx.engine)[0].status == "sent"
 
 
-def test_permanent_failure_is_not_retried_and_falls_back_to_the_next_channel(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_permanent_failure_is_not_retried_and_falls_back_to_the_next_channel(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with ProviderServer(twilio_ok) as twilio, smtp_server(tmp_path) as (port, received, client_tls):
-        twilio.then(400, {"code": 21211, "message": "The 'To' number +4915112345678 is not a valid phone number.",
-                          "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400})
-        settings = make_settings(tmp_path, sqlite_url, twilio_base_url=twilio.url, smtp_host="127.0.0.1",
-                                 smtp_port=port, **TWILIO)
+        twilio.then(
+            400,
+            {
+                "code": 21211,
+                "message": "The 'To' number +4915112345678 is not a valid phone number.",
+                "more_info": "https://www.twilio.com/docs/errors/21211",
+                "status": 400,
+            },
+        )
+        settings = make_settings(
+            tmp_path, sqlite_url, twilio_base_url=twilio.url, smtp_host="127.0.0.1", smtp_port=port, **TWILIO
+        )
         with running_app(settings, clock) as app:
             app.ctx.services["notification_channels"]["email"].ssl_context = client_tls
             customer_id = add_customer(app.ctx.engine, channels=["sms", "email"])
@@ -194,13 +258,25 @@ def test_permanent_failure_is_not_retried_and_falls_back_to_the_next_channel(tmp
 
 
 def _whatsapp_settings(tmp_path: Path, url: str, base: str, db: str) -> Any:
-    return make_settings(tmp_path, db, public_base_url=base, whatsapp_base_url=url, whatsapp_phone_number_id="106540352242922",
-                         whatsapp_access_token="EAAG-test-token", meta_app_secret="meta-app-secret",
-                         meta_verify_token="verify-me")
+    return make_settings(
+        tmp_path,
+        db,
+        public_base_url=base,
+        whatsapp_base_url=url,
+        whatsapp_phone_number_id="106540352242922",
+        whatsapp_access_token="EAAG-test-token",
+        meta_app_secret="meta-app-secret",
+        meta_verify_token="verify-me",
+    )
 
 
-def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
-    with ProviderServer(whatsapp_ok) as meta, running_app(_whatsapp_settings(tmp_path, meta.url, BASE, sqlite_url), clock) as app:
+def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
+    with (
+        ProviderServer(whatsapp_ok) as meta,
+        running_app(_whatsapp_settings(tmp_path, meta.url, BASE, sqlite_url), clock) as app,
+    ):
         customer_id = add_customer(app.ctx.engine, channels=["whatsapp"])
         order_id = _placed(app, customer_id, clock)
         send_due(app.ctx, clock.now())
@@ -218,16 +294,49 @@ def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(tmp_path: Pa
         assert [p["text"] for p in params[:2]] == ["Maya", "#1042"]
 
         # the customer writes: the 24-hour window opens
-        inbound = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "Maya"}, "wa_id": "4915112345678"}],
-            "messages": [{"from": "4915112345678", "id": "wamid.IN1", "timestamp": str(int(clock.now().timestamp())),
-                          "type": "text", "text": {"body": "where is my parcel?"}}]}}]}]}
+        inbound = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550001111",
+                                    "phone_number_id": "106540352242922",
+                                },
+                                "contacts": [{"profile": {"name": "Maya"}, "wa_id": "4915112345678"}],
+                                "messages": [
+                                    {
+                                        "from": "4915112345678",
+                                        "id": "wamid.IN1",
+                                        "timestamp": str(int(clock.now().timestamp())),
+                                        "type": "text",
+                                        "text": {"body": "where is my parcel?"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
         raw = orjson.dumps(inbound)
-        forged = app.client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
+        forged = app.client.post(
+            "/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64}
+        )
         assert forged.status_code == 403
-        ok = app.client.post("/webhooks/whatsapp", content=raw,
-                             headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw), "Content-Type": "application/json"})
+        ok = app.client.post(
+            "/webhooks/whatsapp",
+            content=raw,
+            headers={
+                "X-Hub-Signature-256": meta_signature("meta-app-secret", raw),
+                "Content-Type": "application/json",
+            },
+        )
         assert ok.status_code == 200
         with app.ctx.engine.connect() as conn:
             [entry] = conn.execute(select(event_log).where(event_log.c.source == "inbound_message")).all()
@@ -236,57 +345,139 @@ def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(tmp_path: Pa
         assert entry.payload["from"] == "+4915112345678" and entry.payload["text"] == "where is my parcel?"
 
         shipment_id = add_shipment(app.ctx.engine, order_id, status="OutForDelivery")
-        publish(app.ctx, DriverDeparted(occurred_at=clock.now(), shipment_id=shipment_id, order_id=order_id, customer_id=customer_id,
-                                        eta_from=clock.now() + dt.timedelta(minutes=30), eta_to=clock.now() + dt.timedelta(hours=1)))
+        publish(
+            app.ctx,
+            DriverDeparted(
+                occurred_at=clock.now(),
+                shipment_id=shipment_id,
+                order_id=order_id,
+                customer_id=customer_id,
+                eta_from=clock.now() + dt.timedelta(minutes=30),
+                eta_to=clock.now() + dt.timedelta(hours=1),
+            ),
+        )
         app.drain()
         send_due(app.ctx, clock.now())
         later = [r.json for r in meta.requests[1:]]  # the driver message, and any reply the assistant queued
         assert later and all(body["type"] == "text" for body in later)  # inside the 24-hour window
         assert [b["text"]["body"][:45] for b in later if "driver is on the way" in b["text"]["body"]] == [
-            "Doorstep Demo Shop: your driver is on the way"]
+            "Doorstep Demo Shop: your driver is on the way"
+        ]
 
         # statuses come back signed; read implies delivered
         wamid = messages(app.ctx.engine, trigger="order_confirmed")[0].provider_message_id
-        statuses = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
-            "statuses": [{"id": wamid, "status": "delivered", "timestamp": "1795424400", "recipient_id": "4915112345678"},
-                         {"id": wamid, "status": "read", "timestamp": "1795424460", "recipient_id": "4915112345678"}]}}]}]}
+        statuses = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
+                                "statuses": [
+                                    {
+                                        "id": wamid,
+                                        "status": "delivered",
+                                        "timestamp": "1795424400",
+                                        "recipient_id": "4915112345678",
+                                    },
+                                    {
+                                        "id": wamid,
+                                        "status": "read",
+                                        "timestamp": "1795424460",
+                                        "recipient_id": "4915112345678",
+                                    },
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
         raw = orjson.dumps(statuses)
-        app.client.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)})
+        app.client.post(
+            "/webhooks/whatsapp",
+            content=raw,
+            headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)},
+        )
         row = messages(app.ctx.engine, trigger="order_confirmed")[0]
         assert row.status == "read" and row.read_at is not None
 
 
 def test_whatsapp_verification_handshake(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
     with running_app(_whatsapp_settings(tmp_path, "http://127.0.0.1:9", BASE, sqlite_url), clock) as app:
-        ok = app.client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"})
+        ok = app.client.get(
+            "/webhooks/whatsapp",
+            params={"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"},
+        )
         assert (ok.status_code, ok.text) == (200, "1158201444")
-        wrong = app.client.get("/webhooks/messenger", params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"})
+        wrong = app.client.get(
+            "/webhooks/messenger",
+            params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"},
+        )
         assert wrong.status_code == 403
         assert wrong.headers["content-type"] == "application/problem+json"
 
 
-def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with ProviderServer(messenger_ok) as meta:
-        settings = make_settings(tmp_path, sqlite_url, messenger_base_url=meta.url, messenger_page_access_token="PAGE-TOKEN",
-                                 meta_app_secret="meta-app-secret")
+        settings = make_settings(
+            tmp_path,
+            sqlite_url,
+            messenger_base_url=meta.url,
+            messenger_page_access_token="PAGE-TOKEN",
+            meta_app_secret="meta-app-secret",
+        )
         with running_app(settings, clock) as app:
             customer_id = add_customer(app.ctx.engine, channels=["messenger"])
             with app.ctx.engine.begin() as conn:
-                conn.execute(insert(identities).values(customer_id=customer_id, kind="messenger", value="6587329014",
-                                                       first_seen_at=clock.now()))
-            event = {"object": "page", "entry": [{"id": "PAGE1", "time": 1795424400000, "messaging": [
-                {"sender": {"id": "6587329014"}, "recipient": {"id": "PAGE1"}, "timestamp": int(clock.now().timestamp() * 1000),
-                 "message": {"mid": "m_AbC123", "text": "hi, any news?"}}]}]}
+                conn.execute(
+                    insert(identities).values(
+                        customer_id=customer_id,
+                        kind="messenger",
+                        value="6587329014",
+                        first_seen_at=clock.now(),
+                    )
+                )
+            event = {
+                "object": "page",
+                "entry": [
+                    {
+                        "id": "PAGE1",
+                        "time": 1795424400000,
+                        "messaging": [
+                            {
+                                "sender": {"id": "6587329014"},
+                                "recipient": {"id": "PAGE1"},
+                                "timestamp": int(clock.now().timestamp() * 1000),
+                                "message": {"mid": "m_AbC123", "text": "hi, any news?"},
+                            }
+                        ],
+                    }
+                ],
+            }
             raw = orjson.dumps(event)
             for _ in range(2):  # Meta redelivers
-                r = app.client.post("/webhooks/messenger", content=raw, headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)})
+                r = app.client.post(
+                    "/webhooks/messenger",
+                    content=raw,
+                    headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)},
+                )
                 assert r.status_code == 200
             with app.ctx.engine.connect() as conn:
                 entries = conn.execute(select(event_log).where(event_log.c.source == "inbound_message")).all()
                 [ident] = conn.execute(select(channel_identities)).all()
             assert [e.message_id for e in entries] == ["messenger:m_AbC123"]
-            assert (ident.channel, ident.address, ident.last_inbound_at) == ("messenger", "6587329014", clock.now())
+            assert (ident.channel, ident.address, ident.last_inbound_at) == (
+                "messenger",
+                "6587329014",
+                clock.now(),
+            )
 
             _placed(app, customer_id, clock)
             send_due(app.ctx, clock.now())
@@ -301,22 +492,51 @@ def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(tmp_path: Path, sqli
             assert body["message"]["text"].startswith("Doorstep Demo Shop: thanks Maya!")
 
             mid = confirmed.provider_message_id
-            delivery = {"object": "page", "entry": [{"id": "PAGE1", "time": 1, "messaging": [
-                {"sender": {"id": "6587329014"}, "recipient": {"id": "PAGE1"}, "delivery": {"mids": [mid], "watermark": 1795424400000}}]}]}
+            delivery = {
+                "object": "page",
+                "entry": [
+                    {
+                        "id": "PAGE1",
+                        "time": 1,
+                        "messaging": [
+                            {
+                                "sender": {"id": "6587329014"},
+                                "recipient": {"id": "PAGE1"},
+                                "delivery": {"mids": [mid], "watermark": 1795424400000},
+                            }
+                        ],
+                    }
+                ],
+            }
             raw = orjson.dumps(delivery)
-            app.client.post("/webhooks/messenger", content=raw, headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)})
+            app.client.post(
+                "/webhooks/messenger",
+                content=raw,
+                headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)},
+            )
             assert messages(app.ctx.engine, trigger="order_confirmed")[0].status == "delivered"
 
 
-def test_outbound_webhook_is_signed_over_timestamp_and_body_and_retried(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
-    with ProviderServer(lambda rec: __import__("tests.support_notify", fromlist=["Reply"]).Reply(200, {"ok": True})) as hook:
+def test_outbound_webhook_is_signed_over_timestamp_and_body_and_retried(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
+    with ProviderServer(
+        lambda rec: __import__("tests.support_notify", fromlist=["Reply"]).Reply(200, {"ok": True})
+    ) as hook:
         hook.then(503, {"error": "busy"})
         settings = make_settings(tmp_path, sqlite_url, **TWILIO, twilio_base_url="http://127.0.0.1:9")
         with running_app(settings, clock) as app:
             customer_id = add_customer(app.ctx.engine, channels=["webhook"])
             with app.ctx.engine.begin() as conn:
-                conn.execute(insert(channel_identities).values(customer_id=customer_id, channel="webhook",
-                                                               address=f"{hook.url}/doorstep", created_at=clock.now(), updated_at=clock.now()))
+                conn.execute(
+                    insert(channel_identities).values(
+                        customer_id=customer_id,
+                        channel="webhook",
+                        address=f"{hook.url}/doorstep",
+                        created_at=clock.now(),
+                        updated_at=clock.now(),
+                    )
+                )
             _placed(app, customer_id, clock)
             send_due(app.ctx, clock.now())
 
@@ -325,6 +545,8 @@ def test_outbound_webhook_is_signed_over_timestamp_and_body_and_retried(tmp_path
             assert request.path == "/doorstep"
             parts = dict(p.split("=", 1) for p in request.headers["doorstep-signature"].split(","))
             assert parts["t"] == str(int(clock.now().timestamp()))
-            assert parts["v1"] == timestamped_signature(webhook_secret(settings), int(parts["t"]), request.body)
+            assert parts["v1"] == timestamped_signature(
+                webhook_secret(settings), int(parts["t"]), request.body
+            )
             assert request.json["trigger"] == "order_confirmed" and request.json["customer_id"] == customer_id
             assert messages(app.ctx.engine)[0].status == "sent"

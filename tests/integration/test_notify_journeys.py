@@ -23,20 +23,38 @@ UTC = dt.UTC
 
 
 def _placed(order_id: str, customer_id: str, at: dt.datetime) -> OrderPlaced:
-    return OrderPlaced(occurred_at=at, order_id=order_id, customer_id=customer_id, external_id="#1042",
-                       total="89.90", currency="EUR")
-
-
-def _late(shipment_id: str, order_id: str, customer_id: str, at: dt.datetime, *, delay_hours: float) -> ShipmentPredictedLate:
-    return ShipmentPredictedLate(
-        occurred_at=at, shipment_id=shipment_id, order_id=order_id, customer_id=customer_id,
-        promised_to=at + dt.timedelta(hours=10), predicted_from=at + dt.timedelta(hours=24),
-        predicted_to=at + dt.timedelta(hours=10 + delay_hours), delay_hours=delay_hours, confidence=0.8,
+    return OrderPlaced(
+        occurred_at=at,
+        order_id=order_id,
+        customer_id=customer_id,
+        external_id="#1042",
+        total="89.90",
+        currency="EUR",
     )
 
 
-def test_same_event_three_times_yields_one_message(tmp_path: Path, database_url: str, clock: FixedClock) -> None:
-    with running_app(make_settings(tmp_path, database_url, public_base_url="https://track.example"), clock) as app:
+def _late(
+    shipment_id: str, order_id: str, customer_id: str, at: dt.datetime, *, delay_hours: float
+) -> ShipmentPredictedLate:
+    return ShipmentPredictedLate(
+        occurred_at=at,
+        shipment_id=shipment_id,
+        order_id=order_id,
+        customer_id=customer_id,
+        promised_to=at + dt.timedelta(hours=10),
+        predicted_from=at + dt.timedelta(hours=24),
+        predicted_to=at + dt.timedelta(hours=10 + delay_hours),
+        delay_hours=delay_hours,
+        confidence=0.8,
+    )
+
+
+def test_same_event_three_times_yields_one_message(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    with running_app(
+        make_settings(tmp_path, database_url, public_base_url="https://track.example"), clock
+    ) as app:
         customer_id = add_customer(app.ctx.engine)
         order_id = add_order(app.ctx.engine, customer_id, external_id="#1042")
         for _ in range(3):  # redelivered by the shop's SDK / re-emitted by a replay: new event ids, same fact
@@ -56,7 +74,9 @@ def test_same_event_three_times_yields_one_message(tmp_path: Path, database_url:
         assert "https://track.example/t/" in message.body_text
 
 
-def test_condition_only_sends_predicted_late_over_four_hours(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_condition_only_sends_predicted_late_over_four_hours(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
         order_id = add_order(app.ctx.engine, customer_id)
@@ -75,7 +95,9 @@ def test_condition_only_sends_predicted_late_over_four_hours(tmp_path: Path, sql
         assert "?action=reschedule" in message.body_text and "?action=pickup_point" in message.body_text
 
 
-def test_delayed_message_is_cancelled_when_the_reason_is_gone(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_delayed_message_is_cancelled_when_the_reason_is_gone(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
         order_id = add_order(app.ctx.engine, customer_id)
@@ -98,7 +120,9 @@ def test_delayed_message_is_cancelled_when_the_reason_is_gone(tmp_path: Path, sq
         assert message.sent_at is None
 
 
-def test_message_due_at_2330_local_goes_out_when_quiet_hours_end(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_message_due_at_2330_local_goes_out_when_quiet_hours_end(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine, timezone="America/New_York")
         order_id = add_order(app.ctx.engine, customer_id)
@@ -124,15 +148,25 @@ def test_message_due_at_2330_local_goes_out_when_quiet_hours_end(tmp_path: Path,
         assert sent.suppression_reason is None
 
 
-def test_driver_departed_is_urgent_and_ignores_quiet_hours(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_driver_departed_is_urgent_and_ignores_quiet_hours(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
         order_id = add_order(app.ctx.engine, customer_id)
         shipment_id = add_shipment(app.ctx.engine, order_id, status="OutForDelivery")
         clock.at = dt.datetime(2026, 11, 23, 20, 30, tzinfo=UTC)  # 21:30 Berlin, inside quiet hours
-        publish(app.ctx, DriverDeparted(occurred_at=clock.now(), shipment_id=shipment_id, order_id=order_id,
-                                        customer_id=customer_id, eta_from=clock.now() + dt.timedelta(minutes=20),
-                                        eta_to=clock.now() + dt.timedelta(minutes=60)))
+        publish(
+            app.ctx,
+            DriverDeparted(
+                occurred_at=clock.now(),
+                shipment_id=shipment_id,
+                order_id=order_id,
+                customer_id=customer_id,
+                eta_from=clock.now() + dt.timedelta(minutes=20),
+                eta_to=clock.now() + dt.timedelta(minutes=60),
+            ),
+        )
         app.drain()
         send_due(app.ctx, clock.now())
         [message] = messages(app.ctx.engine)
@@ -140,14 +174,18 @@ def test_driver_departed_is_urgent_and_ignores_quiet_hours(tmp_path: Path, sqlit
         assert "Mon 23 Nov, 21:50–22:30" in message.body_text  # the ETA window in the customer's time zone
 
 
-def test_daily_cap_suppresses_the_message_over_the_cap(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_daily_cap_suppresses_the_message_over_the_cap(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
         app.client.app  # noqa: B018
         from doorstep.notifications.repository import NotificationRepository
 
         with app.ctx.engine.begin() as conn:
-            NotificationRepository(conn).save_preferences(customer_id=customer_id, now=clock.now(), daily_cap=2)
+            NotificationRepository(conn).save_preferences(
+                customer_id=customer_id, now=clock.now(), daily_cap=2
+            )
         order_ids = [add_order(app.ctx.engine, customer_id) for _ in range(3)]
         for order_id in order_ids:
             publish(app.ctx, _placed(order_id, customer_id, clock.now()))
@@ -159,12 +197,22 @@ def test_daily_cap_suppresses_the_message_over_the_cap(tmp_path: Path, sqlite_ur
         assert [r.suppression_reason for r in rows if r.status == "suppressed"] == ["daily_cap"]
 
 
-def test_opted_out_customer_gets_nothing_and_the_reason_is_recorded(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_opted_out_customer_gets_nothing_and_the_reason_is_recorded(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine, channels=["email"], phone=None)
         with app.ctx.engine.begin() as conn:
-            conn.execute(consents.insert().values(customer_id=customer_id, channel="email", topic="service",
-                                                  is_granted=False, source="test", updated_at=clock.now()))
+            conn.execute(
+                consents.insert().values(
+                    customer_id=customer_id,
+                    channel="email",
+                    topic="service",
+                    is_granted=False,
+                    source="test",
+                    updated_at=clock.now(),
+                )
+            )
         order_id = add_order(app.ctx.engine, customer_id)
         publish(app.ctx, _placed(order_id, customer_id, clock.now()))
         app.drain()
@@ -175,10 +223,22 @@ def test_opted_out_customer_gets_nothing_and_the_reason_is_recorded(tmp_path: Pa
         assert message.body_text is None
 
 
-def test_delivered_after_delay_rule_and_unknown_customer_is_ignored(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_delivered_after_delay_rule_and_unknown_customer_is_ignored(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
-        publish(app.ctx, ShipmentDelivered(occurred_at=clock.now(), shipment_id="s-unknown", order_id=None,
-                                           customer_id=None, delivered_at=clock.now(), is_late=False, delay_hours=0))
+        publish(
+            app.ctx,
+            ShipmentDelivered(
+                occurred_at=clock.now(),
+                shipment_id="s-unknown",
+                order_id=None,
+                customer_id=None,
+                delivered_at=clock.now(),
+                is_late=False,
+                delay_hours=0,
+            ),
+        )
         app.drain()
         with app.ctx.engine.connect() as conn:
             from doorstep.notifications.tables import notifications
@@ -186,24 +246,44 @@ def test_delivered_after_delay_rule_and_unknown_customer_is_ignored(tmp_path: Pa
             assert conn.execute(select(func.count()).select_from(notifications)).scalar_one() == 0
 
 
-def test_conversation_reply_is_delivered_and_not_held_by_quiet_hours(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_conversation_reply_is_delivered_and_not_held_by_quiet_hours(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
         clock.at = dt.datetime(2026, 11, 23, 23, 0, tzinfo=UTC)  # midnight in Berlin
         with app.ctx.engine.begin() as conn:
-            queue_reply(conn, customer_id=customer_id, channel="whatsapp", to_address="+4915112345678",
-                        text="Your return arrived on Monday.", dedupe_key="reply:conv1:1", now=clock.now())
+            queue_reply(
+                conn,
+                customer_id=customer_id,
+                channel="whatsapp",
+                to_address="+4915112345678",
+                text="Your return arrived on Monday.",
+                dedupe_key="reply:conv1:1",
+                now=clock.now(),
+            )
         send_due(app.ctx, clock.now())
         [message] = messages(app.ctx.engine)
         assert message.status == "sent"
         assert message.body_text == "Your return arrived on Monday."
 
 
-def test_consent_changed_events_are_not_journey_triggers(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_consent_changed_events_are_not_journey_triggers(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
-        publish(app.ctx, ConsentChanged(occurred_at=clock.now(), customer_id=customer_id, channel="sms",
-                                        topic="marketing", is_granted=True, source="test"))
+        publish(
+            app.ctx,
+            ConsentChanged(
+                occurred_at=clock.now(),
+                customer_id=customer_id,
+                channel="sms",
+                topic="marketing",
+                is_granted=True,
+                source="test",
+            ),
+        )
         app.drain()
         assert messages(app.ctx.engine) == []
 
@@ -212,14 +292,27 @@ def test_chat_reply_is_handed_to_the_chat_channel(tmp_path: Path, sqlite_url: st
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         customer_id = add_customer(app.ctx.engine)
         with app.ctx.engine.begin() as conn:
-            queue_reply(conn, customer_id=customer_id, channel="chat", to_address="chat-session-1",
-                        text="Hello!", dedupe_key="reply:chat:1", now=clock.now())
+            queue_reply(
+                conn,
+                customer_id=customer_id,
+                channel="chat",
+                to_address="chat-session-1",
+                text="Hello!",
+                dedupe_key="reply:chat:1",
+                now=clock.now(),
+            )
         send_due(app.ctx, clock.now())
         [message] = messages(app.ctx.engine)
-        assert (message.channel, message.status, message.provider_message_id) == ("chat", "sent", f"chat:{message.id}")
+        assert (message.channel, message.status, message.provider_message_id) == (
+            "chat",
+            "sent",
+            f"chat:{message.id}",
+        )
 
 
-def test_message_for_a_merged_profile_goes_to_the_surviving_profile(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_message_for_a_merged_profile_goes_to_the_surviving_profile(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
         survivor = add_customer(app.ctx.engine, email="maya.s@example.com")
         old = add_customer(app.ctx.engine, email="old@example.com")

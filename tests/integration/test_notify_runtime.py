@@ -20,14 +20,25 @@ def test_migrations_match_the_tables(tmp_path: Path) -> None:
     check(url)  # raises if notifications/tables.py and the migration disagree
 
 
-def test_background_sender_delivers_what_the_in_process_worker_queues(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> None:
+def test_background_sender_delivers_what_the_in_process_worker_queues(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
     settings = make_settings(tmp_path, sqlite_url, in_process_worker=True)
     with running_app(settings, clock) as app:
         assert app.ctx.services["notification_sender"].thread.is_alive()
         customer_id = add_customer(app.ctx.engine)
         order_id = add_order(app.ctx.engine, customer_id)
-        publish(app.ctx, OrderPlaced(occurred_at=clock.now(), order_id=order_id, customer_id=customer_id,
-                                     external_id="#5", total="5.00", currency="EUR"))
+        publish(
+            app.ctx,
+            OrderPlaced(
+                occurred_at=clock.now(),
+                order_id=order_id,
+                customer_id=customer_id,
+                external_id="#5",
+                total="5.00",
+                currency="EUR",
+            ),
+        )
         app.drain()  # the worker queues; the background sender (started with the app) sends
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

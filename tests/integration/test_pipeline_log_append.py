@@ -23,8 +23,11 @@ def test_append_stores_new_rows_once_and_counts_them(database_url: str) -> None:
     engine = create_db_engine(database_url)
     try:
         with engine.begin() as conn:
-            first = append(conn, [_entry("m1", total=Decimal("12.50"), note='é "q"'), _entry("m1"), _entry("m2")],
-                           received_at=AT)
+            first = append(
+                conn,
+                [_entry("m1", total=Decimal("12.50"), note='é "q"'), _entry("m1"), _entry("m2")],
+                received_at=AT,
+            )
         with engine.begin() as conn:
             again = append(conn, [_entry("m2"), _entry("m3")], received_at=AT)
         with engine.connect() as conn:
@@ -36,7 +39,12 @@ def test_append_stores_new_rows_once_and_counts_them(database_url: str) -> None:
     assert [r.message_id for r in rows] == ["m1", "m2", "m3"]
     m1 = rows[0]
     assert m1.payload == {"total": "12.50", "note": 'é "q"'}  # the first copy wins
-    assert (m1.source, m1.type, m1.name, m1.partition_key) == ("segment", "track", "Order Completed", "user:u1")
+    assert (m1.source, m1.type, m1.name, m1.partition_key) == (
+        "segment",
+        "track",
+        "Order Completed",
+        "user:u1",
+    )
     assert m1.occurred_at == m1.received_at == datetime(2026, 11, 23, 8, 0, 0, 120, tzinfo=UTC)
     assert m1.occurred_at.tzinfo is UTC
 

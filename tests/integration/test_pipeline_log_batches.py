@@ -33,12 +33,17 @@ def _worker(tmp_path: Any, url: str, bus: Bus) -> Worker:
     return Worker(engine, bus=bus, clock=FixedClock(AT), settings=make_settings(tmp_path, url))
 
 
-def test_a_run_of_one_source_is_projected_in_one_batch_call_in_log_order(tmp_path: Any, sqlite_url: str) -> None:
+def test_a_run_of_one_source_is_projected_in_one_batch_call_in_log_order(
+    tmp_path: Any, sqlite_url: str
+) -> None:
     calls: list[list[int]] = []
     singles: list[int] = []
     bus = Bus()
-    bus.on_log("probe", lambda row, ctx: singles.append(row.payload["n"]),
-               batch=lambda rows, ctx: calls.append([r.payload["n"] for r in rows]))
+    bus.on_log(
+        "probe",
+        lambda row, ctx: singles.append(row.payload["n"]),
+        batch=lambda rows, ctx: calls.append([r.payload["n"] for r in rows]),
+    )
     bus.on_log("other", lambda row, ctx: singles.append(-row.payload["n"]))
     worker = _worker(tmp_path, sqlite_url, bus)
     _log(worker.engine, "probe", {"n": 1}, {"n": 2}, {"n": 3})
@@ -51,7 +56,9 @@ def test_a_run_of_one_source_is_projected_in_one_batch_call_in_log_order(tmp_pat
     assert singles == [-4, 5]  # a run of one needs no batch call
 
 
-def test_a_failing_batch_falls_back_to_rows_and_defers_only_the_bad_one(tmp_path: Any, sqlite_url: str) -> None:
+def test_a_failing_batch_falls_back_to_rows_and_defers_only_the_bad_one(
+    tmp_path: Any, sqlite_url: str
+) -> None:
     applied: list[int] = []
 
     def one(row: Any, ctx: HandlerContext) -> None:
@@ -72,5 +79,7 @@ def test_a_failing_batch_falls_back_to_rows_and_defers_only_the_bad_one(tmp_path
 
     assert applied == [1, 1, 3]  # 1 once in the rolled-back batch attempt, then each good row once
     with worker.engine.connect() as conn:
-        deferred = conn.execute(select(outbox.c.handler, outbox.c.key).where(outbox.c.status == "pending")).all()
+        deferred = conn.execute(
+            select(outbox.c.handler, outbox.c.key).where(outbox.c.status == "pending")
+        ).all()
     assert deferred == [(RETRY_LOG_HANDLER, "k2")]

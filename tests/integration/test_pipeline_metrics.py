@@ -36,9 +36,13 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_show_ingest_counts_log_lag_and_outbox_state(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
-    settings = make_settings(tmp_path, database_url, max_attempts=1,
-                             extra_handler_modules=["tests.support_pipeline"],
-                             extra={"probe_broken_keys": "probe:bad"})
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        max_attempts=1,
+        extra_handler_modules=["tests.support_pipeline"],
+        extra={"probe_broken_keys": "probe:bad"},
+    )
     with running_app(settings, clock) as app:
         create_probe_tables(app.ctx.engine)
         wk = write_key(app.ctx.engine, now=clock.now())
@@ -47,10 +51,15 @@ def test_metrics_show_ingest_counts_log_lag_and_outbox_state(
         batch = {"batch": [segment_event(), segment_event(), {"type": "track", "event": "x"}]}  # 1 has no id
         assert app.client.post("/v1/batch", json=batch, headers=basic).status_code == 200
         assert app.client.post("/v1/batch", json=batch, headers=basic).status_code == 200
-        publish_probes(app.ctx.engine, app.ctx.bus, clock, [
-            ProbeHappened(occurred_at=clock.now(), probe_key="bad", seq=1),
-            ProbeHappened(occurred_at=clock.now(), probe_key="good", seq=1),
-        ])
+        publish_probes(
+            app.ctx.engine,
+            app.ctx.bus,
+            clock,
+            [
+                ProbeHappened(occurred_at=clock.now(), probe_key="bad", seq=1),
+                ProbeHappened(occurred_at=clock.now(), probe_key="good", seq=1),
+            ],
+        )
         scrape = {"Authorization": f"Bearer {admin}"}
 
         before = app.client.get("/metrics", headers=scrape)

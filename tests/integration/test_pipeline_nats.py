@@ -91,8 +91,14 @@ def nats_ctx(tmp_path: Path, database_url: str, stream: str) -> Iterator[Callabl
 
     def make(**overrides: Any) -> AppContext:
         settings = make_settings(
-            tmp_path, database_url, broker_url=NATS_URL, nats_stream=stream, partitions=4,
-            extra_handler_modules=["tests.support_pipeline"], worker_poll_interval_s=0.02, **overrides,
+            tmp_path,
+            database_url,
+            broker_url=NATS_URL,
+            nats_stream=stream,
+            partitions=4,
+            extra_handler_modules=["tests.support_pipeline"],
+            worker_poll_interval_s=0.02,
+            **overrides,
         )
         ctx = build_context(settings)
         made.append(ctx)
@@ -153,9 +159,17 @@ def test_a_redelivered_or_republished_event_has_no_second_effect(
         async def republish() -> tuple[bool, bool]:
             nc = await nats.connect(NATS_URL)
             js = nc.jetstream()
-            body = orjson.dumps({"outbox_id": row.id, "event_id": row.event_id, "event_type": row.event_type,
-                                 "handler": row.handler, "key": row.key,
-                                 "occurred_at": row.occurred_at.isoformat(), "payload": row.payload})
+            body = orjson.dumps(
+                {
+                    "outbox_id": row.id,
+                    "event_id": row.event_id,
+                    "event_type": row.event_type,
+                    "handler": row.handler,
+                    "key": row.key,
+                    "occurred_at": row.occurred_at.isoformat(),
+                    "payload": row.payload,
+                }
+            )
             subject = f"{subject_prefix(stream)}.{row.partition}"
             same = await js.publish(subject, body, headers={"Nats-Msg-Id": message_id(row)})
             fresh = await js.publish(subject, body, headers={"Nats-Msg-Id": f"{message_id(row)}-again"})
@@ -174,7 +188,9 @@ def test_a_redelivered_or_republished_event_has_no_second_effect(
 def test_a_handler_that_keeps_failing_ends_in_a_dead_letter(
     nats_ctx: Callable[..., AppContext], stream: str
 ) -> None:
-    ctx = nats_ctx(max_attempts=3, retry_base_s=0.05, retry_max_s=0.2, extra={"probe_broken_keys": "probe:k0"})
+    ctx = nats_ctx(
+        max_attempts=3, retry_base_s=0.05, retry_max_s=0.2, extra={"probe_broken_keys": "probe:k0"}
+    )
     clock = SystemClock()
     with Running(ctx) as running:
         publish_probes(ctx.engine, ctx.bus, clock, probes(clock, keys=2, per_key=2))  # type: ignore[arg-type]
@@ -203,13 +219,27 @@ def test_doorstep_worker_runs_the_nats_mode_and_stops_cleanly(
     root = Path(__file__).resolve().parents[2]
     engine = create_db_engine(database_url)
     create_probe_tables(engine)
-    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}", "DOORSTEP_DATABASE_URL": database_url,
-           "DOORSTEP_ENV": "test", "DOORSTEP_VAR_DIR": str(tmp_path / "var"), "DOORSTEP_BROKER_URL": NATS_URL,
-           "DOORSTEP_NATS_STREAM": stream, "DOORSTEP_PARTITIONS": "4", "DOORSTEP_LOG_JSON": "true",
-           "DOORSTEP_EXTRA_HANDLER_MODULES": "tests.support_pipeline", "DOORSTEP_EXTRA": json.dumps({})}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}",
+        "DOORSTEP_DATABASE_URL": database_url,
+        "DOORSTEP_ENV": "test",
+        "DOORSTEP_VAR_DIR": str(tmp_path / "var"),
+        "DOORSTEP_BROKER_URL": NATS_URL,
+        "DOORSTEP_NATS_STREAM": stream,
+        "DOORSTEP_PARTITIONS": "4",
+        "DOORSTEP_LOG_JSON": "true",
+        "DOORSTEP_EXTRA_HANDLER_MODULES": "tests.support_pipeline",
+        "DOORSTEP_EXTRA": json.dumps({}),
+    }
     with open(tmp_path / "worker.log", "wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "doorstep", "worker"], env=env, cwd=tmp_path,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "doorstep", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         clock = SystemClock()
         publish_probes(engine, probe_bus(4), clock, probes(clock, keys=3, per_key=10))  # type: ignore[arg-type]
@@ -226,8 +256,11 @@ def test_doorstep_worker_runs_the_nats_mode_and_stops_cleanly(
         rows = effects(engine)
         assert len(rows) == 30 and len({r.event_id for r in rows}) == 30
         assert_per_key_order(rows)
-        logged = [orjson.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
-                  if line.startswith("{")]
+        logged = [
+            orjson.loads(line)
+            for line in (tmp_path / "worker.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
         assert any("consuming" in entry["msg"] and entry["logger"] == "doorstep.nats" for entry in logged)
     finally:
         engine.dispose()

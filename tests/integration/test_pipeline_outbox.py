@@ -84,7 +84,9 @@ def test_outbox_rows_land_in_the_same_transaction_as_the_state(engine: Engine, c
         raise RuntimeError("boom")
 
     rows = _outbox(engine)
-    assert [(r.key, r.handler, r.status, r.attempts) for r in rows] == [("probe:a", PROBE_HANDLER, "pending", 0)]
+    assert [(r.key, r.handler, r.status, r.attempts) for r in rows] == [
+        ("probe:a", PROBE_HANDLER, "pending", 0)
+    ]
     assert rows[0].partition == bus.partition_of("probe:a")
     with engine.connect() as conn:
         assert [r.key for r in conn.execute(select(probe_counts))] == ["committed"]
@@ -105,12 +107,17 @@ def test_a_failing_head_holds_back_its_key_while_other_keys_proceed(
 ) -> None:
     settings = make_settings(tmp_path, database_url, retry_base_s=10.0, retry_max_s=600.0)
     worker = _worker(engine, settings, clock)
-    publish_probes(engine, worker.bus, clock, [
-        ProbeHappened(occurred_at=clock.now(), probe_key="slow", seq=1, fail_times=2),
-        ProbeHappened(occurred_at=clock.now(), probe_key="fast", seq=1),
-        ProbeHappened(occurred_at=clock.now(), probe_key="slow", seq=2),
-        ProbeHappened(occurred_at=clock.now(), probe_key="fast", seq=2),
-    ])
+    publish_probes(
+        engine,
+        worker.bus,
+        clock,
+        [
+            ProbeHappened(occurred_at=clock.now(), probe_key="slow", seq=1, fail_times=2),
+            ProbeHappened(occurred_at=clock.now(), probe_key="fast", seq=1),
+            ProbeHappened(occurred_at=clock.now(), probe_key="slow", seq=2),
+            ProbeHappened(occurred_at=clock.now(), probe_key="fast", seq=2),
+        ],
+    )
 
     assert worker.deliver_outbox_batch() == 3  # slow#1 fails; slow#2 waits behind it; fast#1, fast#2 done
     assert _seqs(engine) == [("probe:fast", 1), ("probe:fast", 2)]
@@ -133,13 +140,24 @@ def test_a_failing_head_holds_back_its_key_while_other_keys_proceed(
 def test_retries_back_off_then_the_row_is_dead_lettered_with_its_error(
     tmp_path: Path, database_url: str, engine: Engine, clock: FixedClock
 ) -> None:
-    settings = make_settings(tmp_path, database_url, retry_base_s=1.0, retry_max_s=3.0, max_attempts=4,
-                             extra={"probe_broken_keys": "probe:bad"})
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        retry_base_s=1.0,
+        retry_max_s=3.0,
+        max_attempts=4,
+        extra={"probe_broken_keys": "probe:bad"},
+    )
     worker = _worker(engine, settings, clock)
-    publish_probes(engine, worker.bus, clock, [
-        ProbeHappened(occurred_at=clock.now(), probe_key="bad", seq=1),
-        ProbeHappened(occurred_at=clock.now(), probe_key="bad", seq=2),
-    ])
+    publish_probes(
+        engine,
+        worker.bus,
+        clock,
+        [
+            ProbeHappened(occurred_at=clock.now(), probe_key="bad", seq=1),
+            ProbeHappened(occurred_at=clock.now(), probe_key="bad", seq=2),
+        ],
+    )
     delays = []
     for _ in range(3):
         start = clock.now()
@@ -205,10 +223,15 @@ def test_dead_letters_are_listed_and_retried_from_the_cli(
 ) -> None:
     broken = make_settings(tmp_path, database_url, max_attempts=2, extra={"probe_broken_keys": "probe:a"})
     worker = _worker(engine, broken, clock)
-    publish_probes(engine, worker.bus, clock, [
-        ProbeHappened(occurred_at=clock.now(), probe_key="a", seq=1),
-        ProbeHappened(occurred_at=clock.now(), probe_key="b", seq=1),
-    ])
+    publish_probes(
+        engine,
+        worker.bus,
+        clock,
+        [
+            ProbeHappened(occurred_at=clock.now(), probe_key="a", seq=1),
+            ProbeHappened(occurred_at=clock.now(), probe_key="b", seq=1),
+        ],
+    )
     worker.drain()
     dead_id = next(r.id for r in _outbox(engine) if r.status == "dead")
 
@@ -230,12 +253,18 @@ def test_dead_letters_are_listed_and_retried_from_the_cli(
     assert "outbox_dead      0" in _cli("events", "stats").output
 
 
-def _append_probe_log(engine: Engine, clock: FixedClock, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+def _append_probe_log(
+    engine: Engine, clock: FixedClock, items: list[tuple[str, str, dict[str, Any]]]
+) -> None:
     with engine.begin() as conn:
-        append(conn, [
-            LogEntry(PROBE_SOURCE, message_id, "probe", None, key, clock.now(), payload)
-            for message_id, key, payload in items
-        ], received_at=clock.now())
+        append(
+            conn,
+            [
+                LogEntry(PROBE_SOURCE, message_id, "probe", None, key, clock.now(), payload)
+                for message_id, key, payload in items
+            ],
+            received_at=clock.now(),
+        )
 
 
 def _counts(engine: Engine) -> dict[str, tuple[int, int]]:
@@ -266,11 +295,15 @@ def test_a_failing_log_event_is_retried_through_the_outbox_and_its_key_waits(
     tmp_path: Path, database_url: str, engine: Engine, clock: FixedClock
 ) -> None:
     worker = _worker(engine, make_settings(tmp_path, database_url, max_attempts=3), clock)
-    _append_probe_log(engine, clock, [
-        ("m1", "user:a", {"seq": 1, "fail": True}),
-        ("m2", "user:b", {"seq": 1}),
-        ("m3", "user:a", {"seq": 2}),
-    ])
+    _append_probe_log(
+        engine,
+        clock,
+        [
+            ("m1", "user:a", {"seq": 1, "fail": True}),
+            ("m2", "user:b", {"seq": 1}),
+            ("m3", "user:a", {"seq": 2}),
+        ],
+    )
 
     assert worker.project_log_batch() == 3
     assert _counts(engine) == {"user:b": (1, 1)}  # user:a#2 waits behind the failed user:a#1
@@ -293,7 +326,9 @@ def test_a_log_event_that_fails_once_is_projected_by_its_retry(
     tmp_path: Path, database_url: str, engine: Engine, clock: FixedClock
 ) -> None:
     worker = _worker(engine, make_settings(tmp_path, database_url), clock)
-    _append_probe_log(engine, clock, [("m1", "user:a", {"seq": 1, "fail": True}), ("m2", "user:a", {"seq": 2})])
+    _append_probe_log(
+        engine, clock, [("m1", "user:a", {"seq": 1, "fail": True}), ("m2", "user:a", {"seq": 2})]
+    )
     worker.project_log_batch()
     with engine.begin() as conn:  # the cause is fixed (here: the payload), the retry succeeds
         conn.execute(event_log.update().where(event_log.c.message_id == "m1").values(payload={"seq": 1}))
@@ -317,10 +352,16 @@ def test_projector_never_skips_a_log_row_whose_id_commits_late(
         early_tx = early.begin()
         early.exec_driver_sql("SELECT pg_current_xact_id()")  # older transaction id, its row comes later
         late_tx = late.begin()
-        append(late, [LogEntry(PROBE_SOURCE, "m-late", "probe", None, "user:x", clock.now(), {"seq": 1})],
-               received_at=clock.now())  # takes the smaller log id ...
-        append(early, [LogEntry(PROBE_SOURCE, "m-early", "probe", None, "user:y", clock.now(), {"seq": 1})],
-               received_at=clock.now())
+        append(
+            late,
+            [LogEntry(PROBE_SOURCE, "m-late", "probe", None, "user:x", clock.now(), {"seq": 1})],
+            received_at=clock.now(),
+        )  # takes the smaller log id ...
+        append(
+            early,
+            [LogEntry(PROBE_SOURCE, "m-early", "probe", None, "user:y", clock.now(), {"seq": 1})],
+            received_at=clock.now(),
+        )
         early_tx.commit()  # ... and the bigger id commits first
         assert worker.project_log_batch() == 1  # m-early (its transaction is done)
 
@@ -360,8 +401,11 @@ def test_stats_count_the_log_and_the_outbox(
 ) -> None:
     from doorstep.bus.admin import stats
 
-    worker = _worker(engine, make_settings(tmp_path, database_url, max_attempts=1,
-                                           extra={"probe_broken_keys": "probe:k0"}), clock)
+    worker = _worker(
+        engine,
+        make_settings(tmp_path, database_url, max_attempts=1, extra={"probe_broken_keys": "probe:k0"}),
+        clock,
+    )
     publish_probes(engine, worker.bus, clock, probes(clock, keys=2, per_key=2))
     _append_probe_log(engine, clock, [("m1", "user:a", {"seq": 1}), ("m2", "user:a", {"seq": 2})])
     with engine.connect() as conn:
@@ -370,10 +414,22 @@ def test_stats_count_the_log_and_the_outbox(
     with engine.connect() as conn:
         after = stats(conn)
 
-    assert before == {"log_events": 2, "log_lag": 2, "outbox_pending": 4, "outbox_relayed": 0,
-                      "outbox_done": 0, "outbox_dead": 0}
-    assert after == {"log_events": 2, "log_lag": 0, "outbox_pending": 0, "outbox_relayed": 0,
-                     "outbox_done": 2, "outbox_dead": 2}
+    assert before == {
+        "log_events": 2,
+        "log_lag": 2,
+        "outbox_pending": 4,
+        "outbox_relayed": 0,
+        "outbox_done": 0,
+        "outbox_dead": 0,
+    }
+    assert after == {
+        "log_events": 2,
+        "log_lag": 0,
+        "outbox_pending": 0,
+        "outbox_relayed": 0,
+        "outbox_done": 2,
+        "outbox_dead": 2,
+    }
     assert _count(engine, probe_effects) == 2
 
 

@@ -68,8 +68,13 @@ def _start_worker(database_url: str, tmp_path: Path, **extra: str) -> subprocess
         "DOORSTEP_BROKER_URL": "",
     }
     with open(tmp_path / f"worker-{time.monotonic_ns()}.log", "wb") as log:  # the child keeps its own fd
-        return subprocess.Popen([sys.executable, "-m", "doorstep", "worker"], env=env, cwd=tmp_path,
-                                stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "doorstep", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
@@ -83,9 +88,11 @@ def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> 
 
 def _pending(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(
-            select(func.count()).select_from(outbox).where(outbox.c.status != "done")
-        ).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.status != "done")
+            ).scalar_one()
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -114,8 +121,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_effect(
     first = _start_worker(database_url, tmp_path, probe_sleep_s="0.01", probe_started_file=str(started))
     try:
         # kill once a batch has committed and the next one is well under way (started, not committed)
-        _wait_for(lambda: effect_count(engine) >= 50 and len(_lines(started)) >= effect_count(engine) + 10,
-                  timeout_s=60, what="a batch in flight")
+        _wait_for(
+            lambda: effect_count(engine) >= 50 and len(_lines(started)) >= effect_count(engine) + 10,
+            timeout_s=60,
+            what="a batch in flight",
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:

@@ -37,18 +37,22 @@ def _scans(url: str) -> int:
 
 def test_import_csv_is_all_or_nothing(tmp_path: Path, env: dict[str, str]) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text("carrier,tracking_number,occurred_at,status\n"
-                   "dhl,A1,2026-11-20T08:00:00Z,InTransit\n"
-                   "dhl,A1,not-a-time,Delivered\n")
+    bad.write_text(
+        "carrier,tracking_number,occurred_at,status\n"
+        "dhl,A1,2026-11-20T08:00:00Z,InTransit\n"
+        "dhl,A1,not-a-time,Delivered\n"
+    )
     result = CliRunner().invoke(cli, ["shipments", "import-csv", str(bad)])
     assert result.exit_code == 2
     assert "row 3" in result.output and "occurred_at" in result.output
     assert _scans(env["url"]) == 0
 
     good = tmp_path / "good.csv"
-    good.write_text("carrier,tracking_number,occurred_at,status,code\n"
-                    "dhl,A1,2026-11-20T08:00:00Z,,PU\n"
-                    "dhl,A1,2026-11-21T08:00:00Z,Delivered,\n")
+    good.write_text(
+        "carrier,tracking_number,occurred_at,status,code\n"
+        "dhl,A1,2026-11-20T08:00:00Z,,PU\n"
+        "dhl,A1,2026-11-21T08:00:00Z,Delivered,\n"
+    )
     result = CliRunner().invoke(cli, ["shipments", "import-csv", str(good)])
     assert result.exit_code == 0, result.output
     assert _scans(env["url"]) == 2
@@ -61,10 +65,21 @@ def test_train_eta_from_aftership_files(tmp_path: Path, env: dict[str, str]) -> 
     data = tmp_path / "webhooks"
     data.mkdir()
     for s in generate(120, seed=4):
-        msg = {"slug": s.carrier, "tracking_number": s.tracking_number, "shipment_type": s.service,
-               "order_promised_delivery_date": s.promised_to.isoformat(),  # type: ignore[union-attr]
-               "checkpoints": [{"checkpoint_time": e.occurred_at.isoformat(), "tag": e.status.value,
-                                "subtag": e.subtag, "message": e.message} for e in s.timeline]}
+        msg = {
+            "slug": s.carrier,
+            "tracking_number": s.tracking_number,
+            "shipment_type": s.service,
+            "order_promised_delivery_date": s.promised_to.isoformat(),  # type: ignore[union-attr]
+            "checkpoints": [
+                {
+                    "checkpoint_time": e.occurred_at.isoformat(),
+                    "tag": e.status.value,
+                    "subtag": e.subtag,
+                    "message": e.message,
+                }
+                for e in s.timeline
+            ],
+        }
         (data / f"{s.tracking_number}.json").write_text(json.dumps({"event": "tracking_update", "msg": msg}))
     result = CliRunner().invoke(cli, ["models", "train", "eta", "--data", str(data)])
     assert result.exit_code == 0, result.output
@@ -98,6 +113,6 @@ def test_import_aftership_recorded_bodies(tmp_path: Path, env: dict[str, str]) -
     assert "2 webhook bodies read, 2 new" in result.output
     assert _scans(env["url"]) == 1  # the same checkpoint twice is one scan
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(lines[0] + "\n{\"event\": \"tracking_update\", \"event_id\": \"z\", \"ts\": 1, \"msg\": {}}\n")
+    bad.write_text(lines[0] + '\n{"event": "tracking_update", "event_id": "z", "ts": 1, "msg": {}}\n')
     result = CliRunner().invoke(cli, ["shipments", "import-aftership", str(bad)])
     assert result.exit_code == 2 and "line 2" in result.output and "msg.slug" in result.output

@@ -33,9 +33,16 @@ def test_stalled_then_lost_from_the_periodic_check(tmp_path: Path, sqlite_url: s
         for name in ("ShipmentStalled", "ShipmentProbablyLost", "ShipmentPredictedLate"):
             app.ctx.bus.subscribe(EVENT_TYPES[name], f"test.{name}", lambda env, ctx: seen.append(env))
         add_order(app.ctx.engine, external_id="7001", now=NOW, promised_to=NOW + timedelta(days=5))
-        body = aftership_body(aftership_tracking("ST1", [checkpoint(NOW - timedelta(hours=1), "InTransit")],
-                                                 order_number="7001"), ts=NOW)
-        assert app.client.post("/webhooks/aftership", content=body, headers=aftership_headers(body)).status_code == 200
+        body = aftership_body(
+            aftership_tracking(
+                "ST1", [checkpoint(NOW - timedelta(hours=1), "InTransit")], order_number="7001"
+            ),
+            ts=NOW,
+        )
+        assert (
+            app.client.post("/webhooks/aftership", content=body, headers=aftership_headers(body)).status_code
+            == 200
+        )
         app.drain()
         assert seen == []  # two days of transit fit a five-day promise
 
@@ -69,8 +76,12 @@ def test_probably_lost_two_days_past_the_estimate(tmp_path: Path, sqlite_url: st
     clock = FixedClock(NOW)
     with running_app(make_settings(tmp_path, sqlite_url, **tracking_settings()), clock) as app:
         seen: list[Envelope] = []
-        app.ctx.bus.subscribe(EVENT_TYPES["ShipmentProbablyLost"], "test.lost", lambda env, ctx: seen.append(env))
-        body = aftership_body(aftership_tracking("ST2", [checkpoint(NOW, "InTransit")], order_number="7002"), ts=NOW)
+        app.ctx.bus.subscribe(
+            EVENT_TYPES["ShipmentProbablyLost"], "test.lost", lambda env, ctx: seen.append(env)
+        )
+        body = aftership_body(
+            aftership_tracking("ST2", [checkpoint(NOW, "InTransit")], order_number="7002"), ts=NOW
+        )
         app.client.post("/webhooks/aftership", content=body, headers=aftership_headers(body))
         app.drain()
         with app.ctx.engine.connect() as conn:

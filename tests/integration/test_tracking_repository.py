@@ -16,8 +16,15 @@ T0 = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
 
 
 def _scan(h: float, status: Status, tn: str = "TN1") -> TrackingEvent:
-    return TrackingEvent(carrier="dhl", tracking_number=tn, occurred_at=T0 + timedelta(hours=h), status=status,
-                         message=f"{status} at {h}", city="Leeds", source="aftership")
+    return TrackingEvent(
+        carrier="dhl",
+        tracking_number=tn,
+        occurred_at=T0 + timedelta(hours=h),
+        status=status,
+        message=f"{status} at {h}",
+        city="Leeds",
+        source="aftership",
+    )
 
 
 def test_migrated_schema_matches_tables(database_url: str) -> None:
@@ -28,11 +35,18 @@ def test_add_save_get_and_timeline_round_trip(database_url: str) -> None:
     engine = create_db_engine(database_url)
     with engine.begin() as conn:
         repo = ShipmentRepository(conn)
-        s = Shipment.create(id="s1", carrier="dhl", tracking_number="TN1", now=T0, order_ref="1001",
-                            promised_to=T0 + timedelta(days=3))
+        s = Shipment.create(
+            id="s1",
+            carrier="dhl",
+            tracking_number="TN1",
+            now=T0,
+            order_ref="1001",
+            promised_to=T0 + timedelta(days=3),
+        )
         repo.add(s)
-        new = repo.add_scans([(_scan(5, Status.IN_TRANSIT), "s1"), (_scan(1, Status.INFO_RECEIVED), "s1")],
-                             received_at=T0)
+        new = repo.add_scans(
+            [(_scan(5, Status.IN_TRANSIT), "s1"), (_scan(1, Status.INFO_RECEIVED), "s1")], received_at=T0
+        )
         assert len(new) == 2
         again = repo.add_scans([(_scan(5, Status.IN_TRANSIT), "s1")], received_at=T0)
         assert again == set()  # a duplicate is skipped

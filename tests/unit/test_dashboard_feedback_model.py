@@ -24,13 +24,16 @@ def test_classifier_is_measured_on_a_held_out_set_it_never_trained_on() -> None:
     assert result["combined_accuracy"] >= 0.7
 
 
-@pytest.mark.parametrize(("comment", "topic"), [
-    ("late but handled well", "delivery"),
-    ("still waiting for my refund", "returns"),
-    ("the shoes are a size small", "product"),
-    ("the agent was rude", "service"),
-    ("far too expensive", "price"),
-])
+@pytest.mark.parametrize(
+    ("comment", "topic"),
+    [
+        ("late but handled well", "delivery"),
+        ("still waiting for my refund", "returns"),
+        ("the shoes are a size small", "product"),
+        ("the agent was rude", "service"),
+        ("far too expensive", "price"),
+    ],
+)
 def test_clear_comments_get_their_topic(comment: str, topic: str) -> None:
     assert classify(comment) == topic
 
@@ -51,16 +54,20 @@ def test_survey_answer_bounds() -> None:
 
 
 def test_review_rows_are_reported_by_line() -> None:
-    text = ("order_id,rating,comment,submitted_at,external_id\n"
-            "#1,5,great,2026-11-20T10:00:00Z,r1\n"
-            "#2,7,nope,2026-11-20T10:00:00Z,r2\n"
-            ",3,,yesterday,r3\n"
-            "#4,2,\"late, and rude\",2026-11-21T10:00:00+01:00,r4\n"
-            "#5,1,future,2027-01-01T00:00:00Z,r5\n"
-            "#6,4,dup,2026-11-20T10:00:00Z,r1\n")
+    text = (
+        "order_id,rating,comment,submitted_at,external_id\n"
+        "#1,5,great,2026-11-20T10:00:00Z,r1\n"
+        "#2,7,nope,2026-11-20T10:00:00Z,r2\n"
+        ",3,,yesterday,r3\n"
+        '#4,2,"late, and rude",2026-11-21T10:00:00+01:00,r4\n'
+        "#5,1,future,2027-01-01T00:00:00Z,r5\n"
+        "#6,4,dup,2026-11-20T10:00:00Z,r1\n"
+    )
     good, bad = parse_reviews(text, now=NOW)
     assert [(r.line, r.order_external_id, r.rating) for r in good] == [(2, "#1", 5), (5, "#4", 2)]
-    assert good[1].comment == "late, and rude" and good[1].submitted_at == datetime(2026, 11, 21, 9, tzinfo=UTC)
+    assert good[1].comment == "late, and rude" and good[1].submitted_at == datetime(
+        2026, 11, 21, 9, tzinfo=UTC
+    )
     assert [e.line for e in bad] == [3, 4, 6, 7]
     assert "rating 7 is outside 1 to 5" in bad[0].message
     assert "order_id is empty" in bad[1].message and "not an ISO 8601" in bad[1].message

@@ -11,8 +11,22 @@ from doorstep.cli import app
 def test_simulate_writes_every_file_and_a_manifest(tmp_path: Path) -> None:
     out = tmp_path / "world"
 
-    result = CliRunner().invoke(app, ["simulate", "--profile", "boutique", "--orders", "120", "--seed", "3",
-                                      "--out", str(out), "--processes", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--profile",
+            "boutique",
+            "--orders",
+            "120",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--processes",
+            "1",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -34,8 +48,9 @@ def test_simulate_needs_a_destination(tmp_path: Path) -> None:
 def test_end_before_start_on_the_command_line_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "world"
 
-    result = CliRunner().invoke(app, ["simulate", "--orders", "10", "--start", "2026-05-01", "--end", "2026-04-01",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["simulate", "--orders", "10", "--start", "2026-05-01", "--end", "2026-04-01", "--out", str(out)]
+    )
 
     assert result.exit_code == 2
     assert "must be after --start" in " ".join(result.output.split())

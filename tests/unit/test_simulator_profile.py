@@ -13,7 +13,9 @@ from doorstep.simulator.profile import SHIPPED_PROFILES, load_profile, parse_pro
 
 
 def _boutique() -> dict[str, Any]:
-    return yaml.safe_load((Path(__file__).parents[2] / "src/doorstep/simulator/profiles/boutique.yaml").read_text())
+    return yaml.safe_load(
+        (Path(__file__).parents[2] / "src/doorstep/simulator/profiles/boutique.yaml").read_text()
+    )
 
 
 @pytest.mark.parametrize("name", SHIPPED_PROFILES)
@@ -114,7 +116,9 @@ def test_cli_with_an_invalid_profile_writes_nothing(tmp_path: Path) -> None:
     profile.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
 
-    result = CliRunner().invoke(app, ["simulate", "--profile", str(profile), "--orders", "10", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["simulate", "--profile", str(profile), "--orders", "10", "--out", str(out)]
+    )
 
     output = " ".join(result.output.split())  # rich wraps long lines
     assert result.exit_code == 2
@@ -131,8 +135,19 @@ def test_cli_live_with_an_invalid_profile_sends_nothing(tmp_path: Path) -> None:
     profile.write_text(yaml.safe_dump(data))
 
     # the URL points nowhere: if anything were sent the command would fail differently (connection refused)
-    result = CliRunner().invoke(app, ["simulate", "--profile", str(profile), "--live", "--url", "http://127.0.0.1:9",
-                                      "--write-key", "wk_x"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--profile",
+            str(profile),
+            "--live",
+            "--url",
+            "http://127.0.0.1:9",
+            "--write-key",
+            "wk_x",
+        ],
+    )
 
     output = " ".join(result.output.split())
     assert result.exit_code == 2

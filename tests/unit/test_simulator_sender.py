@@ -15,9 +15,16 @@ SECRET = "s3cret"
 
 
 def _sender(handler, **kw) -> Sender:  # type: ignore[no-untyped-def]
-    targets = Targets(base_url="http://doorstep.test", write_key="wk_1", aftership_secret=SECRET,
-                      twilio_auth_token=SECRET, **kw)
-    return Sender(targets, client=httpx.Client(transport=httpx.MockTransport(handler)), now=lambda: 1_800_000_000.0)
+    targets = Targets(
+        base_url="http://doorstep.test",
+        write_key="wk_1",
+        aftership_secret=SECRET,
+        twilio_auth_token=SECRET,
+        **kw,
+    )
+    return Sender(
+        targets, client=httpx.Client(transport=httpx.MockTransport(handler)), now=lambda: 1_800_000_000.0
+    )
 
 
 def test_aftership_webhook_is_signed_over_the_exact_body_and_stamped_now() -> None:
@@ -44,18 +51,30 @@ def test_twilio_form_carries_a_valid_signature_for_the_public_url() -> None:
         seen.append(request)
         return httpx.Response(200, text="<Response/>")
 
-    form = {"MessageSid": "SM1", "From": "whatsapp:+4915112345678", "To": "whatsapp:+4934112345678",
-            "Body": "wo ist mein paket?", "NumMedia": "0"}
+    form = {
+        "MessageSid": "SM1",
+        "From": "whatsapp:+4915112345678",
+        "To": "whatsapp:+4934112345678",
+        "Body": "wo ist mein paket?",
+        "NumMedia": "0",
+    }
     _sender(handler).twilio(form)
 
     params = parse_qsl(seen[0].content.decode())
     assert dict(params) == form
-    assert seen[0].headers["x-twilio-signature"] == twilio_signature(SECRET, "http://doorstep.test/webhooks/twilio", params)
+    assert seen[0].headers["x-twilio-signature"] == twilio_signature(
+        SECRET, "http://doorstep.test/webhooks/twilio", params
+    )
 
 
 def test_busy_server_is_retried_until_it_accepts() -> None:
-    answers = iter([httpx.Response(503), httpx.Response(429, headers={"retry-after": "0"}),
-                    httpx.Response(200, json={"success": True, "accepted": 2, "duplicates": 0})])
+    answers = iter(
+        [
+            httpx.Response(503),
+            httpx.Response(429, headers={"retry-after": "0"}),
+            httpx.Response(200, json={"success": True, "accepted": 2, "duplicates": 0}),
+        ]
+    )
 
     sender = _sender(lambda request: next(answers))
     sender.segment([{"type": "track"}, {"type": "track"}])
@@ -74,8 +93,16 @@ def test_missing_endpoint_is_noted_once_and_skipped() -> None:
 
     sender = _sender(handler, api_key="sk_1")
     for _ in range(3):
-        sender.feedback({"kind": "review", "order_id": "o1", "rating": 5, "comment": "", "submitted_at": "x",
-                         "feedback_id": "rev-1"})
+        sender.feedback(
+            {
+                "kind": "review",
+                "order_id": "o1",
+                "rating": 5,
+                "comment": "",
+                "submitted_at": "x",
+                "feedback_id": "rev-1",
+            }
+        )
 
     assert calls == ["/api/v1/reviews.csv"]
     assert sender.stats.skipped == {"reviews": 3}
@@ -118,8 +145,17 @@ def test_rejections_are_counted_not_retried() -> None:
 
 
 def test_segment_partial_rejections_are_counted() -> None:
-    sender = _sender(lambda request: httpx.Response(200, json={
-        "success": True, "accepted": 1, "duplicates": 0, "rejected": [{"index": 1, "detail": "type: bad"}]}))
+    sender = _sender(
+        lambda request: httpx.Response(
+            200,
+            json={
+                "success": True,
+                "accepted": 1,
+                "duplicates": 0,
+                "rejected": [{"index": 1, "detail": "type: bad"}],
+            },
+        )
+    )
     sender.segment([{"type": "track"}, {"type": "nope"}])
 
     assert sender.stats.sent == {"segment": 1}
@@ -137,9 +173,14 @@ def test_stream_sends_an_order_before_the_carrier_scans_of_it() -> None:
         return httpx.Response(200)
 
     completed = {"type": "track", "event": "Order Completed", "properties": {"order_id": "o1"}}
-    timeline = [(100, "segment", {"n": 1}), (101, "aftership", {"msg": {"order_id": "o0"}, "ts": 101}),
-                (102, "segment", completed), (103, "aftership", {"msg": {"order_id": "o1"}, "ts": 103}),
-                (104, "segment", {"n": 3}), (105, "twilio", {"MessageSid": "SM1"})]
+    timeline = [
+        (100, "segment", {"n": 1}),
+        (101, "aftership", {"msg": {"order_id": "o0"}, "ts": 101}),
+        (102, "segment", completed),
+        (103, "aftership", {"msg": {"order_id": "o1"}, "ts": 103}),
+        (104, "segment", {"n": 3}),
+        (105, "twilio", {"MessageSid": "SM1"}),
+    ]
     stats = stream(iter(timeline), _sender(handler), speed=1e9, real_now=lambda: 1e12, lanes=1)
 
     # a scan of another order does not hold the shop's batch back; a scan of o1 waits for o1's order
@@ -157,7 +198,9 @@ def test_parallel_lanes_keep_each_shipments_order() -> None:
             seen.append((body["msg"]["tracking_number"], body["n"]))
         return httpx.Response(200)
 
-    timeline = [(i, "aftership", {"msg": {"tracking_number": f"T{i % 3}"}, "n": i, "ts": i}) for i in range(60)]
+    timeline = [
+        (i, "aftership", {"msg": {"tracking_number": f"T{i % 3}"}, "n": i, "ts": i}) for i in range(60)
+    ]
     stats = stream(iter(timeline), _sender(handler), speed=1e9, real_now=lambda: 1e12, lanes=4)
 
     assert stats.sent == {"aftership": 60}
@@ -179,8 +222,13 @@ def test_stream_never_runs_ahead_of_the_real_clock() -> None:
     timer = threading.Timer(0.3, stop.set)
     timer.start()
     # the second item lies an hour after "now": with the clock capped it must wait, and the stop ends it
-    stream(iter([(10, "aftership", {"ts": 10}), (3_610, "aftership", {"ts": 3_610})]), sender, speed=1e9,
-           stop=stop, real_now=lambda: 10.0)
+    stream(
+        iter([(10, "aftership", {"ts": 10}), (3_610, "aftership", {"ts": 3_610})]),
+        sender,
+        speed=1e9,
+        stop=stop,
+        real_now=lambda: 10.0,
+    )
     timer.cancel()
 
     assert sent == [1_800_000_000]

@@ -18,15 +18,38 @@ from doorstep.simulator.files import FILES, write_files
 from doorstep.simulator.profile import load_profile, parse_profile
 from doorstep.simulator.world import generate, make_plan
 
-TAGS = {"Pending", "InfoReceived", "InTransit", "OutForDelivery", "AttemptFail", "Delivered", "AvailableForPickup",
-        "Exception", "Expired"}
+TAGS = {
+    "Pending",
+    "InfoReceived",
+    "InTransit",
+    "OutForDelivery",
+    "AttemptFail",
+    "Delivered",
+    "AvailableForPickup",
+    "Exception",
+    "Expired",
+}
 
 
 def _profile(**rates: float) -> Any:
     """The boutique with one carrier, no lanes and no peak, so rates in the truth can be compared directly."""
-    data = yaml.safe_load((Path(__file__).parents[2] / "src/doorstep/simulator/profiles/boutique.yaml").read_text())
-    data["carriers"] = {"dhl": {**data["carriers"]["dhl"], "weight": 1, "rates": {
-        "delay": 0.2, "failed_first_attempt": 0.1, "lost": 0.02, "damaged": 0.05, "return_to_sender": 0.02, **rates}}}
+    data = yaml.safe_load(
+        (Path(__file__).parents[2] / "src/doorstep/simulator/profiles/boutique.yaml").read_text()
+    )
+    data["carriers"] = {
+        "dhl": {
+            **data["carriers"]["dhl"],
+            "weight": 1,
+            "rates": {
+                "delay": 0.2,
+                "failed_first_attempt": 0.1,
+                "lost": 0.02,
+                "damaged": 0.05,
+                "return_to_sender": 0.02,
+                **rates,
+            },
+        }
+    }
     data["lanes"] = {}
     data["calendar"]["peaks"] = []
     return parse_profile(data)
@@ -90,7 +113,9 @@ def test_late_parcels_bring_more_contacts_and_lower_scores(world: Any) -> None:
     csat_on_time = mean(o["csat"] for o in on_time if o["csat"] != "")
     assert contact_late > 3 * contact_on_time
     assert csat_late < csat_on_time - 0.7
-    causes = Counter(c["cause"] for c in world.truth_contacts() if c["order_id"] in {o["order_id"] for o in late})
+    causes = Counter(
+        c["cause"] for c in world.truth_contacts() if c["order_id"] in {o["order_id"] for o in late}
+    )
     assert causes.most_common(1)[0][0] == "late"
 
 
@@ -98,8 +123,16 @@ def test_contacts_have_a_cause_an_owner_and_matching_words(world: Any) -> None:
     contacts = list(world.truth_contacts())
     owners = {c["cause"]: c["owner"] for c in contacts}
 
-    assert set(owners) <= {"late", "failed_attempt", "damaged", "lost", "refund_slow", "invoice_missing",
-                           "wrong_item", "none"}
+    assert set(owners) <= {
+        "late",
+        "failed_attempt",
+        "damaged",
+        "lost",
+        "refund_slow",
+        "invoice_missing",
+        "wrong_item",
+        "none",
+    }
     assert owners["late"] == "carrier" and owners["refund_slow"] == "payments"
     assert owners.get("wrong_item", "warehouse") == "warehouse"
     texts = [c["text"] for c in contacts if c["cause"] == "late" and not c["is_follow_up"]]
@@ -111,7 +144,9 @@ def test_returns_concentrate_in_apparel_with_fit_reasons(world: Any) -> None:
     reasons = Counter(o["return_reason"] for o in world.truth_orders() if o["returned"])
 
     assert reasons.most_common(1)[0][0] == "fit.too_small"
-    assert reasons["fit.too_small"] > 2 * reasons["changed_mind"]  # the profile puts fit reasons in apparel and shoes
+    assert (
+        reasons["fit.too_small"] > 2 * reasons["changed_mind"]
+    )  # the profile puts fit reasons in apparel and shoes
 
 
 def test_perfect_journey_truth_is_consistent(world: Any) -> None:
@@ -127,8 +162,12 @@ def test_perfect_journey_truth_is_consistent(world: Any) -> None:
 def test_peak_season_raises_daily_orders() -> None:
     plan = make_plan(load_profile("boutique"), orders=6000, seed=3)
     per_day = Counter(plan.order_day.tolist())
-    peak = [per_day[d] for d in range(plan.days) if (plan.start + timedelta(days=d)).isoformat() >= "2026-10-01"
-            and (plan.start + timedelta(days=d)).isoformat() <= "2026-10-07"]
+    peak = [
+        per_day[d]
+        for d in range(plan.days)
+        if (plan.start + timedelta(days=d)).isoformat() >= "2026-10-01"
+        and (plan.start + timedelta(days=d)).isoformat() <= "2026-10-07"
+    ]
     other = [per_day[d] for d in range(plan.days) if per_day[d] and d not in range(59, 66)]
 
     assert mean(peak) / mean(other) == pytest.approx(1.8, rel=0.2)
@@ -137,17 +176,31 @@ def test_peak_season_raises_daily_orders() -> None:
 def test_segment_events_pass_the_ingest_validation(world: Any) -> None:
     events = list(generate(load_profile("boutique"), orders=200, seed=2).segment_events())
     clock = FixedClock()
-    results = [validate_event(e, index=i, received_at=clock.now(), max_future_skew=timedelta(days=1))
-               for i, e in enumerate(events)]
+    results = [
+        validate_event(e, index=i, received_at=clock.now(), max_future_skew=timedelta(days=1))
+        for i, e in enumerate(events)
+    ]
 
-    assert all(isinstance(r, Accepted) for r in results), [r for r in results if not isinstance(r, Accepted)][:1]
+    assert all(isinstance(r, Accepted) for r in results), [r for r in results if not isinstance(r, Accepted)][
+        :1
+    ]
     names = Counter(e.get("event") or e["type"] for e in events)
-    for name in ("page", "identify", "Product Viewed", "Product Added", "Cart Viewed", "Checkout Started",
-                 "Order Completed", "Order Updated"):
+    for name in (
+        "page",
+        "identify",
+        "Product Viewed",
+        "Product Added",
+        "Cart Viewed",
+        "Checkout Started",
+        "Order Completed",
+        "Order Updated",
+    ):
         assert names[name] > 0, name
     completed = [e for e in events if e.get("event") == "Order Completed"]
     assert len(completed) == 200
-    assert all(e["properties"]["promised_delivery_from"] < e["properties"]["promised_delivery_to"] for e in completed)
+    assert all(
+        e["properties"]["promised_delivery_from"] < e["properties"]["promised_delivery_to"] for e in completed
+    )
     assert any("campaign" in e.get("context", {}) for e in events if e["type"] == "page")
     assert len({e["messageId"] for e in events}) == len(events)
 
@@ -178,8 +231,19 @@ def test_aftership_webhooks_have_the_tracking_shape(world: Any) -> None:
         times = [c["checkpoint_time"] for c in msg["checkpoints"]]
         assert times == sorted(times)
         for checkpoint in msg["checkpoints"]:
-            assert set(checkpoint) >= {"checkpoint_time", "tag", "subtag", "raw_tag", "message", "city", "state",
-                                       "country_iso3", "zip", "location", "coordinate"}
+            assert set(checkpoint) >= {
+                "checkpoint_time",
+                "tag",
+                "subtag",
+                "raw_tag",
+                "message",
+                "city",
+                "state",
+                "country_iso3",
+                "zip",
+                "location",
+                "coordinate",
+            }
     assert {b["msg"]["tag"] for b in bodies} >= {"InfoReceived", "InTransit", "OutForDelivery", "Delivered"}
 
 

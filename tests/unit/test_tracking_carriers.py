@@ -17,17 +17,31 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def test_aftership_checkpoint_fields() -> None:
-    cp = checkpoint(datetime(2026, 11, 22, 10, 30, tzinfo=UTC), "Delivered", "Delivered_005", "Left with neighbour")
+    cp = checkpoint(
+        datetime(2026, 11, 22, 10, 30, tzinfo=UTC), "Delivered", "Delivered_005", "Left with neighbour"
+    )
     cp["checkpoint_time"] = "2026-11-22T11:30:00+01:00"
     del cp["country_region"]
     cp["country_iso3"] = "DEU"
-    parsed = aftership.parse_tracking({"slug": "DHL", "tracking_number": "X1", "order_id": "o-9",
-                                       "checkpoints": [cp], "destination_country_region": "GBR"})
+    parsed = aftership.parse_tracking(
+        {
+            "slug": "DHL",
+            "tracking_number": "X1",
+            "order_id": "o-9",
+            "checkpoints": [cp],
+            "destination_country_region": "GBR",
+        }
+    )
     scan = parsed.scans[0]
     assert (parsed.carrier, parsed.order_ref, parsed.destination_region) == ("dhl", "o-9", "GB")
     assert scan.occurred_at == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
     assert (scan.status, scan.subtag, scan.raw_code) == (Status.DELIVERED, "Delivered_005", "RAW-Delivered")
-    assert (scan.city, scan.region, scan.country, scan.postcode) == ("Leeds", "West Yorkshire", "DE", "LS1 4AP")
+    assert (scan.city, scan.region, scan.country, scan.postcode) == (
+        "Leeds",
+        "West Yorkshire",
+        "DE",
+        "LS1 4AP",
+    )
     assert (scan.latitude, scan.longitude) == (53.8, -1.55)
 
 
@@ -37,25 +51,35 @@ def test_aftership_signature_and_freshness() -> None:
     with pytest.raises(BadSignature):
         aftership.verify("s", body, aftership.hmac_sha256_b64("t", body))
     with pytest.raises(BadSignature, match="future"):
-        aftership.check_envelope({"event": "tracking_update", "event_id": "e", "ts": NOW.timestamp() + 3600,
-                                  "msg": {}}, now=NOW)
+        aftership.check_envelope(
+            {"event": "tracking_update", "event_id": "e", "ts": NOW.timestamp() + 3600, "msg": {}}, now=NOW
+        )
     with pytest.raises(InvalidTrackingPayload, match=r"^ts:"):
         aftership.check_envelope({"event": "tracking_update", "event_id": "e", "ts": "yesterday"}, now=NOW)
-    assert aftership.check_envelope({"event": "tracking_pending_time", "event_id": "e", "ts": NOW.timestamp()},
-                                    now=NOW)[0] == "tracking_pending_time"
+    assert (
+        aftership.check_envelope(
+            {"event": "tracking_pending_time", "event_id": "e", "ts": NOW.timestamp()}, now=NOW
+        )[0]
+        == "tracking_pending_time"
+    )
 
 
 def test_karrio_times_codes_and_fallbacks() -> None:
     tables = load_tables()
-    parsed = karrio.parse_tracker({
-        "tracking_number": "K1", "carrier_name": "DHL Express", "status": "out_for_delivery",
-        "estimated_delivery": "2026-11-24",
-        "events": [
-            {"date": "2026-11-22", "time": "08:15 AM", "code": "AF", "description": "At facility"},
-            {"date": "2026-11-22", "time": "17:00", "code": "??", "description": "Something"},
-            {"date": "2026-11-23", "time": "07:00", "code": None, "description": "With courier"},
-        ],
-    }, tables)
+    parsed = karrio.parse_tracker(
+        {
+            "tracking_number": "K1",
+            "carrier_name": "DHL Express",
+            "status": "out_for_delivery",
+            "estimated_delivery": "2026-11-24",
+            "events": [
+                {"date": "2026-11-22", "time": "08:15 AM", "code": "AF", "description": "At facility"},
+                {"date": "2026-11-22", "time": "17:00", "code": "??", "description": "Something"},
+                {"date": "2026-11-23", "time": "07:00", "code": None, "description": "With courier"},
+            ],
+        },
+        tables,
+    )
     assert parsed.carrier == "dhl"  # "DHL Express" -> alias dhl_express -> dhl
     assert parsed.carrier_estimate == datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC)
     assert [(s.status, s.subtag) for s in parsed.scans] == [
@@ -71,7 +95,9 @@ def test_code_tables_extend_from_a_folder(tmp_path: Path) -> None:
         "carrier: acme\naliases: [acme_express]\ncodes:\n  X1: {status: in_transit, subtag: arrived_at_hub}\n"
         "  '09': Delivered\n"
     )
-    (tmp_path / "dhl.yaml").write_text("carrier: dhl\ncodes:\n  NB: {status: Delivered, subtag: Delivered_001}\n")
+    (tmp_path / "dhl.yaml").write_text(
+        "carrier: dhl\ncodes:\n  NB: {status: Delivered, subtag: Delivered_001}\n"
+    )
     tables = load_tables(tmp_path)
     assert tables.lookup("acme_express", "X1").status is Status.IN_TRANSIT  # type: ignore[union-attr]
     assert tables.lookup("acme_express", "X1").subtag == "InTransit_003"  # type: ignore[union-attr]

@@ -25,9 +25,17 @@ def test_auc_on_known_sets() -> None:
 
 
 def _delivered(i: int, *, transit_h: float, promised_h: float, dispatched: datetime) -> Shipment:
-    s = Shipment.create(id=f"s{i}", carrier="dhl", tracking_number=f"T{i}", now=dispatched - timedelta(hours=2),
-                        promised_to=dispatched + timedelta(hours=promised_h))
-    for at, status in ((dispatched, Status.IN_TRANSIT), (dispatched + timedelta(hours=transit_h), Status.DELIVERED)):
+    s = Shipment.create(
+        id=f"s{i}",
+        carrier="dhl",
+        tracking_number=f"T{i}",
+        now=dispatched - timedelta(hours=2),
+        promised_to=dispatched + timedelta(hours=promised_h),
+    )
+    for at, status in (
+        (dispatched, Status.IN_TRANSIT),
+        (dispatched + timedelta(hours=transit_h), Status.DELIVERED),
+    ):
         s.record(TrackingEvent(carrier="dhl", tracking_number=f"T{i}", occurred_at=at, status=status), now=at)
     return s
 
@@ -68,7 +76,9 @@ def test_time_split_has_no_leakage() -> None:
 
 
 def test_baseline_uses_lane_then_carrier_then_overall() -> None:
-    history = [_delivered(i, transit_h=10 + i, promised_h=48, dispatched=T0 + timedelta(hours=i)) for i in range(9)]
+    history = [
+        _delivered(i, transit_h=10 + i, promised_h=48, dispatched=T0 + timedelta(hours=i)) for i in range(9)
+    ]
     baseline = eta.Baseline.fit(history)
     assert baseline.is_trained
     assert baseline.carriers["dhl"] == (10.8, 14.0, 17.2)
@@ -87,11 +97,14 @@ def test_trained_model_exports_to_trees_that_match_sklearn_and_round_trips(tmp_p
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))
     y = 3 * x[:, 0] - 2 * x[:, 1] + rng.normal(size=300)
-    regressor = GradientBoostingRegressor(loss="quantile", alpha=0.5, n_estimators=20, max_depth=3,
-                                          random_state=0).fit(x, y)
+    regressor = GradientBoostingRegressor(
+        loss="quantile", alpha=0.5, n_estimators=20, max_depth=3, random_state=0
+    ).fit(x, y)
     exported = eta.export_regressor(regressor)
     expected = regressor.predict(x[:25])
-    assert [exported.predict(list(row)) for row in x[:25]] == pytest.approx(list(expected), rel=1e-9, abs=1e-9)
+    assert [exported.predict(list(row)) for row in x[:25]] == pytest.approx(
+        list(expected), rel=1e-9, abs=1e-9
+    )
     assert [exported.predict_walk(list(row)) for row in x[:25]] == pytest.approx(list(expected), rel=1e-9)
 
     result = eta.train(generate(400, seed=5), now=T0, n_estimators=15)

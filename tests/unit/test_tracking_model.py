@@ -31,16 +31,31 @@ from doorstep.shipments.model import (
 T0 = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
 
 
-def scan(hours: float, status: Status, subtag: str | None = None, message: str = "", city: str = "Leeds") -> TrackingEvent:
+def scan(
+    hours: float, status: Status, subtag: str | None = None, message: str = "", city: str = "Leeds"
+) -> TrackingEvent:
     return TrackingEvent(
-        carrier="dhl", tracking_number="TN1", occurred_at=T0 + timedelta(hours=hours), status=status,
-        subtag=subtag, message=message or status.value, city=city,
+        carrier="dhl",
+        tracking_number="TN1",
+        occurred_at=T0 + timedelta(hours=hours),
+        status=status,
+        subtag=subtag,
+        message=message or status.value,
+        city=city,
     )
 
 
 def new_shipment(**kw: object) -> Shipment:
-    s = Shipment.create(id="s1", carrier="dhl", tracking_number="TN1", now=T0, order_id="o1", customer_id="c1",
-                        promised_to=T0 + timedelta(hours=72), **kw)  # type: ignore[arg-type]
+    s = Shipment.create(
+        id="s1",
+        carrier="dhl",
+        tracking_number="TN1",
+        now=T0,
+        order_id="o1",
+        customer_id="c1",
+        promised_to=T0 + timedelta(hours=72),
+        **kw,
+    )  # type: ignore[arg-type]
     return s
 
 
@@ -65,7 +80,11 @@ def test_scans_in_order_move_status_and_emit_milestones() -> None:
     assert types(s) == ["ShipmentStatusChanged", "ShipmentDispatched", "ShipmentStatusChanged"]
     changed = s.events[-1]
     assert isinstance(changed, ShipmentStatusChanged)
-    assert (changed.previous_status, changed.status, changed.subtag) == ("InfoReceived", "InTransit", "InTransit_002")
+    assert (changed.previous_status, changed.status, changed.subtag) == (
+        "InfoReceived",
+        "InTransit",
+        "InTransit_002",
+    )
 
 
 def test_late_old_scan_never_moves_status_back_but_joins_the_timeline() -> None:
@@ -125,7 +144,12 @@ def test_attempt_pickup_and_out_for_delivery_events() -> None:
     s.record(scan(12, Status.ATTEMPT_FAIL, "AttemptFail_002", "nobody home"), now=T0)
     s.record(scan(20, Status.AVAILABLE_FOR_PICKUP, "AvailableForPickup_001", city="Leeds Locker"), now=T0)
     kinds = {type(e) for e in s.events}
-    assert {ShipmentOutForDelivery, DeliveryAttemptFailed, ShipmentReadyForPickup, ShipmentDispatched} <= kinds
+    assert {
+        ShipmentOutForDelivery,
+        DeliveryAttemptFailed,
+        ShipmentReadyForPickup,
+        ShipmentDispatched,
+    } <= kinds
     ready = next(e for e in s.events if isinstance(e, ShipmentReadyForPickup))
     assert ready.pickup_deadline == T0 + timedelta(hours=20, days=7)
     assert s.first_attempt_at == T0 + timedelta(hours=12)
@@ -135,8 +159,13 @@ def test_attempt_pickup_and_out_for_delivery_events() -> None:
 
 def _prediction(hours: float) -> Prediction:
     at = T0 + timedelta(hours=hours)
-    return Prediction(expected_at=at, window_from=at - timedelta(hours=4), window_to=at + timedelta(hours=4),
-                      confidence=0.8, source="model")
+    return Prediction(
+        expected_at=at,
+        window_from=at - timedelta(hours=4),
+        window_to=at + timedelta(hours=4),
+        confidence=0.8,
+        source="model",
+    )
 
 
 def test_predicted_late_fires_once_before_the_promise_breaks_and_rearms() -> None:
@@ -223,5 +252,7 @@ def test_hours_in_status() -> None:
     s.record(scan(10, Status.IN_TRANSIT), now=T0)
     s.record(scan(30, Status.OUT_FOR_DELIVERY), now=T0)
     assert s.hours_in_status(until=T0 + timedelta(hours=32)) == {
-        "InfoReceived": 10.0, "InTransit": 20.0, "OutForDelivery": 2.0,
+        "InfoReceived": 10.0,
+        "InTransit": 20.0,
+        "OutForDelivery": 2.0,
     }

@@ -96,8 +96,15 @@ def sql_runner(engine: Engine) -> Iterator[SqlRunner]:
 class DuckEngine:
     """A pool of DuckDB connections, each with the store attached read-only."""
 
-    def __init__(self, database_url: str, *, pool_size: int = 2, threads: int | None = None,
-                 memory_limit: str | None = None, pushdown: bool = False):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        pool_size: int = 2,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        pushdown: bool = False,
+    ):
         self.database_url = normalise_url(database_url)
         self.pool_size = pool_size
         self.threads = threads
@@ -119,8 +126,13 @@ class DuckEngine:
                 raise AnalyticsError("DuckDB cannot read an in-memory SQLite store: use a file database")
             return f"ATTACH '{_quote(str(Path(path).resolve()))}' AS store (TYPE sqlite, READ_ONLY)"
         if url.get_backend_name() == "postgresql":
-            parts = {"host": url.host, "port": url.port, "dbname": url.database, "user": url.username,
-                     "password": url.password}
+            parts = {
+                "host": url.host,
+                "port": url.port,
+                "dbname": url.database,
+                "user": url.username,
+                "password": url.password,
+            }
             dsn = " ".join(f"{k}={v}" for k, v in parts.items() if v)
             return f"ATTACH '{_quote(dsn)}' AS store (TYPE postgres, READ_ONLY)"
         raise AnalyticsError(f"DuckDB cannot read a {url.get_backend_name()} store")
@@ -128,8 +140,10 @@ class DuckEngine:
     def _connect(self) -> Any:
         import duckdb
 
-        config: dict[str, Any] = {"extension_directory": extension_directory(),
-                                  "autoinstall_known_extensions": False}
+        config: dict[str, Any] = {
+            "extension_directory": extension_directory(),
+            "autoinstall_known_extensions": False,
+        }
         if self.threads:
             config["threads"] = self.threads
         if self.memory_limit:
@@ -169,7 +183,8 @@ class DuckEngine:
 
             self._column_types = {
                 table: {name: kind for name, kind, *_ in con.execute(f"DESCRIBE store.{table}").fetchall()}
-                for table in SOURCE_COLUMNS}
+                for table in SOURCE_COLUMNS
+            }
         return self._column_types
 
     def close(self) -> None:

@@ -120,13 +120,28 @@ class DashboardService:
         with self.duck.runner() as runner:
             d = runner.dialect
             out = {
-                "carrier": [r["v"] for r in runner.rows(
-                    f"SELECT DISTINCT carrier AS v FROM {d.t('shipments')} WHERE carrier IS NOT NULL ORDER BY 1", {})],
-                "region": [r["v"] for r in runner.rows(
-                    f"SELECT DISTINCT ship_region AS v FROM {d.t('orders')} WHERE ship_region IS NOT NULL "
-                    "ORDER BY 1", {})],
-                "channel": [r["v"] for r in runner.rows(
-                    f"SELECT DISTINCT channel AS v FROM {d.t('orders')} WHERE channel IS NOT NULL ORDER BY 1", {})],
+                "carrier": [
+                    r["v"]
+                    for r in runner.rows(
+                        f"SELECT DISTINCT carrier AS v FROM {d.t('shipments')} WHERE carrier IS NOT NULL ORDER BY 1",
+                        {},
+                    )
+                ],
+                "region": [
+                    r["v"]
+                    for r in runner.rows(
+                        f"SELECT DISTINCT ship_region AS v FROM {d.t('orders')} WHERE ship_region IS NOT NULL "
+                        "ORDER BY 1",
+                        {},
+                    )
+                ],
+                "channel": [
+                    r["v"]
+                    for r in runner.rows(
+                        f"SELECT DISTINCT channel AS v FROM {d.t('orders')} WHERE channel IS NOT NULL ORDER BY 1",
+                        {},
+                    )
+                ],
                 "segment": ["new", "returning"],
             }
         self._options = (time.monotonic() + 60, out)

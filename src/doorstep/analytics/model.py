@@ -97,8 +97,16 @@ class Filters:
         return cls(end - timedelta(days=days), end, **cuts)
 
     def cuts(self) -> dict[str, str]:
-        return {k: v for k, v in (("carrier", self.carrier), ("region", self.region), ("channel", self.channel),
-                                  ("segment", self.segment)) if v}
+        return {
+            k: v
+            for k, v in (
+                ("carrier", self.carrier),
+                ("region", self.region),
+                ("channel", self.channel),
+                ("segment", self.segment),
+            )
+            if v
+        }
 
     def key(self) -> tuple[Any, ...]:
         return (self.start, self.end, self.carrier, self.region, self.channel, self.segment)
@@ -126,61 +134,171 @@ STAGES: list[tuple[str, str]] = [
 ]
 
 METRICS: list[MetricDef] = [
-    MetricDef("sessions", "awareness", "Sessions",
-              "Distinct session ids among page and track calls in the period.", drill="visitors"),
-    MetricDef("new_visitors", "awareness", "New visitors",
-              "Visitors active in the period whose profile was first seen in the period.", drill="new_visitors"),
-    MetricDef("product_views", "consideration", "Product views",
-              "'Product Viewed' track calls in the period."),
-    MetricDef("add_to_cart_rate", "consideration", "Add-to-cart rate",
-              "Sessions with a 'Product Added' call divided by sessions with a 'Product Viewed' call.", "%"),
-    MetricDef("checkout_conversion", "purchase", "Checkout conversion",
-              "Sessions with 'Order Completed' divided by sessions with 'Checkout Started'.", "%"),
-    MetricDef("orders", "purchase", "Orders", "Orders placed in the period (the cohort below).", drill="orders"),
-    MetricDef("aov", "purchase", "Average order value",
-              "Mean order total (in the order's currency, minor units / 100) of the orders placed.", "money"),
-    MetricDef("order_to_dispatch_h", "fulfilment", "Order to dispatch",
-              "Mean hours from placing to dispatch, over the period's dispatched orders.", "h",
-              higher_is_better=False),
-    MetricDef("dispatched_on_time", "fulfilment", "Dispatched on time",
-              f"Share of dispatched orders dispatched within {DISPATCH_SLA_H:g} h of placing.", "%",
-              drill="dispatch_late"),
-    MetricDef("delivered_on_promise", "delivery", "Delivered on promise",
-              "Share of delivered orders delivered no later than the promised date.", "%", drill="late"),
-    MetricDef("first_attempt_success", "delivery", "First-attempt success",
-              f"Share of delivered orders delivered at the first attempt (within {FIRST_ATTEMPT_GRACE_H:g} h "
-              "of it, or with no separate attempt recorded).", "%", drill="failed_attempt"),
-    MetricDef("mean_delay_h", "delivery", "Mean delay",
-              "Mean hours delivered after the promise (on-time deliveries count as 0).", "h",
-              higher_is_better=False, drill="late"),
-    MetricDef("p90_delay_h", "delivery", "90th-percentile delay",
-              "Nearest-rank 90th percentile of the delay in hours (on time = 0).", "h", higher_is_better=False),
-    MetricDef("contacts_per_order", "after_purchase", "Contacts per order",
-              "Conversations opened in the period divided by orders placed in the period.", "",
-              higher_is_better=False, drill="contacted"),
-    MetricDef("contacts_per_customer", "after_purchase", "Contacts per customer",
-              "Conversations opened in the period divided by customers who ordered in the period.", "",
-              higher_is_better=False),
-    MetricDef("wismo_share", "after_purchase", "WISMO share",
-              "Share of contacts whose reason is 'where is my order' (wismo, order status, tracking).", "%",
-              higher_is_better=False),
-    MetricDef("return_rate", "after_purchase", "Return rate",
-              "Share of the period's orders with at least one return request.", "%",
-              higher_is_better=False, drill="returned"),
-    MetricDef("csat", "after_purchase", "CSAT",
-              "Share of survey answers scoring 4 or 5 (of 5), answers submitted in the period.", "%"),
-    MetricDef("nps", "after_purchase", "NPS",
-              "Promoters (9-10) minus detractors (0-6), as a percentage of NPS answers in the period.", "pts"),
-    MetricDef("one_star_share", "after_purchase", "One-star share",
-              "Share of reviews and survey answers in the period with a score of 1.", "%",
-              higher_is_better=False, drill="one_star"),
-    MetricDef("repeat_purchase_rate", "loyalty", "Repeat-purchase rate",
-              "Share of customers ordering in the period who had ordered before.", "%",
-              drill="repeat_customers"),
-    MetricDef("perfect_share", "loyalty", "Perfect journeys",
-              "Share of the period's orders that stayed on the perfect journey: bought, dispatched and "
-              "delivered on time at the first attempt, no contact, no return, no unhappy score.", "%",
-              drill="perfect"),
+    MetricDef(
+        "sessions",
+        "awareness",
+        "Sessions",
+        "Distinct session ids among page and track calls in the period.",
+        drill="visitors",
+    ),
+    MetricDef(
+        "new_visitors",
+        "awareness",
+        "New visitors",
+        "Visitors active in the period whose profile was first seen in the period.",
+        drill="new_visitors",
+    ),
+    MetricDef(
+        "product_views", "consideration", "Product views", "'Product Viewed' track calls in the period."
+    ),
+    MetricDef(
+        "add_to_cart_rate",
+        "consideration",
+        "Add-to-cart rate",
+        "Sessions with a 'Product Added' call divided by sessions with a 'Product Viewed' call.",
+        "%",
+    ),
+    MetricDef(
+        "checkout_conversion",
+        "purchase",
+        "Checkout conversion",
+        "Sessions with 'Order Completed' divided by sessions with 'Checkout Started'.",
+        "%",
+    ),
+    MetricDef(
+        "orders", "purchase", "Orders", "Orders placed in the period (the cohort below).", drill="orders"
+    ),
+    MetricDef(
+        "aov",
+        "purchase",
+        "Average order value",
+        "Mean order total (in the order's currency, minor units / 100) of the orders placed.",
+        "money",
+    ),
+    MetricDef(
+        "order_to_dispatch_h",
+        "fulfilment",
+        "Order to dispatch",
+        "Mean hours from placing to dispatch, over the period's dispatched orders.",
+        "h",
+        higher_is_better=False,
+    ),
+    MetricDef(
+        "dispatched_on_time",
+        "fulfilment",
+        "Dispatched on time",
+        f"Share of dispatched orders dispatched within {DISPATCH_SLA_H:g} h of placing.",
+        "%",
+        drill="dispatch_late",
+    ),
+    MetricDef(
+        "delivered_on_promise",
+        "delivery",
+        "Delivered on promise",
+        "Share of delivered orders delivered no later than the promised date.",
+        "%",
+        drill="late",
+    ),
+    MetricDef(
+        "first_attempt_success",
+        "delivery",
+        "First-attempt success",
+        f"Share of delivered orders delivered at the first attempt (within {FIRST_ATTEMPT_GRACE_H:g} h "
+        "of it, or with no separate attempt recorded).",
+        "%",
+        drill="failed_attempt",
+    ),
+    MetricDef(
+        "mean_delay_h",
+        "delivery",
+        "Mean delay",
+        "Mean hours delivered after the promise (on-time deliveries count as 0).",
+        "h",
+        higher_is_better=False,
+        drill="late",
+    ),
+    MetricDef(
+        "p90_delay_h",
+        "delivery",
+        "90th-percentile delay",
+        "Nearest-rank 90th percentile of the delay in hours (on time = 0).",
+        "h",
+        higher_is_better=False,
+    ),
+    MetricDef(
+        "contacts_per_order",
+        "after_purchase",
+        "Contacts per order",
+        "Conversations opened in the period divided by orders placed in the period.",
+        "",
+        higher_is_better=False,
+        drill="contacted",
+    ),
+    MetricDef(
+        "contacts_per_customer",
+        "after_purchase",
+        "Contacts per customer",
+        "Conversations opened in the period divided by customers who ordered in the period.",
+        "",
+        higher_is_better=False,
+    ),
+    MetricDef(
+        "wismo_share",
+        "after_purchase",
+        "WISMO share",
+        "Share of contacts whose reason is 'where is my order' (wismo, order status, tracking).",
+        "%",
+        higher_is_better=False,
+    ),
+    MetricDef(
+        "return_rate",
+        "after_purchase",
+        "Return rate",
+        "Share of the period's orders with at least one return request.",
+        "%",
+        higher_is_better=False,
+        drill="returned",
+    ),
+    MetricDef(
+        "csat",
+        "after_purchase",
+        "CSAT",
+        "Share of survey answers scoring 4 or 5 (of 5), answers submitted in the period.",
+        "%",
+    ),
+    MetricDef(
+        "nps",
+        "after_purchase",
+        "NPS",
+        "Promoters (9-10) minus detractors (0-6), as a percentage of NPS answers in the period.",
+        "pts",
+    ),
+    MetricDef(
+        "one_star_share",
+        "after_purchase",
+        "One-star share",
+        "Share of reviews and survey answers in the period with a score of 1.",
+        "%",
+        higher_is_better=False,
+        drill="one_star",
+    ),
+    MetricDef(
+        "repeat_purchase_rate",
+        "loyalty",
+        "Repeat-purchase rate",
+        "Share of customers ordering in the period who had ordered before.",
+        "%",
+        drill="repeat_customers",
+    ),
+    MetricDef(
+        "perfect_share",
+        "loyalty",
+        "Perfect journeys",
+        "Share of the period's orders that stayed on the perfect journey: bought, dispatched and "
+        "delivered on time at the first attempt, no contact, no return, no unhappy score.",
+        "%",
+        drill="perfect",
+    ),
 ]
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 

@@ -46,27 +46,48 @@ class FilterParams:
         segment: str | None = None,
     ):
         self.period, self.start, self.end = period, start, end
-        self.carrier, self.region, self.channel, self.segment = (v or None for v in (carrier, region, channel,
-                                                                                     segment))
+        self.carrier, self.region, self.channel, self.segment = (
+            v or None for v in (carrier, region, channel, segment)
+        )
 
     def filters(self, now: datetime) -> Filters:
         try:
             if self.start and self.end:
-                return Filters(datetime.combine(self.start, datetime.min.time(), UTC),
-                               datetime.combine(self.end, datetime.min.time(), UTC) + timedelta(days=1),
-                               self.carrier, self.region, self.channel, self.segment)
+                return Filters(
+                    datetime.combine(self.start, datetime.min.time(), UTC),
+                    datetime.combine(self.end, datetime.min.time(), UTC) + timedelta(days=1),
+                    self.carrier,
+                    self.region,
+                    self.channel,
+                    self.segment,
+                )
             days = PERIODS.get(self.period)
             if days is None:
-                raise ValueError(f"period {self.period!r} is not one of {', '.join(PERIODS)} (or give start and end)")
-            return Filters.last_days(days, now=now, carrier=self.carrier, region=self.region,
-                                     channel=self.channel, segment=self.segment)
+                raise ValueError(
+                    f"period {self.period!r} is not one of {', '.join(PERIODS)} (or give start and end)"
+                )
+            return Filters.last_days(
+                days,
+                now=now,
+                carrier=self.carrier,
+                region=self.region,
+                channel=self.channel,
+                segment=self.segment,
+            )
         except ValueError as exc:
             raise AnalyticsError(str(exc)) from None
 
     def query(self, **extra: str) -> str:
-        values = {"period": self.period, "start": self.start.isoformat() if self.start else None,
-                  "end": self.end.isoformat() if self.end else None, "carrier": self.carrier,
-                  "region": self.region, "channel": self.channel, "segment": self.segment, **extra}
+        values = {
+            "period": self.period,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "carrier": self.carrier,
+            "region": self.region,
+            "channel": self.channel,
+            "segment": self.segment,
+            **extra,
+        }
         return urlencode({k: v for k, v in values.items() if v})
 
 
@@ -85,7 +106,8 @@ def _json(value: Any) -> str:
 def _sections(request: Request, data: dict[str, Any], params: FilterParams) -> dict[str, str]:
     """The page's live parts, rendered by the same template macros as the first page load."""
     module = templates.get_template("dashboard_parts.html").make_module(
-        {"data": data, "q": params.query(), "steps": PERFECT_STEPS, "cause_labels": CAUSE_LABELS})
+        {"data": data, "q": params.query(), "steps": PERFECT_STEPS, "cause_labels": CAUSE_LABELS}
+    )
     return {name: str(getattr(module, name)()) for name in ("journey", "perfect", "drivers", "downstream")}
 
 
@@ -95,8 +117,17 @@ async def dashboard_page(request: Request, ctx: CtxDep, principal: AnalystPage, 
     f = params.filters(ctx.clock.now())
     data = await run_in_threadpool(service.compute, f)
     options = await run_in_threadpool(service.options)
-    return render(request, "dashboard.html", data=data, params=params, q=params.query(), options=options,
-                  periods=list(PERIODS), steps=PERFECT_STEPS, cause_labels=CAUSE_LABELS)
+    return render(
+        request,
+        "dashboard.html",
+        data=data,
+        params=params,
+        q=params.query(),
+        options=options,
+        periods=list(PERIODS),
+        steps=PERFECT_STEPS,
+        cause_labels=CAUSE_LABELS,
+    )
 
 
 @router.get("/dashboard/data.json")
@@ -129,31 +160,57 @@ async def dashboard_stream(request: Request, ctx: CtxDep, principal: AnalystApi,
                 continue
             seen, idle = version, 0.0
             data = await run_in_threadpool(service.compute, f)
-            payload = {"version": data["version"], "values": data["values"], "computed_ms": data["computed_ms"],
-                       "sections": _sections(request, data, params)}
+            payload = {
+                "version": data["version"],
+                "values": data["values"],
+                "computed_ms": data["computed_ms"],
+                "sections": _sections(request, data, params),
+            }
             yield f"event: dashboard\nid: {version}\ndata: {_json(payload)}\n\n"
             await asyncio.sleep(0)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
-def _drill_rows(ctx: Any, params: FilterParams, name: str, limit: int | None) -> tuple[str, list[dict[str, Any]]]:
+def _drill_rows(
+    ctx: Any, params: FilterParams, name: str, limit: int | None
+) -> tuple[str, list[dict[str, Any]]]:
     return _service(ctx).drill(params.filters(ctx.clock.now()), name, limit=limit)
 
 
 @router.get("/dashboard/drill", response_class=HTMLResponse, include_in_schema=False)
-async def drill_page(request: Request, ctx: CtxDep, principal: AnalystPage, params: Params,
-                     set: Annotated[str, Query(description="which orders or customers")] = "orders") -> Response:
+async def drill_page(
+    request: Request,
+    ctx: CtxDep,
+    principal: AnalystPage,
+    params: Params,
+    set: Annotated[str, Query(description="which orders or customers")] = "orders",
+) -> Response:
     kind, rows = await run_in_threadpool(_drill_rows, ctx, params, set, DRILL_PAGE_ROWS + 1)
-    return render(request, "dashboard_drill.html", kind=kind, rows=rows[:DRILL_PAGE_ROWS],
-                  more=len(rows) > DRILL_PAGE_ROWS, set=set, q=params.query(), csv_q=params.query(set=set),
-                  title=_drill_title(set))
+    return render(
+        request,
+        "dashboard_drill.html",
+        kind=kind,
+        rows=rows[:DRILL_PAGE_ROWS],
+        more=len(rows) > DRILL_PAGE_ROWS,
+        set=set,
+        q=params.query(),
+        csv_q=params.query(set=set),
+        title=_drill_title(set),
+    )
 
 
 @router.get("/dashboard/drill.csv")
-async def drill_csv(ctx: CtxDep, principal: AnalystApi, params: Params,
-                    set: Annotated[str, Query(description="which orders or customers")] = "orders") -> Response:
+async def drill_csv(
+    ctx: CtxDep,
+    principal: AnalystApi,
+    params: Params,
+    set: Annotated[str, Query(description="which orders or customers")] = "orders",
+) -> Response:
     """Every order or customer behind a number, as CSV."""
     kind, rows = await run_in_threadpool(_drill_rows, ctx, params, set, None)
     out = io.StringIO()
@@ -163,8 +220,11 @@ async def drill_csv(ctx: CtxDep, principal: AnalystApi, params: Params,
         for row in rows:
             writer.writerow({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()})
     name = set.replace(":", "-")
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{kind}-{name}.csv"'})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{kind}-{name}.csv"'},
+    )
 
 
 def _drill_title(name: str) -> str:
@@ -173,11 +233,19 @@ def _drill_title(name: str) -> str:
         return f"Orders behind contacts and one-star reviews: {CAUSE_LABELS.get(value, value)}"
     if kind == "fall":
         return f"Orders that fell off the perfect journey: {dict(PERFECT_STEPS).get(value, value)}"
-    return {"orders": "Orders placed", "late": "Orders delivered late", "dispatch_late": "Orders dispatched late",
-            "failed_attempt": "Orders with a failed first attempt", "contacted": "Orders that needed a contact",
-            "returned": "Orders returned", "one_star": "Orders with a one-star score",
-            "perfect": "Orders on the perfect journey", "visitors": "Visitors", "new_visitors": "New visitors",
-            "repeat_customers": "Repeat customers"}.get(name, name)
+    return {
+        "orders": "Orders placed",
+        "late": "Orders delivered late",
+        "dispatch_late": "Orders dispatched late",
+        "failed_attempt": "Orders with a failed first attempt",
+        "contacted": "Orders that needed a contact",
+        "returned": "Orders returned",
+        "one_star": "Orders with a one-star score",
+        "perfect": "Orders on the perfect journey",
+        "visitors": "Visitors",
+        "new_visitors": "New visitors",
+        "repeat_customers": "Repeat customers",
+    }.get(name, name)
 
 
 __all__ = ["JSONResponse", "router"]

@@ -8,7 +8,8 @@ from doorstep.context import AppContext
 
 def register(ctx: AppContext) -> None:
     ctx.services["dashboard"] = DashboardService(
-        database_url=ctx.settings.database_url, read_engine=ctx.read_engine, clock=ctx.clock)
+        database_url=ctx.settings.database_url, read_engine=ctx.read_engine, clock=ctx.clock
+    )
 
 
 def start(ctx: AppContext) -> DashboardService:

@@ -79,14 +79,26 @@ class Dialect:
 def params(d: Dialect, f: Filters, *, now: datetime) -> dict[str, Any]:
     prev = f.previous
     values: dict[str, Any] = {
-        "start": f.start, "end": f.end, "prev_start": prev.start, "now": now,
-        "carrier": f.carrier, "region": f.region, "channel": f.channel,
+        "start": f.start,
+        "end": f.end,
+        "prev_start": prev.start,
+        "now": now,
+        "carrier": f.carrier,
+        "region": f.region,
+        "channel": f.channel,
     }
     return {k: d.bind(v) for k, v in values.items() if v is not None}
 
 
-def cut_predicates(d: Dialect, f: Filters, *, order: str = "o", ship: str = "s", customer: str = "cu",
-                   period_start: str = "start") -> list[str]:
+def cut_predicates(
+    d: Dialect,
+    f: Filters,
+    *,
+    order: str = "o",
+    ship: str = "s",
+    customer: str = "cu",
+    period_start: str = "start",
+) -> list[str]:
     """The filter cuts on an order (its shipment, its customer). Segment 'new' = first seen in the period."""
     preds = []
     if f.carrier:
@@ -108,8 +120,8 @@ def _ship(d: Dialect, scope: str = "") -> str:
              MAX(promised_to) AS promised_to, MAX(delivered_at) AS delivered_at,
              MIN(first_attempt_at) AS first_attempt_at,
              MAX(CASE WHEN status = 'Expired' OR subtag LIKE '%lost%' THEN 1 ELSE 0 END) AS is_lost
-      FROM {d.t('shipments')}
-      WHERE {d.is_false('is_return')} AND order_id IS NOT NULL{scope}
+      FROM {d.t("shipments")}
+      WHERE {d.is_false("is_return")} AND order_id IS NOT NULL{scope}
       GROUP BY order_id"""
 
 
@@ -135,8 +147,8 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
            r.damaged_at, r.wrong_at,
            fb.min_score, COALESCE(fb.score_sum, 0) AS score_sum, COALESCE(fb.score_n, 0) AS score_n,
            cat.category
-    FROM {d.t('orders')} o
-    JOIN {d.t('customers')} cu ON cu.id = o.customer_id
+    FROM {d.t("orders")} o
+    JOIN {d.t("customers")} cu ON cu.id = o.customer_id
     LEFT JOIN ({_ship(d, scope)}) s ON s.order_id = o.id
     LEFT JOIN (
       SELECT order_id,
@@ -145,7 +157,7 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
              MAX(CASE WHEN step = 'invoiced' THEN occurred_at END) AS invoiced_at,
              MAX(CASE WHEN step = 'refunded' THEN occurred_at END) AS refunded_at,
              MAX(CASE WHEN step = 'cancelled' THEN occurred_at END) AS cancelled_at
-      FROM {d.t('order_steps')}
+      FROM {d.t("order_steps")}
       WHERE step IN ('dispatched', 'delivered', 'invoiced', 'refunded', 'cancelled'){scope}
       GROUP BY order_id) st ON st.order_id = o.id
     LEFT JOIN (
@@ -155,29 +167,33 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
       SELECT order_id, COUNT(*) AS n, MIN(requested_at) AS first_at, MIN(reason_code) AS reason,
              MIN(CASE WHEN reason_code LIKE '%damag%' THEN requested_at END) AS damaged_at,
              MIN(CASE WHEN reason_code LIKE '%wrong%' THEN requested_at END) AS wrong_at
-      FROM {d.t('returns')} WHERE 1 = 1{scope} GROUP BY order_id) r ON r.order_id = o.id
+      FROM {d.t("returns")} WHERE 1 = 1{scope} GROUP BY order_id) r ON r.order_id = o.id
     LEFT JOIN (
       SELECT order_id, MIN(COALESCE(csat, rating)) AS min_score, SUM(COALESCE(csat, rating)) AS score_sum,
              COUNT(COALESCE(csat, rating)) AS score_n
-      FROM {d.t('feedback')} WHERE order_id IS NOT NULL{scope} GROUP BY order_id) fb ON fb.order_id = o.id
+      FROM {d.t("feedback")} WHERE order_id IS NOT NULL{scope} GROUP BY order_id) fb ON fb.order_id = o.id
     LEFT JOIN (
-      SELECT order_id, MIN(category) AS category FROM {d.t('order_lines')} WHERE 1 = 1{scope}
+      SELECT order_id, MIN(category) AS category FROM {d.t("order_lines")} WHERE 1 = 1{scope}
       GROUP BY order_id) cat
       ON cat.order_id = o.id
     WHERE {order_where}"""
     dispatch_h = hours("x.dispatched_at", "x.placed_at")
     delay_raw = hours("x.delivered_at", "x.promised_to")
-    delay = (f"CASE WHEN x.delivered_at IS NULL THEN NULL WHEN x.promised_to IS NULL THEN 0.0 "
-             f"ELSE {d.greatest(delay_raw, '0.0')} END")
-    first_attempt = (f"CASE WHEN x.delivered_at IS NULL THEN NULL WHEN x.first_attempt_at IS NULL THEN 1 "
-                     f"WHEN {hours('x.delivered_at', 'x.first_attempt_at')} <= {FIRST_ATTEMPT_GRACE_H} THEN 1 "
-                     f"ELSE 0 END")
+    delay = (
+        f"CASE WHEN x.delivered_at IS NULL THEN NULL WHEN x.promised_to IS NULL THEN 0.0 "
+        f"ELSE {d.greatest(delay_raw, '0.0')} END"
+    )
+    first_attempt = (
+        f"CASE WHEN x.delivered_at IS NULL THEN NULL WHEN x.first_attempt_at IS NULL THEN 1 "
+        f"WHEN {hours('x.delivered_at', 'x.first_attempt_at')} <= {FIRST_ATTEMPT_GRACE_H} THEN 1 "
+        f"ELSE 0 END"
+    )
     return f"""
     SELECT y.*,
       CASE
         WHEN y.is_cancelled = 1 THEN 'cancelled'
         WHEN y.dispatch_h > {sla} OR (y.dispatched_at IS NULL
-             AND {hours(d.p('now'), 'y.placed_at')} > {sla}) THEN 'dispatch_late'
+             AND {hours(d.p("now"), "y.placed_at")} > {sla}) THEN 'dispatch_late'
         WHEN y.delivered_at IS NULL THEN 'not_delivered'
         WHEN y.delay_h > 0 THEN 'late'
         WHEN y.is_first_attempt = 0 THEN 'failed_attempt'
@@ -198,18 +214,18 @@ def contact_links_select(d: Dialect) -> str:
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
-        FROM {d.t('conversations')} c
-        ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t('orders')}
-                        WHERE customer_id IN (SELECT customer_id FROM {d.t('conversations')}
+        FROM {d.t("conversations")} c
+        ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t("orders")}
+                        WHERE customer_id IN (SELECT customer_id FROM {d.t("conversations")}
                                               WHERE order_id IS NULL)
                         GROUP BY customer_id, placed_at) lo
           ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
-               COALESCE(c.order_id, (SELECT o2.id FROM {d.t('orders')} o2
+               COALESCE(c.order_id, (SELECT o2.id FROM {d.t("orders")} o2
                                      WHERE o2.customer_id = c.customer_id AND o2.placed_at <= c.opened_at
                                      ORDER BY o2.placed_at DESC, o2.id DESC LIMIT 1)) AS order_id
-        FROM {d.t('conversations')} c"""
+        FROM {d.t("conversations")} c"""
 
 
 def cause_case(d: Dialect, *, at: str, own_cause: str, reason: str, fallback: str) -> str:
@@ -217,20 +233,22 @@ def cause_case(d: Dialect, *, at: str, own_cause: str, reason: str, fallback: st
     (alias f, a facts row; NULL when no order is linked). A contact soon after a failed attempt is about the
     attempt; later, once the promise has passed, about lateness."""
     sla = DISPATCH_SLA_H
-    failed = (f"f.delivered_at IS NULL OR {d.hours('f.delivered_at', 'f.first_attempt_at')} "
-              f"> {FIRST_ATTEMPT_GRACE_H}")
+    failed = (
+        f"f.delivered_at IS NULL OR {d.hours('f.delivered_at', 'f.first_attempt_at')} "
+        f"> {FIRST_ATTEMPT_GRACE_H}"
+    )
     return f"""CASE
       WHEN {own_cause} IS NOT NULL AND {own_cause} <> '' THEN {own_cause}
       WHEN f.id IS NULL THEN 'pre_purchase'
       WHEN f.damaged_at <= {at} THEN 'damaged'
       WHEN f.wrong_at <= {at} THEN 'wrong_item'
       WHEN f.is_lost = 1 THEN 'lost'
-      WHEN f.first_attempt_at <= {at} AND {d.hours(at, 'f.first_attempt_at')} <= {FAILED_ATTEMPT_WINDOW_H}
+      WHEN f.first_attempt_at <= {at} AND {d.hours(at, "f.first_attempt_at")} <= {FAILED_ATTEMPT_WINDOW_H}
            AND ({failed}) THEN 'failed_attempt'
       WHEN f.promised_to < {at} AND (f.delivered_at IS NULL OR f.delivered_at > f.promised_to) THEN 'late'
       WHEN f.first_attempt_at <= {at} AND ({failed}) THEN 'failed_attempt'
       WHEN (f.dispatched_at IS NULL OR f.dispatched_at > {at})
-           AND {d.hours(at, 'f.placed_at')} > {sla} THEN 'dispatch_late'
+           AND {d.hours(at, "f.placed_at")} > {sla} THEN 'dispatch_late'
       WHEN f.first_return_at <= {at} AND (f.refunded_at IS NULL OR f.refunded_at > {at}) THEN 'refund_slow'
       WHEN f.delivered_at <= {at} AND (f.invoiced_at IS NULL OR f.invoiced_at > {at})
            AND {reason} LIKE '%invoice%' THEN 'invoice_missing'
@@ -238,8 +256,10 @@ def cause_case(d: Dialect, *, at: str, own_cause: str, reason: str, fallback: st
     END"""
 
 
-FEEDBACK_FALLBACK = ("CASE x.topic WHEN 'product' THEN 'product_issue' WHEN 'price' THEN 'price' "
-                     "WHEN 'service' THEN 'service' ELSE 'no_upstream_cause' END")
+FEEDBACK_FALLBACK = (
+    "CASE x.topic WHEN 'product' THEN 'product_issue' WHEN 'price' THEN 'price' "
+    "WHEN 'service' THEN 'service' ELSE 'no_upstream_cause' END"
+)
 
 
 def in_period(d: Dialect, col: str, which: str) -> str:
@@ -260,8 +280,9 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
     stmts: list[str] = []
     stmts += d.create_temp("contact_links", contact_links_select(d))
-    cohort_ids = (f"SELECT id FROM {d.t('orders')} WHERE placed_at >= {d.p('prev_start')} "
-                  f"AND placed_at < {d.p('end')}")
+    cohort_ids = (
+        f"SELECT id FROM {d.t('orders')} WHERE placed_at >= {d.p('prev_start')} AND placed_at < {d.p('end')}"
+    )
     stmts += d.create_temp("facts", facts_select(d, cohort_where, cohort_ids))
     # contacts and feedback in the two periods, with the cuts applied through their order
     linked_ids = (
@@ -273,25 +294,39 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     stmts += d.create_temp("linked", facts_select(d, f"o.id IN ({linked_ids})", linked_ids))
     order_cut = ""
     if cuts:
-        order_cut = (f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
-                     f"ON cu.id = o.customer_id LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id "
-                     f"WHERE {' AND '.join(cuts)})")
-    contact_cause = cause_case(d, at="x.opened_at", own_cause="x.cause",
-                               reason="COALESCE(x.contact_reason, x.intent, '')", fallback="'no_upstream_cause'")
-    stmts += d.create_temp("contacts", f"""
-        SELECT x.id, x.customer_id, x.order_id, x.opened_at, {period_flag(d, 'x.opened_at')} AS period,
+        order_cut = (
+            f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
+            f"ON cu.id = o.customer_id LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id "
+            f"WHERE {' AND '.join(cuts)})"
+        )
+    contact_cause = cause_case(
+        d,
+        at="x.opened_at",
+        own_cause="x.cause",
+        reason="COALESCE(x.contact_reason, x.intent, '')",
+        fallback="'no_upstream_cause'",
+    )
+    stmts += d.create_temp(
+        "contacts",
+        f"""
+        SELECT x.id, x.customer_id, x.order_id, x.opened_at, {period_flag(d, "x.opened_at")} AS period,
                COALESCE(x.contact_reason, x.intent, 'unknown') AS reason, x.cause_owner,
                {contact_cause} AS cause
         FROM contact_links x LEFT JOIN linked f ON f.id = x.order_id
-        WHERE x.opened_at >= {d.p('prev_start')} AND x.opened_at < {d.p('end')}{order_cut}""")
-    feedback_cause = cause_case(d, at="x.submitted_at", own_cause="NULL", reason="COALESCE(x.comment, '')",
-                                fallback=FEEDBACK_FALLBACK)
-    stmts += d.create_temp("fb", f"""
+        WHERE x.opened_at >= {d.p("prev_start")} AND x.opened_at < {d.p("end")}{order_cut}""",
+    )
+    feedback_cause = cause_case(
+        d, at="x.submitted_at", own_cause="NULL", reason="COALESCE(x.comment, '')", fallback=FEEDBACK_FALLBACK
+    )
+    stmts += d.create_temp(
+        "fb",
+        f"""
         SELECT x.id, x.customer_id, x.order_id, x.kind, x.csat, x.nps, x.rating, x.topic, x.submitted_at,
-               {period_flag(d, 'x.submitted_at')} AS period, COALESCE(x.rating, x.csat) AS score,
+               {period_flag(d, "x.submitted_at")} AS period, COALESCE(x.rating, x.csat) AS score,
                {feedback_cause} AS cause
-        FROM {d.t('feedback')} x LEFT JOIN linked f ON f.id = x.order_id
-        WHERE x.submitted_at >= {d.p('prev_start')} AND x.submitted_at < {d.p('end')}{order_cut}""")
+        FROM {d.t("feedback")} x LEFT JOIN linked f ON f.id = x.order_id
+        WHERE x.submitted_at >= {d.p("prev_start")} AND x.submitted_at < {d.p("end")}{order_cut}""",
+    )
     ev_cut = ""
     if f.region or f.segment:
         preds = []
@@ -301,13 +336,18 @@ def staging(d: Dialect, f: Filters) -> list[str]:
             preds.append(f"cu.first_seen_at >= {d.p('start')}")
         elif f.segment == "returning":
             preds.append(f"cu.first_seen_at < {d.p('start')}")
-        ev_cut = f" AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu WHERE {' AND '.join(preds)})"
-    stmts += d.create_temp("ev", f"""
+        ev_cut = (
+            f" AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu WHERE {' AND '.join(preds)})"
+        )
+    stmts += d.create_temp(
+        "ev",
+        f"""
         SELECT e.customer_id, e.type, e.name, e.session_id, e.campaign_source, e.occurred_at,
-               {period_flag(d, 'e.occurred_at')} AS period
-        FROM {d.t('customer_events')} e
-        WHERE e.occurred_at >= {d.p('prev_start')} AND e.occurred_at < {d.p('end')}
-          AND e.type IN ('page', 'track'){ev_cut}""")
+               {period_flag(d, "e.occurred_at")} AS period
+        FROM {d.t("customer_events")} e
+        WHERE e.occurred_at >= {d.p("prev_start")} AND e.occurred_at < {d.p("end")}
+          AND e.type IN ('page', 'track'){ev_cut}""",
+    )
     return stmts
 
 
@@ -340,10 +380,10 @@ def queries(d: Dialect) -> dict[str, str]:
                      ROW_NUMBER() OVER (PARTITION BY {flag} ORDER BY delay_h) AS rn,
                      COUNT(*) OVER (PARTITION BY {flag}) AS n
               FROM facts WHERE delay_h IS NOT NULL) q
-            WHERE rn = {d.intdiv('9 * n + 9', '10')}""",
+            WHERE rn = {d.intdiv("9 * n + 9", "10")}""",
         "repeat": f"""
             SELECT q.period, COUNT(*) AS customers,
-                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = q.customer_id
+                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t("orders")} o2 WHERE o2.customer_id = q.customer_id
                                          AND o2.placed_at < q.last_placed) THEN 1 ELSE 0 END) AS repeaters
             FROM (SELECT {flag} AS period, customer_id, MAX(placed_at) AS last_placed FROM facts
                   GROUP BY 1, 2) q
@@ -367,10 +407,10 @@ def queries(d: Dialect) -> dict[str, str]:
         "new_visitors": f"""
             SELECT q.period, COALESCE(q.source, 'direct') AS source, COUNT(*) AS n FROM (
               SELECT e.period, e.customer_id, MIN(e.campaign_source) AS source FROM ev e
-              JOIN {d.t('customers')} cu ON cu.id = e.customer_id
-              WHERE (e.period = 'cur' AND cu.first_seen_at >= {d.p('start')} AND cu.first_seen_at < {d.p('end')})
-                 OR (e.period = 'prev' AND cu.first_seen_at >= {d.p('prev_start')}
-                     AND cu.first_seen_at < {d.p('start')})
+              JOIN {d.t("customers")} cu ON cu.id = e.customer_id
+              WHERE (e.period = 'cur' AND cu.first_seen_at >= {d.p("start")} AND cu.first_seen_at < {d.p("end")})
+                 OR (e.period = 'prev' AND cu.first_seen_at >= {d.p("prev_start")}
+                     AND cu.first_seen_at < {d.p("start")})
               GROUP BY e.period, e.customer_id) q
             GROUP BY 1, 2""",
         "contacts": f"""
@@ -392,17 +432,17 @@ def queries(d: Dialect) -> dict[str, str]:
             FROM fb WHERE score IS NOT NULL GROUP BY 1, 2""",
         "perfect": f"SELECT {flag} AS period, fall_off, COUNT(*) AS n FROM facts GROUP BY 1, 2",
         "perfect_by_week": f"""
-            SELECT {d.week('placed_at')} AS dim, fall_off, COUNT(*) AS n FROM facts
-            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+            SELECT {d.week("placed_at")} AS dim, fall_off, COUNT(*) AS n FROM facts
+            WHERE placed_at >= {d.p("start")} GROUP BY 1, 2""",
         "perfect_by_carrier": f"""
             SELECT COALESCE(carrier, '(none)') AS dim, fall_off, COUNT(*) AS n FROM facts
-            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+            WHERE placed_at >= {d.p("start")} GROUP BY 1, 2""",
         "perfect_by_region": f"""
             SELECT COALESCE(region, '(none)') AS dim, fall_off, COUNT(*) AS n FROM facts
-            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+            WHERE placed_at >= {d.p("start")} GROUP BY 1, 2""",
         "perfect_by_category": f"""
             SELECT COALESCE(category, '(none)') AS dim, fall_off, COUNT(*) AS n FROM facts
-            WHERE placed_at >= {d.p('start')} GROUP BY 1, 2""",
+            WHERE placed_at >= {d.p("start")} GROUP BY 1, 2""",
         "drivers": """
             SELECT cause, period, SUM(contacts) AS contacts, SUM(one_star) AS one_star,
                    COUNT(DISTINCT order_id) AS orders FROM (
@@ -415,9 +455,9 @@ def queries(d: Dialect) -> dict[str, str]:
                         ELSE 3 END AS bucket,
                    COUNT(*) AS orders, SUM(f.contacts) AS contacts, SUM(f.score_sum) AS score_sum,
                    SUM(f.score_n) AS score_n,
-                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = f.customer_id
+                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t("orders")} o2 WHERE o2.customer_id = f.customer_id
                                          AND o2.placed_at > f.placed_at) THEN 1 ELSE 0 END) AS repeaters
-            FROM facts f WHERE f.delivered_at IS NOT NULL AND f.placed_at >= {d.p('start')}
+            FROM facts f WHERE f.delivered_at IS NOT NULL AND f.placed_at >= {d.p("start")}
             GROUP BY 1""",
     }
 
@@ -439,49 +479,61 @@ CUSTOMER_SETS = ("visitors", "new_visitors", "repeat_customers")
 def drill_orders_sql(d: Dialect, name: str) -> tuple[str, dict[str, str]]:
     """(SELECT over facts/contacts/fb, extra params) for a drill set: a DRILL_SETS name, `fall:<step>` or
     `cause:<cause>`."""
-    cols = ("f.id, f.external_id, f.customer_id, f.placed_at, f.channel, f.region, f.carrier, f.category, "
-            "f.total_minor, f.currency, f.dispatched_at, f.promised_to, f.delivered_at, f.delay_h, f.contacts, "
-            "f.returns, f.min_score, f.fall_off")
+    cols = (
+        "f.id, f.external_id, f.customer_id, f.placed_at, f.channel, f.region, f.carrier, f.category, "
+        "f.total_minor, f.currency, f.dispatched_at, f.promised_to, f.delivered_at, f.delay_h, f.contacts, "
+        "f.returns, f.min_score, f.fall_off"
+    )
     cur = f"f.placed_at >= {d.p('start')}"
     if name in DRILL_SETS:
         return f"SELECT {cols} FROM facts f WHERE {cur} AND {DRILL_SETS[name]} ORDER BY f.placed_at", {}
     kind, _, value = name.partition(":")
     if kind == "fall" and value:
-        return f"SELECT {cols} FROM facts f WHERE {cur} AND f.fall_off = {d.p('drill')} ORDER BY f.placed_at", {
-            "drill": value}
+        return (
+            f"SELECT {cols} FROM facts f WHERE {cur} AND f.fall_off = {d.p('drill')} ORDER BY f.placed_at",
+            {"drill": value},
+        )
     if kind == "cause" and value:
-        return (f"SELECT {cols} FROM linked f WHERE f.id IN ("
-                f"SELECT order_id FROM contacts WHERE period = 'cur' AND cause = {d.p('drill')} "
-                f"UNION SELECT order_id FROM fb WHERE period = 'cur' AND score = 1 AND cause = {d.p('drill')}) "
-                "ORDER BY f.placed_at"), {"drill": value}
+        return (
+            f"SELECT {cols} FROM linked f WHERE f.id IN ("
+            f"SELECT order_id FROM contacts WHERE period = 'cur' AND cause = {d.p('drill')} "
+            f"UNION SELECT order_id FROM fb WHERE period = 'cur' AND score = 1 AND cause = {d.p('drill')}) "
+            "ORDER BY f.placed_at"
+        ), {"drill": value}
     raise KeyError(name)
 
 
 def drill_customers_sql(d: Dialect, name: str) -> str:
     cols = "cu.id, cu.email, cu.name, cu.region, cu.first_seen_at, cu.last_seen_at"
     if name == "visitors":
-        return (f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
-                "(SELECT customer_id FROM ev WHERE period = 'cur') ORDER BY cu.first_seen_at")
+        return (
+            f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
+            "(SELECT customer_id FROM ev WHERE period = 'cur') ORDER BY cu.first_seen_at"
+        )
     if name == "new_visitors":
-        return (f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
-                f"(SELECT customer_id FROM ev WHERE period = 'cur') AND cu.first_seen_at >= {d.p('start')} "
-                f"AND cu.first_seen_at < {d.p('end')} ORDER BY cu.first_seen_at")
+        return (
+            f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
+            f"(SELECT customer_id FROM ev WHERE period = 'cur') AND cu.first_seen_at >= {d.p('start')} "
+            f"AND cu.first_seen_at < {d.p('end')} ORDER BY cu.first_seen_at"
+        )
     if name == "repeat_customers":
-        return (f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN ("
-                f"SELECT q.customer_id FROM (SELECT customer_id, MAX(placed_at) AS last_placed FROM facts "
-                f"WHERE placed_at >= {d.p('start')} GROUP BY customer_id) q "
-                f"WHERE EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = q.customer_id "
-                "AND o2.placed_at < q.last_placed)) ORDER BY cu.first_seen_at")
+        return (
+            f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN ("
+            f"SELECT q.customer_id FROM (SELECT customer_id, MAX(placed_at) AS last_placed FROM facts "
+            f"WHERE placed_at >= {d.p('start')} GROUP BY customer_id) q "
+            f"WHERE EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = q.customer_id "
+            "AND o2.placed_at < q.last_placed)) ORDER BY cu.first_seen_at"
+        )
     raise KeyError(name)
 
 
 # Columns each metric reads, per table: what the pushed-down subsets copy.
 SOURCE_COLUMNS: dict[str, str] = {
     "orders": "id, external_id, customer_id, status, currency, total_minor, channel, ship_region, promised_to, "
-              "placed_at",
+    "placed_at",
     "customers": "id, email, name, region, first_seen_at, last_seen_at",
     "shipments": "order_id, carrier, dispatched_at, promised_to, delivered_at, first_attempt_at, status, subtag, "
-                 "is_return",
+    "is_return",
     "order_steps": "order_id, step, occurred_at",
     "returns": "order_id, requested_at, reason_code",
     "feedback": "id, customer_id, order_id, kind, csat, nps, rating, topic, comment, submitted_at",
@@ -509,12 +561,15 @@ def pushdown(f: Filters, types: dict[str, dict[str, str]]) -> list[str]:
         f"UNION SELECT customer_id FROM conversations WHERE opened_at >= {ps} AND customer_id IS NOT NULL "
         f"UNION SELECT customer_id FROM feedback WHERE submitted_at >= {ps} AND customer_id IS NOT NULL "
         f"UNION SELECT customer_id FROM orders WHERE id IN (SELECT order_id FROM conversations "
-        f"WHERE opened_at >= {ps} UNION SELECT order_id FROM feedback WHERE submitted_at >= {ps})")
+        f"WHERE opened_at >= {ps} UNION SELECT order_id FROM feedback WHERE submitted_at >= {ps})"
+    )
     orders_sql = f"SELECT id FROM orders WHERE customer_id IN ({customers_sql})"
     wheres = {
         "orders": f"customer_id IN ({customers_sql})",
-        "customers": (f"id IN ({customers_sql} UNION SELECT customer_id FROM customer_events "
-                      f"WHERE occurred_at >= {ps} AND occurred_at < {e})"),
+        "customers": (
+            f"id IN ({customers_sql} UNION SELECT customer_id FROM customer_events "
+            f"WHERE occurred_at >= {ps} AND occurred_at < {e})"
+        ),
         "shipments": f"order_id IN ({orders_sql})",
         "order_steps": f"order_id IN ({orders_sql})",
         "returns": f"order_id IN ({orders_sql})",
@@ -528,6 +583,8 @@ def pushdown(f: Filters, types: dict[str, dict[str, str]]) -> list[str]:
         inner = f"SELECT {SOURCE_COLUMNS[table]} FROM {table} WHERE {where}".replace("'", "''")
         # sqlite_query returns text: give each column its type in the store, as the scanner reads it
         casts = ", ".join(f"CAST({c} AS {types[table][c]}) AS {c}" for c in SOURCE_COLUMNS[table].split(", "))
-        stmts.append(f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {casts} "
-                     f"FROM sqlite_query('store', '{inner}')")
+        stmts.append(
+            f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {casts} "
+            f"FROM sqlite_query('store', '{inner}')"
+        )
     return stmts

@@ -28,10 +28,14 @@ def retry_dead(conn: Connection, *, clock: Clock, ids: list[int] | None = None) 
 
 def stats(conn: Connection) -> dict[str, int]:
     by_status: dict[str, int] = {
-        status: count for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+        status: count
+        for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
     }
     last = conn.execute(select(func.max(event_log.c.id))).scalar() or 0
-    done = conn.execute(select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")).scalar() or 0
+    done = (
+        conn.execute(select(log_offsets.c.position).where(log_offsets.c.consumer == "projector")).scalar()
+        or 0
+    )
     return {
         "log_events": int(conn.execute(select(func.count()).select_from(event_log)).scalar_one()),
         "log_lag": max(0, int(last) - int(done)),
@@ -107,5 +111,7 @@ def reset_projections(
             if name not in emptied:
                 conn.execute(delete(table(name)))  # names come from code (bus.on_log), never from input
                 emptied.append(name)
-    conn.execute(update(log_offsets).where(log_offsets.c.consumer == "projector").values(position=0, tx_position=0))
+    conn.execute(
+        update(log_offsets).where(log_offsets.c.consumer == "projector").values(position=0, tx_position=0)
+    )
     return emptied

@@ -56,8 +56,14 @@ def dead_list(
         return
     table = Table("id", "event", "handler", "key", "attempts", "error")
     for row in rows:
-        table.add_row(str(row.id), row.event_type, row.handler, row.key, str(row.attempts),
-                      (row.last_error or "").splitlines()[0][:120])
+        table.add_row(
+            str(row.id),
+            row.event_type,
+            row.handler,
+            row.key,
+            str(row.attempts),
+            (row.last_error or "").splitlines()[0][:120],
+        )
     out.print(table)
 
 
@@ -85,10 +91,15 @@ def events_stats() -> None:
 
 @events_app.command("replay")
 def events_replay(
-    source: Annotated[list[str] | None, typer.Option(help="Only these log sources (segment, aftership, ...).")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Only these log sources (segment, aftership, ...).")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Also when other domains' rows (conversations, returns ...) would be lost.")
+        bool,
+        typer.Option(
+            "--force", help="Also when other domains' rows (conversations, returns ...) would be lost."
+        ),
     ] = False,
 ) -> None:
     """Rebuild the projections (profiles, orders, shipments ...) by replaying the inbound log.
@@ -102,7 +113,9 @@ def events_replay(
     from doorstep.ingest.tables import event_log
 
     if not yes:
-        typer.confirm("This empties the projection tables and rebuilds them from the log. Continue?", abort=True)
+        typer.confirm(
+            "This empties the projection tables and rebuilds them from the log. Continue?", abort=True
+        )
     with _ctx() as ctx:
         try:
             with ctx.engine.begin() as conn:
@@ -113,8 +126,9 @@ def events_replay(
             raise typer.Exit(1) from None
         console.print(f"emptied: {', '.join(emptied) or 'nothing'}")
         worker = build_worker(ctx, name="replay")
-        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console) as progress:
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        ) as progress:
             task = progress.add_task("replay", total=total)
             while True:
                 n = worker.project_log_batch(limit=1000)

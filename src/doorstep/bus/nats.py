@@ -83,25 +83,33 @@ class NatsRunner:
 
     async def run(self, stop: threading.Event) -> None:
         self.loop = asyncio.get_running_loop()
-        nc = await nats.connect(self.settings.broker_url, name=f"doorstep-{self.worker.name}",
-                                max_reconnect_attempts=-1)
+        nc = await nats.connect(
+            self.settings.broker_url, name=f"doorstep-{self.worker.name}", max_reconnect_attempts=-1
+        )
         tasks: list[asyncio.Task[None]] = []
         try:
             self.js = nc.jetstream()
             await ensure_stream(self.js, self.stream, partitions=self.ctx.bus.partitions)
-            tasks += [asyncio.create_task(self._relay_loop(), name="relay"),
-                      asyncio.create_task(self._projector_loop(), name="projector")]
+            tasks += [
+                asyncio.create_task(self._relay_loop(), name="relay"),
+                asyncio.create_task(self._projector_loop(), name="projector"),
+            ]
             for partition in range(self.ctx.bus.partitions):
                 psub = await self.js.pull_subscribe(
                     f"{self.prefix}.{partition}",
                     durable=f"{self.stream}_p{partition}",
                     stream=self.stream,
-                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1,
-                                          ack_wait=ACK_WAIT_S, max_deliver=-1),
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1, ack_wait=ACK_WAIT_S, max_deliver=-1
+                    ),
                 )
                 tasks.append(asyncio.create_task(self._consume(psub), name=f"partition-{partition}"))
-            log.info("NATS worker %s consuming %s (%d partitions)", self.worker.name, self.stream,
-                     self.ctx.bus.partitions)
+            log.info(
+                "NATS worker %s consuming %s (%d partitions)",
+                self.worker.name,
+                self.stream,
+                self.ctx.bus.partitions,
+            )
             while not stop.is_set():
                 await asyncio.sleep(0.05)
                 for task in tasks:
@@ -163,18 +171,24 @@ class NatsRunner:
 
     async def _publish(self, rows: list[Any]) -> None:
         for row in rows:  # one at a time, in id order: the stream keeps that order per partition
-            body = orjson.dumps({
-                "outbox_id": row.id,
-                "event_id": row.event_id,
-                "event_type": row.event_type,
-                "handler": row.handler,
-                "key": row.key,
-                "occurred_at": row.occurred_at.isoformat(),
-                "payload": row.payload,
-                "attempts_before": row.attempts,  # a log event deferred by the projector has one already
-            })
-            await self.js.publish(f"{self.prefix}.{row.partition}", body, stream=self.stream,
-                                  headers={"Nats-Msg-Id": message_id(row)})
+            body = orjson.dumps(
+                {
+                    "outbox_id": row.id,
+                    "event_id": row.event_id,
+                    "event_type": row.event_type,
+                    "handler": row.handler,
+                    "key": row.key,
+                    "occurred_at": row.occurred_at.isoformat(),
+                    "payload": row.payload,
+                    "attempts_before": row.attempts,  # a log event deferred by the projector has one already
+                }
+            )
+            await self.js.publish(
+                f"{self.prefix}.{row.partition}",
+                body,
+                stream=self.stream,
+                headers={"Nats-Msg-Id": message_id(row)},
+            )
 
     # ---- consumers: stream -> handlers -------------------------------------------------------------
 
@@ -238,11 +252,14 @@ class NatsRunner:
 
     def _claim(self, conn: Connection, handler: str, event_id: str, now: datetime) -> bool:
         stmt = insert_ignore(conn, handled_events, index_elements=["handler", "event_id"])
-        stmt = stmt.values(handler=handler, event_id=event_id, handled_at=now).returning(handled_events.c.event_id)
+        stmt = stmt.values(handler=handler, event_id=event_id, handled_at=now).returning(
+            handled_events.c.event_id
+        )
         return conn.execute(stmt).first() is not None  # rowcount is -1 here on psycopg; RETURNING is exact
 
-    def _failed(self, conn: Connection, message: dict[str, Any], attempt: int,
-                exc: Exception) -> tuple[str, float | None]:
+    def _failed(
+        self, conn: Connection, message: dict[str, Any], attempt: int, exc: Exception
+    ) -> tuple[str, float | None]:
         worker = self.worker
         is_dead = attempt >= self.settings.max_attempts or _is_permanent(exc)
         values: dict[str, Any] = {"attempts": attempt, "last_error": _describe(exc)}
@@ -250,13 +267,19 @@ class NatsRunner:
             values["status"] = "dead"
             worker.stats.dead += 1
             worker.count_delivery("dead")
-            log.error("dead-lettered %s for %s after %d attempts: %s", message["event_type"],
-                      message["handler"], attempt, exc)
+            log.error(
+                "dead-lettered %s for %s after %d attempts: %s",
+                message["event_type"],
+                message["handler"],
+                attempt,
+                exc,
+            )
         else:
             worker.stats.retried += 1
             worker.count_delivery("retried")
-            log.warning("%s for %s failed (attempt %d): %s", message["event_type"], message["handler"],
-                        attempt, exc)
+            log.warning(
+                "%s for %s failed (attempt %d): %s", message["event_type"], message["handler"], attempt, exc
+            )
         conn.execute(update(outbox).where(outbox.c.id == message["outbox_id"]).values(**values))
         if is_dead:
             return "ack", None  # the dead letter lives in the outbox now
@@ -282,12 +305,14 @@ async def ensure_stream(js: Any, stream: str, *, partitions: int) -> None:
     try:
         await js.stream_info(stream)
     except NotFoundError:
-        await js.add_stream(StreamConfig(
-            name=stream,
-            subjects=[f"{subject_prefix(stream)}.*"],
-            duplicate_window=DUPLICATE_WINDOW_S,
-            description=f"Doorstep domain events, {partitions} partitions by key",
-        ))
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=[f"{subject_prefix(stream)}.*"],
+                duplicate_window=DUPLICATE_WINDOW_S,
+                description=f"Doorstep domain events, {partitions} partitions by key",
+            )
+        )
 
 
 __all__ = ["PermanentError", "message_id", "runner", "subject_prefix"]

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -133,7 +134,9 @@ class Worker:
             query = select(event_log).limit(limit)
             if self.is_postgres:
                 query = query.where(
-                    text("(event_log.tx_id, event_log.id) > (:tx, :pos)").bindparams(tx=tx_position, pos=position),
+                    text("(event_log.tx_id, event_log.id) > (:tx, :pos)").bindparams(
+                        tx=tx_position, pos=position
+                    ),
                     event_log.c.tx_id < self._tx_horizon(conn),
                 ).order_by(event_log.c.tx_id, event_log.c.id)
             else:
@@ -180,12 +183,14 @@ class Worker:
         the horizon is the oldest transaction still running that is ours or started since. When some session
         of this database hides its details from us (other role, no pg_read_all_stats), fall back to xmin.
         """
-        next_xid, ours, hidden = conn.execute(text(
-            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
-            " coalesce(array_agg(backend_xid::text::bigint) FILTER (WHERE backend_xid IS NOT NULL), '{}'),"
-            " count(*) FILTER (WHERE query = '<insufficient privilege>')"
-            " FROM pg_stat_activity WHERE datname = current_database()"
-        )).one()
+        next_xid, ours, hidden = conn.execute(
+            text(
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
+                " coalesce(array_agg(backend_xid::text::bigint) FILTER (WHERE backend_xid IS NOT NULL), '{}'),"
+                " count(*) FILTER (WHERE query = '<insufficient privilege>')"
+                " FROM pg_stat_activity WHERE datname = current_database()"
+            )
+        ).one()
         if hidden:
             return text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
         return text(
@@ -195,7 +200,9 @@ class Worker:
         ).bindparams(next_xid=next_xid, ours=list(ours))
 
     def _lock_offset(self, conn: Connection, consumer: str) -> tuple[int, int] | None:
-        query = select(log_offsets.c.position, log_offsets.c.tx_position).where(log_offsets.c.consumer == consumer)
+        query = select(log_offsets.c.position, log_offsets.c.tx_position).where(
+            log_offsets.c.consumer == consumer
+        )
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
         row = conn.execute(query).first()
@@ -219,7 +226,7 @@ class Worker:
         )
         return {key for (key,) in conn.execute(query.distinct()).all()} & keys
 
-    def _runs(self, rows: list[Any], waiting: set[str]) -> list[list[Any]]:
+    def _runs(self, rows: Sequence[Any], waiting: set[str]) -> list[list[Any]]:
         """Splits a log batch into runs: consecutive rows of one source that has a batch projection (and whose
         key waits for no retry), and single rows for everything else. Log order is kept across runs."""
         runs: list[list[Any]] = []
@@ -246,7 +253,12 @@ class Worker:
             return True
         except Exception as exc:
             savepoint.rollback()
-            log.info("batch projection of %d %s rows failed (%s); projecting one by one", len(run), run[0].source, exc)
+            log.info(
+                "batch projection of %d %s rows failed (%s); projecting one by one",
+                len(run),
+                run[0].source,
+                exc,
+            )
             return False
 
     def _project_one(self, conn: Connection, row: Any, waiting: set[str]) -> None:
@@ -291,7 +303,9 @@ class Worker:
         )
 
     def _retry_log_event(self, envelope: Envelope, ctx: HandlerContext) -> None:
-        row = ctx.uow.conn.execute(select(event_log).where(event_log.c.id == envelope.payload["log_id"])).one()
+        row = ctx.uow.conn.execute(
+            select(event_log).where(event_log.c.id == envelope.payload["log_id"])
+        ).one()
         handler = self.bus.log_handlers[row.source]
         handler(row, ctx)
 
@@ -396,7 +410,13 @@ class Worker:
                 values["status"] = "dead"
                 self.stats.dead += 1
                 self.count_delivery("dead")
-                log.error("dead-lettered %s for %s after %d attempts: %s", row.event_type, row.handler, attempts, exc)
+                log.error(
+                    "dead-lettered %s for %s after %d attempts: %s",
+                    row.event_type,
+                    row.handler,
+                    attempts,
+                    exc,
+                )
             else:
                 values["available_at"] = self.clock.now() + self._retry_delay(attempts)
                 self.stats.retried += 1
@@ -416,7 +436,7 @@ class Worker:
         )
 
 
-class _Run(list):  # type: ignore[type-arg]
+class _Run(list[Any]):
     """A list of log rows that can carry a flag."""
 
     batchable: bool = False

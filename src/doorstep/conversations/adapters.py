@@ -386,7 +386,11 @@ class LastmileActions:
 
         with self.ctx.uow() as uow:  # OrderCancelled lands in the outbox with the cancellation
             detail = cancel_before_dispatch(
-                uow.conn, order_id=request.order_id, requested_by="assistant", now=now, publish=uow.publish,
+                uow.conn,
+                order_id=request.order_id,
+                requested_by="assistant",
+                now=now,
+                publish=uow.publish,
                 settings=self.ctx.settings,
             )
             uow.commit()

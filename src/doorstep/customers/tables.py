@@ -32,7 +32,9 @@ identities = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("customer_id", String(36), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", String(20), nullable=False),  # anonymous_id | user_id | email | phone | whatsapp | messenger
+    Column(
+        "kind", String(20), nullable=False
+    ),  # anonymous_id | user_id | email | phone | whatsapp | messenger
     Column("value", String(320), nullable=False),
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("source_message_id", String(255)),

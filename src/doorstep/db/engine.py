@@ -87,8 +87,9 @@ class FairLock:
     def acquire(self, timeout: float, *, background: bool = False) -> bool:
         with self._cond:
             if background:  # queue only once the lock is free and no request waits (or waited long enough)
-                self._cond.wait_for(lambda: self._serving == self._next_ticket,
-                                    timeout=min(timeout, BACKGROUND_MAX_WAIT_S))
+                self._cond.wait_for(
+                    lambda: self._serving == self._next_ticket, timeout=min(timeout, BACKGROUND_MAX_WAIT_S)
+                )
             ticket = self._next_ticket
             self._next_ticket += 1
             if self._cond.wait_for(lambda: self._serving == ticket, timeout=timeout):
@@ -141,7 +142,9 @@ def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the lock up front: avoids SQLITE_BUSY upgrade deadlocks between writers.
-        if lock is not None and lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S, background=_is_background_thread()):
+        if lock is not None and lock.acquire(
+            timeout=WRITE_LOCK_TIMEOUT_S, background=_is_background_thread()
+        ):
             conn.info["doorstep_write_lock"] = lock
         try:
             conn.exec_driver_sql(begin)

@@ -24,7 +24,9 @@ class GroupCommitter:
     def __init__(self, engine: Engine, *, max_group: int = MAX_GROUP):
         self.engine = engine
         self.max_group = max_group
-        self._queue: queue.SimpleQueue[tuple[Callable[[Connection], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Callable[[Connection], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -51,7 +53,9 @@ class GroupCommitter:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="doorstep-group-commit", daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._run, name="doorstep-group-commit", daemon=True
+                    )
                     self._thread.start()
 
     def _run(self) -> None:
@@ -96,4 +100,3 @@ class GroupCommitter:
         self.groups += 1
         for (_, future), result in zip(live, results, strict=True):
             future.set_result(result)
-

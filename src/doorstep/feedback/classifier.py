@@ -24,16 +24,26 @@ HELD_OUT_SHARE = 0.25  # evaluation split
 SPLIT_SEED = 20261123
 
 KEYWORDS: dict[str, re.Pattern[str]] = {
-    "delivery": re.compile(r"\b(deliver\w*|courier|driver|parcel|package|tracking|shipp\w*|dispatch\w*|arriv\w*|"
-                           r"late|depot|carrier|van|post office|transit)\b"),
-    "returns": re.compile(r"\b(return\w*|refund\w*|exchange\w*|money back|store credit|label|drop off|send it back|"
-                          r"sent it back|swapp\w*)\b"),
-    "product": re.compile(r"\b(size|sizing|fit\w*|quality|colou?r|material|fabric|zip|seam|stitch\w*|broken|"
-                          r"faulty|wrong (item|size)|comfortable|leather|strap|described|picture|photos?)\b"),
-    "service": re.compile(r"\b(agent|support|service|staff|team|chat\w*|assistant|repl\w*|answer\w*|help\w*|"
-                          r"rude|phone|call|ticket|complaint|emails?|messages?)\b"),
-    "price": re.compile(r"\b(price\w*|expensive|cheap\w*|cost\w*|value|discount|coupon|promo|charged|fees?|"
-                        r"overpriced|bargain|money|billed|penny|afford\w*)\b"),
+    "delivery": re.compile(
+        r"\b(deliver\w*|courier|driver|parcel|package|tracking|shipp\w*|dispatch\w*|arriv\w*|"
+        r"late|depot|carrier|van|post office|transit)\b"
+    ),
+    "returns": re.compile(
+        r"\b(return\w*|refund\w*|exchange\w*|money back|store credit|label|drop off|send it back|"
+        r"sent it back|swapp\w*)\b"
+    ),
+    "product": re.compile(
+        r"\b(size|sizing|fit\w*|quality|colou?r|material|fabric|zip|seam|stitch\w*|broken|"
+        r"faulty|wrong (item|size)|comfortable|leather|strap|described|picture|photos?)\b"
+    ),
+    "service": re.compile(
+        r"\b(agent|support|service|staff|team|chat\w*|assistant|repl\w*|answer\w*|help\w*|"
+        r"rude|phone|call|ticket|complaint|emails?|messages?)\b"
+    ),
+    "price": re.compile(
+        r"\b(price\w*|expensive|cheap\w*|cost\w*|value|discount|coupon|promo|charged|fees?|"
+        r"overpriced|bargain|money|billed|penny|afford\w*)\b"
+    ),
 }
 _WORD = re.compile(r"[a-z']+")
 
@@ -75,9 +85,13 @@ class NaiveBayes:
         v = len(self.vocabulary) or 1
         toks = [t for t in tokens(text) if t in self.vocabulary]
         return {
-            label: prior + sum(math.log((self.counts[label][t] + self.alpha) / (self.totals[label] + self.alpha * v))
-                               for t in toks)
-            for label, prior in self.priors.items()}
+            label: prior
+            + sum(
+                math.log((self.counts[label][t] + self.alpha) / (self.totals[label] + self.alpha * v))
+                for t in toks
+            )
+            for label, prior in self.priors.items()
+        }
 
     def predict(self, text: str) -> str:
         if not any(t in self.vocabulary for t in tokens(text)):
@@ -139,5 +153,11 @@ def evaluate() -> dict[str, float | int]:
     nb = sum(model.predict(text) == label for text, label in test)
     both = sum(combined.classify(text) == label for text, label in test)
     decided = sum(rule_topic(text) is not None for text, _ in test)
-    return {"train": len(train), "held_out": n, "rules_accuracy": rules / n, "rules_coverage": decided / n,
-            "model_accuracy": nb / n, "combined_accuracy": both / n}
+    return {
+        "train": len(train),
+        "held_out": n,
+        "rules_accuracy": rules / n,
+        "rules_coverage": decided / n,
+        "model_accuracy": nb / n,
+        "combined_accuracy": both / n,
+    }

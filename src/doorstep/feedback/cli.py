@@ -19,9 +19,16 @@ def register(app: typer.Typer) -> None:
 
     @feedback_app.command("import-reviews")
     def import_reviews_cmd(
-        file: Annotated[Path, typer.Argument(help="CSV with columns order_id, rating, comment, submitted_at, "
-                                                  "external_id (order_id is the shop's order number).",
-                                             exists=True, dir_okay=False, readable=True)],
+        file: Annotated[
+            Path,
+            typer.Argument(
+                help="CSV with columns order_id, rating, comment, submitted_at, "
+                "external_id (order_id is the shop's order number).",
+                exists=True,
+                dir_okay=False,
+                readable=True,
+            ),
+        ],
     ) -> None:
         """Import reviews: good rows are stored (topic classified), bad rows are listed by line."""
         from doorstep.app import build_context
@@ -33,8 +40,10 @@ def register(app: typer.Typer) -> None:
             report = import_reviews(file.read_text(encoding="utf-8-sig"), uow=ctx.uow(), now=ctx.clock.now())
         finally:
             ctx.engine.dispose()
-        console.print(f"[green]{report.stored} stored[/green], {report.duplicates} already imported, "
-                      f"[{'red' if report.errors else 'green'}]{len(report.errors)} bad row(s)[/]")
+        console.print(
+            f"[green]{report.stored} stored[/green], {report.duplicates} already imported, "
+            f"[{'red' if report.errors else 'green'}]{len(report.errors)} bad row(s)[/]"
+        )
         if report.errors:
             table = Table("line", "problem")
             for e in report.errors:

@@ -30,15 +30,38 @@ def record_survey(answer: SurveyAnswer, *, uow: UnitOfWork, now: datetime) -> st
         external_id = f"survey:{order.id}"
         feedback_id = str(uuid.uuid5(NAMESPACE, external_id))
         topic = classify(answer.comment)
-        values = {"csat": answer.csat, "nps": answer.nps, "comment": answer.comment, "topic": topic,
-                  "submitted_at": now}
+        values = {
+            "csat": answer.csat,
+            "nps": answer.nps,
+            "comment": answer.comment,
+            "topic": topic,
+            "submitted_at": now,
+        }
         if uow.feedback.get_by_external_id(external_id) is None:
-            uow.feedback.add({"id": feedback_id, "customer_id": order.customer_id, "order_id": order.id,
-                              "kind": "survey", "source": "survey_page", "external_id": external_id, **values})
+            uow.feedback.add(
+                {
+                    "id": feedback_id,
+                    "customer_id": order.customer_id,
+                    "order_id": order.id,
+                    "kind": "survey",
+                    "source": "survey_page",
+                    "external_id": external_id,
+                    **values,
+                }
+            )
         else:
             uow.feedback.update(feedback_id, values)
-        uow.publish(FeedbackReceived(occurred_at=now, feedback_id=feedback_id, customer_id=order.customer_id,
-                                     order_id=order.id, kind="survey", score=answer.csat, topic=topic))
+        uow.publish(
+            FeedbackReceived(
+                occurred_at=now,
+                feedback_id=feedback_id,
+                customer_id=order.customer_id,
+                order_id=order.id,
+                kind="survey",
+                score=answer.csat,
+                topic=topic,
+            )
+        )
         uow.commit()
     return feedback_id
 
@@ -50,8 +73,11 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {"stored": self.stored, "duplicates": self.duplicates,
-                "errors": [{"line": e.line, "message": e.message} for e in self.errors]}
+        return {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "errors": [{"line": e.line, "message": e.message} for e in self.errors],
+        }
 
 
 def import_reviews(text: str, *, uow: UnitOfWork, now: datetime, source: str = "csv") -> ImportReport:
@@ -65,18 +91,40 @@ def import_reviews(text: str, *, uow: UnitOfWork, now: datetime, source: str = "
         for row in rows:
             order = known_orders.get(row.order_external_id)
             if order is None:
-                report.errors.append(RowError(row.line, f"order_id {row.order_external_id!r} is not a known order"))
+                report.errors.append(
+                    RowError(row.line, f"order_id {row.order_external_id!r} is not a known order")
+                )
                 continue
             if row.external_id in existing:
                 report.duplicates += 1
                 continue
             feedback_id = str(uuid.uuid5(NAMESPACE, f"review:{row.external_id}"))
             topic = classify(row.comment)
-            uow.feedback.add({"id": feedback_id, "customer_id": order.customer_id, "order_id": order.id,
-                              "kind": "review", "rating": row.rating, "comment": row.comment, "topic": topic,
-                              "source": source, "external_id": row.external_id, "submitted_at": row.submitted_at})
-            uow.publish(FeedbackReceived(occurred_at=now, feedback_id=feedback_id, customer_id=order.customer_id,
-                                         order_id=order.id, kind="review", score=row.rating, topic=topic))
+            uow.feedback.add(
+                {
+                    "id": feedback_id,
+                    "customer_id": order.customer_id,
+                    "order_id": order.id,
+                    "kind": "review",
+                    "rating": row.rating,
+                    "comment": row.comment,
+                    "topic": topic,
+                    "source": source,
+                    "external_id": row.external_id,
+                    "submitted_at": row.submitted_at,
+                }
+            )
+            uow.publish(
+                FeedbackReceived(
+                    occurred_at=now,
+                    feedback_id=feedback_id,
+                    customer_id=order.customer_id,
+                    order_id=order.id,
+                    kind="review",
+                    score=row.rating,
+                    topic=topic,
+                )
+            )
             report.stored += 1
         uow.commit()
     report.errors.sort(key=lambda e: e.line)

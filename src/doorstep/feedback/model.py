@@ -23,8 +23,9 @@ class SurveyAnswer:
     comment: str | None
 
     @classmethod
-    def parse(cls, *, order_id: str, csat: str | int | None, nps: str | int | None,
-              comment: str | None) -> SurveyAnswer:
+    def parse(
+        cls, *, order_id: str, csat: str | int | None, nps: str | int | None, comment: str | None
+    ) -> SurveyAnswer:
         def number(value: str | int | None, name: str, low: int, high: int, *, required: bool) -> int | None:
             if value is None or (isinstance(value, str) and not value.strip()):
                 if required:
@@ -66,7 +67,9 @@ def parse_reviews(text: str, *, now: datetime) -> tuple[list[ReviewRow], list[Ro
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REVIEW_COLUMNS if c not in header]
     if missing:
-        return [], [RowError(1, f"missing column(s) {', '.join(missing)}; expected {', '.join(REVIEW_COLUMNS)}")]
+        return [], [
+            RowError(1, f"missing column(s) {', '.join(missing)}; expected {', '.join(REVIEW_COLUMNS)}")
+        ]
     reader.fieldnames = header
     good: list[ReviewRow] = []
     bad: list[RowError] = []
@@ -103,6 +106,14 @@ def parse_reviews(text: str, *, now: datetime) -> tuple[list[ReviewRow], list[Ro
             continue
         assert rating is not None and submitted is not None
         seen.add(row["external_id"])
-        good.append(ReviewRow(line, row["order_id"], rating, (row.get("comment") or "")[:MAX_COMMENT_CHARS] or None,
-                              submitted, row["external_id"]))
+        good.append(
+            ReviewRow(
+                line,
+                row["order_id"],
+                rating,
+                (row.get("comment") or "")[:MAX_COMMENT_CHARS] or None,
+                submitted,
+                row["external_id"],
+            )
+        )
     return good, bad

@@ -22,25 +22,33 @@ class FeedbackRepository:
 
     def get_by_external_id(self, external_id: str) -> Any | None:
         return self.conn.execute(
-            select(feedback).where(feedback.c.external_id == external_id).with_for_update()).first()
+            select(feedback).where(feedback.c.external_id == external_id).with_for_update()
+        ).first()
 
     def existing_external_ids(self, external_ids: list[str]) -> set[str]:
         found: set[str] = set()
         for lo in range(0, len(external_ids), 500):
-            chunk = external_ids[lo:lo + 500]
-            found.update(self.conn.execute(
-                select(feedback.c.external_id).where(feedback.c.external_id.in_(chunk))).scalars())
+            chunk = external_ids[lo : lo + 500]
+            found.update(
+                self.conn.execute(
+                    select(feedback.c.external_id).where(feedback.c.external_id.in_(chunk))
+                ).scalars()
+            )
         return found
 
     def order(self, order_id: str) -> Any | None:
         return self.conn.execute(
-            select(orders.c.id, orders.c.external_id, orders.c.customer_id).where(orders.c.id == order_id)).first()
+            select(orders.c.id, orders.c.external_id, orders.c.customer_id).where(orders.c.id == order_id)
+        ).first()
 
     def orders_by_external_id(self, external_ids: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for lo in range(0, len(external_ids), 500):
-            chunk = external_ids[lo:lo + 500]
-            for row in self.conn.execute(select(orders.c.id, orders.c.external_id, orders.c.customer_id)
-                                         .where(orders.c.external_id.in_(chunk))):
+            chunk = external_ids[lo : lo + 500]
+            for row in self.conn.execute(
+                select(orders.c.id, orders.c.external_id, orders.c.customer_id).where(
+                    orders.c.external_id.in_(chunk)
+                )
+            ):
                 found[row.external_id] = row
         return found

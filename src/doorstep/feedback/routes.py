@@ -52,8 +52,15 @@ def survey_submit(
     try:
         answer = SurveyAnswer.parse(order_id=order.id, csat=csat, nps=nps, comment=comment)
     except InvalidAnswer as exc:
-        return render(request, "survey.html", status_code=422, order=order, token=token, error=exc.detail,
-                      values={"csat": csat, "nps": nps, "comment": comment})
+        return render(
+            request,
+            "survey.html",
+            status_code=422,
+            order=order,
+            token=token,
+            error=exc.detail,
+            values={"csat": csat, "nps": nps, "comment": comment},
+        )
     record_survey(answer, uow=ctx.uow(), now=ctx.clock.now())
     return render(request, "survey_thanks.html", order=order)
 
@@ -64,8 +71,9 @@ async def import_reviews_csv(request: Request, ctx: CtxDep, principal: ReviewImp
     stored, bad rows reported by line. Send the file as the request body (text/csv)."""
     body = await request.body()
     if len(body) > MAX_CSV_BYTES:
-        raise FeedbackError(f"the file is {len(body)} bytes; the limit is {MAX_CSV_BYTES}: split it",
-                            code=ErrorCode.TOO_LARGE)
+        raise FeedbackError(
+            f"the file is {len(body)} bytes; the limit is {MAX_CSV_BYTES}: split it", code=ErrorCode.TOO_LARGE
+        )
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

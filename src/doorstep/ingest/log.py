@@ -69,8 +69,16 @@ def _append_sqlite(conn: Connection, entries: list[LogEntry], *, received_at: da
         chunk = entries[start : start + _ROWS_PER_STATEMENT]
         params: list[Any] = []
         for e in chunk:
-            params += (e.source, e.message_id, e.type, e.name, e.partition_key, received,
-                       _sqlite_time(e.occurred_at), orjson.dumps(e.payload, default=json_default).decode())
+            params += (
+                e.source,
+                e.message_id,
+                e.type,
+                e.name,
+                e.partition_key,
+                received,
+                _sqlite_time(e.occurred_at),
+                orjson.dumps(e.payload, default=json_default).decode(),
+            )
         sql = (
             f"INSERT INTO event_log ({_COLUMNS}) VALUES "
             + ",".join(["(?,?,?,?,?,?,?,?)"] * len(chunk))
@@ -97,9 +105,16 @@ def _append_postgres(conn: Connection, entries: list[LogEntry], *, received_at: 
         raise ValueError(f"naive datetime {received_at!r}: pass timezone-aware UTC")
     document = orjson.dumps(
         [
-            {"source": e.source, "message_id": e.message_id, "type": e.type, "name": e.name,
-             "partition_key": e.partition_key, "received_at": received_at, "occurred_at": e.occurred_at,
-             "payload": e.payload}
+            {
+                "source": e.source,
+                "message_id": e.message_id,
+                "type": e.type,
+                "name": e.name,
+                "partition_key": e.partition_key,
+                "received_at": received_at,
+                "occurred_at": e.occurred_at,
+                "payload": e.payload,
+            }
             for e in entries
         ],
         default=json_default,

@@ -38,7 +38,9 @@ router = APIRouter(tags=["ingest"])
 
 SOURCE = "segment"
 WRITE_KEY_CACHE_TTL_S = 30.0
-WRITE_KEY_CACHE_MAX = 10_000  # unknown keys are cached too; a flood of random keys must not grow memory forever
+WRITE_KEY_CACHE_MAX = (
+    10_000  # unknown keys are cached too; a flood of random keys must not grow memory forever
+)
 
 
 def _check_write_key(ctx: AppContext, key: str | None) -> None:
@@ -52,9 +54,9 @@ def _check_write_key(ctx: AppContext, key: str | None) -> None:
     if hit is None or hit[0] < time.monotonic():
         with ctx.read_engine.connect() as conn:
             row = find_key(conn, key)
-        is_valid = (row is not None and row.kind in ("write", "secret") and "ingest" in (row.scopes or [])) or (
-            row is not None and row.kind == "secret" and "admin" in (row.scopes or [])
-        )
+        is_valid = (
+            row is not None and row.kind in ("write", "secret") and "ingest" in (row.scopes or [])
+        ) or (row is not None and row.kind == "secret" and "admin" in (row.scopes or []))
         hit = (time.monotonic() + WRITE_KEY_CACHE_TTL_S, bool(is_valid))
         if len(cache) >= WRITE_KEY_CACHE_MAX:
             cache.clear()
@@ -142,25 +144,31 @@ def _replays(conn: Connection, accepted: list[Accepted]) -> list[Accepted]:
     for start in range(0, len(ids), 500):
         rows = conn.execute(
             select(event_log.c.message_id, event_log.c.payload).where(
-                tuple_(event_log.c.source, event_log.c.message_id).in_([(SOURCE, i) for i in ids[start : start + 500]])
+                tuple_(event_log.c.source, event_log.c.message_id).in_(
+                    [(SOURCE, i) for i in ids[start : start + 500]]
+                )
             )
         ).all()
         stored.update({row.message_id: row.payload for row in rows})
     return [
         a
         for a in accepted
-        if a.message_id in stored and replay_fingerprint(stored[a.message_id]) != replay_fingerprint(a.payload)
+        if a.message_id in stored
+        and replay_fingerprint(stored[a.message_id]) != replay_fingerprint(a.payload)
     ]
 
 
-async def _store(ctx: AppContext, accepted: list[Accepted], received_at: datetime) -> tuple[int, list[Accepted]]:
+async def _store(
+    ctx: AppContext, accepted: list[Accepted], received_at: datetime
+) -> tuple[int, list[Accepted]]:
     """Appends the calls; returns how many were new and the ones refused as replays. Durable (committed)
     when it returns.
 
     A call whose messageId is stored already is a retry when its content matches (counted as a duplicate)
     and a replay when it differs (refused, never stored over the first)."""
     entries = [
-        LogEntry(SOURCE, a.message_id, a.type, a.name, a.partition_key, a.occurred_at, a.payload) for a in accepted
+        LogEntry(SOURCE, a.message_id, a.type, a.name, a.partition_key, a.occurred_at, a.payload)
+        for a in accepted
     ]
 
     def write(conn: Connection) -> tuple[int, list[Accepted]]:
@@ -279,9 +287,10 @@ async def batch(request: Request) -> JSONResponse:
     ctx = get_ctx(request)
     body, _size = await _read_json(request, MAX_BATCH_BYTES, "500 KB per batch")
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
-        raise IngestError("batch: expected an object with a `batch` array of events", errors=[
-            {"field": "batch", "message": "required array"}
-        ])
+        raise IngestError(
+            "batch: expected an object with a `batch` array of events",
+            errors=[{"field": "batch", "message": "required array"}],
+        )
     _check_write_key(ctx, _basic_user(request) or body.get("writeKey"))
     received_at = ctx.clock.now()
     errors: list[dict[str, str]] = []
@@ -297,8 +306,14 @@ async def batch(request: Request) -> JSONResponse:
     for index, event in enumerate(body["batch"]):
         size = len(orjson.dumps(event)) if isinstance(event, dict) else None
         if shared and isinstance(event, dict):
-            event = {**event, **{k: {**v, **(event[k] if isinstance(event.get(k), dict) else {})}
-                                 for k, v in shared.items() if event.get(k) is None or isinstance(event.get(k), dict)}}
+            event = {
+                **event,
+                **{
+                    k: {**v, **(event[k] if isinstance(event.get(k), dict) else {})}
+                    for k, v in shared.items()
+                    if event.get(k) is None or isinstance(event.get(k), dict)
+                },
+            }
         result = validate_event(
             event,
             index=index,
@@ -315,19 +330,25 @@ async def batch(request: Request) -> JSONResponse:
     unique, replays, _in_batch_duplicates = _dedupe_in_batch(accepted)
     new, stored_replays = (await _store(ctx, unique, received_at)) if unique else (0, [])
     for replay in replays + stored_replays:
-        rejected.append(Rejected(positions[id(replay)], replay.message_id, [_replay_error(replay.message_id)]))
+        rejected.append(
+            Rejected(positions[id(replay)], replay.message_id, [_replay_error(replay.message_id)])
+        )
     rejected.sort(key=lambda r: r.index)
     accepted_count = len(accepted) - len(replays) - len(stored_replays)
     duplicates = accepted_count - new
     rejected_view = [
-        {"index": r.index, "messageId": r.message_id, "errors": r.errors, "detail": r.detail} for r in rejected
+        {"index": r.index, "messageId": r.message_id, "errors": r.errors, "detail": r.detail}
+        for r in rejected
     ]
     _count(ctx, "rejected", len(rejected))
     if accepted_count == 0 and rejected:
         raise IngestError(
             f"all {len(rejected)} events were rejected; first: batch[{rejected[0].index}] {rejected[0].detail}",
-            errors=[{"field": f"batch[{r.index}].{e['field']}".rstrip("."), "message": e["message"]}
-                    for r in rejected for e in r.errors][:100],
+            errors=[
+                {"field": f"batch[{r.index}].{e['field']}".rstrip("."), "message": e["message"]}
+                for r in rejected
+                for e in r.errors
+            ][:100],
             rejected=rejected_view,
         )
     _count(ctx, "accepted", accepted_count)

@@ -15,7 +15,9 @@ from doorstep.clock import ensure_utc
 
 MAX_EVENT_BYTES = 32 * 1024  # Segment's per-call limit
 MAX_BATCH_BYTES = 500 * 1024  # Segment's per-batch limit
-MAX_ID_CHARS = 200  # userId / anonymousId / messageId: they key the log (partition_key, message_id are 255 wide)
+MAX_ID_CHARS = (
+    200  # userId / anonymousId / messageId: they key the log (partition_key, message_id are 255 wide)
+)
 MAX_NAME_CHARS = 255  # event and page names (event_log.name)
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
@@ -92,7 +94,9 @@ def validate_event(
     elif isinstance(message_id, str):
         message_id = message_id.strip() or None  # an empty messageId is treated as absent: one is assigned
         if message_id is not None and len(message_id) > MAX_ID_CHARS:
-            errors.append({"field": "messageId", "message": f"is {len(message_id)} characters; at most {MAX_ID_CHARS}"})
+            errors.append(
+                {"field": "messageId", "message": f"is {len(message_id)} characters; at most {MAX_ID_CHARS}"}
+            )
             message_id = None
     if size_bytes is not None and size_bytes > MAX_EVENT_BYTES:
         errors.append({"field": "", "message": f"event is {size_bytes} bytes; the limit is 32 KB per event"})
@@ -105,8 +109,10 @@ def validate_event(
 
     user_id = _identifier(event, "userId", errors)
     anonymous_id = _identifier(event, "anonymousId", errors)
-    if user_id is None and anonymous_id is None and not any(
-        e["field"] in ("userId", "anonymousId") for e in errors
+    if (
+        user_id is None
+        and anonymous_id is None
+        and not any(e["field"] in ("userId", "anonymousId") for e in errors)
     ):
         errors.append({"field": "userId", "message": "userId or anonymousId is required"})
 
@@ -126,15 +132,21 @@ def validate_event(
     if event_type == "track":
         name = event.get("event")
         if not isinstance(name, str) or not name.strip():
-            errors.append({"field": "event", "message": "track calls need the event name, e.g. 'Order Completed'"})
+            errors.append(
+                {"field": "event", "message": "track calls need the event name, e.g. 'Order Completed'"}
+            )
         elif len(name.strip()) > MAX_NAME_CHARS:
-            errors.append({"field": "event", "message": f"is {len(name.strip())} characters; at most {MAX_NAME_CHARS}"})
+            errors.append(
+                {"field": "event", "message": f"is {len(name.strip())} characters; at most {MAX_NAME_CHARS}"}
+            )
     elif event_type in ("page", "screen"):
         value = event.get("name")
         if value is not None and not isinstance(value, str):
             errors.append({"field": "name", "message": f"must be a string, got {type(value).__name__}"})
         elif isinstance(value, str) and len(value.strip()) > MAX_NAME_CHARS:
-            errors.append({"field": "name", "message": f"is {len(value.strip())} characters; at most {MAX_NAME_CHARS}"})
+            errors.append(
+                {"field": "name", "message": f"is {len(value.strip())} characters; at most {MAX_NAME_CHARS}"}
+            )
         name = value if isinstance(value, str) and value.strip() else None
     elif event_type == "group":
         _required_id(event, "groupId", "group calls need a groupId", errors)
@@ -154,7 +166,12 @@ def validate_event(
         return Rejected(
             index,
             str(message_id) if message_id is not None else None,
-            [{"field": "timestamp", "message": f"{occurred_at.isoformat()} is more than {hours:g} h in the future"}],
+            [
+                {
+                    "field": "timestamp",
+                    "message": f"{occurred_at.isoformat()} is more than {hours:g} h in the future",
+                }
+            ],
         )
     payload = dict(event)  # unknown fields are kept
     payload["type"] = event_type

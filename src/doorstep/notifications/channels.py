@@ -74,9 +74,13 @@ class HttpChannel:
 
     def __init__(self, settings: Settings, *, base_url: str, transport: httpx.BaseTransport | None = None):
         self.settings = settings
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=settings.outbound_timeout_s, transport=transport)
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=settings.outbound_timeout_s, transport=transport
+        )
 
-    def _post(self, url: str, *, now: datetime, **kwargs: Any) -> tuple[httpx.Response | None, SendOutcome | None]:
+    def _post(
+        self, url: str, *, now: datetime, **kwargs: Any
+    ) -> tuple[httpx.Response | None, SendOutcome | None]:
         try:
             response = self.client.post(url, **kwargs)
         except httpx.TimeoutException as exc:
@@ -85,7 +89,10 @@ class HttpChannel:
             return None, _network_failure(exc)
         if response.status_code >= 300:
             return response, classify_http(
-                response.status_code, retry_after=response.headers.get("retry-after"), body=response.text, now=now
+                response.status_code,
+                retry_after=response.headers.get("retry-after"),
+                body=response.text,
+                now=now,
             )
         return response, None
 
@@ -145,7 +152,9 @@ class SmtpChannel:
         context = self.ssl_context or ssl.create_default_context()
         try:
             if s.smtp_security == "tls":
-                server: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.outbound_timeout_s, context=context)
+                server: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.smtp_host, s.smtp_port, timeout=s.outbound_timeout_s, context=context
+                )
             else:
                 server = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.outbound_timeout_s)
             with server:
@@ -159,11 +168,19 @@ class SmtpChannel:
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             is_transient = all(400 <= c < 500 for c in codes)
-            return SendOutcome(is_sent=False, is_transient=is_transient, http_status=codes[0] if codes else None,
-                               error=f"recipient refused: {exc.recipients}")
+            return SendOutcome(
+                is_sent=False,
+                is_transient=is_transient,
+                http_status=codes[0] if codes else None,
+                error=f"recipient refused: {exc.recipients}",
+            )
         except smtplib.SMTPResponseException as exc:
-            return SendOutcome(is_sent=False, is_transient=400 <= exc.smtp_code < 500, http_status=exc.smtp_code,
-                               error=f"SMTP {exc.smtp_code}: {exc.smtp_error!r}")
+            return SendOutcome(
+                is_sent=False,
+                is_transient=400 <= exc.smtp_code < 500,
+                http_status=exc.smtp_code,
+                error=f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+            )
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             return _network_failure(exc)
         return SendOutcome(is_sent=True, provider_message_id=str(mail["Message-ID"]))
@@ -172,7 +189,9 @@ class SmtpChannel:
 class TwilioChannel(HttpChannel):
     """SMS, or WhatsApp through Twilio (numbers prefixed whatsapp:)."""
 
-    def __init__(self, settings: Settings, *, name: str = "sms", transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, settings: Settings, *, name: str = "sms", transport: httpx.BaseTransport | None = None
+    ):
         super().__init__(settings, base_url=settings.twilio_base_url, transport=transport)
         self.name = name
 
@@ -206,8 +225,14 @@ class TwilioChannel(HttpChannel):
         assert response is not None
         body = response.json()
         if body.get("status") == "failed" or body.get("error_code"):
-            return SendOutcome(is_sent=False, http_status=response.status_code, error=f"Twilio error {body.get('error_code')}: {body.get('error_message')}")
-        return SendOutcome(is_sent=True, provider_message_id=body.get("sid"), http_status=response.status_code)
+            return SendOutcome(
+                is_sent=False,
+                http_status=response.status_code,
+                error=f"Twilio error {body.get('error_code')}: {body.get('error_message')}",
+            )
+        return SendOutcome(
+            is_sent=True, provider_message_id=body.get("sid"), http_status=response.status_code
+        )
 
 
 class WhatsAppCloudChannel(HttpChannel):
@@ -238,7 +263,10 @@ class WhatsAppCloudChannel(HttpChannel):
                 "name": template["name"],
                 "language": {"code": template.get("language", message.locale)},
                 "components": [
-                    {"type": "body", "parameters": [{"type": "text", "text": p} for p in template.get("params", [])]}
+                    {
+                        "type": "body",
+                        "parameters": [{"type": "text", "text": p} for p in template.get("params", [])],
+                    }
                 ],
             },
         }
@@ -260,7 +288,9 @@ class WhatsAppCloudChannel(HttpChannel):
             return failure
         assert response is not None
         messages = response.json().get("messages") or [{}]
-        return SendOutcome(is_sent=True, provider_message_id=messages[0].get("id"), http_status=response.status_code)
+        return SendOutcome(
+            is_sent=True, provider_message_id=messages[0].get("id"), http_status=response.status_code
+        )
 
 
 class MessengerChannel(HttpChannel):
@@ -270,7 +300,10 @@ class MessengerChannel(HttpChannel):
         super().__init__(settings, base_url=settings.messenger_base_url, transport=transport)
 
     def payload(self, message: OutgoingMessage) -> dict[str, Any]:
-        body: dict[str, Any] = {"recipient": {"id": message.to}, "message": {"text": message.text[:MESSENGER_MAX_CHARS]}}
+        body: dict[str, Any] = {
+            "recipient": {"id": message.to},
+            "message": {"text": message.text[:MESSENGER_MAX_CHARS]},
+        }
         if message.is_reply:
             body["messaging_type"] = "RESPONSE"
         elif message.is_in_session:
@@ -290,7 +323,11 @@ class MessengerChannel(HttpChannel):
         if failure is not None:
             return failure
         assert response is not None
-        return SendOutcome(is_sent=True, provider_message_id=response.json().get("message_id"), http_status=response.status_code)
+        return SendOutcome(
+            is_sent=True,
+            provider_message_id=response.json().get("message_id"),
+            http_status=response.status_code,
+        )
 
 
 class WebhookChannel(HttpChannel):
@@ -333,13 +370,18 @@ class WebhookChannel(HttpChannel):
         response, failure = self._post(message.to, content=body, headers=headers, now=now)
         if failure is not None:
             return failure
-        return SendOutcome(is_sent=True, provider_message_id=f"webhook:{message.notification_id}",
-                           http_status=response.status_code if response is not None else None)
+        return SendOutcome(
+            is_sent=True,
+            provider_message_id=f"webhook:{message.notification_id}",
+            http_status=response.status_code if response is not None else None,
+        )
 
 
 def webhook_secret(settings: Settings) -> str:
     """The key receivers verify outbound webhooks with: derived from the service secret, stable across restarts."""
-    return hmac.new(settings.secret_key.encode(), b"doorstep.notifications.webhook", hashlib.sha256).hexdigest()
+    return hmac.new(
+        settings.secret_key.encode(), b"doorstep.notifications.webhook", hashlib.sha256
+    ).hexdigest()
 
 
 def provider_configured(settings: Settings) -> dict[str, bool]:

@@ -33,8 +33,16 @@ def _as_datetime(value: Any, fallback: datetime) -> datetime:
 
 
 def queue_for_rule(
-    repo: NotificationRepository, *, rule: Rule, event_type: str, payload: dict[str, Any], occurred_at: datetime,
-    customer_id: str, locale: str, now: datetime, journey_version: int = 0,
+    repo: NotificationRepository,
+    *,
+    rule: Rule,
+    event_type: str,
+    payload: dict[str, Any],
+    occurred_at: datetime,
+    customer_id: str,
+    locale: str,
+    now: datetime,
+    journey_version: int = 0,
 ) -> bool:
     """Queues the message a rule asks for; False if this state change was already queued."""
     return repo.add_queued(
@@ -53,8 +61,10 @@ def queue_for_rule(
             "event_type": event_type,
             "event": payload,
             "is_urgent": rule.is_urgent,
-            "cancel_if": {"shipment_status": list(rule.cancel_if_shipment_status),
-                          "order_status": list(rule.cancel_if_order_status)},
+            "cancel_if": {
+                "shipment_status": list(rule.cancel_if_shipment_status),
+                "order_status": list(rule.cancel_if_order_status),
+            },
             "journey_version": journey_version,
         },
     )
@@ -76,8 +86,14 @@ def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
     queued = False
     for rule in rules:
         queued |= queue_for_rule(
-            repo, rule=rule, event_type=envelope.event_type, payload=payload, occurred_at=occurred_at,
-            customer_id=customer.id, locale=customer.locale or "en", now=now,
+            repo,
+            rule=rule,
+            event_type=envelope.event_type,
+            payload=payload,
+            occurred_at=occurred_at,
+            customer_id=customer.id,
+            locale=customer.locale or "en",
+            now=now,
         )
     wake = ctx.services.get("wake_sender")
     if queued and wake is not None:

@@ -45,15 +45,34 @@ def record_inbound(ctx: AppContext, messages: list[InboundMessage]) -> int:
         for m in messages:
             customer_id = repo.customer_by_address(m.channel, m.from_address)
             if customer_id is not None:
-                repo.touch_channel_identity(customer_id=customer_id, channel=m.channel, address=m.from_address,
-                                            inbound_at=m.sent_at, now=now)
+                repo.touch_channel_identity(
+                    customer_id=customer_id,
+                    channel=m.channel,
+                    address=m.from_address,
+                    inbound_at=m.sent_at,
+                    now=now,
+                )
                 wanted = keyword_consent(m.text) if m.channel in ("sms", "whatsapp") else None
                 if wanted is not None:
                     for topic in TOPICS:
-                        if repo.set_consent(customer_id=customer_id, channel=m.channel, topic=topic, is_granted=wanted,
-                                            source=f"keyword:{m.text.strip().upper()[:20]}", now=now):
-                            uow.publish(ConsentChanged(occurred_at=now, customer_id=customer_id, channel=m.channel,
-                                                       topic=topic, is_granted=wanted, source="keyword"))
+                        if repo.set_consent(
+                            customer_id=customer_id,
+                            channel=m.channel,
+                            topic=topic,
+                            is_granted=wanted,
+                            source=f"keyword:{m.text.strip().upper()[:20]}",
+                            now=now,
+                        ):
+                            uow.publish(
+                                ConsentChanged(
+                                    occurred_at=now,
+                                    customer_id=customer_id,
+                                    channel=m.channel,
+                                    topic=topic,
+                                    is_granted=wanted,
+                                    source="keyword",
+                                )
+                            )
             payload: dict[str, Any] = {
                 "channel": m.channel,
                 "from": m.from_address,
@@ -65,8 +84,17 @@ def record_inbound(ctx: AppContext, messages: list[InboundMessage]) -> int:
             }
             if m.subject is not None:
                 payload["subject"] = m.subject
-            entries.append(LogEntry(INBOUND_SOURCE, f"{m.channel}:{m.provider_message_id}"[:255], "message", None,
-                                    f"{m.channel}:{m.from_address}", m.sent_at, payload))
+            entries.append(
+                LogEntry(
+                    INBOUND_SOURCE,
+                    f"{m.channel}:{m.provider_message_id}"[:255],
+                    "message",
+                    None,
+                    f"{m.channel}:{m.from_address}",
+                    m.sent_at,
+                    payload,
+                )
+            )
         new = append(uow.conn, entries, received_at=now)
         uow.commit()
     wake = ctx.services.get("wake_worker")
@@ -97,7 +125,9 @@ def apply_receipts(ctx: AppContext, receipts: list[Receipt]) -> int:
             row = repo.find_by_provider_id(r.provider_message_id)
             if row is None or r.status not in STATUS_RANK:
                 continue
-            if row.status in ("failed", "suppressed") or STATUS_RANK[r.status] <= STATUS_RANK.get(row.status, 0):
+            if row.status in ("failed", "suppressed") or STATUS_RANK[r.status] <= STATUS_RANK.get(
+                row.status, 0
+            ):
                 continue
             values: dict[str, Any] = {"status": r.status}
             if r.status == "delivered":
@@ -118,12 +148,20 @@ def apply_receipts(ctx: AppContext, receipts: list[Receipt]) -> int:
 def mark_read_until(ctx: AppContext, *, channel: str, to_address: str, watermark: datetime) -> int:
     """Messenger reports reads as a watermark: everything sent to that PSID before it was read."""
     with ctx.engine.begin() as conn:
-        ids = list(conn.execute(
-            select(notifications.c.id).where(
-                notifications.c.channel == channel, notifications.c.to_address == to_address,
-                notifications.c.status.in_(("sent", "delivered")), notifications.c.sent_at <= watermark,
-            )
-        ).scalars())
+        ids = list(
+            conn.execute(
+                select(notifications.c.id).where(
+                    notifications.c.channel == channel,
+                    notifications.c.to_address == to_address,
+                    notifications.c.status.in_(("sent", "delivered")),
+                    notifications.c.sent_at <= watermark,
+                )
+            ).scalars()
+        )
         if ids:
-            conn.execute(update(notifications).where(notifications.c.id.in_(ids)).values(status="read", read_at=watermark))
+            conn.execute(
+                update(notifications)
+                .where(notifications.c.id.in_(ids))
+                .values(status="read", read_at=watermark)
+            )
     return len(ids)

@@ -29,7 +29,9 @@ EVENT_MODULES = (
 
 # High-volume internal events no customer message should hang on (each subscription costs an outbox row per
 # event): a journey names the specific event instead (ShipmentOutForDelivery, not ShipmentStatusChanged).
-NOT_JOURNEY_EVENTS = frozenset({"ShipmentCreated", "ShipmentStatusChanged", "OrderUpdated", "OrderStepReached"})
+NOT_JOURNEY_EVENTS = frozenset(
+    {"ShipmentCreated", "ShipmentStatusChanged", "OrderUpdated", "OrderStepReached"}
+)
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +41,12 @@ def event_fields() -> dict[str, set[str]]:
         importlib.import_module(module)
     found: dict[str, set[str]] = {}
     for name, cls in EVENT_TYPES.items():
-        if cls.__module__ in EVENT_MODULES and name not in ("OrderEvent", "ShipmentEvent", "ReturnEvent", *NOT_JOURNEY_EVENTS):
+        if cls.__module__ in EVENT_MODULES and name not in (
+            "OrderEvent",
+            "ShipmentEvent",
+            "ReturnEvent",
+            *NOT_JOURNEY_EVENTS,
+        ):
             found[name] = {f.name for f in dataclasses.fields(cls)}
     return found
 
@@ -51,7 +58,9 @@ def parse_source(source: str, *, name: str = "default") -> tuple[Journey, dict[s
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise JourneyInvalid(f"journey: not valid YAML{where}: {getattr(exc, 'problem', exc)}", field="journey") from None
+        raise JourneyInvalid(
+            f"journey: not valid YAML{where}: {getattr(exc, 'problem', exc)}", field="journey"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("rules"), list):
         # YAML 1.1 reads a bare `on:` key as the boolean true; store the key as written
         data["rules"] = [

@@ -20,12 +20,28 @@ STATUSES = ("queued", "sent", "delivered", "read", "failed", "suppressed")
 # Status only moves forward: a late "sent" callback never undoes "delivered".
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4, "suppressed": 4}
 SHIPMENT_STATUSES = (
-    "Pending", "InfoReceived", "InTransit", "OutForDelivery", "AttemptFail", "Delivered",
-    "AvailableForPickup", "Exception", "Expired",
+    "Pending",
+    "InfoReceived",
+    "InTransit",
+    "OutForDelivery",
+    "AttemptFail",
+    "Delivered",
+    "AvailableForPickup",
+    "Exception",
+    "Expired",
 )
 ORDER_STATUSES = (
-    "placed", "paid", "picked", "packed", "dispatched", "out_for_delivery", "delivered", "invoiced",
-    "follow_up_sent", "cancelled", "refunded",
+    "placed",
+    "paid",
+    "picked",
+    "packed",
+    "dispatched",
+    "out_for_delivery",
+    "delivered",
+    "invoiced",
+    "follow_up_sent",
+    "cancelled",
+    "refunded",
 )
 CONDITION_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists")
 DEFAULT_QUIET_START = "21:00"
@@ -118,7 +134,9 @@ def format_fields(trigger: str, event_type: str, payload: dict[str, Any]) -> dic
     stable = {k: v for k, v in payload.items() if k not in ("event_id", "occurred_at")}
     state = hashlib.sha1(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:12]
     fields = {k: ("" if v is None else v) for k, v in payload.items()}
-    fields.update(trigger=trigger, event=event_type, state=state, occurred_date=str(payload.get("occurred_at", ""))[:10])
+    fields.update(
+        trigger=trigger, event=event_type, state=state, occurred_date=str(payload.get("occurred_at", ""))[:10]
+    )
     return fields
 
 
@@ -131,7 +149,10 @@ def _duration_s(value: Any, path: str) -> int:
         units = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
         unknown = set(value) - set(units)
         if unknown:
-            raise JourneyInvalid(f"{path}: unknown unit {sorted(unknown)[0]!r}; use seconds, minutes, hours or days", field=path)
+            raise JourneyInvalid(
+                f"{path}: unknown unit {sorted(unknown)[0]!r}; use seconds, minutes, hours or days",
+                field=path,
+            )
         try:
             seconds = sum(float(value[k]) * units[k] for k in value)
         except (TypeError, ValueError):
@@ -158,11 +179,24 @@ def _status_list(value: Any, allowed: tuple[str, ...], path: str) -> tuple[str, 
         raise JourneyInvalid(f"{path}: give a list of statuses", field=path)
     for i, item in enumerate(value):
         if item not in allowed:
-            raise JourneyInvalid(f"{path}[{i}]: {item!r} is not one of {', '.join(allowed)}", field=f"{path}[{i}]")
+            raise JourneyInvalid(
+                f"{path}[{i}]: {item!r} is not one of {', '.join(allowed)}", field=f"{path}[{i}]"
+            )
     return tuple(value)
 
 
-RULE_KEYS = {"trigger", "on", "dedupe", "topic", "urgent", "delay", "when", "cancel_if", "enabled", "description"}
+RULE_KEYS = {
+    "trigger",
+    "on",
+    "dedupe",
+    "topic",
+    "urgent",
+    "delay",
+    "when",
+    "cancel_if",
+    "enabled",
+    "description",
+}
 
 
 def parse_journey(data: Any, *, event_fields: dict[str, set[str]], name: str = "default") -> Journey:
@@ -180,7 +214,9 @@ def parse_journey(data: Any, *, event_fields: dict[str, set[str]], name: str = "
         raise JourneyInvalid("channels: give a non-empty list", field="channels")
     for i, ch in enumerate(channels):
         if ch not in CHANNELS:
-            raise JourneyInvalid(f"channels[{i}]: {ch!r} is not one of {', '.join(CHANNELS)}", field=f"channels[{i}]")
+            raise JourneyInvalid(
+                f"channels[{i}]: {ch!r} is not one of {', '.join(CHANNELS)}", field=f"channels[{i}]"
+            )
     quiet = data.get("quiet_hours") or {}
     if not isinstance(quiet, dict):
         raise JourneyInvalid("quiet_hours: expected {start: '21:00', end: '08:00'}", field="quiet_hours")
@@ -214,16 +250,21 @@ def _parse_rule(raw: Any, path: str, event_fields: dict[str, set[str]]) -> Rule:
         raise JourneyInvalid(f"{path}.{key}: unknown key", field=f"{path}.{key}")
     trigger = raw.get("trigger")
     if not isinstance(trigger, str) or not trigger.replace("_", "").isalnum() or len(trigger) > 50:
-        raise JourneyInvalid(f"{path}.trigger: give a name of letters, digits and _ (at most 50)", field=f"{path}.trigger")
+        raise JourneyInvalid(
+            f"{path}.trigger: give a name of letters, digits and _ (at most 50)", field=f"{path}.trigger"
+        )
     event = raw.get("on")
     if event not in event_fields:
         raise JourneyInvalid(
-            f"{path}.on: {event!r} is not a domain event; known: {', '.join(sorted(event_fields))}", field=f"{path}.on"
+            f"{path}.on: {event!r} is not a domain event; known: {', '.join(sorted(event_fields))}",
+            field=f"{path}.on",
         )
     fields = event_fields[event]
     topic = raw.get("topic", "service")
     if topic not in TOPICS:
-        raise JourneyInvalid(f"{path}.topic: {topic!r} is not one of service, marketing", field=f"{path}.topic")
+        raise JourneyInvalid(
+            f"{path}.topic: {topic!r} is not one of service, marketing", field=f"{path}.topic"
+        )
     conditions = []
     when = raw.get("when") or {}
     if not isinstance(when, dict):
@@ -236,19 +277,29 @@ def _parse_rule(raw: Any, path: str, event_fields: dict[str, set[str]]) -> Rule:
             test = {"eq": test}
         for op, value in test.items():
             if op not in CONDITION_OPS:
-                raise JourneyInvalid(f"{fpath}.{op}: unknown test; use one of {', '.join(CONDITION_OPS)}", field=f"{fpath}.{op}")
+                raise JourneyInvalid(
+                    f"{fpath}.{op}: unknown test; use one of {', '.join(CONDITION_OPS)}",
+                    field=f"{fpath}.{op}",
+                )
             if op in ("in", "not_in") and not isinstance(value, list):
                 raise JourneyInvalid(f"{fpath}.{op}: give a list", field=f"{fpath}.{op}")
             conditions.append(Condition(fname, op, value))
-    dedupe = raw.get("dedupe") or "{trigger}:{" + ("shipment_id" if "shipment_id" in fields else "order_id") + "}:{state}"
+    dedupe = (
+        raw.get("dedupe")
+        or "{trigger}:{" + ("shipment_id" if "shipment_id" in fields else "order_id") + "}:{state}"
+    )
     try:
         probe = {f: "x" for f in fields} | {"trigger": "x", "event": "x", "state": "x", "occurred_date": "x"}
         dedupe.format_map(probe)
     except (KeyError, ValueError, IndexError) as exc:
-        raise JourneyInvalid(f"{path}.dedupe: {dedupe!r} names {exc} which {event} does not have", field=f"{path}.dedupe") from None
+        raise JourneyInvalid(
+            f"{path}.dedupe: {dedupe!r} names {exc} which {event} does not have", field=f"{path}.dedupe"
+        ) from None
     cancel_if = raw.get("cancel_if") or {}
     if not isinstance(cancel_if, dict) or set(cancel_if) - {"shipment_status", "order_status"}:
-        raise JourneyInvalid(f"{path}.cancel_if: expected shipment_status and/or order_status lists", field=f"{path}.cancel_if")
+        raise JourneyInvalid(
+            f"{path}.cancel_if: expected shipment_status and/or order_status lists", field=f"{path}.cancel_if"
+        )
     enabled = raw.get("enabled", True)
     urgent = raw.get("urgent", False)
     for key, value in (("enabled", enabled), ("urgent", urgent)):
@@ -262,8 +313,12 @@ def _parse_rule(raw: Any, path: str, event_fields: dict[str, set[str]]) -> Rule:
         is_urgent=urgent,
         delay_s=_duration_s(raw.get("delay"), f"{path}.delay"),
         conditions=tuple(conditions),
-        cancel_if_shipment_status=_status_list(cancel_if.get("shipment_status"), SHIPMENT_STATUSES, f"{path}.cancel_if.shipment_status"),
-        cancel_if_order_status=_status_list(cancel_if.get("order_status"), ORDER_STATUSES, f"{path}.cancel_if.order_status"),
+        cancel_if_shipment_status=_status_list(
+            cancel_if.get("shipment_status"), SHIPMENT_STATUSES, f"{path}.cancel_if.shipment_status"
+        ),
+        cancel_if_order_status=_status_list(
+            cancel_if.get("order_status"), ORDER_STATUSES, f"{path}.cancel_if.order_status"
+        ),
         is_enabled=enabled,
     )
 
@@ -272,8 +327,11 @@ def _parse_rule(raw: Any, path: str, event_fields: dict[str, set[str]]) -> Rule:
 
 
 def reason_gone(
-    *, cancel_if_shipment_status: list[str], cancel_if_order_status: list[str],
-    shipment_status: str | None, order_status: str | None,
+    *,
+    cancel_if_shipment_status: list[str],
+    cancel_if_order_status: list[str],
+    shipment_status: str | None,
+    order_status: str | None,
 ) -> str | None:
     """Why a queued message no longer applies (no "running late" once delivered), or None."""
     if shipment_status and shipment_status in cancel_if_shipment_status:
@@ -337,8 +395,13 @@ def is_consented(consents: dict[tuple[str, str], bool], channel: str, topic: str
 
 
 def plan_channels(
-    *, order: list[str], addresses: dict[str, str], consents: dict[tuple[str, str], bool], topic: str,
-    available: set[str], exclude: set[str] = frozenset(),  # type: ignore[assignment]
+    *,
+    order: list[str],
+    addresses: dict[str, str],
+    consents: dict[tuple[str, str], bool],
+    topic: str,
+    available: set[str],
+    exclude: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[list[ChannelChoice], str | None]:
     """The channels to try, in the customer's order: those we can reach them on, that are set up, and that
     they consented to. When empty, the reason: opted_out (reachable but said no) or no_channel."""
@@ -414,12 +477,17 @@ def classify_http(status: int, *, retry_after: str | None, body: str, now: datet
     """5xx and 429 are worth retrying (429 after Retry-After); any other 4xx will fail the same way again."""
     is_transient = status >= 500 or status in (408, 425, 429)
     return SendOutcome(
-        is_sent=False, is_transient=is_transient, http_status=status, error=f"HTTP {status}: {body[:300]}",
+        is_sent=False,
+        is_transient=is_transient,
+        http_status=status,
+        error=f"HTTP {status}: {body[:300]}",
         retry_after_s=parse_retry_after(retry_after, now=now),
     )
 
 
-def next_attempt_at(now: datetime, *, attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> datetime:
+def next_attempt_at(
+    now: datetime, *, attempt: int, base_s: float, max_s: float, retry_after_s: float | None
+) -> datetime:
     """Exponential backoff (base * 2^(attempt-1), capped), never sooner than the provider's Retry-After."""
     delay = min(max_s, base_s * (2 ** max(0, attempt - 1)))
     if retry_after_s is not None:

@@ -11,10 +11,19 @@ from doorstep.notifications.tables import delivery_attempts, notification_prefer
 
 
 def list_notifications(
-    conn: Connection, *, customer_id: str | None = None, order_id: str | None = None, status: str | None = None,
-    channel: str | None = None, limit: int = 100,
+    conn: Connection,
+    *,
+    customer_id: str | None = None,
+    order_id: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    limit: int = 100,
 ) -> list[Any]:
-    query = select(notifications).order_by(notifications.c.created_at.desc(), notifications.c.id.desc()).limit(limit)
+    query = (
+        select(notifications)
+        .order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
+        .limit(limit)
+    )
     if customer_id:
         query = query.where(notifications.c.customer_id == customer_id)
     if order_id:
@@ -31,7 +40,9 @@ def list_attempts(conn: Connection, notification_ids: list[str]) -> dict[str, li
         return {}
     found: dict[str, list[Any]] = {}
     for row in conn.execute(
-        select(delivery_attempts).where(delivery_attempts.c.notification_id.in_(notification_ids)).order_by(delivery_attempts.c.id)
+        select(delivery_attempts)
+        .where(delivery_attempts.c.notification_id.in_(notification_ids))
+        .order_by(delivery_attempts.c.id)
     ):
         found.setdefault(row.notification_id, []).append(row)
     return found
@@ -41,5 +52,11 @@ def get_preferences(conn: Connection, customer_id: str) -> tuple[Any | None, lis
     prefs = conn.execute(
         select(notification_preferences).where(notification_preferences.c.customer_id == customer_id)
     ).first()
-    granted = list(conn.execute(select(consents).where(consents.c.customer_id == customer_id).order_by(consents.c.channel, consents.c.topic)))
+    granted = list(
+        conn.execute(
+            select(consents)
+            .where(consents.c.customer_id == customer_id)
+            .order_by(consents.c.channel, consents.c.topic)
+        )
+    )
     return prefs, granted

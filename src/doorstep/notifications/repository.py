@@ -60,18 +60,24 @@ class NotificationRepository:
         values.setdefault("id", new_id())
         values.setdefault("status", "queued")
         values.setdefault("attempts", 0)
-        stmt = insert_ignore(self.conn, notifications, index_elements=["dedupe_key"]).returning(notifications.c.id)
+        stmt = insert_ignore(self.conn, notifications, index_elements=["dedupe_key"]).returning(
+            notifications.c.id
+        )
         return self.conn.execute(stmt, [values]).first() is not None
 
     def resolve_customer(self, customer_id: str | None, order_id: str | None) -> Any | None:
         """The live profile for an event (following merges), or None when the event names nobody we know."""
         if not customer_id and order_id:
-            customer_id = self.conn.execute(select(orders.c.customer_id).where(orders.c.id == order_id)).scalar()
+            customer_id = self.conn.execute(
+                select(orders.c.customer_id).where(orders.c.id == order_id)
+            ).scalar()
         for _ in range(5):  # merges chain rarely; bound it anyway
             if not customer_id:
                 return None
             row = self.conn.execute(
-                select(customers.c.id, customers.c.locale, customers.c.merged_into).where(customers.c.id == customer_id)
+                select(customers.c.id, customers.c.locale, customers.c.merged_into).where(
+                    customers.c.id == customer_id
+                )
             ).first()
             if row is None or row.merged_into is None:
                 return row
@@ -103,12 +109,18 @@ class NotificationRepository:
         return ids
 
     def has_due(self, *, now: datetime) -> bool:
-        return self.conn.execute(
-            select(notifications.c.id).where(
-                notifications.c.status == "queued", notifications.c.scheduled_for <= now,
-                or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now),
-            ).limit(1)
-        ).first() is not None
+        return (
+            self.conn.execute(
+                select(notifications.c.id)
+                .where(
+                    notifications.c.status == "queued",
+                    notifications.c.scheduled_for <= now,
+                    or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now),
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
 
     def get(self, notification_id: str) -> Any | None:
         return self.conn.execute(select(notifications).where(notifications.c.id == notification_id)).first()
@@ -140,12 +152,16 @@ class NotificationRepository:
 
     def find_by_provider_id(self, provider_message_id: str) -> Any | None:
         return self.conn.execute(
-            select(notifications).where(notifications.c.provider_message_id == provider_message_id).with_for_update()
+            select(notifications)
+            .where(notifications.c.provider_message_id == provider_message_id)
+            .with_for_update()
         ).first()
 
     def receipt_is_new(self, key: str, *, now: datetime) -> bool:
         """Records a provider callback key (Messenger mid, status id); False if it was seen before."""
-        stmt = insert_ignore(self.conn, provider_receipts, index_elements=["key"]).returning(provider_receipts.c.key)
+        stmt = insert_ignore(self.conn, provider_receipts, index_elements=["key"]).returning(
+            provider_receipts.c.key
+        )
         return self.conn.execute(stmt, [{"key": key[:300], "received_at": now}]).first() is not None
 
     # ---- customers as the sender sees them ------------------------------------------------------------
@@ -171,11 +187,18 @@ class NotificationRepository:
                 addresses["sms"] = row.phone
                 addresses["whatsapp"] = row.phone
             found[row.id] = CustomerProfile(
-                id=row.id, name=row.name, locale=row.locale, timezone=row.timezone,
-                preferred_channels=list(row.preferred_channels or []), addresses=addresses, consents={},
+                id=row.id,
+                name=row.name,
+                locale=row.locale,
+                timezone=row.timezone,
+                preferred_channels=list(row.preferred_channels or []),
+                addresses=addresses,
+                consents={},
             )
         if merged and _depth < 5:
-            targets = self.profiles(list(set(merged.values()) - set(found)), _depth=_depth + 1)  # chains of merges resolve too
+            targets = self.profiles(
+                list(set(merged.values()) - set(found)), _depth=_depth + 1
+            )  # chains of merges resolve too
             for old_id, target in merged.items():
                 profile = found.get(target) or targets.get(target)
                 if profile is not None:
@@ -187,7 +210,8 @@ class NotificationRepository:
             return found
         for ident in self.conn.execute(
             select(identities.c.customer_id, identities.c.kind, identities.c.value).where(
-                identities.c.customer_id.in_(ids), identities.c.kind.in_(("email", "phone", "whatsapp", "messenger"))
+                identities.c.customer_id.in_(ids),
+                identities.c.kind.in_(("email", "phone", "whatsapp", "messenger")),
             )
         ):
             addresses = found[ident.customer_id].addresses
@@ -196,7 +220,9 @@ class NotificationRepository:
             if ident.kind == "phone":
                 addresses.setdefault("whatsapp", ident.value)
         for ci in self.conn.execute(
-            select(channel_identities).where(channel_identities.c.customer_id.in_(ids)).order_by(channel_identities.c.updated_at)
+            select(channel_identities)
+            .where(channel_identities.c.customer_id.in_(ids))
+            .order_by(channel_identities.c.updated_at)
         ):
             profile = found[ci.customer_id]
             profile.addresses[ci.channel] = ci.address  # the address they last wrote from wins
@@ -210,25 +236,39 @@ class NotificationRepository:
         ):
             profile = found[prefs.customer_id]
             profile.channel_order = list(prefs.channel_order) if prefs.channel_order else None
-            profile.quiet_start, profile.quiet_end, profile.daily_cap = prefs.quiet_start, prefs.quiet_end, prefs.daily_cap
+            profile.quiet_start, profile.quiet_end, profile.daily_cap = (
+                prefs.quiet_start,
+                prefs.quiet_end,
+                prefs.daily_cap,
+            )
         return found
 
     def rows_for_update(self, ids: list[str]) -> dict[str, Any]:
         if not ids:
             return {}
-        return {r.id: r for r in self.conn.execute(select(notifications).where(notifications.c.id.in_(ids)).with_for_update())}
+        return {
+            r.id: r
+            for r in self.conn.execute(
+                select(notifications).where(notifications.c.id.in_(ids)).with_for_update()
+            )
+        }
 
     def orders_by_id(self, ids: list[str | None]) -> dict[str, dict[str, Any]]:
         wanted = sorted({i for i in ids if i})
         if not wanted:
             return {}
-        return {r.id: dict(r._mapping) for r in self.conn.execute(select(orders).where(orders.c.id.in_(wanted)))}
+        return {
+            r.id: dict(r._mapping) for r in self.conn.execute(select(orders).where(orders.c.id.in_(wanted)))
+        }
 
     def shipments_by_id(self, ids: list[str | None]) -> dict[str, dict[str, Any]]:
         wanted = sorted({i for i in ids if i})
         if not wanted:
             return {}
-        return {r.id: dict(r._mapping) for r in self.conn.execute(select(shipments).where(shipments.c.id.in_(wanted)))}
+        return {
+            r.id: dict(r._mapping)
+            for r in self.conn.execute(select(shipments).where(shipments.c.id.in_(wanted)))
+        }
 
     def sent_times_since(self, customer_ids: list[str], since: datetime) -> dict[str, list[datetime]]:
         """When each customer was sent journey messages since `since` (for daily caps in their own day)."""
@@ -238,8 +278,10 @@ class NotificationRepository:
             return found
         for r in self.conn.execute(
             select(notifications.c.customer_id, notifications.c.sent_at).where(
-                notifications.c.customer_id.in_(wanted), notifications.c.status.in_(SENT_STATUSES),
-                notifications.c.trigger != "conversation_reply", notifications.c.sent_at >= since,
+                notifications.c.customer_id.in_(wanted),
+                notifications.c.status.in_(SENT_STATUSES),
+                notifications.c.trigger != "conversation_reply",
+                notifications.c.sent_at >= since,
             )
         ):
             found.setdefault(r.customer_id, []).append(r.sent_at)
@@ -250,7 +292,9 @@ class NotificationRepository:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for notification_id, values in changes:
             keys = tuple(sorted(values))
-            groups.setdefault(keys, []).append({"_id": notification_id, **{f"_{k}": v for k, v in values.items()}})
+            groups.setdefault(keys, []).append(
+                {"_id": notification_id, **{f"_{k}": v for k, v in values.items()}}
+            )
         for keys, params in groups.items():
             stmt = (
                 update(notifications)
@@ -279,67 +323,121 @@ class NotificationRepository:
         if not shipment_id:
             return None
         row = self.conn.execute(
-            select(proofs_of_delivery).where(proofs_of_delivery.c.shipment_id == shipment_id)
-            .order_by(proofs_of_delivery.c.delivered_at.desc()).limit(1)
+            select(proofs_of_delivery)
+            .where(proofs_of_delivery.c.shipment_id == shipment_id)
+            .order_by(proofs_of_delivery.c.delivered_at.desc())
+            .limit(1)
         ).first()
         return dict(row._mapping) if row is not None else None
 
     # ---- consent, preferences, identities ------------------------------------------------------------
 
-    def set_consent(self, *, customer_id: str, channel: str, topic: str, is_granted: bool, source: str, now: datetime) -> bool:
+    def set_consent(
+        self, *, customer_id: str, channel: str, topic: str, is_granted: bool, source: str, now: datetime
+    ) -> bool:
         """Upserts a consent; True if it changed."""
         current = self.conn.execute(
-            select(consents.c.is_granted).where(
-                consents.c.customer_id == customer_id, consents.c.channel == channel, consents.c.topic == topic
-            ).with_for_update()
+            select(consents.c.is_granted)
+            .where(
+                consents.c.customer_id == customer_id,
+                consents.c.channel == channel,
+                consents.c.topic == topic,
+            )
+            .with_for_update()
         ).scalar()
         if current is not None and bool(current) == is_granted:
             return False
-        stmt = upsert(self.conn, consents, index_elements=["customer_id", "channel", "topic"],
-                      update_columns=["is_granted", "source", "updated_at"])
-        self.conn.execute(stmt, [{"customer_id": customer_id, "channel": channel, "topic": topic,
-                                  "is_granted": is_granted, "source": source, "updated_at": now}])
+        stmt = upsert(
+            self.conn,
+            consents,
+            index_elements=["customer_id", "channel", "topic"],
+            update_columns=["is_granted", "source", "updated_at"],
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "customer_id": customer_id,
+                    "channel": channel,
+                    "topic": topic,
+                    "is_granted": is_granted,
+                    "source": source,
+                    "updated_at": now,
+                }
+            ],
+        )
         return True
 
     def save_preferences(self, *, customer_id: str, now: datetime, **values: Any) -> None:
-        stmt = upsert(self.conn, notification_preferences, index_elements=["customer_id"],
-                      update_columns=[*values.keys(), "updated_at"])
+        stmt = upsert(
+            self.conn,
+            notification_preferences,
+            index_elements=["customer_id"],
+            update_columns=[*values.keys(), "updated_at"],
+        )
         self.conn.execute(stmt, [{"customer_id": customer_id, "updated_at": now, **values}])
 
-    def touch_channel_identity(self, *, customer_id: str, channel: str, address: str, inbound_at: datetime | None, now: datetime) -> None:
+    def touch_channel_identity(
+        self, *, customer_id: str, channel: str, address: str, inbound_at: datetime | None, now: datetime
+    ) -> None:
         row = self.conn.execute(
-            select(channel_identities.c.id).where(channel_identities.c.channel == channel, channel_identities.c.address == address)
+            select(channel_identities.c.id).where(
+                channel_identities.c.channel == channel, channel_identities.c.address == address
+            )
         ).first()
         if row is None:
             self.conn.execute(
                 insert_ignore(self.conn, channel_identities, index_elements=["channel", "address"]),
-                [{"customer_id": customer_id, "channel": channel, "address": address, "last_inbound_at": inbound_at,
-                  "created_at": now, "updated_at": now}],
+                [
+                    {
+                        "customer_id": customer_id,
+                        "channel": channel,
+                        "address": address,
+                        "last_inbound_at": inbound_at,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
             )
         else:
             values: dict[str, Any] = {"customer_id": customer_id, "updated_at": now}
             if inbound_at is not None:
                 values["last_inbound_at"] = inbound_at
-            self.conn.execute(update(channel_identities).where(channel_identities.c.id == row.id).values(**values))
+            self.conn.execute(
+                update(channel_identities).where(channel_identities.c.id == row.id).values(**values)
+            )
 
     def customer_by_address(self, channel: str, address: str) -> str | None:
         """Who wrote: by a channel identity we recorded, an identity in the graph, or the profile's phone/email."""
         found = self.conn.execute(
-            select(channel_identities.c.customer_id).where(channel_identities.c.channel == channel, channel_identities.c.address == address)
+            select(channel_identities.c.customer_id).where(
+                channel_identities.c.channel == channel, channel_identities.c.address == address
+            )
         ).scalar()
         if found:
             return str(found)
-        kinds = {"sms": ("phone", "whatsapp"), "whatsapp": ("whatsapp", "phone"), "email": ("email",), "messenger": ("messenger",)}
+        kinds = {
+            "sms": ("phone", "whatsapp"),
+            "whatsapp": ("whatsapp", "phone"),
+            "email": ("email",),
+            "messenger": ("messenger",),
+        }
         found = self.conn.execute(
-            select(identities.c.customer_id).where(identities.c.kind.in_(kinds.get(channel, (channel,))), identities.c.value == address)
+            select(identities.c.customer_id).where(
+                identities.c.kind.in_(kinds.get(channel, (channel,))), identities.c.value == address
+            )
         ).scalar()
         if found:
             return str(found)
         if channel in ("sms", "whatsapp"):
-            found = self.conn.execute(select(customers.c.id).where(customers.c.phone == address, customers.c.merged_into.is_(None))).scalar()
+            found = self.conn.execute(
+                select(customers.c.id).where(customers.c.phone == address, customers.c.merged_into.is_(None))
+            ).scalar()
         elif channel == "email":
             found = self.conn.execute(
-                select(customers.c.id).where(func.lower(customers.c.email) == address.lower(), customers.c.merged_into.is_(None))
+                select(customers.c.id).where(
+                    func.lower(customers.c.email) == address.lower(), customers.c.merged_into.is_(None)
+                )
             ).scalar()
         return str(found) if found else None
 
@@ -351,10 +449,20 @@ class NotificationRepository:
     def journey_version(self, name: str = "default") -> int | None:
         return self.conn.execute(select(journeys.c.version).where(journeys.c.name == name)).scalar()
 
-    def save_journey(self, *, name: str, source: str, definition: dict[str, Any], updated_by: str, now: datetime) -> int:
-        current = self.conn.execute(select(journeys.c.version).where(journeys.c.name == name).with_for_update()).scalar()
+    def save_journey(
+        self, *, name: str, source: str, definition: dict[str, Any], updated_by: str, now: datetime
+    ) -> int:
+        current = self.conn.execute(
+            select(journeys.c.version).where(journeys.c.name == name).with_for_update()
+        ).scalar()
         version = (current or 0) + 1
-        values = {"source": source, "definition": definition, "version": version, "updated_by": updated_by, "updated_at": now}
+        values = {
+            "source": source,
+            "definition": definition,
+            "version": version,
+            "updated_by": updated_by,
+            "updated_at": now,
+        }
         if current is None:
             self.conn.execute(insert(journeys).values(name=name, **values))
         else:

@@ -41,7 +41,9 @@ router = APIRouter(tags=["notifications"])
 
 AdminDep = Annotated[Principal, Depends(require(scope=Scope.ADMIN))]
 ManageDep = Annotated[Principal, Depends(require(scope=Scope.MANAGE_NOTIFICATIONS))]
-ReadDep = Annotated[Principal, Depends(require(scope=Scope.MANAGE_NOTIFICATIONS, roles=(Role.AGENT, Role.ANALYST)))]
+ReadDep = Annotated[
+    Principal, Depends(require(scope=Scope.MANAGE_NOTIFICATIONS, roles=(Role.AGENT, Role.ANALYST)))
+]
 
 
 # ---- journeys -------------------------------------------------------------------------------------------
@@ -65,7 +67,11 @@ def save_journey(ctx: Any, *, source: str, data: dict[str, Any], updated_by: str
     return version
 
 
-@router.put("/api/v1/journeys", response_model=JourneyRead, summary="Replace the journey (validated; 422 names the field)")
+@router.put(
+    "/api/v1/journeys",
+    response_model=JourneyRead,
+    summary="Replace the journey (validated; 422 names the field)",
+)
 async def put_journey(request: Request, ctx: CtxDep, principal: AdminDep) -> JourneyRead:
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     body = await request.body()
@@ -76,7 +82,9 @@ async def put_journey(request: Request, ctx: CtxDep, principal: AdminDep) -> Jou
         try:
             update = JourneyUpdate.model_validate_json(body or b"{}")
         except ValueError as exc:
-            raise JourneyInvalid(f"body: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}", field="body") from None
+            raise JourneyInvalid(
+                f"body: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}", field="body"
+            ) from None
         if update.source is not None:
             source = update.source
             _, data = parse_source(source)
@@ -87,7 +95,9 @@ async def put_journey(request: Request, ctx: CtxDep, principal: AdminDep) -> Jou
             data = update.definition
             source = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         else:
-            raise JourneyInvalid("body: give `source` (YAML text) or `definition` (an object)", field="source")
+            raise JourneyInvalid(
+                "body: give `source` (YAML text) or `definition` (an object)", field="source"
+            )
     version = await run_in_threadpool(save_journey, ctx, source=source, data=data, updated_by=principal.name)
     return JourneyRead(name="default", version=version, source=source, definition=data)
 
@@ -95,7 +105,11 @@ async def put_journey(request: Request, ctx: CtxDep, principal: AdminDep) -> Jou
 # ---- templates ------------------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/templates/preview", response_model=TemplatePreviewRead, summary="Render a template with sample data")
+@router.post(
+    "/api/v1/templates/preview",
+    response_model=TemplatePreviewRead,
+    summary="Render a template with sample data",
+)
 def preview_template(body: TemplatePreviewCreate, ctx: CtxDep, principal: ManageDep) -> TemplatePreviewRead:
     override = None
     if body.template is not None:
@@ -104,20 +118,36 @@ def preview_template(body: TemplatePreviewCreate, ctx: CtxDep, principal: Manage
     locale = body.locale.split("-")[0].lower()
     context = sample_context(ctx.settings, trigger=body.trigger, channel=body.channel, locale=locale)
     rendered = render_message(body.trigger, body.channel, locale, context, override=override)
-    return TemplatePreviewRead(trigger=body.trigger, channel=body.channel, locale=locale, subject=rendered.subject,
-                               text=rendered.text, html=rendered.html, whatsapp_template=rendered.whatsapp_template)
+    return TemplatePreviewRead(
+        trigger=body.trigger,
+        channel=body.channel,
+        locale=locale,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        whatsapp_template=rendered.whatsapp_template,
+    )
 
 
 # ---- messages -------------------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/notifications", response_model=NotificationPage, summary="Messages, newest first, with status")
+@router.get(
+    "/api/v1/notifications", response_model=NotificationPage, summary="Messages, newest first, with status"
+)
 def get_notifications(
-    ctx: CtxDep, principal: ReadDep, customer_id: str | None = None, order_id: str | None = None,
-    status: str | None = None, channel: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ctx: CtxDep,
+    principal: ReadDep,
+    customer_id: str | None = None,
+    order_id: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> NotificationPage:
     with ctx.read_engine.connect() as conn:
-        rows = list_notifications(conn, customer_id=customer_id, order_id=order_id, status=status, channel=channel, limit=limit)
+        rows = list_notifications(
+            conn, customer_id=customer_id, order_id=order_id, status=status, channel=channel, limit=limit
+        )
     return NotificationPage(items=[NotificationRead.model_validate(dict(r._mapping)) for r in rows])
 
 
@@ -129,13 +159,21 @@ def _preferences(ctx: Any, customer_id: str) -> PreferencesRead:
         if conn.execute(customers.select().where(customers.c.id == customer_id)).first() is None:
             raise NotificationNotFound(f"no customer {customer_id}")
         prefs, granted = get_preferences(conn, customer_id)
-    quiet = QuietHours(start=prefs.quiet_start, end=prefs.quiet_end) if prefs is not None and prefs.quiet_start and prefs.quiet_end else None
+    quiet = (
+        QuietHours(start=prefs.quiet_start, end=prefs.quiet_end)
+        if prefs is not None and prefs.quiet_start and prefs.quiet_end
+        else None
+    )
     return PreferencesRead(
         customer_id=customer_id,
         channel_order=list(prefs.channel_order) if prefs is not None and prefs.channel_order else None,
-        quiet_hours=quiet, daily_cap=prefs.daily_cap if prefs is not None else None,
-        consents=[ConsentItem(channel=c.channel, topic=c.topic, is_granted=c.is_granted) for c in granted
-                  if c.channel in ("email", "sms", "whatsapp", "messenger")],
+        quiet_hours=quiet,
+        daily_cap=prefs.daily_cap if prefs is not None else None,
+        consents=[
+            ConsentItem(channel=c.channel, topic=c.topic, is_granted=c.is_granted)
+            for c in granted
+            if c.channel in ("email", "sms", "whatsapp", "messenger")
+        ],
     )
 
 
@@ -145,22 +183,41 @@ def read_preferences(customer_id: str, ctx: CtxDep, principal: ReadDep) -> Prefe
 
 
 @router.put("/api/v1/customers/{customer_id}/notification-preferences", response_model=PreferencesRead)
-def update_preferences(customer_id: str, body: PreferencesUpdate, ctx: CtxDep, principal: ManageDep) -> PreferencesRead:
+def update_preferences(
+    customer_id: str, body: PreferencesUpdate, ctx: CtxDep, principal: ManageDep
+) -> PreferencesRead:
     now = ctx.clock.now()
     with ctx.uow() as uow:
         repo = NotificationRepository(uow.conn)
         if repo.resolve_customer(customer_id, None) is None:
             raise NotificationNotFound(f"no customer {customer_id}")
         repo.save_preferences(
-            customer_id=customer_id, now=now, channel_order=body.channel_order,
+            customer_id=customer_id,
+            now=now,
+            channel_order=body.channel_order,
             quiet_start=body.quiet_hours.start if body.quiet_hours else None,
-            quiet_end=body.quiet_hours.end if body.quiet_hours else None, daily_cap=body.daily_cap,
+            quiet_end=body.quiet_hours.end if body.quiet_hours else None,
+            daily_cap=body.daily_cap,
         )
         for c in body.consents:
-            if repo.set_consent(customer_id=customer_id, channel=c.channel, topic=c.topic, is_granted=c.is_granted,
-                                source=f"api:{principal.name}"[:50], now=now):
-                uow.publish(ConsentChanged(occurred_at=now, customer_id=customer_id, channel=c.channel, topic=c.topic,
-                                           is_granted=c.is_granted, source="api"))
+            if repo.set_consent(
+                customer_id=customer_id,
+                channel=c.channel,
+                topic=c.topic,
+                is_granted=c.is_granted,
+                source=f"api:{principal.name}"[:50],
+                now=now,
+            ):
+                uow.publish(
+                    ConsentChanged(
+                        occurred_at=now,
+                        customer_id=customer_id,
+                        channel=c.channel,
+                        topic=c.topic,
+                        is_granted=c.is_granted,
+                        source="api",
+                    )
+                )
         uow.commit()
     return _preferences(ctx, customer_id)
 
@@ -169,7 +226,9 @@ def update_preferences(customer_id: str, body: PreferencesUpdate, ctx: CtxDep, p
 
 
 def _unsubscribe_target(ctx: Any, token: str) -> tuple[str, str, str]:
-    customer_id, channel, topic = verify(ctx.settings.secret_key, "unsubscribe", token, max_age_s=400 * 24 * 3600).split("|")
+    customer_id, channel, topic = verify(
+        ctx.settings.secret_key, "unsubscribe", token, max_age_s=400 * 24 * 3600
+    ).split("|")
     return customer_id, channel, topic
 
 
@@ -179,10 +238,20 @@ def unsubscribe(ctx: Any, *, customer_id: str, channel: str, topic: str, source:
         repo = NotificationRepository(uow.conn)
         if repo.resolve_customer(customer_id, None) is None:
             return False
-        changed = repo.set_consent(customer_id=customer_id, channel=channel, topic=topic, is_granted=False, source=source, now=now)
+        changed = repo.set_consent(
+            customer_id=customer_id, channel=channel, topic=topic, is_granted=False, source=source, now=now
+        )
         if changed:
-            uow.publish(ConsentChanged(occurred_at=now, customer_id=customer_id, channel=channel, topic=topic,
-                                       is_granted=False, source=source))
+            uow.publish(
+                ConsentChanged(
+                    occurred_at=now,
+                    customer_id=customer_id,
+                    channel=channel,
+                    topic=topic,
+                    is_granted=False,
+                    source=source,
+                )
+            )
         uow.commit()
     return changed
 
@@ -193,14 +262,28 @@ TOPIC_LABELS = {"service": "order and delivery updates", "marketing": "news and 
 @router.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
 def unsubscribe_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     _, channel, topic = _unsubscribe_target(ctx, token)
-    return render(request, "notifications/unsubscribe.html", token=token, channel=channel,
-                  topic_label=TOPIC_LABELS.get(topic, topic), done=False)
+    return render(
+        request,
+        "notifications/unsubscribe.html",
+        token=token,
+        channel=channel,
+        topic_label=TOPIC_LABELS.get(topic, topic),
+        done=False,
+    )
 
 
 @router.post("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def unsubscribe_post(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     """The page's button and RFC 8058 one-click (body List-Unsubscribe=One-Click, no cookies) both land here."""
     customer_id, channel, topic = _unsubscribe_target(ctx, token)
-    await run_in_threadpool(unsubscribe, ctx, customer_id=customer_id, channel=channel, topic=topic, source="unsubscribe_link")
-    return render(request, "notifications/unsubscribe.html", token=token, channel=channel,
-                  topic_label=TOPIC_LABELS.get(topic, topic), done=True)
+    await run_in_threadpool(
+        unsubscribe, ctx, customer_id=customer_id, channel=channel, topic=topic, source="unsubscribe_link"
+    )
+    return render(
+        request,
+        "notifications/unsubscribe.html",
+        token=token,
+        channel=channel,
+        topic_label=TOPIC_LABELS.get(topic, topic),
+        done=True,
+    )

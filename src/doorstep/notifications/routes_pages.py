@@ -27,22 +27,46 @@ AdminPageDep = Annotated[Principal, Depends(staff_page(Role.ADMIN))]
 
 
 @router.get("/messages", response_class=HTMLResponse)
-def messages_page(request: Request, ctx: CtxDep, principal: StaffDep, status: str = "", channel: str = "") -> HTMLResponse:
+def messages_page(
+    request: Request, ctx: CtxDep, principal: StaffDep, status: str = "", channel: str = ""
+) -> HTMLResponse:
     with ctx.read_engine.connect() as conn:
         rows = list_notifications(conn, status=status or None, channel=channel or None, limit=200)
         attempts = list_attempts(conn, [r.id for r in rows])
-    return render(request, "notifications/messages.html", messages=rows, attempts=attempts, statuses=STATUSES,
-                  channels=CHANNELS, status=status, channel=channel)
+    return render(
+        request,
+        "notifications/messages.html",
+        messages=rows,
+        attempts=attempts,
+        statuses=STATUSES,
+        channels=CHANNELS,
+        status=status,
+        channel=channel,
+    )
 
 
-def _journey_page(request: Request, ctx: CtxDep, principal: Principal, *, error: str = "", source: str | None = None,
-                  status_code: int = 200) -> HTMLResponse:
+def _journey_page(
+    request: Request,
+    ctx: CtxDep,
+    principal: Principal,
+    *,
+    error: str = "",
+    source: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     with ctx.read_engine.connect() as conn:
         journey = journeys_of(ctx).current(conn)
         stored, version = journeys_of(ctx).source(conn)
-    return render(request, "notifications/journeys.html", status_code=status_code, journey=journey, version=version,
-                  source=source if source is not None else stored, error=error,
-                  can_edit=principal.has_role(Role.ADMIN))
+    return render(
+        request,
+        "notifications/journeys.html",
+        status_code=status_code,
+        journey=journey,
+        version=version,
+        source=source if source is not None else stored,
+        error=error,
+        can_edit=principal.has_role(Role.ADMIN),
+    )
 
 
 @router.get("/journeys", response_class=HTMLResponse)
@@ -51,10 +75,14 @@ def journeys_page(request: Request, ctx: CtxDep, principal: StaffDep) -> HTMLRes
 
 
 @router.post("/journeys", response_class=HTMLResponse)
-async def journeys_save(request: Request, ctx: CtxDep, principal: AdminPageDep, source: Annotated[str, Form()]) -> Response:
+async def journeys_save(
+    request: Request, ctx: CtxDep, principal: AdminPageDep, source: Annotated[str, Form()]
+) -> Response:
     try:
         _, data = parse_source(source)
     except JourneyInvalid as exc:
-        return await run_in_threadpool(_journey_page, request, ctx, principal, error=exc.detail, source=source, status_code=422)
+        return await run_in_threadpool(
+            _journey_page, request, ctx, principal, error=exc.detail, source=source, status_code=422
+        )
     await run_in_threadpool(save_journey, ctx, source=source, data=data, updated_by=principal.name)
     return RedirectResponse("/journeys", status_code=303)

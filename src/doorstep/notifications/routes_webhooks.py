@@ -31,16 +31,28 @@ from doorstep.security.signatures import constant_time_equals, meta_signature, t
 
 router = APIRouter(prefix="/webhooks", tags=["provider webhooks"])
 
-MAX_WEBHOOK_BYTES = 1024 * 1024  # providers' payloads are small; inbound email with attachments is capped here
-TWILIO_STATUS = {"accepted": "sent", "queued": "sent", "sending": "sent", "sent": "sent", "delivered": "delivered",
-                 "read": "read", "undelivered": "failed", "failed": "failed"}
+MAX_WEBHOOK_BYTES = (
+    1024 * 1024
+)  # providers' payloads are small; inbound email with attachments is capped here
+TWILIO_STATUS = {
+    "accepted": "sent",
+    "queued": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "undelivered": "failed",
+    "failed": "failed",
+}
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 async def _body(request: Request) -> bytes:
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
-        raise NotificationError(f"webhook body is {len(body)} bytes; the limit is {MAX_WEBHOOK_BYTES}", status=413)
+        raise NotificationError(
+            f"webhook body is {len(body)} bytes; the limit is {MAX_WEBHOOK_BYTES}", status=413
+        )
     return body
 
 
@@ -62,8 +74,10 @@ async def _verified_twilio_form(request: Request) -> dict[str, str]:
     params = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     expected = twilio_signature(settings.twilio_auth_token, _public_url(request), params)
     if not constant_time_equals(request.headers.get("x-twilio-signature"), expected):
-        raise BadWebhookSignature("X-Twilio-Signature does not match this request: check the auth token and that "
-                                  "DOORSTEP_PUBLIC_BASE_URL is the URL Twilio calls")
+        raise BadWebhookSignature(
+            "X-Twilio-Signature does not match this request: check the auth token and that "
+            "DOORSTEP_PUBLIC_BASE_URL is the URL Twilio calls"
+        )
     return dict(params)
 
 
@@ -82,8 +96,15 @@ async def twilio_inbound(request: Request) -> Response:
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     if not sid or not sender:
         raise NotificationError("MessageSid and From are required")
-    message = InboundMessage(channel=channel, from_address=sender, to_address=to, text=form.get("Body", ""),
-                             provider_message_id=sid, sent_at=ctx.clock.now(), raw=form)
+    message = InboundMessage(
+        channel=channel,
+        from_address=sender,
+        to_address=to,
+        text=form.get("Body", ""),
+        provider_message_id=sid,
+        sent_at=ctx.clock.now(),
+        raw=form,
+    )
     await run_in_threadpool(record_inbound, ctx, [message])
     return Response(EMPTY_TWIML, media_type="text/xml")
 
@@ -109,8 +130,12 @@ def _meta_handshake(request: Request) -> Response:
     settings = get_ctx(request).settings
     q = request.query_params
     if not settings.meta_verify_token:
-        raise ChannelNotConfigured("set DOORSTEP_META_VERIFY_TOKEN to the token entered in the Meta app dashboard")
-    if q.get("hub.mode") == "subscribe" and constant_time_equals(q.get("hub.verify_token"), settings.meta_verify_token):
+        raise ChannelNotConfigured(
+            "set DOORSTEP_META_VERIFY_TOKEN to the token entered in the Meta app dashboard"
+        )
+    if q.get("hub.mode") == "subscribe" and constant_time_equals(
+        q.get("hub.verify_token"), settings.meta_verify_token
+    ):
         return PlainTextResponse(q.get("hub.challenge", ""))
     raise BadWebhookSignature("hub.verify_token does not match DOORSTEP_META_VERIFY_TOKEN")
 
@@ -120,8 +145,12 @@ async def _verified_meta_json(request: Request) -> dict[str, Any]:
     if not settings.meta_app_secret:
         raise ChannelNotConfigured("set DOORSTEP_META_APP_SECRET to verify Meta webhooks")
     body = await _body(request)
-    if not constant_time_equals(request.headers.get("x-hub-signature-256"), meta_signature(settings.meta_app_secret, body)):
-        raise BadWebhookSignature("X-Hub-Signature-256 does not match the body: check DOORSTEP_META_APP_SECRET")
+    if not constant_time_equals(
+        request.headers.get("x-hub-signature-256"), meta_signature(settings.meta_app_secret, body)
+    ):
+        raise BadWebhookSignature(
+            "X-Hub-Signature-256 does not match the body: check DOORSTEP_META_APP_SECRET"
+        )
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -174,18 +203,35 @@ async def whatsapp_events(request: Request) -> Response:
             business = (value.get("metadata") or {}).get("display_phone_number", "")
             for m in value.get("messages") or []:
                 sender = str(m.get("from", ""))
-                inbound.append(InboundMessage(
-                    channel="whatsapp", from_address=sender if sender.startswith("+") else f"+{sender}",
-                    to_address=str(business), text=_whatsapp_text(m), provider_message_id=str(m.get("id", "")),
-                    sent_at=_from_unix(m.get("timestamp"), now), raw=m,
-                ))
+                inbound.append(
+                    InboundMessage(
+                        channel="whatsapp",
+                        from_address=sender if sender.startswith("+") else f"+{sender}",
+                        to_address=str(business),
+                        text=_whatsapp_text(m),
+                        provider_message_id=str(m.get("id", "")),
+                        sent_at=_from_unix(m.get("timestamp"), now),
+                        raw=m,
+                    )
+                )
             for s in value.get("statuses") or []:
                 status = s.get("status")
                 if status in ("sent", "delivered", "read", "failed"):
                     errors = s.get("errors") or []
-                    error = f"WhatsApp error {errors[0].get('code')}: {errors[0].get('title')}" if errors else None
-                    receipts.append(Receipt(str(s.get("id", "")), status, _from_unix(s.get("timestamp"), now), error=error,
-                                            dedupe=f"whatsapp:{s.get('id')}:{status}"))
+                    error = (
+                        f"WhatsApp error {errors[0].get('code')}: {errors[0].get('title')}"
+                        if errors
+                        else None
+                    )
+                    receipts.append(
+                        Receipt(
+                            str(s.get("id", "")),
+                            status,
+                            _from_unix(s.get("timestamp"), now),
+                            error=error,
+                            dedupe=f"whatsapp:{s.get('id')}:{status}",
+                        )
+                    )
     if inbound:
         await run_in_threadpool(record_inbound, ctx, [m for m in inbound if m.provider_message_id])
     if receipts:
@@ -217,14 +263,28 @@ async def messenger_events(request: Request) -> Response:
             message = event.get("message")
             if isinstance(message, dict) and not message.get("is_echo") and message.get("mid"):
                 text = message.get("text") or ("[attachment]" if message.get("attachments") else "")
-                inbound.append(InboundMessage(channel="messenger", from_address=sender, to_address=page, text=str(text),
-                                              provider_message_id=str(message["mid"]),
-                                              sent_at=_from_unix(event.get("timestamp"), now), raw=event))
+                inbound.append(
+                    InboundMessage(
+                        channel="messenger",
+                        from_address=sender,
+                        to_address=page,
+                        text=str(text),
+                        provider_message_id=str(message["mid"]),
+                        sent_at=_from_unix(event.get("timestamp"), now),
+                        raw=event,
+                    )
+                )
             delivery = event.get("delivery")
             if isinstance(delivery, dict):
                 for mid in delivery.get("mids") or []:
-                    receipts.append(Receipt(str(mid), "delivered", _from_unix(delivery.get("watermark"), now),
-                                            dedupe=f"messenger:{mid}:delivered"))
+                    receipts.append(
+                        Receipt(
+                            str(mid),
+                            "delivered",
+                            _from_unix(delivery.get("watermark"), now),
+                            dedupe=f"messenger:{mid}:delivered",
+                        )
+                    )
             read = event.get("read")
             if isinstance(read, dict) and sender:
                 reads.append((sender, _from_unix(read.get("watermark"), now)))
@@ -259,7 +319,9 @@ def _strip_quoted(text: str) -> str:
     lines = []
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith(">") or (stripped.startswith(("On ", "Am ")) and stripped.endswith(("wrote:", "schrieb:"))):
+        if stripped.startswith(">") or (
+            stripped.startswith(("On ", "Am ")) and stripped.endswith(("wrote:", "schrieb:"))
+        ):
             break
         lines.append(line)
     return "\n".join(lines).strip()
@@ -280,10 +342,18 @@ def _parse_rfc822(raw: bytes, now: datetime) -> InboundMessage:
         sent_at = now
     message_id = str(msg["Message-ID"] or "").strip().strip("<>")
     return InboundMessage(
-        channel="email", from_address=parseaddr(str(msg["From"] or ""))[1].lower(),
-        to_address=parseaddr(str(msg["To"] or ""))[1].lower(), text=_strip_quoted(str(text)),
-        provider_message_id=message_id, sent_at=sent_at.astimezone(UTC), subject=str(msg["Subject"] or ""),
-        raw={"message_id": message_id, "in_reply_to": str(msg["In-Reply-To"] or ""), "subject": str(msg["Subject"] or "")},
+        channel="email",
+        from_address=parseaddr(str(msg["From"] or ""))[1].lower(),
+        to_address=parseaddr(str(msg["To"] or ""))[1].lower(),
+        text=_strip_quoted(str(text)),
+        provider_message_id=message_id,
+        sent_at=sent_at.astimezone(UTC),
+        subject=str(msg["Subject"] or ""),
+        raw={
+            "message_id": message_id,
+            "in_reply_to": str(msg["In-Reply-To"] or ""),
+            "subject": str(msg["Subject"] or ""),
+        },
     )
 
 
@@ -306,10 +376,19 @@ def _parse_fields(fields: dict[str, Any], now: datetime) -> InboundMessage:
     message_id = pick("MessageID", "Message-Id", "message_id", "Message-ID").strip("<>")
     text = pick("StrippedTextReply", "stripped-text", "TextBody", "text", "body-plain", "plain")
     if not sender or not message_id:
-        raise NotificationError("inbound email needs a sender (From/from/sender) and a message id (MessageID/Message-Id)")
-    return InboundMessage(channel="email", from_address=sender, to_address=to, text=_strip_quoted(text),
-                          provider_message_id=message_id, sent_at=now, subject=pick("Subject", "subject"),
-                          raw={k: v for k, v in fields.items() if isinstance(v, str) and len(v) < 10_000})
+        raise NotificationError(
+            "inbound email needs a sender (From/from/sender) and a message id (MessageID/Message-Id)"
+        )
+    return InboundMessage(
+        channel="email",
+        from_address=sender,
+        to_address=to,
+        text=_strip_quoted(text),
+        provider_message_id=message_id,
+        sent_at=now,
+        subject=pick("Subject", "subject"),
+        raw={k: v for k, v in fields.items() if isinstance(v, str) and len(v) < 10_000},
+    )
 
 
 @router.post("/email", summary="Inbound email (raw RFC 822, or an inbound-parse JSON/form body)")
@@ -317,7 +396,9 @@ async def inbound_email(request: Request) -> Response:
     ctx = get_ctx(request)
     secret = ctx.settings.inbound_email_secret
     if not secret:
-        raise ChannelNotConfigured("set DOORSTEP_INBOUND_EMAIL_SECRET and give it to your inbound-parse service")
+        raise ChannelNotConfigured(
+            "set DOORSTEP_INBOUND_EMAIL_SECRET and give it to your inbound-parse service"
+        )
     if not _email_secret_ok(request, secret):
         raise BadWebhookSignature("the inbound email secret is missing or wrong", status=401)
     body = await _body(request)

@@ -82,7 +82,9 @@ def _only_outbox(ctx: AppContext) -> bool:
     return not any(provider_configured(ctx.settings).values())
 
 
-def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels: tuple[str, ...]) -> tuple[list[ChannelChoice], str | None]:
+def _plan(
+    ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels: tuple[str, ...]
+) -> tuple[list[ChannelChoice], str | None]:
     detail = row.detail or {}
     tried = set(detail.get("tried", []))
     if row.trigger == "conversation_reply":
@@ -99,8 +101,12 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
     order = profile.channel_order or profile.preferred_channels or list(journey_channels)
     if _only_outbox(ctx):
         choices, reason = plan_channels(
-            order=order, addresses=profile.addresses, consents=profile.consents, topic=row.topic or "service",
-            available={"email", "sms", "whatsapp", "messenger", "webhook"}, exclude=tried,
+            order=order,
+            addresses=profile.addresses,
+            consents=profile.consents,
+            topic=row.topic or "service",
+            available={"email", "sms", "whatsapp", "messenger", "webhook"},
+            exclude=tried,
         )
         if not choices and reason == "opted_out":
             return [], reason
@@ -109,8 +115,12 @@ def _plan(ctx: AppContext, row: Any, profile: CustomerProfile, journey_channels:
     addresses = dict(profile.addresses)
     addresses.setdefault("outbox", profile.id)
     return plan_channels(
-        order=order, addresses=addresses, consents=profile.consents, topic=row.topic or "service",
-        available=set(channels_of(ctx)), exclude=tried,
+        order=order,
+        addresses=addresses,
+        consents=profile.consents,
+        topic=row.topic or "service",
+        available=set(channels_of(ctx)),
+        exclude=tried,
     )
 
 
@@ -142,11 +152,14 @@ class Batch:
 
     def sent_today(self, profile: CustomerProfile, now: datetime) -> int:
         day_start = local_day_start(now, profile.timezone)
-        return sum(1 for t in self.sent_times.get(profile.id, []) if t >= day_start) + self.in_batch.get(profile.id, 0)
+        return sum(1 for t in self.sent_times.get(profile.id, []) if t >= day_start) + self.in_batch.get(
+            profile.id, 0
+        )
 
 
-def _prepare_one(ctx: AppContext, repo: NotificationRepository, batch: Batch, notification_id: str,
-                 now: datetime) -> Prepared | None:
+def _prepare_one(
+    ctx: AppContext, repo: NotificationRepository, batch: Batch, notification_id: str, now: datetime
+) -> Prepared | None:
     """Decides one claimed message: reason gone, quiet hours, daily cap, channel; renders it."""
     row = batch.rows.get(notification_id)
     if row is None or row.status != "queued":
@@ -159,8 +172,13 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, batch: Batch, no
         batch.changes.append((notification_id, values))
 
     def finish(status: str, reason: str | None, **extra: Any) -> None:
-        values: dict[str, Any] = {"status": status, "suppression_reason": reason, "lease_owner": None,
-                                  "lease_until": None, "detail": {**detail, **extra}}
+        values: dict[str, Any] = {
+            "status": status,
+            "suppression_reason": reason,
+            "lease_owner": None,
+            "lease_until": None,
+            "detail": {**detail, **extra},
+        }
         if status == "failed":
             values["failed_at"] = now
         change(**values)
@@ -176,18 +194,28 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, batch: Batch, no
         gone = reason_gone(
             cancel_if_shipment_status=cancel_if.get("shipment_status") or [],
             cancel_if_order_status=cancel_if.get("order_status") or [],
-            shipment_status=(shipment or {}).get("status"), order_status=(order or {}).get("status"),
+            shipment_status=(shipment or {}).get("status"),
+            order_status=(order or {}).get("status"),
         )
         if gone:
             finish("suppressed", "cancelled_reason_gone", why=gone)
             return None
     journey = journeys_of(ctx).current(repo.conn)
     if not is_urgent:
-        until = quiet_until(now, tz_name=profile.timezone, start=profile.quiet_start or journey.quiet_start,
-                            end=profile.quiet_end or journey.quiet_end)
+        until = quiet_until(
+            now,
+            tz_name=profile.timezone,
+            start=profile.quiet_start or journey.quiet_start,
+            end=profile.quiet_end or journey.quiet_end,
+        )
         if until is not None:
-            change(scheduled_for=until, suppression_reason="quiet_hours", lease_owner=None, lease_until=None,
-                   detail={**detail, "held_until": until.isoformat()})
+            change(
+                scheduled_for=until,
+                suppression_reason="quiet_hours",
+                lease_owner=None,
+                lease_until=None,
+                detail={**detail, "held_until": until.isoformat()},
+            )
             return None
         cap = profile.daily_cap or journey.daily_cap
         if batch.sent_today(profile, now) >= cap:
@@ -202,8 +230,15 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, batch: Batch, no
     locale = locale_of(profile.locale or row.locale, supported=LOCALES)
     topic = row.topic or "service"
     context = build_context(
-        ctx.settings, trigger=row.trigger, channel=choice.channel, locale=locale, topic=topic,
-        customer=profile.as_dict(), order=order, shipment=shipment, event=detail.get("event") or {},
+        ctx.settings,
+        trigger=row.trigger,
+        channel=choice.channel,
+        locale=locale,
+        topic=topic,
+        customer=profile.as_dict(),
+        order=order,
+        shipment=shipment,
+        event=detail.get("event") or {},
         proof=repo.latest_proof(row.shipment_id) if row.trigger == "delivered" else None,
         text=row.body_text if is_reply else None,
     )
@@ -214,45 +249,104 @@ def _prepare_one(ctx: AppContext, repo: NotificationRepository, batch: Batch, no
         return None
     last_inbound = profile.last_inbound.get(choice.channel)
     message = OutgoingMessage(
-        notification_id=notification_id, channel=choice.channel, to=choice.address, text=rendered.text,
-        subject=rendered.subject, html=rendered.html, locale=locale, trigger=row.trigger, topic=topic,
-        customer_id=profile.id, order_id=row.order_id, unsubscribe_url=context["unsubscribe_url"],
+        notification_id=notification_id,
+        channel=choice.channel,
+        to=choice.address,
+        text=rendered.text,
+        subject=rendered.subject,
+        html=rendered.html,
+        locale=locale,
+        trigger=row.trigger,
+        topic=topic,
+        customer_id=profile.id,
+        order_id=row.order_id,
+        unsubscribe_url=context["unsubscribe_url"],
         whatsapp_template=rendered.whatsapp_template,
         is_in_session=last_inbound is not None and (now - last_inbound).total_seconds() < SESSION_WINDOW_S,
-        is_reply=is_reply, created_at=row.created_at,
+        is_reply=is_reply,
+        created_at=row.created_at,
     )
     if not is_reply:
         batch.in_batch[profile.id] = batch.in_batch.get(profile.id, 0) + 1
-    change(channel=choice.channel, to_address=choice.address, locale=locale, subject=rendered.subject or None,
-           body_text=rendered.text, body_html=rendered.html, suppression_reason=None,
-           detail={**detail, "planned": [c.channel for c in choices]})
+    change(
+        channel=choice.channel,
+        to_address=choice.address,
+        locale=locale,
+        subject=rendered.subject or None,
+        body_text=rendered.text,
+        body_html=rendered.html,
+        suppression_reason=None,
+        detail={**detail, "planned": [c.channel for c in choices]},
+    )
     return Prepared(notification_id, message, channel_impl, row.attempts or 0)
 
 
 # ---- recording ------------------------------------------------------------------------------------------
 
 
-def _record(ctx: AppContext, prepared: Prepared, outcome: SendOutcome, *, started_at: datetime,
-            now: datetime) -> tuple[dict[str, Any], dict[str, Any], bool]:
+def _record(
+    ctx: AppContext, prepared: Prepared, outcome: SendOutcome, *, started_at: datetime, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """The delivery attempt row, the message's changes, and whether to fall back to the next channel."""
     attempt = prepared.attempts + 1
     kind = "sent" if outcome.is_sent else ("transient" if outcome.is_transient else "permanent")
     attempt_row = {
-        "notification_id": prepared.notification_id, "channel": prepared.message.channel, "attempt": attempt,
-        "outcome": kind, "http_status": outcome.http_status, "provider_message_id": outcome.provider_message_id,
-        "error": outcome.error, "retry_after_s": int(outcome.retry_after_s) if outcome.retry_after_s is not None else None,
-        "started_at": started_at, "finished_at": now,
+        "notification_id": prepared.notification_id,
+        "channel": prepared.message.channel,
+        "attempt": attempt,
+        "outcome": kind,
+        "http_status": outcome.http_status,
+        "provider_message_id": outcome.provider_message_id,
+        "error": outcome.error,
+        "retry_after_s": int(outcome.retry_after_s) if outcome.retry_after_s is not None else None,
+        "started_at": started_at,
+        "finished_at": now,
     }
     if outcome.is_sent:
-        return attempt_row, {"status": "sent", "sent_at": now, "attempts": attempt, "provider_message_id": outcome.provider_message_id,
-                             "lease_owner": None, "lease_until": None, "last_error": None}, False
+        return (
+            attempt_row,
+            {
+                "status": "sent",
+                "sent_at": now,
+                "attempts": attempt,
+                "provider_message_id": outcome.provider_message_id,
+                "lease_owner": None,
+                "lease_until": None,
+                "last_error": None,
+            },
+            False,
+        )
     if outcome.is_transient and attempt < MAX_SEND_ATTEMPTS:
-        retry_at = next_attempt_at(now, attempt=attempt, base_s=max(ctx.settings.retry_base_s, 0.0),
-                                   max_s=max(ctx.settings.retry_max_s, 0.0), retry_after_s=outcome.retry_after_s)
-        return attempt_row, {"attempts": attempt, "last_error": outcome.error, "lease_owner": None, "lease_until": None,
-                             "scheduled_for": retry_at}, False
-    return attempt_row, {"status": "failed", "failed_at": now, "attempts": attempt, "last_error": outcome.error,
-                         "lease_owner": None, "lease_until": None}, True
+        retry_at = next_attempt_at(
+            now,
+            attempt=attempt,
+            base_s=max(ctx.settings.retry_base_s, 0.0),
+            max_s=max(ctx.settings.retry_max_s, 0.0),
+            retry_after_s=outcome.retry_after_s,
+        )
+        return (
+            attempt_row,
+            {
+                "attempts": attempt,
+                "last_error": outcome.error,
+                "lease_owner": None,
+                "lease_until": None,
+                "scheduled_for": retry_at,
+            },
+            False,
+        )
+    return (
+        attempt_row,
+        {
+            "status": "failed",
+            "failed_at": now,
+            "attempts": attempt,
+            "last_error": outcome.error,
+            "lease_owner": None,
+            "lease_until": None,
+        },
+        True,
+    )
 
 
 def queue_fallback(repo: NotificationRepository, notification_id: str, *, now: datetime) -> str | None:
@@ -267,10 +361,19 @@ def queue_fallback(repo: NotificationRepository, notification_id: str, *, now: d
         return None
     fallback_id = new_id()
     is_new = repo.add_queued(
-        id=fallback_id, customer_id=row.customer_id, order_id=row.order_id, shipment_id=row.shipment_id,
-        trigger=row.trigger, channel=planned[0], locale=row.locale, topic=row.topic,
-        dedupe_key=f"{row.dedupe_key}>{planned[0]}"[:300], created_at=now, scheduled_for=now,
-        event_occurred_at=row.event_occurred_at, fallback_of=row.fallback_of or row.id,
+        id=fallback_id,
+        customer_id=row.customer_id,
+        order_id=row.order_id,
+        shipment_id=row.shipment_id,
+        trigger=row.trigger,
+        channel=planned[0],
+        locale=row.locale,
+        topic=row.topic,
+        dedupe_key=f"{row.dedupe_key}>{planned[0]}"[:300],
+        created_at=now,
+        scheduled_for=now,
+        event_occurred_at=row.event_occurred_at,
+        fallback_of=row.fallback_of or row.id,
         detail={**{k: v for k, v in detail.items() if k not in ("planned", "held_until")}, "tried": tried},
     )
     return fallback_id if is_new else None
@@ -334,7 +437,9 @@ class Sender:
             except Exception as exc:
                 log.exception("channel %s raised", item.message.channel)
                 return SendOutcome(is_sent=False, is_transient=True, error=f"{type(exc).__name__}: {exc}")
-        timeout = self.ctx.settings.outbound_timeout_s + 5  # adapters time out themselves; this is the backstop
+        timeout = (
+            self.ctx.settings.outbound_timeout_s + 5
+        )  # adapters time out themselves; this is the backstop
         future = self.pool.submit(item.channel.send, item.message, now=now)
         try:
             return future.result(timeout=timeout)
@@ -375,7 +480,9 @@ def sender_of(ctx: AppContext) -> Sender:
     return sender
 
 
-def send_due(ctx: AppContext, now: datetime | None = None, *, limit: int = BATCH_SIZE, max_rounds: int = 100) -> int:
+def send_due(
+    ctx: AppContext, now: datetime | None = None, *, limit: int = BATCH_SIZE, max_rounds: int = 100
+) -> int:
     """Sends everything due at `now` (repeating passes until nothing is claimed); returns how many were claimed."""
     total = 0
     for _ in range(max_rounds):

@@ -77,7 +77,12 @@ def template_for(trigger: str, locale: str) -> dict[str, Any]:
 
 
 def render_message(
-    trigger: str, channel: str, locale: str, context: dict[str, Any], *, override: dict[str, Any] | None = None
+    trigger: str,
+    channel: str,
+    locale: str,
+    context: dict[str, Any],
+    *,
+    override: dict[str, Any] | None = None,
 ) -> Rendered:
     """Renders one message. `override` (subject/text/html) replaces the stored template (preview, tests)."""
     locale = locale if locale in LOCALES else "en"
@@ -85,23 +90,36 @@ def render_message(
     per_channel = (spec.get("channels") or {}).get(channel) or {}
     spec.update(per_channel)
     context["lang"] = locale
-    text_source = spec.get("email_text") if channel == "email" and spec.get("email_text") else spec.get("text", "")
+    text_source = (
+        spec.get("email_text") if channel == "email" and spec.get("email_text") else spec.get("text", "")
+    )
     text = _render(text_source or "", context, is_html=False, where="text")
-    subject = _render(spec.get("subject", ""), context, is_html=False, where="subject") if spec.get("subject") else ""
+    subject = (
+        _render(spec.get("subject", ""), context, is_html=False, where="subject")
+        if spec.get("subject")
+        else ""
+    )
     html = None
     if channel == "email":
-        content = _render(spec.get("html") or "<p>{{ text }}</p>", {**context, "text": text}, is_html=True, where="html")
+        content = _render(
+            spec.get("html") or "<p>{{ text }}</p>", {**context, "text": text}, is_html=True, where="html"
+        )
         layouts = load_templates(locale)
         layout = layouts.get("_layout_html") or load_templates("en")["_layout_html"]
         footer = _render(layouts.get("_footer", ""), context, is_html=False, where="footer")
-        html = _render(layout, {**context, "content": Markup(content), "footer": footer}, is_html=True, where="layout")
+        html = _render(
+            layout, {**context, "content": Markup(content), "footer": footer}, is_html=True, where="layout"
+        )
     wa = None
     if spec.get("whatsapp_template") and channel == "whatsapp":
         raw = spec["whatsapp_template"]
         wa = {
             "name": raw["name"],
             "language": raw.get("language", locale),
-            "params": [_render(str(p), context, is_html=False, where="whatsapp_template") for p in raw.get("params", [])],
+            "params": [
+                _render(str(p), context, is_html=False, where="whatsapp_template")
+                for p in raw.get("params", [])
+            ],
         }
     return Rendered(subject=subject, text=text, html=html, whatsapp_template=wa)
 
@@ -187,14 +205,20 @@ CHANGE_SUMMARIES = {
 
 def change_summary(kind: str, detail: dict[str, Any], *, tz_name: str | None, locale: str) -> str:
     table = CHANGE_SUMMARIES.get(locale, CHANGE_SUMMARIES["en"])
-    when = format_window(detail.get("from") or detail.get("slot_from") or detail.get("date"),
-                         detail.get("to") or detail.get("slot_to"), tz_name=tz_name, locale=locale)
+    when = format_window(
+        detail.get("from") or detail.get("slot_from") or detail.get("date"),
+        detail.get("to") or detail.get("slot_to"),
+        tz_name=tz_name,
+        locale=locale,
+    )
     where_value = detail.get("name") or detail.get("location") or detail.get("place") or detail.get("address")
     where = f": {where_value}" if where_value else ""
     return table.get(kind, "{kind}").format(when=when or "", where=where, kind=kind)
 
 
-SIGNED_CACHE_TTL_S = 3600.0  # a token re-used for an hour is still valid for weeks (links carry their own age)
+SIGNED_CACHE_TTL_S = (
+    3600.0  # a token re-used for an hour is still valid for weeks (links carry their own age)
+)
 _signed_cache: dict[tuple[str, str, str], tuple[float, str]] = {}
 
 
@@ -213,12 +237,17 @@ def signed(secret: str, purpose: str, subject: str) -> str:
     return token
 
 
-def links(settings: Any, *, order_id: str | None, customer_id: str, channel: str, topic: str) -> dict[str, Any]:
+def links(
+    settings: Any, *, order_id: str | None, customer_id: str, channel: str, topic: str
+) -> dict[str, Any]:
     """The signed tracking link and the action links built on it, plus survey and unsubscribe links."""
     base = settings.public_base_url.rstrip("/")
     secret = settings.secret_key
     tracking_url = f"{base}/t/{signed(secret, 'track', order_id)}" if order_id else base
-    actions = {a: f"{tracking_url}?action={a}" for a in ("reschedule", "pickup_point", "rebook", "instructions", "return")}
+    actions = {
+        a: f"{tracking_url}?action={a}"
+        for a in ("reschedule", "pickup_point", "rebook", "instructions", "return")
+    }
     return {
         "tracking_url": tracking_url,
         "actions": actions,
@@ -256,10 +285,17 @@ def build_context(
     order_id = order.get("id") or event.get("order_id")
     ctx_links = links(settings, order_id=order_id, customer_id=customer["id"], channel=channel, topic=topic)
     fmt: dict[str, Any] = {"tz_name": tz, "locale": locale}
-    total = format_money(Decimal(order["total_minor"]) / 100, order.get("currency"), locale=locale) if order.get("total_minor") is not None else ""
+    total = (
+        format_money(Decimal(order["total_minor"]) / 100, order.get("currency"), locale=locale)
+        if order.get("total_minor") is not None
+        else ""
+    )
     return {
         "brand": settings.brand_name,
-        "customer": {"first_name": first_name(customer.get("name")) or ("Hallo" if locale == "de" else "there"), "name": customer.get("name") or ""},
+        "customer": {
+            "first_name": first_name(customer.get("name")) or ("Hallo" if locale == "de" else "there"),
+            "name": customer.get("name") or "",
+        },
         "order": {
             "number": order.get("external_id") or event.get("external_id") or "",
             "total": total,
@@ -269,19 +305,30 @@ def build_context(
             "carrier": (shipment.get("carrier") or "").upper(),
             "tracking_number": shipment.get("tracking_number") or "",
             "status": shipment.get("status") or "",
-            "window": format_window(shipment.get("predicted_from") or shipment.get("promised_from"),
-                                    shipment.get("predicted_to") or shipment.get("promised_to"), **fmt),
+            "window": format_window(
+                shipment.get("predicted_from") or shipment.get("promised_from"),
+                shipment.get("predicted_to") or shipment.get("promised_to"),
+                **fmt,
+            ),
         },
         "event": event,
         **ctx_links,
         "eta_window": format_window(event.get("eta_from"), event.get("eta_to"), **fmt),
         "new_window": format_window(event.get("predicted_from"), event.get("predicted_to"), **fmt),
-        "pickup": {"location": event.get("location") or "", "deadline": format_day_time(event.get("pickup_deadline"), **fmt)},
+        "pickup": {
+            "location": event.get("location") or "",
+            "deadline": format_day_time(event.get("pickup_deadline"), **fmt),
+        },
         "delivered_at": format_day_time(event.get("delivered_at") or shipment.get("delivered_at"), **fmt),
-        "proof": {"url": ctx_links["tracking_url"] + "#proof", "recipient_name": (proof or {}).get("recipient_name") or ""},
+        "proof": {
+            "url": ctx_links["tracking_url"] + "#proof",
+            "recipient_name": (proof or {}).get("recipient_name") or "",
+        },
         "change_summary": change_summary(str(event.get("kind", "")), dict(event.get("detail") or {}), **fmt),
         "label_url": ctx_links["tracking_url"] + "?action=return_label",
-        "refund_amount": format_money(event.get("amount"), event.get("currency"), locale=locale) if event.get("amount") else "",
+        "refund_amount": format_money(event.get("amount"), event.get("currency"), locale=locale)
+        if event.get("amount")
+        else "",
         "text": text or "",
     }
 
@@ -292,23 +339,51 @@ SAMPLE_ORDER_ID = "0190f0d0-0000-7000-8000-000000000001"
 def sample_context(settings: Any, *, trigger: str, channel: str, locale: str) -> dict[str, Any]:
     """Made-up but realistic data for the preview endpoint."""
     event = {
-        "order_id": SAMPLE_ORDER_ID, "shipment_id": "sample-shipment", "customer_id": "sample-customer",
-        "external_id": "#1042", "eta_from": "2026-11-28T09:40:00+00:00", "eta_to": "2026-11-28T10:20:00+00:00",
-        "predicted_from": "2026-11-27T08:00:00+00:00", "predicted_to": "2026-11-27T12:00:00+00:00",
-        "promised_to": "2026-11-26T18:00:00+00:00", "delay_hours": 18.0, "reason": "missed connection at hub",
-        "location": "Kiosk Nord, Hauptstr. 5", "pickup_deadline": "2026-12-02T18:00:00+00:00",
-        "delivered_at": "2026-11-28T10:02:00+00:00", "kind": "slot",
+        "order_id": SAMPLE_ORDER_ID,
+        "shipment_id": "sample-shipment",
+        "customer_id": "sample-customer",
+        "external_id": "#1042",
+        "eta_from": "2026-11-28T09:40:00+00:00",
+        "eta_to": "2026-11-28T10:20:00+00:00",
+        "predicted_from": "2026-11-27T08:00:00+00:00",
+        "predicted_to": "2026-11-27T12:00:00+00:00",
+        "promised_to": "2026-11-26T18:00:00+00:00",
+        "delay_hours": 18.0,
+        "reason": "missed connection at hub",
+        "location": "Kiosk Nord, Hauptstr. 5",
+        "pickup_deadline": "2026-12-02T18:00:00+00:00",
+        "delivered_at": "2026-11-28T10:02:00+00:00",
+        "kind": "slot",
         "detail": {"from": "2026-11-29T09:00:00+00:00", "to": "2026-11-29T13:00:00+00:00"},
-        "method": "drop_off", "tracking_number": "RET123456", "amount": "59.90", "currency": "EUR",
+        "method": "drop_off",
+        "tracking_number": "RET123456",
+        "amount": "59.90",
+        "currency": "EUR",
     }
     return build_context(
-        settings, trigger=trigger, channel=channel, locale=locale, topic="service",
+        settings,
+        trigger=trigger,
+        channel=channel,
+        locale=locale,
+        topic="service",
         customer={"id": "sample-customer", "name": "Maya Schmidt", "timezone": "Europe/Berlin"},
-        order={"id": SAMPLE_ORDER_ID, "external_id": "#1042", "total_minor": 8990, "currency": "EUR",
-               "promised_from": "2026-11-26T08:00:00+00:00", "promised_to": "2026-11-26T18:00:00+00:00"},
-        shipment={"carrier": "dhl", "tracking_number": "00340434161234567890", "status": "InTransit",
-                  "predicted_from": "2026-11-27T08:00:00+00:00", "predicted_to": "2026-11-27T12:00:00+00:00"},
-        event=event, proof={"recipient_name": "M. Schmidt"},
+        order={
+            "id": SAMPLE_ORDER_ID,
+            "external_id": "#1042",
+            "total_minor": 8990,
+            "currency": "EUR",
+            "promised_from": "2026-11-26T08:00:00+00:00",
+            "promised_to": "2026-11-26T18:00:00+00:00",
+        },
+        shipment={
+            "carrier": "dhl",
+            "tracking_number": "00340434161234567890",
+            "status": "InTransit",
+            "predicted_from": "2026-11-27T08:00:00+00:00",
+            "predicted_to": "2026-11-27T12:00:00+00:00",
+        },
+        event=event,
+        proof={"recipient_name": "M. Schmidt"},
         text="Yes, your return arrived on Monday; the refund follows within 3 days.",
     )
 

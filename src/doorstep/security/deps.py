@@ -90,7 +90,9 @@ def require(*, scope: Scope | None = None, roles: tuple[Role, ...] = ()) -> Call
             return principal
         if scope is not None and principal.has_scope(scope):
             return principal
-        wanted = " or ".join([f"scope {scope}"] * (scope is not None) + [f"role {', '.join(roles)}"] * bool(roles))
+        wanted = " or ".join(
+            [f"scope {scope}"] * (scope is not None) + [f"role {', '.join(roles)}"] * bool(roles)
+        )
         raise Forbidden(f"{principal.name} may not do this: it needs {wanted}")
 
     return dependency

@@ -36,7 +36,13 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
         {Scope.READ_CUSTOMERS, Scope.READ_ORDERS, Scope.READ_SHIPMENTS, Scope.READ_ANALYTICS}
     ),
     Role.AGENT: frozenset(
-        {Scope.READ_CUSTOMERS, Scope.READ_ORDERS, Scope.READ_SHIPMENTS, Scope.WRITE_SHIPMENTS, Scope.CONVERSATIONS}
+        {
+            Scope.READ_CUSTOMERS,
+            Scope.READ_ORDERS,
+            Scope.READ_SHIPMENTS,
+            Scope.WRITE_SHIPMENTS,
+            Scope.CONVERSATIONS,
+        }
     ),
     Role.DRIVER: frozenset({Scope.WRITE_SHIPMENTS}),
 }

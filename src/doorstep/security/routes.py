@@ -42,7 +42,11 @@ def login(
         user = authenticate(conn, email=email, password=password)
         if user is None:
             return render(
-                request, "login.html", status_code=401, next=_safe_next(next), email=email,
+                request,
+                "login.html",
+                status_code=401,
+                next=_safe_next(next),
+                email=email,
                 error="Wrong email or password.",
             )
         token, _csrf = create_session(conn, user_id=user.id, now=ctx.clock.now())

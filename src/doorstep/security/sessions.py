@@ -25,7 +25,11 @@ def create_session(conn: Connection, *, user_id: str, now: datetime) -> tuple[st
     csrf = secrets.token_urlsafe(24)
     conn.execute(
         insert(web_sessions).values(
-            token_hash=_hash(token), user_id=user_id, csrf_token=csrf, created_at=now, expires_at=now + SESSION_TTL
+            token_hash=_hash(token),
+            user_id=user_id,
+            csrf_token=csrf,
+            created_at=now,
+            expires_at=now + SESSION_TTL,
         )
     )
     return token, csrf

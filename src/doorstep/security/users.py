@@ -13,7 +13,9 @@ from doorstep.security.tables import users
 MIN_PASSWORD_LENGTH = 10
 
 
-def create_user(conn: Connection, *, email: str, password: str, role: str, name: str = "", now: datetime) -> str:
+def create_user(
+    conn: Connection, *, email: str, password: str, role: str, name: str = "", now: datetime
+) -> str:
     email = email.strip().lower()
     if role not in {r.value for r in Role}:
         raise ValueError(f"role must be one of {', '.join(r.value for r in Role)}, not {role!r}")

@@ -38,18 +38,30 @@ def register(app: typer.Typer) -> None:
 
 
 def train_eta(
-    from_db: Annotated[bool, typer.Option("--from-db", help="Train on delivered shipments in the database.")] = False,
+    from_db: Annotated[
+        bool, typer.Option("--from-db", help="Train on delivered shipments in the database.")
+    ] = False,
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Train on a folder of *.json/*.jsonl files: AfterShip webhook bodies "
-                     "(e.g. from `doorstep simulate`) or Doorstep history lines.", exists=True, file_okay=False),
+        typer.Option(
+            "--data",
+            help="Train on a folder of *.json/*.jsonl files: AfterShip webhook bodies "
+            "(e.g. from `doorstep simulate`) or Doorstep history lines.",
+            exists=True,
+            file_okay=False,
+        ),
     ] = None,
     synthetic: Annotated[
-        int, typer.Option(help="Train on N shipments of synthetic history (a demo; not evidence about carriers).")
+        int,
+        typer.Option(help="Train on N shipments of synthetic history (a demo; not evidence about carriers)."),
     ] = 0,
-    holdout: Annotated[float, typer.Option(help="Share of the period held out for the report (the latest).")] = 0.25,
+    holdout: Annotated[
+        float, typer.Option(help="Share of the period held out for the report (the latest).")
+    ] = 0.25,
     seed: Annotated[int, typer.Option(help="Seed for --synthetic.")] = 7,
-    save: Annotated[bool, typer.Option("--save/--no-save", help="Store the model under var/models/eta.json.")] = True,
+    save: Annotated[
+        bool, typer.Option("--save/--no-save", help="Store the model under var/models/eta.json.")
+    ] = True,
 ) -> None:
     """Train the ETA model (quantile gradient-boosted trees) and compare it with the per-lane baseline on a
     held-out later period: mean absolute error in hours, share delivered inside the predicted window, AUC
@@ -77,8 +89,9 @@ def train_eta(
     console.print(f"training on {label}: {len(history)} shipments")
     try:
         with console.status("training") as status:
-            result = eta.train(history, now=utcnow(), holdout_share=holdout,
-                               progress=lambda message: status.update(message))
+            result = eta.train(
+                history, now=utcnow(), holdout_share=holdout, progress=lambda message: status.update(message)
+            )
     except ValueError as exc:
         console.print(f"[red]cannot train:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -96,11 +109,15 @@ def report_table(report: dict[str, Any], *, title: str) -> Table:
     table.add_column("baseline", justify="right")
     model, base = report["model"], report["baseline"]
     table.add_row("mean absolute error (hours)", f"{model['mae_h']:.1f}", f"{base['mae_h']:.1f}")
-    table.add_row("delivered inside the window (q10-q90)", f"{model['coverage']:.1%}", f"{base['coverage']:.1%}")
+    table.add_row(
+        "delivered inside the window (q10-q90)", f"{model['coverage']:.1%}", f"{base['coverage']:.1%}"
+    )
     table.add_row("AUC for lateness", _auc(model["auc"]), _auc(base["auc"]))
     table.add_row("held-out predictions", str(model["n"]), str(base["n"]))
-    table.caption = (f"trained on {report['train_shipments']} shipments before {report['cutoff'][:16]}, "
-                     f"tested on {report['test_shipments']} dispatched after")
+    table.caption = (
+        f"trained on {report['train_shipments']} shipments before {report['cutoff'][:16]}, "
+        f"tested on {report['test_shipments']} dispatched after"
+    )
     return table
 
 
@@ -142,27 +159,45 @@ def history_from_files(folder: Path) -> list[Any]:
     by_key: dict[tuple[str, str], Shipment] = {}
     for path in sorted([*folder.rglob("*.json"), *folder.rglob("*.jsonl")]):
         text = path.read_text(encoding="utf-8")
-        docs = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else [
-            json.loads(text)
-        ]
+        docs = (
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+            if path.suffix == ".jsonl"
+            else [json.loads(text)]
+        )
         for doc in docs:
             items = doc if isinstance(doc, list) else [doc]
             for item in items:
-                if isinstance(item, dict) and isinstance(item.get("msg"), dict) and "checkpoints" in item["msg"]:
+                if (
+                    isinstance(item, dict)
+                    and isinstance(item.get("msg"), dict)
+                    and "checkpoints" in item["msg"]
+                ):
                     msg = item["msg"]
                     parsed = parse_tracking(msg)
                     scans = parsed.scans
-                    promised = parse_optional_time(msg.get("order_promised_delivery_date"), "order_promised_delivery_date")
+                    promised = parse_optional_time(
+                        msg.get("order_promised_delivery_date"), "order_promised_delivery_date"
+                    )
                     carrier, number = parsed.carrier, parsed.tracking_number
-                    extra: dict[str, Any] = {"service": parsed.service, "origin_region": parsed.origin_region,
-                                             "destination_region": parsed.destination_region}
+                    extra: dict[str, Any] = {
+                        "service": parsed.service,
+                        "origin_region": parsed.origin_region,
+                        "destination_region": parsed.destination_region,
+                    }
                 elif isinstance(item, dict) and isinstance(item.get("scans"), list):
                     carrier, number = str(item["carrier"]), str(item["tracking_number"])
-                    scans = [TrackingEvent(carrier=carrier, tracking_number=number,
-                                           occurred_at=parse_time(s["occurred_at"], "occurred_at"),
-                                           status=Status.parse(s["status"]), subtag=s.get("subtag"),
-                                           message=s.get("message"), source="history")
-                             for s in item["scans"]]
+                    scans = [
+                        TrackingEvent(
+                            carrier=carrier,
+                            tracking_number=number,
+                            occurred_at=parse_time(s["occurred_at"], "occurred_at"),
+                            status=Status.parse(s["status"]),
+                            subtag=s.get("subtag"),
+                            message=s.get("message"),
+                            source="history",
+                        )
+                        for s in item["scans"]
+                    ]
                     promised = parse_optional_time(item.get("promised_to"), "promised_to")
                     extra = {k: item.get(k) for k in ("service", "origin_region", "destination_region")}
                 else:
@@ -171,8 +206,12 @@ def history_from_files(folder: Path) -> list[Any]:
                 if s is None and scans:
                     first = min(scans, key=lambda e: e.occurred_at).occurred_at
                     s = by_key[(carrier, number)] = Shipment.create(
-                        id=f"file:{carrier}:{number}", carrier=carrier, tracking_number=number, now=first,
-                        promised_to=promised, **extra,
+                        id=f"file:{carrier}:{number}",
+                        carrier=carrier,
+                        tracking_number=number,
+                        now=first,
+                        promised_to=promised,
+                        **extra,
                     )
                 if s is None:
                     continue
@@ -184,10 +223,16 @@ def history_from_files(folder: Path) -> list[Any]:
 
 
 def import_csv(
-    file: Annotated[Path, typer.Argument(help="CSV with a header row (see POST /api/v1/tracking-events.csv).",
-                                         exists=True, dir_okay=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a header row (see POST /api/v1/tracking-events.csv).", exists=True, dir_okay=False
+        ),
+    ],
     chunk: Annotated[int, typer.Option(help="Rows per log entry.")] = 1000,
-    drain: Annotated[bool, typer.Option("--drain/--no-drain", help="Project the scans now (else the worker will).")] = True,
+    drain: Annotated[
+        bool, typer.Option("--drain/--no-drain", help="Project the scans now (else the worker will).")
+    ] = True,
 ) -> None:
     """Import carrier scans from a CSV file: validated whole first (nothing is stored if a row is bad), then
     appended to the event log in chunks and projected."""
@@ -212,14 +257,26 @@ def import_csv(
         raise typer.Exit(2) from None
     ctx = build_context(settings)
     new = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("appending", total=len(events))
         for start in range(0, len(events), chunk):
             part = events[start : start + chunk]
             digest = hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
-            entry = LogEntry("tracking", f"csv:{digest}", "tracking_events", None, "tracking:batch",
-                             ctx.clock.now(), {"events": part})
+            entry = LogEntry(
+                "tracking",
+                f"csv:{digest}",
+                "tracking_events",
+                None,
+                "tracking:batch",
+                ctx.clock.now(),
+                {"events": part},
+            )
             with ctx.engine.begin() as conn:
                 new += append(conn, [entry], received_at=ctx.clock.now())
             progress.advance(task, len(part))
@@ -229,15 +286,25 @@ def import_csv(
             while (n := worker.run_once()) > 0:
                 progress.advance(task, n)
     ctx.engine.dispose()
-    console.print(f"{len(events)} rows read, {new} new log entries"
-                  + ("" if drain else "; the worker will project them"))
+    console.print(
+        f"{len(events)} rows read, {new} new log entries"
+        + ("" if drain else "; the worker will project them")
+    )
 
 
 def import_aftership(
-    file: Annotated[Path, typer.Argument(help="JSON lines, one AfterShip webhook body per line (for example "
-                                         "aftership_webhooks.jsonl from `doorstep simulate`).", exists=True,
-                                         dir_okay=False)],
-    drain: Annotated[bool, typer.Option("--drain/--no-drain", help="Project the scans now (else the worker will).")] = True,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON lines, one AfterShip webhook body per line (for example "
+            "aftership_webhooks.jsonl from `doorstep simulate`).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    drain: Annotated[
+        bool, typer.Option("--drain/--no-drain", help="Project the scans now (else the worker will).")
+    ] = True,
 ) -> None:
     """Load recorded AfterShip webhook bodies straight into the event log: an operator's import, so neither
     signature nor age is checked (the HTTP endpoint refuses deliveries older than 24 hours). Every body is
@@ -278,8 +345,13 @@ def import_aftership(
         raise typer.Exit(2) from None
     ctx = build_context(get_settings())
     new = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("appending", total=len(entries))
         for start in range(0, len(entries), 500):
             part = entries[start : start + 500]
@@ -292,23 +364,27 @@ def import_aftership(
             while (n := worker.run_once()) > 0:
                 progress.advance(task, n)
     ctx.engine.dispose()
-    console.print(f"{len(entries)} webhook bodies read, {new} new" + ("" if drain else "; the worker will project them"))
+    console.print(
+        f"{len(entries)} webhook bodies read, {new} new" + ("" if drain else "; the worker will project them")
+    )
 
 
 def _csv_location(exc: Any, start: int) -> str:
-    """"events[4].occurred_at: not a timestamp" -> "row 6, column occurred_at: not a timestamp"."""
+    """ "events[4].occurred_at: not a timestamp" -> "row 6, column occurred_at: not a timestamp"."""
     errors = exc.extra.get("errors") or [{}]
     field = str(errors[0].get("field", ""))
     message = str(errors[0].get("message", exc.detail))
     if not field.startswith("events["):
         return exc.detail
-    index_text, _, column = field[len("events["):].partition("].")
+    index_text, _, column = field[len("events[") :].partition("].")
     row = int(index_text) + start + 2  # 1-based, after the header row
     return f"row {row}, column {column.split('.')[-1] or '?'}: {message}"
 
 
 def check(
-    hours_ahead: Annotated[float, typer.Option(help="Pretend it is this many hours later (for a dry look).")] = 0.0,
+    hours_ahead: Annotated[
+        float, typer.Option(help="Pretend it is this many hours later (for a dry look).")
+    ] = 0.0,
 ) -> None:
     """Run the stalled / probably-lost checks and re-predict every active shipment once (the service runs
     this every DOORSTEP_SHIPMENT_CHECK_INTERVAL_S)."""

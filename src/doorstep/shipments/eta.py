@@ -33,7 +33,14 @@ PRIOR_TRANSIT_H = (24.0, 48.0, 96.0)  # untrained guess: 1 to 4 days, typical do
 MIN_REMAINING_H = 0.25
 
 CATEGORICAL = ("carrier", "service", "origin", "destination", "status")
-STATUS_HOURS = ("InfoReceived", "InTransit", "OutForDelivery", "AttemptFail", "AvailableForPickup", "Exception")
+STATUS_HOURS = (
+    "InfoReceived",
+    "InTransit",
+    "OutForDelivery",
+    "AttemptFail",
+    "AvailableForPickup",
+    "Exception",
+)
 FEATURES = (
     *CATEGORICAL,
     "weekday",
@@ -129,8 +136,13 @@ class Baseline:
         return _prediction(at, q, self.confidence, source)
 
     def to_json(self) -> dict[str, Any]:
-        return {"lanes": self.lanes, "carriers": self.carriers, "overall": self.overall,
-                "confidence": self.confidence, "is_trained": self.is_trained}
+        return {
+            "lanes": self.lanes,
+            "carriers": self.carriers,
+            "overall": self.overall,
+            "confidence": self.confidence,
+            "is_trained": self.is_trained,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
@@ -162,7 +174,9 @@ def _ordered(q10: float, q50: float, q90: float) -> tuple[float, float, float]:
     return (max(a, 0.0), max(b, MIN_REMAINING_H), max(c, MIN_REMAINING_H))
 
 
-def _prediction(at: datetime, q: tuple[float, float, float], confidence: float | None, source: str) -> Prediction:
+def _prediction(
+    at: datetime, q: tuple[float, float, float], confidence: float | None, source: str
+) -> Prediction:
     return Prediction(
         expected_at=at + timedelta(hours=q[1]),
         window_from=at + timedelta(hours=q[0]),
@@ -215,8 +229,9 @@ def _compile(ensemble: TreeEnsemble) -> Callable[[Sequence[float]], float]:
     written into the source (each passed through int()/float()), so a model file cannot inject code."""
     lines = ["def f(x):", "    t = 0.0"]
 
-    def node_lines(tree: tuple[list[int], list[float], list[int], list[int], list[float]], node: int,
-                   depth: int) -> None:
+    def node_lines(
+        tree: tuple[list[int], list[float], list[int], list[int], list[float]], node: int, depth: int
+    ) -> None:
         feature, threshold, left, right, value = tree
         pad = "    " * depth
         if int(left[node]) == -1:
@@ -279,7 +294,9 @@ class EtaModel:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EtaModel:
         if data.get("version") != MODEL_VERSION or list(data.get("features", [])) != list(FEATURES):
-            raise ValueError("the ETA model file was trained for another feature set: run `doorstep models train eta`")
+            raise ValueError(
+                "the ETA model file was trained for another feature set: run `doorstep models train eta`"
+            )
         return cls(
             vocab=data["vocab"],
             quantile_models=[TreeEnsemble.from_json(m) for m in data["models"]],
@@ -424,17 +441,23 @@ def evaluate(
     )
 
 
-def time_split(history: Sequence[Shipment], *, holdout_share: float = 0.25) -> tuple[list[Shipment], list[Shipment], datetime]:
+def time_split(
+    history: Sequence[Shipment], *, holdout_share: float = 0.25
+) -> tuple[list[Shipment], list[Shipment], datetime]:
     """Train on shipments delivered before the cutoff; test on those dispatched at or after it (no leakage)."""
     delivered = [s for s in history if s.delivered_at is not None and s.dispatched_at is not None]
     if len(delivered) < 20:
-        raise ValueError(f"only {len(delivered)} delivered shipments with scans: need at least 20 to train and test")
+        raise ValueError(
+            f"only {len(delivered)} delivered shipments with scans: need at least 20 to train and test"
+        )
     starts = sorted(s.dispatched_at for s in delivered if s.dispatched_at is not None)
     cutoff = starts[int(len(starts) * (1 - holdout_share))]
     train = [s for s in delivered if s.delivered_at is not None and s.delivered_at < cutoff]
     test = [s for s in delivered if s.dispatched_at is not None and s.dispatched_at >= cutoff]
     if len(train) < 10 or not test:
-        raise ValueError("the history is too short in time to hold out a later period: add more delivered shipments")
+        raise ValueError(
+            "the history is too short in time to hold out a later period: add more delivered shipments"
+        )
     return train, test, cutoff
 
 
@@ -469,15 +492,21 @@ def train(
     for raw in raw_rows:
         for name in CATEGORICAL:
             vocab[name].setdefault(str(raw[name]), len(vocab[name]))
-    shell = EtaModel(vocab=vocab, quantile_models=[], baseline=baseline, confidence=0.0,
-                     trained_at=now.isoformat())
+    shell = EtaModel(
+        vocab=vocab, quantile_models=[], baseline=baseline, confidence=0.0, trained_at=now.isoformat()
+    )
     x = np.array([shell.encode(raw) for raw in raw_rows], dtype=float)
     y = np.array([s.remaining_h for s in train_samples], dtype=float)
     for q in QUANTILES:
         step(f"fitting the q{int(q * 100)} model on {len(y)} samples")
         regressor = GradientBoostingRegressor(
-            loss="quantile", alpha=q, n_estimators=n_estimators, max_depth=max_depth, learning_rate=0.1,
-            subsample=0.8, random_state=0,
+            loss="quantile",
+            alpha=q,
+            n_estimators=n_estimators,
+            max_depth=max_depth,
+            learning_rate=0.1,
+            subsample=0.8,
+            random_state=0,
         )
         regressor.fit(x, y)
         shell.quantile_models.append(export_regressor(regressor))
@@ -507,13 +536,15 @@ def export_regressor(regressor: Any) -> TreeEnsemble:
     trees = []
     for estimator in regressor.estimators_[:, 0]:
         tree = estimator.tree_
-        trees.append((
-            [int(f) for f in tree.feature],
-            [float(t) for t in tree.threshold],
-            [int(c) for c in tree.children_left],
-            [int(c) for c in tree.children_right],
-            [float(v) for v in tree.value[:, 0, 0]],
-        ))
+        trees.append(
+            (
+                [int(f) for f in tree.feature],
+                [float(t) for t in tree.threshold],
+                [int(c) for c in tree.children_left],
+                [int(c) for c in tree.children_right],
+                [float(v) for v in tree.value[:, 0, 0]],
+            )
+        )
     return TreeEnsemble(init=init, rate=float(regressor.learning_rate), trees=trees)
 
 

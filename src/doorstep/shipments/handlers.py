@@ -133,8 +133,11 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
         orphans = repo.orphan_scans([(s.carrier, s.tracking_number) for s in created])
         for s in created:
             p = merged[(s.carrier, s.tracking_number)]
-            mine = [scan for _, scan in orphans if scan.tracking_number == s.tracking_number
-                    and scan.carrier == s.carrier]
+            mine = [
+                scan
+                for _, scan in orphans
+                if scan.tracking_number == s.tracking_number and scan.carrier == s.carrier
+            ]
             new_by_shipment[s.id] = _unique([*mine, *p.scans])
         _apply(created, new_by_shipment, ctx=ctx, now=now)
         repo.add_many(created)
@@ -152,8 +155,11 @@ def project_trackings(parsed: Sequence[ParsedTracking], *, ctx: HandlerContext) 
     for scan, shipment_id in pairs:
         if shipment_id is not None and shipment_id not in created_ids and scan.dedupe_key in new_keys:
             new_by_shipment.setdefault(shipment_id, []).append(scan)
-    existing = [s for s in found.values()
-                if (s.id in new_by_shipment or s.id in described) and s.id not in created_ids]
+    existing = [
+        s
+        for s in found.values()
+        if (s.id in new_by_shipment or s.id in described) and s.id not in created_ids
+    ]
     _apply(existing, new_by_shipment, ctx=ctx, now=now)
     repo.save_many(existing, columns=TRACKING_COLUMNS)
     touched = [*created, *existing]
@@ -178,8 +184,14 @@ def _merge(parsed: Sequence[ParsedTracking]) -> dict[TrackingKey, ParsedTracking
             continue
         into = merged[key]
         into.scans.extend(p.scans)
-        for name in ("order_ref", "service", "origin_region", "destination_region", "destination_postcode",
-                     "carrier_estimate"):
+        for name in (
+            "order_ref",
+            "service",
+            "origin_region",
+            "destination_region",
+            "destination_postcode",
+            "carrier_estimate",
+        ):
             if getattr(p, name) is not None:
                 setattr(into, name, getattr(p, name))
     return merged
@@ -190,9 +202,16 @@ def _orders_by_external_id(conn: Connection, refs: Iterable[str]) -> dict[str, A
     if not refs:
         return {}
     rows = conn.execute(
-        select(orders.c.id, orders.c.external_id, orders.c.customer_id, orders.c.promised_from,
-               orders.c.promised_to, orders.c.ship_region, orders.c.ship_country, orders.c.ship_postcode)
-        .where(orders.c.external_id.in_(refs))
+        select(
+            orders.c.id,
+            orders.c.external_id,
+            orders.c.customer_id,
+            orders.c.promised_from,
+            orders.c.promised_to,
+            orders.c.ship_region,
+            orders.c.ship_country,
+            orders.c.ship_postcode,
+        ).where(orders.c.external_id.in_(refs))
     )
     return {row.external_id: row for row in rows}
 
@@ -221,8 +240,14 @@ def _new_shipment(p: ParsedTracking, order: Any | None, *, now: datetime) -> Shi
 def _describe(s: Shipment, p: ParsedTracking) -> bool:
     """Fills what the carrier told us and we did not know (never overwrites the order's facts); True when
     something changed, e.g. an AfterShip edd_revise with a new estimate and no new checkpoint."""
-    before = (s.service, s.origin_region, s.destination_region, s.destination_postcode, s.order_ref,
-              s.carrier_estimate)
+    before = (
+        s.service,
+        s.origin_region,
+        s.destination_region,
+        s.destination_postcode,
+        s.order_ref,
+        s.carrier_estimate,
+    )
     s.service = s.service or p.service
     s.origin_region = s.origin_region or p.origin_region
     s.destination_region = s.destination_region or p.destination_region
@@ -230,8 +255,14 @@ def _describe(s: Shipment, p: ParsedTracking) -> bool:
     s.order_ref = s.order_ref or p.order_ref
     if p.carrier_estimate is not None:
         s.carrier_estimate = p.carrier_estimate
-    return before != (s.service, s.origin_region, s.destination_region, s.destination_postcode, s.order_ref,
-                      s.carrier_estimate)
+    return before != (
+        s.service,
+        s.origin_region,
+        s.destination_region,
+        s.destination_postcode,
+        s.order_ref,
+        s.carrier_estimate,
+    )
 
 
 def _adopt_orphans(
@@ -249,7 +280,10 @@ def _adopt_orphans(
 
 
 def _apply(
-    touched: Sequence[Shipment], new_by_shipment: dict[str, list[TrackingEvent]], *, ctx: HandlerContext,
+    touched: Sequence[Shipment],
+    new_by_shipment: dict[str, list[TrackingEvent]],
+    *,
+    ctx: HandlerContext,
     now: datetime,
 ) -> None:
     eta = predictor(ctx)
@@ -294,8 +328,12 @@ def register_shipment(
     order = conn.execute(select(orders).where(orders.c.id == order_id)).first()
     if existing is not None:
         if existing.order_id is None and order is not None:
-            existing.link_order(order_id=order.id, customer_id=order.customer_id,
-                                promised_from=order.promised_from, promised_to=order.promised_to)
+            existing.link_order(
+                order_id=order.id,
+                customer_id=order.customer_id,
+                promised_from=order.promised_from,
+                promised_to=order.promised_to,
+            )
             _predict(existing, predictor(ctx), now=now)
             repo.save(existing)
             ctx.uow.collect(existing.events)
@@ -338,8 +376,12 @@ def on_order_placed(envelope: Any, ctx: HandlerContext) -> None:
     eta = predictor(ctx)
     now = ctx.clock.now()
     for s in waiting:
-        s.link_order(order_id=order.id, customer_id=order.customer_id, promised_from=order.promised_from,
-                     promised_to=order.promised_to)
+        s.link_order(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            promised_from=order.promised_from,
+            promised_to=order.promised_to,
+        )
         _predict(s, eta, now=now)
         repo.save(s)
         ctx.uow.collect(s.events)
@@ -353,9 +395,13 @@ def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:
     tracking_number = changes.get("tracking_number")
     if isinstance(tracking_number, str) and tracking_number:
         carrier = changes.get("carrier") or changes.get("carrier_name")
-        register_shipment(ctx=ctx, order_id=order_id, carrier=str(carrier) if carrier else None,
-                          tracking_number=tracking_number,
-                          service=changes.get("service") if isinstance(changes.get("service"), str) else None)
+        register_shipment(
+            ctx=ctx,
+            order_id=order_id,
+            carrier=str(carrier) if carrier else None,
+            tracking_number=tracking_number,
+            service=changes.get("service") if isinstance(changes.get("service"), str) else None,
+        )
     if "promised_to" in changes or "promised_from" in changes:
         order = ctx.uow.conn.execute(select(orders).where(orders.c.id == order_id)).first()
         if order is None:

@@ -65,8 +65,15 @@ _STATUS_BY_KEY = {s.value.lower(): s for s in Status} | {"failedattempt": Status
 _STATUS_BY_VALUE = {s.value: s for s in Status}
 
 # Statuses after which the parcel is on its way (the first such scan is the dispatch).
-MOVING = frozenset({Status.IN_TRANSIT, Status.OUT_FOR_DELIVERY, Status.ATTEMPT_FAIL, Status.AVAILABLE_FOR_PICKUP,
-                    Status.DELIVERED})
+MOVING = frozenset(
+    {
+        Status.IN_TRANSIT,
+        Status.OUT_FOR_DELIVERY,
+        Status.ATTEMPT_FAIL,
+        Status.AVAILABLE_FOR_PICKUP,
+        Status.DELIVERED,
+    }
+)
 TERMINAL = frozenset({Status.DELIVERED, Status.EXPIRED})
 
 # AfterShip-style subtag codes and the readable names Doorstep uses in messages and on the tracking page.
@@ -133,8 +140,10 @@ def normalise_subtag(value: str | None, status: Status) -> str | None:
         if "_" in value and value.split("_", 1)[0] in {s.value for s in Status}:
             code = value  # a code from a newer taxonomy: keep it as sent
         else:
-            raise ValueError(f"unknown subtag {value!r}: use a code such as Delivered_005 or a name such as "
-                             "left_with_neighbour")
+            raise ValueError(
+                f"unknown subtag {value!r}: use a code such as Delivered_005 or a name such as "
+                "left_with_neighbour"
+            )
     if not code.startswith(status.value + "_"):
         raise ValueError(f"subtag {value!r} does not belong to status {status.value}")
     return code
@@ -170,9 +179,7 @@ class TrackingEvent:
         """Identity of a scan across deliveries and sources: the same scan sent twice is one row."""
         detail = f"{self.raw_code or ''}|{self.message or ''}|{self.city or ''}|{self.postcode or ''}"
         digest = hashlib.sha1(detail.encode()).hexdigest()[:16]
-        return (
-            f"{self.carrier}:{self.tracking_number}:{self.occurred_at.isoformat()}:{self.status.value}:{digest}"
-        )
+        return f"{self.carrier}:{self.tracking_number}:{self.occurred_at.isoformat()}:{self.status.value}:{digest}"
 
     @property
     def location(self) -> str | None:
@@ -298,7 +305,9 @@ class Shipment:
             status_since=now,
         )
         shipment.events.append(
-            ShipmentCreated(occurred_at=now, carrier=carrier, tracking_number=tracking_number, **shipment._ids())
+            ShipmentCreated(
+                occurred_at=now, carrier=carrier, tracking_number=tracking_number, **shipment._ids()
+            )
         )
         return shipment
 
@@ -312,7 +321,9 @@ class Shipment:
     @property
     def is_active(self) -> bool:
         """Still on its way: time-based checks (stalled, lost) apply."""
-        return not self.is_terminal and not (self.status == Status.EXCEPTION and self.subtag in RETURN_SUBTAGS)
+        return not self.is_terminal and not (
+            self.status == Status.EXCEPTION and self.subtag in RETURN_SUBTAGS
+        )
 
     # ---- the order link and the promise -----------------------------------------------------------------
 
@@ -332,16 +343,16 @@ class Shipment:
 
     def set_promise(self, *, promised_from: datetime | None, promised_to: datetime | None) -> None:
         if promised_from and promised_to and promised_from > promised_to:
-            raise ValueError(f"promised window ends ({promised_to:%Y-%m-%d %H:%M}) before it starts "
-                             f"({promised_from:%Y-%m-%d %H:%M})")
+            raise ValueError(
+                f"promised window ends ({promised_to:%Y-%m-%d %H:%M}) before it starts "
+                f"({promised_from:%Y-%m-%d %H:%M})"
+            )
         self.promised_from = promised_from
         self.promised_to = promised_to
 
     # ---- scans --------------------------------------------------------------------------------------------
 
-    def record(
-        self, scan: TrackingEvent, *, now: datetime, policy: DetectionPolicy = DEFAULT_POLICY
-    ) -> bool:
+    def record(self, scan: TrackingEvent, *, now: datetime, policy: DetectionPolicy = DEFAULT_POLICY) -> bool:
         """Adds a scan to the timeline; returns True when it changed the status (a new subtag of the same
         status updates `subtag` without an event).
 
@@ -393,7 +404,9 @@ class Shipment:
                 self.events.append(
                     ShipmentDispatched(occurred_at=at, promised_to=self.promised_to, **self._ids())
                 )
-        if scan.status == Status.ATTEMPT_FAIL and (self.first_attempt_at is None or at < self.first_attempt_at):
+        if scan.status == Status.ATTEMPT_FAIL and (
+            self.first_attempt_at is None or at < self.first_attempt_at
+        ):
             self.first_attempt_at = at
         if scan.status == Status.DELIVERED and (self.delivered_at is None or at < self.delivered_at):
             self.delivered_at = at
@@ -416,9 +429,7 @@ class Shipment:
             )
         )
         if scan.status == Status.OUT_FOR_DELIVERY:
-            self.events.append(
-                ShipmentOutForDelivery(occurred_at=at, **ids)
-            )
+            self.events.append(ShipmentOutForDelivery(occurred_at=at, **ids))
         elif scan.status == Status.ATTEMPT_FAIL:
             self.events.append(DeliveryAttemptFailed(occurred_at=at, reason=scan.message, **ids))
         elif scan.status == Status.AVAILABLE_FOR_PICKUP:
@@ -518,18 +529,25 @@ class Shipment:
             self._forget("stalled:")
             self.alerts.add(stall_key)
             self.events.append(
-                ShipmentStalled(occurred_at=now, status=self.status.value, hours_since_scan=round(silence_h, 2),
-                                **ids)
+                ShipmentStalled(
+                    occurred_at=now, status=self.status.value, hours_since_scan=round(silence_h, 2), **ids
+                )
             )
         lost_key = f"lost:{since.isoformat()}"
         if lost_key in self.alerts:
             return
         reason = None
         if silence_h >= policy.lost_after_silence_h:
-            reason = f"no scan for {silence_h / 24:.1f} days (limit {policy.lost_after_silence_h / 24:g} days)"
-        elif self.predicted_to is not None and now - self.predicted_to >= timedelta(hours=policy.lost_after_estimate_h):
+            reason = (
+                f"no scan for {silence_h / 24:.1f} days (limit {policy.lost_after_silence_h / 24:g} days)"
+            )
+        elif self.predicted_to is not None and now - self.predicted_to >= timedelta(
+            hours=policy.lost_after_estimate_h
+        ):
             past_h = (now - self.predicted_to).total_seconds() / 3600
-            reason = f"{past_h:.0f} hours past the predicted window (limit {policy.lost_after_estimate_h:g} hours)"
+            reason = (
+                f"{past_h:.0f} hours past the predicted window (limit {policy.lost_after_estimate_h:g} hours)"
+            )
         if reason is not None:
             self._forget("lost:")
             self.alerts.add(lost_key)

@@ -158,14 +158,43 @@ def shipment_from_row(row: Any) -> Shipment:
 
 # What scans and predictions change on a shipment (the projection updates only these).
 TRACKING_COLUMNS = (
-    "order_id", "status", "subtag", "service", "origin_region", "destination_region", "destination_postcode",
-    "predicted_from", "predicted_to", "predicted_at", "predicted_confidence", "predicted_by", "delay_reason",
-    "dispatched_at", "first_attempt_at", "delivered_at", "last_scan_at", "last_location", "updated_at",
-    "order_ref", "carrier_estimate", "status_since", "pickup_deadline", "scan_count", "alerts",
+    "order_id",
+    "status",
+    "subtag",
+    "service",
+    "origin_region",
+    "destination_region",
+    "destination_postcode",
+    "predicted_from",
+    "predicted_to",
+    "predicted_at",
+    "predicted_confidence",
+    "predicted_by",
+    "delay_reason",
+    "dispatched_at",
+    "first_attempt_at",
+    "delivered_at",
+    "last_scan_at",
+    "last_location",
+    "updated_at",
+    "order_ref",
+    "carrier_estimate",
+    "status_since",
+    "pickup_deadline",
+    "scan_count",
+    "alerts",
 )
 # What the periodic checks change.
-CHECK_COLUMNS = ("predicted_from", "predicted_to", "predicted_at", "predicted_confidence", "predicted_by",
-                 "delay_reason", "alerts", "updated_at")
+CHECK_COLUMNS = (
+    "predicted_from",
+    "predicted_to",
+    "predicted_at",
+    "predicted_confidence",
+    "predicted_by",
+    "delay_reason",
+    "alerts",
+    "updated_at",
+)
 
 
 class ShipmentRepository:
@@ -195,7 +224,9 @@ class ShipmentRepository:
         return found
 
     def get(self, shipment_id: str, *, with_timeline: bool = True, lock: bool = False) -> Shipment | None:
-        found = self._load(self._select(lock=lock).where(shipments.c.id == shipment_id), with_timeline=with_timeline)
+        found = self._load(
+            self._select(lock=lock).where(shipments.c.id == shipment_id), with_timeline=with_timeline
+        )
         return found[0] if found else None
 
     def get_or_raise(self, shipment_id: str, *, with_timeline: bool = True, lock: bool = False) -> Shipment:
@@ -205,34 +236,54 @@ class ShipmentRepository:
         return shipment
 
     def get_by_tracking(
-        self, tracking_number: str, carrier: str | None = None, *, with_timeline: bool = True, lock: bool = False
+        self,
+        tracking_number: str,
+        carrier: str | None = None,
+        *,
+        with_timeline: bool = True,
+        lock: bool = False,
     ) -> Shipment | None:
         """The shipment with this tracking number (and carrier, when given; the newest if several match)."""
         query = self._select(lock=lock).where(shipments.c.tracking_number == tracking_number)
         if carrier is not None:
             query = query.where(shipments.c.carrier == carrier)
-        found = self._load(query.order_by(shipments.c.created_at.desc()).limit(1), with_timeline=with_timeline)
+        found = self._load(
+            query.order_by(shipments.c.created_at.desc()).limit(1), with_timeline=with_timeline
+        )
         return found[0] if found else None
 
-    def list_for_order(self, order_id: str, *, with_timeline: bool = True, lock: bool = False) -> list[Shipment]:
-        query = self._select(lock=lock).where(shipments.c.order_id == order_id).order_by(shipments.c.created_at)
+    def list_for_order(
+        self, order_id: str, *, with_timeline: bool = True, lock: bool = False
+    ) -> list[Shipment]:
+        query = (
+            self._select(lock=lock).where(shipments.c.order_id == order_id).order_by(shipments.c.created_at)
+        )
         return self._load(query, with_timeline=with_timeline)
 
     def list_by_order_ref(self, order_ref: str, *, lock: bool = False) -> list[Shipment]:
         """Shipments a carrier webhook tied to an order number that was not known yet."""
-        query = self._select(lock=lock).where(shipments.c.order_ref == order_ref, shipments.c.order_id.is_(None))
+        query = self._select(lock=lock).where(
+            shipments.c.order_ref == order_ref, shipments.c.order_id.is_(None)
+        )
         return self._load(query, with_timeline=False)
 
     def orphan_carrier(self, tracking_number: str) -> str | None:
         """The carrier of scans kept for this tracking number, when a caller does not know it."""
         return self.conn.execute(
             select(tracking_events.c.carrier)
-            .where(tracking_events.c.tracking_number == tracking_number, tracking_events.c.shipment_id.is_(None))
+            .where(
+                tracking_events.c.tracking_number == tracking_number, tracking_events.c.shipment_id.is_(None)
+            )
             .limit(1)
         ).scalar_one_or_none()
 
     def list_by_tracking(
-        self, keys: Sequence[TrackingKey], *, with_timeline: bool = True, lock: bool = False, light: bool = False
+        self,
+        keys: Sequence[TrackingKey],
+        *,
+        with_timeline: bool = True,
+        lock: bool = False,
+        light: bool = False,
     ) -> dict[TrackingKey, Shipment]:
         """Batch lookup for the projection: one query per 500 keys."""
         found: dict[TrackingKey, Shipment] = {}
@@ -247,10 +298,14 @@ class ShipmentRepository:
             self.load_timelines(list(found.values()), light=light)
         return found
 
-    def list_active(self, *, limit: int = 1000, after_id: str | None = None, lock: bool = False) -> list[Shipment]:
+    def list_active(
+        self, *, limit: int = 1000, after_id: str | None = None, lock: bool = False
+    ) -> list[Shipment]:
         """Shipments still on their way (for the periodic stalled/lost checks), in id order, paged by id.
         With `lock`, rows another transaction holds are skipped (PostgreSQL) and checked next round."""
-        query = self._select().where(shipments.c.status.not_in([Status.DELIVERED.value, Status.EXPIRED.value]))
+        query = self._select().where(
+            shipments.c.status.not_in([Status.DELIVERED.value, Status.EXPIRED.value])
+        )
         if lock:
             query = query.with_for_update(of=shipments, skip_locked=True)
         if after_id is not None:
@@ -277,10 +332,15 @@ class ShipmentRepository:
             for row in rows:
                 shipment = by_id[row.shipment_id]
                 if light:
-                    shipment.timeline.append(TrackingEvent(
-                        carrier=shipment.carrier, tracking_number=shipment.tracking_number,
-                        occurred_at=row.occurred_at, status=Status(row.status), source="stored",
-                    ))
+                    shipment.timeline.append(
+                        TrackingEvent(
+                            carrier=shipment.carrier,
+                            tracking_number=shipment.tracking_number,
+                            occurred_at=row.occurred_at,
+                            status=Status(row.status),
+                            source="stored",
+                        )
+                    )
                 else:
                     shipment.timeline.append(scan_from_row(row))
 
@@ -354,5 +414,3 @@ class ShipmentRepository:
                 .where(tracking_events.c.id.in_(list(chunk)), tracking_events.c.shipment_id.is_(None))
                 .values(shipment_id=shipment_id)
             )
-
-

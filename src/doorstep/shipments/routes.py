@@ -83,7 +83,9 @@ async def aftership_webhook(request: Request) -> JSONResponse:
     ctx = get_ctx(request)
     secret = ctx.settings.aftership_webhook_secret
     if not secret:
-        raise WebhookNotConfigured("AfterShip webhook secret is not set: set DOORSTEP_AFTERSHIP_WEBHOOK_SECRET")
+        raise WebhookNotConfigured(
+            "AfterShip webhook secret is not set: set DOORSTEP_AFTERSHIP_WEBHOOK_SECRET"
+        )
     body = await _body(request)
     aftership.verify(secret, body, request.headers.get(aftership.SIGNATURE_HEADER))
     data = _json(body)
@@ -104,8 +106,12 @@ async def karrio_webhook(request: Request) -> JSONResponse:
     if not secret:
         raise WebhookNotConfigured("Karrio webhook secret is not set: set DOORSTEP_KARRIO_WEBHOOK_SECRET")
     body = await _body(request)
-    karrio.verify(secret, body, request.headers.get(karrio.SIGNATURE_HEADER),
-                  request.headers.get(karrio.LEGACY_SECRET_HEADER))
+    karrio.verify(
+        secret,
+        body,
+        request.headers.get(karrio.SIGNATURE_HEADER),
+        request.headers.get(karrio.LEGACY_SECRET_HEADER),
+    )
     data = _json(body)
     event, message_id, sent_at = karrio.check_envelope(data, body, now=ctx.clock.now())
     key = "karrio"
@@ -126,27 +132,35 @@ def _authorise_generic(ctx: AppContext, request: Request, body: bytes) -> None:
     if auth.lower().startswith("bearer "):
         principal = _principal_from_key(ctx, auth[7:].strip())
         if principal is None:
-            raise Unauthenticated("the API key is unknown or revoked; create one with `doorstep keys create "
-                                  "--scope shipments:write`")
+            raise Unauthenticated(
+                "the API key is unknown or revoked; create one with `doorstep keys create "
+                "--scope shipments:write`"
+            )
         if not principal.has_scope(Scope.WRITE_SHIPMENTS):
             raise Forbidden(f"{principal.name} may not post tracking events: it needs scope shipments:write")
         return
     signature = request.headers.get(SIGNATURE_HEADER)
     stamp = request.headers.get(TIMESTAMP_HEADER)
     if not signature or not stamp:
-        raise BadSignature("send `Authorization: Bearer <secret key with shipments:write>`, or sign the body: "
-                           "X-Doorstep-Timestamp and X-Doorstep-Signature")
+        raise BadSignature(
+            "send `Authorization: Bearer <secret key with shipments:write>`, or sign the body: "
+            "X-Doorstep-Timestamp and X-Doorstep-Signature"
+        )
     secret = ctx.settings.tracking_webhook_secret
     if not secret:
-        raise WebhookNotConfigured("signed tracking events need DOORSTEP_TRACKING_WEBHOOK_SECRET; or use an API key")
+        raise WebhookNotConfigured(
+            "signed tracking events need DOORSTEP_TRACKING_WEBHOOK_SECRET; or use an API key"
+        )
     try:
         ts = int(stamp)
     except ValueError:
         raise BadSignature(f"{TIMESTAMP_HEADER}: {stamp!r} is not unix seconds") from None
     now_s = ctx.clock.now().timestamp()
     if abs(now_s - ts) > SIGNATURE_TOLERANCE_S:
-        raise BadSignature(f"{TIMESTAMP_HEADER}: signed {int(now_s - ts)} s ago; the limit is "
-                           f"{SIGNATURE_TOLERANCE_S} s (stale or replayed)")
+        raise BadSignature(
+            f"{TIMESTAMP_HEADER}: signed {int(now_s - ts)} s ago; the limit is "
+            f"{SIGNATURE_TOLERANCE_S} s (stale or replayed)"
+        )
     expected = timestamped_signature(secret, ts, body)
     sent = signature.strip().removeprefix("v1=").removeprefix("sha256=")
     if not constant_time_equals(expected, sent):
@@ -192,6 +206,3 @@ async def post_tracking_csv(request: Request) -> JSONResponse:
     generic.events_of({"events": events})
     new, scans, trackings = await _store_generic(ctx, events, hashlib.sha256(body).hexdigest())
     return _answer(new, events=scans, tracking_numbers=trackings)
-
-
-

@@ -18,7 +18,9 @@ router = APIRouter(tags=["shipments"])
 Reader = Annotated[Any, Depends(require(scope=Scope.READ_SHIPMENTS, roles=(Role.AGENT, Role.ANALYST)))]
 
 
-@router.get("/api/v1/shipments", response_model=ShipmentPage, summary="Find shipments by tracking number or order")
+@router.get(
+    "/api/v1/shipments", response_model=ShipmentPage, summary="Find shipments by tracking number or order"
+)
 def list_shipments(
     ctx: CtxDep,
     principal: Reader,
@@ -31,7 +33,9 @@ def list_shipments(
         return ShipmentPage(items=find_shipments(conn, tracking_number=tracking_number, order_id=order_id))
 
 
-@router.get("/api/v1/shipments/{shipment_id}", response_model=ShipmentRead, summary="A shipment with its timeline")
+@router.get(
+    "/api/v1/shipments/{shipment_id}", response_model=ShipmentRead, summary="A shipment with its timeline"
+)
 def get_shipment(shipment_id: str, ctx: CtxDep, principal: Reader) -> ShipmentRead:
     with ctx.read_engine.connect() as conn:
         found = ShipmentRepository(conn).get(shipment_id)

@@ -257,12 +257,18 @@ def _action_guard(ctx: AppContext, request: Request, token: str, page_token: str
     return order_id
 
 
-
 def _render_error(ctx: Any, request: Request, token: str, order_id: str, exc: DoorstepError) -> Response:
     """The page again, with a refused action's message beside the field it names."""
     return _render_page(
-        ctx, request, token, order_id, error=exc.detail, error_field=exc.extra.get("field"), status_code=exc.http_status
+        ctx,
+        request,
+        token,
+        order_id,
+        error=exc.detail,
+        error_field=exc.extra.get("field"),
+        status_code=exc.http_status,
     )
+
 
 @router.post("/t/{token}/delivery")
 async def post_delivery_change(token: str, request: Request, ctx: CtxDep) -> Response:

@@ -18,7 +18,9 @@ def register(ctx: AppContext) -> None:
     try:
         ctx.services["eta"] = load_predictor(ctx.settings.var_dir)
     except (ValueError, KeyError, OSError) as exc:
-        log.warning("ETA model not loaded (%s); predicting with the baseline until `doorstep models train eta`", exc)
+        log.warning(
+            "ETA model not loaded (%s); predicting with the baseline until `doorstep models train eta`", exc
+        )
         ctx.services["eta"] = EtaPredictor()
 
 

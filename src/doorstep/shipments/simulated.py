@@ -45,19 +45,28 @@ def generate(n: int, *, seed: int = 7, start: datetime | None = None, days: int 
             transit_h += rng.uniform(20, 60)
         promised_to = (dispatched + timedelta(days=advertised_days + steps - 1)).replace(hour=21, minute=0)
         s = Shipment.create(
-            id=f"hist-{seed}-{i:06d}", carrier=carrier, tracking_number=f"SIM{seed}{i:07d}", now=created,
-            order_id=None, origin_region=origin, destination_region=destination,
-            service="express" if rng.random() < 0.3 else "standard", promised_to=promised_to,
+            id=f"hist-{seed}-{i:06d}",
+            carrier=carrier,
+            tracking_number=f"SIM{seed}{i:07d}",
+            now=created,
+            order_id=None,
+            origin_region=origin,
+            destination_region=destination,
+            service="express" if rng.random() < 0.3 else "standard",
+            promised_to=promised_to,
         )
         if s.service == "express":
             transit_h *= 0.75
-        scans: list[tuple[datetime, Status, str | None]] = [(created, Status.INFO_RECEIVED, None),
-                                                             (dispatched, Status.IN_TRANSIT, "InTransit_002")]
+        scans: list[tuple[datetime, Status, str | None]] = [
+            (created, Status.INFO_RECEIVED, None),
+            (dispatched, Status.IN_TRANSIT, "InTransit_002"),
+        ]
         arrive = dispatched + timedelta(hours=transit_h)
         hubs = steps + (0 if is_held else 1)
         for h in range(1, hubs + 1):  # a held parcel misses a hub scan
-            scans.append((dispatched + timedelta(hours=transit_h * h / (hubs + 1)), Status.IN_TRANSIT,
-                          "InTransit_003"))
+            scans.append(
+                (dispatched + timedelta(hours=transit_h * h / (hubs + 1)), Status.IN_TRANSIT, "InTransit_003")
+            )
         out_for_delivery = arrive.replace(hour=7, minute=rng.randrange(0, 59))
         if out_for_delivery < arrive:
             out_for_delivery += timedelta(days=1)
@@ -71,9 +80,18 @@ def generate(n: int, *, seed: int = 7, start: datetime | None = None, days: int 
         delivered = out_for_delivery + timedelta(hours=rng.uniform(1, 9))
         scans.append((delivered, Status.DELIVERED, "Delivered_001"))
         for at, status, subtag in sorted(scans, key=lambda x: x[0]):
-            s.record(TrackingEvent(carrier=carrier, tracking_number=s.tracking_number, occurred_at=at,
-                                   status=status, subtag=subtag, message=status.value, source="simulated"),
-                     now=at)
+            s.record(
+                TrackingEvent(
+                    carrier=carrier,
+                    tracking_number=s.tracking_number,
+                    occurred_at=at,
+                    status=status,
+                    subtag=subtag,
+                    message=status.value,
+                    source="simulated",
+                ),
+                now=at,
+            )
         s.events.clear()
         out.append(s)
     return out

@@ -130,7 +130,9 @@ delivery_slots = Table(
     Column("booked", Integer, nullable=False, default=0),
     UniqueConstraint("carrier", "region", "starts_at"),
 )
-Index("ix_delivery_slots_lookup", delivery_slots.c.carrier, delivery_slots.c.region, delivery_slots.c.starts_at)
+Index(
+    "ix_delivery_slots_lookup", delivery_slots.c.carrier, delivery_slots.c.region, delivery_slots.c.starts_at
+)
 
 # The slot a shipment currently holds (at most one).
 slot_bookings = Table(
@@ -178,7 +180,11 @@ carrier_webhook_deliveries = Table(
     Column("sent_at", UTCDateTime),
     UniqueConstraint("change_id"),
 )
-Index("ix_carrier_webhook_due", carrier_webhook_deliveries.c.status, carrier_webhook_deliveries.c.next_attempt_at)
+Index(
+    "ix_carrier_webhook_due",
+    carrier_webhook_deliveries.c.status,
+    carrier_webhook_deliveries.c.next_attempt_at,
+)
 
 # Fixed-window counters for public lookups (tracking page by order number): shared by every API process.
 rate_limit_hits = Table(

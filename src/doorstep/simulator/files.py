@@ -41,20 +41,97 @@ from doorstep.simulator.world import Chunk, Plan, build_chunk
 
 SEGMENT_BATCH_EVENTS = 100  # well under the 500 KB batch limit with simulated events of ~1 KB
 
-FEEDBACK_COLUMNS = ["feedback_id", "kind", "order_id", "customer_id", "email", "rating", "csat", "nps", "comment",
-                    "product_id", "locale", "submitted_at"]
-TRUTH_SHIPMENT_COLUMNS = ["order_id", "customer_id", "carrier", "tracking_number", "lane", "destination_country",
-                          "peak", "placed_at", "dispatched_at", "promised_from", "promised_to", "first_attempt_at",
-                          "delivered_at", "outcome", "delayed", "delay_days", "late", "late_hours",
-                          "failed_first_attempt", "attempts", "lost", "damaged", "returned_to_sender",
-                          "dispatch_late"]
-TRUTH_CONTACT_COLUMNS = ["contact_id", "message_id", "order_id", "customer_id", "channel", "sent_at", "cause", "owner",
-                         "is_follow_up", "language", "text"]
-TRUTH_ORDER_COLUMNS = ["order_id", "customer_id", "placed_at", "total", "currency", "items", "delivered", "on_time",
-                       "contacted", "contacts", "returned", "return_reason", "csat", "nps", "review_rating", "happy",
-                       "perfect", "fell_off_at", "fell_off_reason", "owner"]
-CUSTOMER_COLUMNS = ["user_id", "name", "email", "phone", "locale", "timezone", "country", "region", "city", "postcode",
-                    "line1", "preferred_channel", "marketing_consent", "whatsapp_opt_in"]
+FEEDBACK_COLUMNS = [
+    "feedback_id",
+    "kind",
+    "order_id",
+    "customer_id",
+    "email",
+    "rating",
+    "csat",
+    "nps",
+    "comment",
+    "product_id",
+    "locale",
+    "submitted_at",
+]
+TRUTH_SHIPMENT_COLUMNS = [
+    "order_id",
+    "customer_id",
+    "carrier",
+    "tracking_number",
+    "lane",
+    "destination_country",
+    "peak",
+    "placed_at",
+    "dispatched_at",
+    "promised_from",
+    "promised_to",
+    "first_attempt_at",
+    "delivered_at",
+    "outcome",
+    "delayed",
+    "delay_days",
+    "late",
+    "late_hours",
+    "failed_first_attempt",
+    "attempts",
+    "lost",
+    "damaged",
+    "returned_to_sender",
+    "dispatch_late",
+]
+TRUTH_CONTACT_COLUMNS = [
+    "contact_id",
+    "message_id",
+    "order_id",
+    "customer_id",
+    "channel",
+    "sent_at",
+    "cause",
+    "owner",
+    "is_follow_up",
+    "language",
+    "text",
+]
+TRUTH_ORDER_COLUMNS = [
+    "order_id",
+    "customer_id",
+    "placed_at",
+    "total",
+    "currency",
+    "items",
+    "delivered",
+    "on_time",
+    "contacted",
+    "contacts",
+    "returned",
+    "return_reason",
+    "csat",
+    "nps",
+    "review_rating",
+    "happy",
+    "perfect",
+    "fell_off_at",
+    "fell_off_reason",
+    "owner",
+]
+CUSTOMER_COLUMNS = [
+    "user_id",
+    "name",
+    "email",
+    "phone",
+    "locale",
+    "timezone",
+    "country",
+    "region",
+    "city",
+    "postcode",
+    "line1",
+    "preferred_channel",
+    "marketing_consent",
+    "whatsapp_opt_in",
+]
 PRODUCT_COLUMNS = ["product_id", "sku", "name", "category", "price", "currency"]
 
 FILES = {
@@ -104,7 +181,7 @@ def serialise_chunk(chunk: Chunk) -> tuple[dict[str, bytes], dict[str, int]]:
     segment = sorted(chunk.segment, key=lambda item: item[0])
     parts = []
     for i in range(0, len(segment), SEGMENT_BATCH_EVENTS):
-        parts.append(dumps({"batch": [event for _t, event in segment[i:i + SEGMENT_BATCH_EVENTS]]}))
+        parts.append(dumps({"batch": [event for _t, event in segment[i : i + SEGMENT_BATCH_EVENTS]]}))
     out["segment"] = b"\n".join(parts) + b"\n" if parts else b""
     counts["segment_events"] = len(segment)
     counts["segment_batches"] = len(parts)
@@ -133,14 +210,25 @@ def serialise_chunk(chunk: Chunk) -> tuple[dict[str, bytes], dict[str, int]]:
 
 def review_row(row: dict[str, Any]) -> dict[str, Any]:
     """A review as the review CSV import takes it (order_id is the shop's order number)."""
-    return {"order_id": row["order_id"], "rating": row["rating"], "comment": row["comment"],
-            "submitted_at": row["submitted_at"], "external_id": row["feedback_id"]}
+    return {
+        "order_id": row["order_id"],
+        "rating": row["rating"],
+        "comment": row["comment"],
+        "submitted_at": row["submitted_at"],
+        "external_id": row["feedback_id"],
+    }
 
 
 def survey_answer(row: dict[str, Any]) -> dict[str, Any]:
     """A survey answer: POST csat, nps, comment as a form to the order's signed survey link /s/<token>."""
-    return {"order_id": row["order_id"], "csat": row["csat"], "nps": row["nps"], "comment": row["comment"],
-            "submitted_at": row["submitted_at"], "external_id": row["feedback_id"]}
+    return {
+        "order_id": row["order_id"],
+        "csat": row["csat"],
+        "nps": row["nps"],
+        "comment": row["comment"],
+        "submitted_at": row["submitted_at"],
+        "external_id": row["feedback_id"],
+    }
 
 
 _PLAN: Plan | None = None
@@ -201,7 +289,10 @@ def write_files(
                     result.bytes_written += written
                     _count(result, counts, plan, k, on_progress)
         else:
-            handles = {name: open(out / filename, "ab", buffering=8 * 1024 * 1024) for name, filename in FILES.items()}  # noqa: SIM115
+            handles = {
+                name: open(out / filename, "ab", buffering=8 * 1024 * 1024)  # noqa: SIM115 - closed in the finally below
+                for name, filename in FILES.items()
+            }
             try:
                 for k in chunks:
                     _k, data, counts = _work(k)
@@ -234,12 +325,15 @@ def write_files(
             "surveys": "POST /s/<signed token for the order> form fields csat, nps, comment",
         },
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return result
 
 
-def _count(result: WriteResult, counts: dict[str, int], plan: Plan, k: int,
-           on_progress: Callable[[int], None] | None) -> None:
+def _count(
+    result: WriteResult, counts: dict[str, int], plan: Plan, k: int, on_progress: Callable[[int], None] | None
+) -> None:
     for name, value in counts.items():
         result.counts[name] = result.counts.get(name, 0) + value
     if on_progress is not None:
@@ -248,19 +342,30 @@ def _count(result: WriteResult, counts: dict[str, int], plan: Plan, k: int,
 
 def _write_reference(plan: Plan, out: Path) -> None:
     with open(out / "customers.csv", "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CUSTOMER_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(
+            handle, fieldnames=CUSTOMER_COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         for c in range(plan.customer_count):
             info = plan.customer(c)
-            info = {**info, "phone": info["phone"] or "", "marketing_consent": int(info["marketing_consent"]),
-                    "whatsapp_opt_in": int(info["whatsapp_opt_in"])}
+            info = {
+                **info,
+                "phone": info["phone"] or "",
+                "marketing_consent": int(info["marketing_consent"]),
+                "whatsapp_opt_in": int(info["whatsapp_opt_in"]),
+            }
             writer.writerow(info)
     with open(out / "products.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=PRODUCT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for i, name in enumerate(plan.product_names):
-            writer.writerow({
-                "product_id": f"P{i + 1:05d}", "sku": f"SKU-{i + 1:05d}", "name": name,
-                "category": plan.categories[int(plan.product_category[i])],
-                "price": f"{int(plan.product_price_minor[i]) / 100:.2f}", "currency": plan.profile.currency,
-            })
+            writer.writerow(
+                {
+                    "product_id": f"P{i + 1:05d}",
+                    "sku": f"SKU-{i + 1:05d}",
+                    "name": name,
+                    "category": plan.categories[int(plan.product_category[i])],
+                    "price": f"{int(plan.product_price_minor[i]) / 100:.2f}",
+                    "currency": plan.profile.currency,
+                }
+            )

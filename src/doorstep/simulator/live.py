@@ -81,15 +81,24 @@ class Targets:
     twilio_auth_token: str = ""
     email_secret: str = ""
     api_key: str = ""  # a secret API key with orders:write, for the review CSV import
-    secret_key: str = ""  # the server's DOORSTEP_SECRET_KEY, to sign survey links as its follow-up messages do
+    secret_key: str = (
+        ""  # the server's DOORSTEP_SECRET_KEY, to sign survey links as its follow-up messages do
+    )
     paths: dict[str, str] = field(default_factory=lambda: dict(PATHS))
 
 
 class Sender:
     """Posts one item at a time to the server, signed, with retries; never raises for a rejected item."""
 
-    def __init__(self, targets: Targets, *, client: httpx.Client | None = None, stats: LiveStats | None = None,
-                 now: Callable[[], float] = time.time, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        targets: Targets,
+        *,
+        client: httpx.Client | None = None,
+        stats: LiveStats | None = None,
+        now: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+    ):
         self.targets = targets
         self.base = targets.base_url.rstrip("/")
         self.client = client or httpx.Client(timeout=30.0)
@@ -107,8 +116,13 @@ class Sender:
         if not events:
             return
         body = orjson.dumps({"batch": events})
-        response = self._post("segment", content=body, headers={"content-type": "application/json"},
-                              auth=(self.targets.write_key, ""), n=len(events))
+        response = self._post(
+            "segment",
+            content=body,
+            headers={"content-type": "application/json"},
+            auth=(self.targets.write_key, ""),
+            n=len(events),
+        )
         if response is not None and response.status_code == 200:
             rejected = response.json().get("rejected") or []
             if rejected:
@@ -119,12 +133,16 @@ class Sender:
                 self.stats.add(self.stats.sent, "segment", len(events))
 
     def aftership(self, body: dict[str, Any]) -> None:
-        if not self._configured("aftership", self.targets.aftership_secret, "DOORSTEP_AFTERSHIP_WEBHOOK_SECRET"):
+        if not self._configured(
+            "aftership", self.targets.aftership_secret, "DOORSTEP_AFTERSHIP_WEBHOOK_SECRET"
+        ):
             return
         # `ts` is when AfterShip sends the webhook: now, for the server; the scans keep their simulated times
         raw = orjson.dumps({**body, "ts": int(self.now())})
-        headers = {"content-type": "application/json",
-                   "aftership-hmac-sha256": hmac_sha256_b64(self.targets.aftership_secret, raw)}
+        headers = {
+            "content-type": "application/json",
+            "aftership-hmac-sha256": hmac_sha256_b64(self.targets.aftership_secret, raw),
+        }
         self._simple("aftership", self._post("aftership", content=raw, headers=headers))
 
     def twilio(self, form: dict[str, str]) -> None:
@@ -151,16 +169,28 @@ class Sender:
 
             token = sign(self.targets.secret_key, SURVEY_PURPOSE, order_id_for(row["order_id"]))
             form = {"csat": str(row["csat"]), "nps": str(row["nps"]), "comment": row["comment"]}
-            self._simple("surveys", self._post("surveys", content=urlencode(form).encode(), path_args={"token": token},
-                                               headers={"content-type": "application/x-www-form-urlencoded"}))
+            self._simple(
+                "surveys",
+                self._post(
+                    "surveys",
+                    content=urlencode(form).encode(),
+                    path_args={"token": token},
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                ),
+            )
             return
-        if not self._configured("reviews", self.targets.api_key, "--api-key (a secret key with orders:write)"):
+        if not self._configured(
+            "reviews", self.targets.api_key, "--api-key (a secret key with orders:write)"
+        ):
             return
         from doorstep.simulator.files import REVIEW_COLUMNS, _csv_bytes, review_row
 
         body = (",".join(REVIEW_COLUMNS) + "\n").encode() + _csv_bytes([review_row(row)], REVIEW_COLUMNS)
-        response = self._post("reviews", content=body, headers={
-            "content-type": "text/csv", "authorization": f"Bearer {self.targets.api_key}"})
+        response = self._post(
+            "reviews",
+            content=body,
+            headers={"content-type": "text/csv", "authorization": f"Bearer {self.targets.api_key}"},
+        )
         if response is not None and response.status_code < 300:
             errors = response.json().get("errors") or []
             if errors:
@@ -188,8 +218,16 @@ class Sender:
             self.stats.first_rejections.append(f"{kind}: {detail}")
             log.warning("live simulator: %s item rejected: %s", kind, detail)
 
-    def _post(self, kind: str, *, content: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None,
-              n: int = 1, path_args: dict[str, str] | None = None) -> httpx.Response | None:
+    def _post(
+        self,
+        kind: str,
+        *,
+        content: bytes,
+        headers: dict[str, str],
+        auth: tuple[str, str] | None = None,
+        n: int = 1,
+        path_args: dict[str, str] | None = None,
+    ) -> httpx.Response | None:
         if kind in self.missing:
             self.stats.add(self.stats.skipped, kind, n)
             return None
@@ -199,11 +237,16 @@ class Sender:
             if self.stop.is_set():
                 return None
             try:
-                response = (self.client.post(url, content=content, headers=headers, auth=auth) if auth
-                            else self.client.post(url, content=content, headers=headers))
+                response = (
+                    self.client.post(url, content=content, headers=headers, auth=auth)
+                    if auth
+                    else self.client.post(url, content=content, headers=headers)
+                )
             except httpx.TransportError as exc:
                 if attempt == MAX_ATTEMPTS:
-                    raise ServerUnreachable(f"{url}: {type(exc).__name__} after {attempt} attempts: is the server running?") from exc
+                    raise ServerUnreachable(
+                        f"{url}: {type(exc).__name__} after {attempt} attempts: is the server running?"
+                    ) from exc
                 self.stats.retries += 1
                 self.stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
@@ -211,8 +254,13 @@ class Sender:
             status = response.status_code
             if (status == 404 and _no_such_endpoint(response)) or status == 405:
                 self.missing.add(kind)
-                log.warning("live simulator: %s answered %s; this server has no %s endpoint yet, skipping %s items",
-                            url, status, kind, kind)
+                log.warning(
+                    "live simulator: %s answered %s; this server has no %s endpoint yet, skipping %s items",
+                    url,
+                    status,
+                    kind,
+                    kind,
+                )
                 self.stats.add(self.stats.skipped, kind, n)
                 return None
             if status == 429 or status >= 500:
@@ -250,8 +298,13 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def wait_for_server(base_url: str, *, timeout_s: float = 60.0, stop: threading.Event | None = None,
-                    client: httpx.Client | None = None) -> bool:
+def wait_for_server(
+    base_url: str,
+    *,
+    timeout_s: float = 60.0,
+    stop: threading.Event | None = None,
+    client: httpx.Client | None = None,
+) -> bool:
     """True once GET /healthz answers; False if `stop` is set or the timeout passes first."""
     stop = stop or threading.Event()
     own = client is None
@@ -278,8 +331,10 @@ class Lanes:
     def __init__(self, count: int, stop: threading.Event):
         self.stop = stop
         self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=200) for _ in range(count)]
-        self.threads = [threading.Thread(target=self._run, args=(q,), name=f"doorstep-sim-lane-{i}", daemon=True)
-                        for i, q in enumerate(self.queues)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(q,), name=f"doorstep-sim-lane-{i}", daemon=True)
+            for i, q in enumerate(self.queues)
+        ]
         self.errors: list[BaseException] = []
         for thread in self.threads:
             thread.start()
@@ -342,12 +397,26 @@ def stream(
     stop = stop or sender.stop
     stats = sender.stats
     handlers: dict[str, Callable[[Any], None]] = {
-        "aftership": sender.aftership, "twilio": sender.twilio, "emails": sender.email, "feedback": sender.feedback,
+        "aftership": sender.aftership,
+        "twilio": sender.twilio,
+        "emails": sender.email,
+        "feedback": sender.feedback,
     }
     pool = Lanes(lanes, stop) if lanes > 1 else None
     try:
-        _run(timeline, sender, handlers, pool, stats, speed=speed, stop=stop, cap_at_now=cap_at_now,
-             real_now=real_now, on_progress=on_progress, sim_start=sim_start)
+        _run(
+            timeline,
+            sender,
+            handlers,
+            pool,
+            stats,
+            speed=speed,
+            stop=stop,
+            cap_at_now=cap_at_now,
+            real_now=real_now,
+            on_progress=on_progress,
+            sim_start=sim_start,
+        )
     finally:
         if pool is not None:
             pool.close()
@@ -356,10 +425,20 @@ def stream(
     return stats
 
 
-def _run(timeline: Iterable[tuple[int, str, Any]], sender: Sender, handlers: dict[str, Callable[[Any], None]],
-         pool: Lanes | None, stats: LiveStats, *, speed: float, stop: threading.Event, cap_at_now: bool,
-         real_now: Callable[[], float], on_progress: Callable[[LiveStats], None] | None,
-         sim_start: float | None) -> None:
+def _run(
+    timeline: Iterable[tuple[int, str, Any]],
+    sender: Sender,
+    handlers: dict[str, Callable[[Any], None]],
+    pool: Lanes | None,
+    stats: LiveStats,
+    *,
+    speed: float,
+    stop: threading.Event,
+    cap_at_now: bool,
+    real_now: Callable[[], float],
+    on_progress: Callable[[LiveStats], None] | None,
+    sim_start: float | None,
+) -> None:
     pending: list[dict[str, Any]] = []
     pending_orders: set[str] = set()
     t0 = time.monotonic()

@@ -27,7 +27,16 @@ Hours = Annotated[float, Field(ge=0.0, le=24.0 * 60)]
 Days = Annotated[int, Field(ge=0, le=60)]
 
 SHIPPED_PROFILES = ("boutique", "large")
-CONTACT_CAUSES = ("late", "failed_attempt", "damaged", "lost", "refund_slow", "invoice_missing", "wrong_item", "none")
+CONTACT_CAUSES = (
+    "late",
+    "failed_attempt",
+    "damaged",
+    "lost",
+    "refund_slow",
+    "invoice_missing",
+    "wrong_item",
+    "none",
+)
 CHANNELS = ("email", "whatsapp", "sms", "chat")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -129,7 +138,9 @@ class Peak(Strict):
     @model_validator(mode="after")
     def _range(self) -> Peak:
         if self.end < self.start:
-            raise ValueError(f"end ({self.end}) is before start ({self.start}); end must be on or after start")
+            raise ValueError(
+                f"end ({self.end}) is before start ({self.start}); end must be on or after start"
+            )
         return self
 
 
@@ -160,7 +171,9 @@ class Fulfilment(Strict):
     ships_on_weekends: bool = False
     wrong_item_rate: Probability = 0.003
     invoice_missing_rate: Probability = 0.01
-    promise_buffer_days: Days = 1  # the window promised at checkout is this many business days wider than nominal
+    promise_buffer_days: Days = (
+        1  # the window promised at checkout is this many business days wider than nominal
+    )
 
 
 class Rates(Strict):
@@ -310,13 +323,16 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 def parse_profile(data: Any, *, where: str = "profile") -> Profile:
     if not isinstance(data, dict):
-        raise ProfileInvalid(f"{where}: expected a mapping of keys at the top", problems=["top level: mapping"])
+        raise ProfileInvalid(
+            f"{where}: expected a mapping of keys at the top", problems=["top level: mapping"]
+        )
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
         problems = [_describe(error) for error in exc.errors(include_url=False)]
         raise ProfileInvalid(
-            f"{where} is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}): " + "; ".join(problems),
+            f"{where} is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}): "
+            + "; ".join(problems),
             problems=problems,
         ) from None
 

@@ -62,7 +62,9 @@ class DemoSimulator:
         end = start + timedelta(days=DEMO_HISTORY_DAYS + DEMO_FUTURE_DAYS)
         rate = profile.orders / max(1, (profile.end - profile.start).days)
         seed = int(now.timestamp()) // 3600 % 1_000_000
-        world = generate(profile, orders=max(1, int(rate * (end - start).days)), seed=seed, start=start, end=end)
+        world = generate(
+            profile, orders=max(1, int(rate * (end - start).days)), seed=seed, start=start, end=end
+        )
         api_key = self._review_key()
         targets = Targets(
             base_url=base_url,
@@ -74,8 +76,14 @@ class DemoSimulator:
             secret_key=settings.secret_key,  # survey links are signed exactly as the follow-up message signs them
         )
         sender = Sender(targets, stop=self.stop)
-        log.info("demo simulator: streaming %s (%d orders, seed %d) from %s at %gx", profile.name, world.orders,
-                 seed, start, DEMO_SPEED)
+        log.info(
+            "demo simulator: streaming %s (%d orders, seed %d) from %s at %gx",
+            profile.name,
+            world.orders,
+            seed,
+            start,
+            DEMO_SPEED,
+        )
         try:
             # the clock starts at the world's first day; browsing from before it is left out, so the first
             # seconds show orders and parcels rather than a backlog of old visits
@@ -91,8 +99,13 @@ class DemoSimulator:
         from doorstep.security.keys import create_key
 
         with self.ctx.engine.begin() as conn:
-            key = create_key(conn, kind="secret", scopes=["orders:write"], name="demo simulator reviews",
-                             now=datetime.now(UTC))
+            key = create_key(
+                conn,
+                kind="secret",
+                scopes=["orders:write"],
+                name="demo simulator reviews",
+                now=datetime.now(UTC),
+            )
         return key
 
     def _revoke(self) -> None:
@@ -101,8 +114,11 @@ class DemoSimulator:
         from doorstep.security.tables import api_keys
 
         with self.ctx.engine.begin() as conn:
-            conn.execute(update(api_keys).where(api_keys.c.name == "demo simulator reviews",
-                                                api_keys.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC)))
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.name == "demo simulator reviews", api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
 
 
 def start(ctx: AppContext) -> DemoSimulator | None:

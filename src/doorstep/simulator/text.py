@@ -141,47 +141,107 @@ CONTACT_TEMPLATES: dict[str, dict[str, list[str]]] = {
 }
 
 FOLLOW_UPS = {
-    "en": ["Hello?? Any answer?", "Still no reply, this is really frustrating", "Any news on this please?",
-           "I'm still waiting for an answer about {order}"],
+    "en": [
+        "Hello?? Any answer?",
+        "Still no reply, this is really frustrating",
+        "Any news on this please?",
+        "I'm still waiting for an answer about {order}",
+    ],
     "de": ["Hallo?? Keine Antwort?", "Immer noch keine Rückmeldung zu {order}", "Gibt es schon etwas Neues?"],
     "fr": ["Allô ? Pas de réponse ?", "Toujours aucune réponse concernant {order}", "Des nouvelles svp ?"],
 }
 
 SUBJECTS = {
-    "en": {"late": "Where is my order {order}?", "failed_attempt": "Missed delivery {order}", "damaged": "Damaged parcel {order}",
-           "lost": "Order {order} never arrived", "refund_slow": "Refund for {order}", "invoice_missing": "Invoice for order {order}",
-           "wrong_item": "Wrong item in {order}", "none": "Question"},
-    "de": {"late": "Wo ist meine Bestellung {order}?", "failed_attempt": "Zustellung {order}", "damaged": "Beschädigte Lieferung {order}",
-           "lost": "Bestellung {order} nicht angekommen", "refund_slow": "Erstattung {order}", "invoice_missing": "Rechnung {order}",
-           "wrong_item": "Falscher Artikel {order}", "none": "Frage"},
-    "fr": {"late": "Où est ma commande {order} ?", "failed_attempt": "Livraison manquée {order}", "damaged": "Colis endommagé {order}",
-           "lost": "Commande {order} jamais reçue", "refund_slow": "Remboursement {order}", "invoice_missing": "Facture {order}",
-           "wrong_item": "Mauvais article {order}", "none": "Question"},
+    "en": {
+        "late": "Where is my order {order}?",
+        "failed_attempt": "Missed delivery {order}",
+        "damaged": "Damaged parcel {order}",
+        "lost": "Order {order} never arrived",
+        "refund_slow": "Refund for {order}",
+        "invoice_missing": "Invoice for order {order}",
+        "wrong_item": "Wrong item in {order}",
+        "none": "Question",
+    },
+    "de": {
+        "late": "Wo ist meine Bestellung {order}?",
+        "failed_attempt": "Zustellung {order}",
+        "damaged": "Beschädigte Lieferung {order}",
+        "lost": "Bestellung {order} nicht angekommen",
+        "refund_slow": "Erstattung {order}",
+        "invoice_missing": "Rechnung {order}",
+        "wrong_item": "Falscher Artikel {order}",
+        "none": "Frage",
+    },
+    "fr": {
+        "late": "Où est ma commande {order} ?",
+        "failed_attempt": "Livraison manquée {order}",
+        "damaged": "Colis endommagé {order}",
+        "lost": "Commande {order} jamais reçue",
+        "refund_slow": "Remboursement {order}",
+        "invoice_missing": "Facture {order}",
+        "wrong_item": "Mauvais article {order}",
+        "none": "Question",
+    },
 }
 
-GREETINGS = {"en": ["", "", "Hi, ", "Hello, ", "Hi there, "], "de": ["", "", "Hallo, ", "Guten Tag, "],
-             "fr": ["", "", "Bonjour, ", "Bonsoir, "]}
-SIGN_OFFS = {"en": ["", "", " Thanks", " Thanks, {first}", " Cheers"], "de": ["", "", " Danke", " Viele Grüße, {first}"],
-             "fr": ["", "", " Merci", " Cordialement, {first}"]}
+GREETINGS = {
+    "en": ["", "", "Hi, ", "Hello, ", "Hi there, "],
+    "de": ["", "", "Hallo, ", "Guten Tag, "],
+    "fr": ["", "", "Bonjour, ", "Bonsoir, "],
+}
+SIGN_OFFS = {
+    "en": ["", "", " Thanks", " Thanks, {first}", " Cheers"],
+    "de": ["", "", " Danke", " Viele Grüße, {first}"],
+    "fr": ["", "", " Merci", " Cordialement, {first}"],
+}
 
 # Survey and review comments by sentiment and what went wrong.
 COMMENTS: dict[str, dict[str, list[str]]] = {
     "en": {
-        "great": ["Fast delivery, lovely quality", "Arrived a day early, great packaging", "Perfect, will order again",
-                  "Exactly as pictured, very happy", "Smooth from start to finish"],
-        "ok": ["Fine, nothing special", "Good product, delivery was ok", "Took a while but all good", "late but handled well"],
-        "late": ["Delivery was late and nobody told me", "Arrived days after the promised date", "Way too slow, needed it earlier",
-                 "The parcel was late, product is fine"],
-        "failed_attempt": ["Courier claimed I wasn't home. I was.", "Had to go to the depot to get my parcel"],
+        "great": [
+            "Fast delivery, lovely quality",
+            "Arrived a day early, great packaging",
+            "Perfect, will order again",
+            "Exactly as pictured, very happy",
+            "Smooth from start to finish",
+        ],
+        "ok": [
+            "Fine, nothing special",
+            "Good product, delivery was ok",
+            "Took a while but all good",
+            "late but handled well",
+        ],
+        "late": [
+            "Delivery was late and nobody told me",
+            "Arrived days after the promised date",
+            "Way too slow, needed it earlier",
+            "The parcel was late, product is fine",
+        ],
+        "failed_attempt": [
+            "Courier claimed I wasn't home. I was.",
+            "Had to go to the depot to get my parcel",
+        ],
         "damaged": ["Box arrived crushed, item broken", "Damaged on arrival, very disappointing"],
         "lost": ["Never received my order", "Parcel lost, still waiting for a refund"],
-        "return": ["Didn't fit, return was easy enough", "Too small, had to send it back", "Refund took forever"],
+        "return": [
+            "Didn't fit, return was easy enough",
+            "Too small, had to send it back",
+            "Refund took forever",
+        ],
         "wrong_item": ["Sent me the wrong item", "Wrong size delivered"],
     },
     "de": {
-        "great": ["Schnelle Lieferung, tolle Qualität", "Alles bestens, gerne wieder", "Super verpackt und pünktlich"],
+        "great": [
+            "Schnelle Lieferung, tolle Qualität",
+            "Alles bestens, gerne wieder",
+            "Super verpackt und pünktlich",
+        ],
         "ok": ["Ganz ok", "Produkt gut, Lieferung in Ordnung", "verspätet, aber gut gelöst"],
-        "late": ["Lieferung kam viel zu spät", "Tage nach dem versprochenen Termin angekommen", "Zu langsam, keine Info"],
+        "late": [
+            "Lieferung kam viel zu spät",
+            "Tage nach dem versprochenen Termin angekommen",
+            "Zu langsam, keine Info",
+        ],
         "failed_attempt": ["Bote hat nicht geklingelt", "Musste das Paket in der Filiale abholen"],
         "damaged": ["Karton kaputt, Artikel beschädigt", "Beschädigt angekommen"],
         "lost": ["Paket nie angekommen", "Sendung verloren, warte auf Erstattung"],
@@ -189,7 +249,11 @@ COMMENTS: dict[str, dict[str, list[str]]] = {
         "wrong_item": ["Falscher Artikel geliefert"],
     },
     "fr": {
-        "great": ["Livraison rapide, très belle qualité", "Parfait, je recommande", "Bien emballé et à l'heure"],
+        "great": [
+            "Livraison rapide, très belle qualité",
+            "Parfait, je recommande",
+            "Bien emballé et à l'heure",
+        ],
         "ok": ["Correct", "Produit bien, livraison correcte", "en retard mais bien géré"],
         "late": ["Livraison très en retard", "Arrivé plusieurs jours après la date promise"],
         "failed_attempt": ["Le livreur n'a pas sonné", "J'ai dû aller chercher le colis au dépôt"],
@@ -201,8 +265,24 @@ COMMENTS: dict[str, dict[str, list[str]]] = {
 }
 
 _KEYBOARD_NEIGHBOURS = {
-    "a": "sq", "e": "wr", "i": "uo", "o": "ip", "n": "bm", "r": "et", "t": "ry", "s": "ad", "l": "k", "d": "sf",
-    "h": "gj", "m": "n", "u": "yi", "c": "xv", "g": "fh", "p": "o", "y": "tu", "w": "qe",
+    "a": "sq",
+    "e": "wr",
+    "i": "uo",
+    "o": "ip",
+    "n": "bm",
+    "r": "et",
+    "t": "ry",
+    "s": "ad",
+    "l": "k",
+    "d": "sf",
+    "h": "gj",
+    "m": "n",
+    "u": "yi",
+    "c": "xv",
+    "g": "fh",
+    "p": "o",
+    "y": "tu",
+    "w": "qe",
 }
 
 
@@ -234,8 +314,16 @@ def add_typos(text: str, rng: np.random.Generator, count: int) -> str:
 
 
 def contact_text(
-    cause: str, *, lang: str, order: str, first_name: str, promised: str, days: int, rng: np.random.Generator,
-    typo_rate: float, casual: bool,
+    cause: str,
+    *,
+    lang: str,
+    order: str,
+    first_name: str,
+    promised: str,
+    days: int,
+    rng: np.random.Generator,
+    typo_rate: float,
+    casual: bool,
 ) -> str:
     templates = CONTACT_TEMPLATES[lang][cause]
     body = templates[int(rng.integers(len(templates)))].format(order=order, promised=promised, days=days)
@@ -244,7 +332,9 @@ def contact_text(
     else:
         greeting = GREETINGS[lang][int(rng.integers(len(GREETINGS[lang])))]
         sign_off = SIGN_OFFS[lang][int(rng.integers(len(SIGN_OFFS[lang])))].format(first=first_name)
-        text = greeting + (body[0].lower() + body[1:] if greeting and body[:1].isupper() and body[1:2].islower() else body)
+        text = greeting + (
+            body[0].lower() + body[1:] if greeting and body[:1].isupper() and body[1:2].islower() else body
+        )
         text = text + ("." if text[-1].isalnum() and sign_off else "") + sign_off
     if rng.random() < typo_rate:
         text = add_typos(text, rng, 1 + int(rng.integers(3)))

@@ -34,14 +34,46 @@ DAY_S = 86_400
 HOUR_S = 3_600
 CHUNK_ORDERS = 5_000
 # Hour-of-day shape of shopping, local time: quiet at night, peaks at lunch and in the evening.
-HOUR_WEIGHTS = np.array([0.6, 0.3, 0.2, 0.15, 0.15, 0.3, 0.7, 1.3, 2.0, 2.5, 2.8, 3.0, 3.4, 3.2, 2.9, 2.8,
-                         2.9, 3.1, 3.5, 4.0, 4.3, 3.8, 2.6, 1.4])
+HOUR_WEIGHTS = np.array(
+    [
+        0.6,
+        0.3,
+        0.2,
+        0.15,
+        0.15,
+        0.3,
+        0.7,
+        1.3,
+        2.0,
+        2.5,
+        2.8,
+        3.0,
+        3.4,
+        3.2,
+        2.9,
+        2.8,
+        2.9,
+        3.1,
+        3.5,
+        4.0,
+        4.3,
+        3.8,
+        2.6,
+        1.4,
+    ]
+)
 HOUR_WEIGHTS = HOUR_WEIGHTS / HOUR_WEIGHTS.sum()
 SHOP_PHONE = "+4934112345678"  # the shop's own SMS/WhatsApp number (Twilio "To")
 TWILIO_ACCOUNT_SID = "AC" + "5" * 32
 CONTACT_OWNERS = {
-    "late": "carrier", "failed_attempt": "carrier", "damaged": "carrier", "lost": "carrier",
-    "wrong_item": "warehouse", "refund_slow": "payments", "invoice_missing": "payments", "none": "product",
+    "late": "carrier",
+    "failed_attempt": "carrier",
+    "damaged": "carrier",
+    "lost": "carrier",
+    "wrong_item": "warehouse",
+    "refund_slow": "payments",
+    "invoice_missing": "payments",
+    "none": "product",
 }
 
 
@@ -89,17 +121,46 @@ def _uuid(seed: int, tag: str, a: int) -> str:
     if cached is None:
         tag_id = int(hashlib.blake2b(tag.encode(), digest_size=4).hexdigest(), 16)
         hi = _mix64(((seed & 0xFFFFFF) << 32) ^ tag_id ^ 0x5555)
-        cached = _UUID_PREFIX[(seed, tag)] = (f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-", hi)
+        cached = _UUID_PREFIX[(seed, tag)] = (
+            f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-",
+            hi,
+        )
     prefix, hi = cached
     lo = _mix64((a & _MASK64) ^ hi)
     return f"{prefix}{((lo >> 48) & 0x0FFF) | 0xA000:04x}-{lo & 0xFFFFFFFFFFFF:012x}"
 
 
 def _ascii(name: str) -> str:
-    table = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "é": "e", "è": "e", "ê": "e", "ë": "e",
-                           "à": "a", "â": "a", "î": "i", "ï": "i", "ô": "o", "û": "u", "ç": "c", "á": "a",
-                           "í": "i", "ó": "o", "ú": "u", "ñ": "n", "É": "e", "Ü": "ue", "Ö": "oe", "Ä": "ae",
-                           "'": "", " ": ""})
+    table = str.maketrans(
+        {
+            "ä": "ae",
+            "ö": "oe",
+            "ü": "ue",
+            "ß": "ss",
+            "é": "e",
+            "è": "e",
+            "ê": "e",
+            "ë": "e",
+            "à": "a",
+            "â": "a",
+            "î": "i",
+            "ï": "i",
+            "ô": "o",
+            "û": "u",
+            "ç": "c",
+            "á": "a",
+            "í": "i",
+            "ó": "o",
+            "ú": "u",
+            "ñ": "n",
+            "É": "e",
+            "Ü": "ue",
+            "Ö": "oe",
+            "Ä": "ae",
+            "'": "",
+            " ": "",
+        }
+    )
     return name.lower().translate(table)
 
 
@@ -234,8 +295,15 @@ def _postcode(style: str, seed: str, n: int) -> str:
     return str(n % 100000)
 
 
-def make_plan(profile: Profile, *, orders: int | None = None, seed: int = 1, start: date | None = None,
-              end: date | None = None, chunk_orders: int = CHUNK_ORDERS) -> Plan:
+def make_plan(
+    profile: Profile,
+    *,
+    orders: int | None = None,
+    seed: int = 1,
+    start: date | None = None,
+    end: date | None = None,
+    chunk_orders: int = CHUNK_ORDERS,
+) -> Plan:
     orders = int(orders if orders is not None else profile.orders)
     if orders < 1:
         raise ValueError(f"orders must be at least 1, got {orders}")
@@ -269,7 +337,9 @@ def make_plan(profile: Profile, *, orders: int | None = None, seed: int = 1, sta
         price = rng.uniform(cat.price_min, cat.price_max)
         product_price_minor[i] = max(100, round(price) * 100 - 1)  # 39.99
         adjectives, nouns = ref.PRODUCT_WORDS.get(categories[product_category[i]], ref.DEFAULT_PRODUCT_WORDS)
-        names.append(f"{adjectives[i % len(adjectives)]} {nouns[(i // len(adjectives)) % len(nouns)]} {i + 1}")
+        names.append(
+            f"{adjectives[i % len(adjectives)]} {nouns[(i // len(adjectives)) % len(nouns)]} {i + 1}"
+        )
     # popularity: a few products sell much more than others (Zipf-like)
     category_products = [np.flatnonzero(product_category == k) for k in range(len(categories))]
     category_weights = cat_w.copy()
@@ -289,22 +359,40 @@ def make_plan(profile: Profile, *, orders: int | None = None, seed: int = 1, sta
     carriers, carrier_w = _weights({k: v.weight for k, v in profile.carriers.items()})
     start_epoch = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
     return Plan(
-        profile=profile, orders=orders, seed=seed, start=start, days=days, order_day=order_day,
-        chunk_orders=chunk_orders, categories=categories, product_category=product_category,
-        product_price_minor=product_price_minor, product_names=names, category_products=category_products,
-        category_weights=category_weights, countries=countries, customer_count=c_count,
+        profile=profile,
+        orders=orders,
+        seed=seed,
+        start=start,
+        days=days,
+        order_day=order_day,
+        chunk_orders=chunk_orders,
+        categories=categories,
+        product_category=product_category,
+        product_price_minor=product_price_minor,
+        product_names=names,
+        category_products=category_products,
+        category_weights=category_weights,
+        countries=countries,
+        customer_count=c_count,
         cust_country=rng.choice(len(countries), size=c_count, p=country_w),
-        cust_first=rng.integers(0, 1000, size=c_count), cust_last=rng.integers(0, 1000, size=c_count),
-        cust_city=rng.integers(0, 1000, size=c_count), cust_street=rng.integers(0, 1000, size=c_count),
-        cust_house=rng.integers(1, 120, size=c_count), cust_postal=rng.integers(0, 10**6, size=c_count),
+        cust_first=rng.integers(0, 1000, size=c_count),
+        cust_last=rng.integers(0, 1000, size=c_count),
+        cust_city=rng.integers(0, 1000, size=c_count),
+        cust_street=rng.integers(0, 1000, size=c_count),
+        cust_house=rng.integers(1, 120, size=c_count),
+        cust_postal=rng.integers(0, 10**6, size=c_count),
         cust_phone_prefix=rng.integers(0, 1000, size=c_count),
         cust_pref=rng.choice(len(prefs), size=c_count, p=pref_w),
         cust_marketing=rng.random(c_count) < profile.customers.marketing_consent,
         cust_whatsapp=rng.random(c_count) < profile.customers.whatsapp_opt_in,
         cust_phone_shared=rng.random(c_count) < profile.customers.phone_shared,
-        cust_domain=rng.integers(0, 1000, size=c_count), pref_channels=prefs,
-        carriers=carriers, carrier_weights=carrier_w, lane_of_country=lane_of_country,
-        start_epoch=start_epoch, peak_of_day=peak_of_day,
+        cust_domain=rng.integers(0, 1000, size=c_count),
+        pref_channels=prefs,
+        carriers=carriers,
+        carrier_weights=carrier_w,
+        lane_of_country=lane_of_country,
+        start_epoch=start_epoch,
+        peak_of_day=peak_of_day,
     )
 
 
@@ -327,8 +415,15 @@ class TrackingUpdate:
 
     __slots__ = ("base", "envelope", "shipment", "ts", "upto", "varying")
 
-    def __init__(self, envelope: dict[str, Any], base: dict[str, Any], varying: dict[str, Any],
-                 shipment: _Checkpoints, upto: int, ts: int):
+    def __init__(
+        self,
+        envelope: dict[str, Any],
+        base: dict[str, Any],
+        varying: dict[str, Any],
+        shipment: _Checkpoints,
+        upto: int,
+        ts: int,
+    ):
         self.envelope = envelope
         self.base = base
         self.varying = varying
@@ -337,14 +432,14 @@ class TrackingUpdate:
         self.ts = ts
 
     def body(self) -> dict[str, Any]:
-        msg = {**self.base, **self.varying, "checkpoints": self.shipment.items[:self.upto]}
+        msg = {**self.base, **self.varying, "checkpoints": self.shipment.items[: self.upto]}
         return {**self.envelope, "msg": msg, "ts": self.ts}
 
     def dumps(self) -> bytes:
         shipment = self.shipment
         if shipment.dumped is None:
             shipment.dumped = [orjson.dumps(c) for c in shipment.items]
-        checkpoints = orjson.Fragment(b"[" + b",".join(shipment.dumped[:self.upto]) + b"]")
+        checkpoints = orjson.Fragment(b"[" + b",".join(shipment.dumped[: self.upto]) + b"]")
         msg = {**self.base, **self.varying, "checkpoints": checkpoints}
         return orjson.dumps({**self.envelope, "msg": msg, "ts": self.ts}, option=orjson.OPT_APPEND_NEWLINE)
 
@@ -411,14 +506,22 @@ class _Builder:
         if n <= 0:
             return self.chunk
         start_day = plan.start_epoch // DAY_S
-        day_idx = plan.order_day[self.lo:self.hi]
+        day_idx = plan.order_day[self.lo : self.hi]
         cust = rng.integers(0, plan.customer_count, size=n)
         # the first orders of a brand-new shop go to distinct customers more often than not: fine either way
-        offsets = np.array([p.customers.countries[plan.countries[int(plan.cust_country[c])]].utc_offset_hours
-                            for c in cust]) * HOUR_S
+        offsets = (
+            np.array(
+                [
+                    p.customers.countries[plan.countries[int(plan.cust_country[c])]].utc_offset_hours
+                    for c in cust
+                ]
+            )
+            * HOUR_S
+        )
         local_hour = rng.choice(24, size=n, p=HOUR_WEIGHTS)
-        placed = ((start_day + day_idx) * DAY_S + local_hour * HOUR_S + rng.integers(0, HOUR_S, size=n)
-                  - offsets).astype(np.int64)
+        placed = (
+            (start_day + day_idx) * DAY_S + local_hour * HOUR_S + rng.integers(0, HOUR_S, size=n) - offsets
+        ).astype(np.int64)
         placed = np.maximum(placed, (start_day + day_idx) * DAY_S)  # keep each order on its planned day
         carrier_idx = rng.choice(len(plan.carriers), size=n, p=plan.carrier_weights)
         n_items = 1 + rng.poisson(max(p.catalogue.items_per_order_mean - 1.0, 0.0), size=n)
@@ -460,7 +563,12 @@ class _Builder:
                     peak = p.calendar.peaks[key[2]]
                     r[0] = r[0] * peak.delay_multiplier
                     extra += peak.transit_days_extra
-                hit = (np.minimum(r, 1.0), carrier.transit_days + extra, carrier.saturday_delivery, carrier.delay_days_mean)
+                hit = (
+                    np.minimum(r, 1.0),
+                    carrier.transit_days + extra,
+                    carrier.saturday_delivery,
+                    carrier.delay_days_mean,
+                )
                 cache[key] = hit
             rates[i], transit[i], sat[i], delay_mean[i] = hit
 
@@ -469,18 +577,26 @@ class _Builder:
         label_day = local_label // DAY_S - start_day
         late_label = (local_label % DAY_S) >= 16 * HOUR_S
         ship_mask = _SHIP_ALL if p.fulfilment.ships_on_weekends else _SHIP_WEEKDAYS
-        pickup_day = _busday(start_day + label_day + late_label.astype(np.int64), 0, ship_mask, self.epoch_day)
-        pickup = pickup_day * DAY_S + int(17.5 * HOUR_S) - offsets.astype(np.int64) + rng.integers(0, 3600, size=n)
+        pickup_day = _busday(
+            start_day + label_day + late_label.astype(np.int64), 0, ship_mask, self.epoch_day
+        )
+        pickup = (
+            pickup_day * DAY_S + int(17.5 * HOUR_S) - offsets.astype(np.int64) + rng.integers(0, 3600, size=n)
+        )
         # The promise made at checkout uses the expected processing time, not the actual one.
         exp_local = placed + int(p.fulfilment.processing_hours_mean * HOUR_S) + offsets.astype(np.int64)
-        exp_pick = _busday(exp_local // DAY_S + ((exp_local % DAY_S) >= 16 * HOUR_S), 0, ship_mask, self.epoch_day)
+        exp_pick = _busday(
+            exp_local // DAY_S + ((exp_local % DAY_S) >= 16 * HOUR_S), 0, ship_mask, self.epoch_day
+        )
         promised_day = np.where(
-            sat, _busday(exp_pick, np.maximum(transit, 1), _DELIVER_SAT, self.epoch_day),
+            sat,
+            _busday(exp_pick, np.maximum(transit, 1), _DELIVER_SAT, self.epoch_day),
             _busday(exp_pick, np.maximum(transit, 1), _SHIP_WEEKDAYS, self.epoch_day),
         )
         buffer = p.fulfilment.promise_buffer_days
         promised_to_day = np.where(
-            sat, _busday(promised_day, buffer, _DELIVER_SAT, self.epoch_day),
+            sat,
+            _busday(promised_day, buffer, _DELIVER_SAT, self.epoch_day),
             _busday(promised_day, buffer, _SHIP_WEEKDAYS, self.epoch_day),
         )
         promised_from = promised_day * DAY_S + 8 * HOUR_S - offsets.astype(np.int64)
@@ -494,17 +610,22 @@ class _Builder:
         damaged = (~lost) & (rng.random(n) < rates[:, 3])
         failed_first = (~lost) & (~rts) & (rng.random(n) < rates[:, 1])
         failed_second = failed_first & (rng.random(n) < 0.3)
-        delay_days = np.where(delayed, np.maximum(1, np.round(rng.exponential(np.maximum(delay_mean, 0.1)))), 0).astype(np.int64)
+        delay_days = np.where(
+            delayed, np.maximum(1, np.round(rng.exponential(np.maximum(delay_mean, 0.1)))), 0
+        ).astype(np.int64)
         nominal_day = np.where(
-            sat, _busday(pickup_day, np.maximum(transit, 1), _DELIVER_SAT, self.epoch_day),
+            sat,
+            _busday(pickup_day, np.maximum(transit, 1), _DELIVER_SAT, self.epoch_day),
             _busday(pickup_day, np.maximum(transit, 1), _SHIP_WEEKDAYS, self.epoch_day),
         )
         first_attempt_day = np.where(
-            sat, _busday(nominal_day, delay_days, _DELIVER_SAT, self.epoch_day),
+            sat,
+            _busday(nominal_day, delay_days, _DELIVER_SAT, self.epoch_day),
             _busday(nominal_day, delay_days, _SHIP_WEEKDAYS, self.epoch_day),
         )
         second_attempt_day = np.where(
-            sat, _busday(first_attempt_day, 1, _DELIVER_SAT, self.epoch_day),
+            sat,
+            _busday(first_attempt_day, 1, _DELIVER_SAT, self.epoch_day),
             _busday(first_attempt_day, 1, _SHIP_WEEKDAYS, self.epoch_day),
         )
         wrong_item = rng.random(n) < p.fulfilment.wrong_item_rate
@@ -518,15 +639,37 @@ class _Builder:
         abandoned = rng.poisson(p.sessions.abandoned_per_order, size=n)
         hours_rand = rng.random((n, 16)).tolist()  # spare uniforms for times of day and small choices
 
-        cols = {name: arr.tolist() for name, arr in {
-            "cust": cust, "placed": placed, "carrier": carrier_idx, "peak": peak_idx, "label": label,
-            "pickup": pickup, "promised_from": promised_from, "promised_to": promised_to, "lost": lost, "rts": rts,
-            "delayed": delayed, "delay_days": delay_days, "damaged": damaged, "failed_first": failed_first,
-            "failed_second": failed_second, "first_day": first_attempt_day, "second_day": second_attempt_day,
-            "wrong_item": wrong_item, "invoice_missing": invoice_missing, "show_delay_scan": show_delay_scan,
-            "lost_declared": lost_declared, "coupon": coupon, "campaign": campaign, "views": views,
-            "abandoned": abandoned, "n_items": n_items,
-        }.items()}
+        cols = {
+            name: arr.tolist()
+            for name, arr in {
+                "cust": cust,
+                "placed": placed,
+                "carrier": carrier_idx,
+                "peak": peak_idx,
+                "label": label,
+                "pickup": pickup,
+                "promised_from": promised_from,
+                "promised_to": promised_to,
+                "lost": lost,
+                "rts": rts,
+                "delayed": delayed,
+                "delay_days": delay_days,
+                "damaged": damaged,
+                "failed_first": failed_first,
+                "failed_second": failed_second,
+                "first_day": first_attempt_day,
+                "second_day": second_attempt_day,
+                "wrong_item": wrong_item,
+                "invoice_missing": invoice_missing,
+                "show_delay_scan": show_delay_scan,
+                "lost_declared": lost_declared,
+                "coupon": coupon,
+                "campaign": campaign,
+                "views": views,
+                "abandoned": abandoned,
+                "n_items": n_items,
+            }.items()
+        }
         item_cat_l, item_pick_l, qty_l = item_cat.tolist(), item_pick.tolist(), qty.tolist()
         category_products = [m.tolist() for m in plan.category_products]
         item_pos = 0
@@ -535,30 +678,77 @@ class _Builder:
             for j in range(cols["n_items"][i]):
                 members = category_products[item_cat_l[item_pos + j]]
                 # squared uniform favours the first products of a category: best-sellers
-                items.append((members[int(item_pick_l[item_pos + j] ** 2 * len(members))], qty_l[item_pos + j]))
+                items.append(
+                    (members[int(item_pick_l[item_pos + j] ** 2 * len(members))], qty_l[item_pos + j])
+                )
             item_pos += cols["n_items"][i]
             self._order(
-                i=i, c=cols["cust"][i], placed=cols["placed"][i], items=items, carrier=plan.carriers[cols["carrier"][i]],
-                lane=lanes[i] or "default", peak=cols["peak"][i], label=cols["label"][i], pickup=cols["pickup"][i],
-                promised_from=cols["promised_from"][i], promised_to=cols["promised_to"][i], lost=cols["lost"][i],
-                rts=cols["rts"][i], delayed=cols["delayed"][i], delay_days=cols["delay_days"][i],
-                damaged=cols["damaged"][i], failed_first=cols["failed_first"][i],
-                failed_second=cols["failed_second"][i], first_attempt_day=cols["first_day"][i],
-                second_attempt_day=cols["second_day"][i], wrong_item=cols["wrong_item"][i],
-                invoice_missing=cols["invoice_missing"][i], show_delay_scan=cols["show_delay_scan"][i],
-                lost_declared=cols["lost_declared"][i], coupon=cols["coupon"][i],
-                campaign=campaign_keys[cols["campaign"][i]], views=cols["views"][i],
-                abandoned=cols["abandoned"][i], u=hours_rand[i],
+                i=i,
+                c=cols["cust"][i],
+                placed=cols["placed"][i],
+                items=items,
+                carrier=plan.carriers[cols["carrier"][i]],
+                lane=lanes[i] or "default",
+                peak=cols["peak"][i],
+                label=cols["label"][i],
+                pickup=cols["pickup"][i],
+                promised_from=cols["promised_from"][i],
+                promised_to=cols["promised_to"][i],
+                lost=cols["lost"][i],
+                rts=cols["rts"][i],
+                delayed=cols["delayed"][i],
+                delay_days=cols["delay_days"][i],
+                damaged=cols["damaged"][i],
+                failed_first=cols["failed_first"][i],
+                failed_second=cols["failed_second"][i],
+                first_attempt_day=cols["first_day"][i],
+                second_attempt_day=cols["second_day"][i],
+                wrong_item=cols["wrong_item"][i],
+                invoice_missing=cols["invoice_missing"][i],
+                show_delay_scan=cols["show_delay_scan"][i],
+                lost_declared=cols["lost_declared"][i],
+                coupon=cols["coupon"][i],
+                campaign=campaign_keys[cols["campaign"][i]],
+                views=cols["views"][i],
+                abandoned=cols["abandoned"][i],
+                u=hours_rand[i],
             )
         return self.chunk
 
     # ------------------------------------------------------------------------------------------------------
-    def _order(self, *, i: int, c: int, placed: int, items: list[tuple[int, int]], carrier: str, lane: str,
-               peak: int, label: int, pickup: int, promised_from: int, promised_to: int, lost: bool, rts: bool,
-               delayed: bool, delay_days: int, damaged: bool, failed_first: bool, failed_second: bool,
-               first_attempt_day: int, second_attempt_day: int, wrong_item: bool, invoice_missing: bool,
-               show_delay_scan: bool, lost_declared: bool, coupon: bool, campaign: str, views: int,
-               abandoned: int, u: list[float]) -> None:
+    def _order(
+        self,
+        *,
+        i: int,
+        c: int,
+        placed: int,
+        items: list[tuple[int, int]],
+        carrier: str,
+        lane: str,
+        peak: int,
+        label: int,
+        pickup: int,
+        promised_from: int,
+        promised_to: int,
+        lost: bool,
+        rts: bool,
+        delayed: bool,
+        delay_days: int,
+        damaged: bool,
+        failed_first: bool,
+        failed_second: bool,
+        first_attempt_day: int,
+        second_attempt_day: int,
+        wrong_item: bool,
+        invoice_missing: bool,
+        show_delay_scan: bool,
+        lost_declared: bool,
+        coupon: bool,
+        campaign: str,
+        views: int,
+        abandoned: int,
+        u: list[float],
+    ) -> None:
         plan, p, rng = self.plan, self.p, self.rng
         gi = self.lo + i
         cu = self.customer(c)
@@ -572,11 +762,17 @@ class _Builder:
         for line_no, (prod, q) in enumerate(items, start=1):
             price = int(plan.product_price_minor[prod])
             subtotal += price * q
-            lines.append({
-                "product_id": f"P{prod + 1:05d}", "sku": f"SKU-{prod + 1:05d}", "name": plan.product_names[prod],
-                "category": plan.categories[int(plan.product_category[prod])], "price": price / 100,
-                "quantity": q, "position": line_no,
-            })
+            lines.append(
+                {
+                    "product_id": f"P{prod + 1:05d}",
+                    "sku": f"SKU-{prod + 1:05d}",
+                    "name": plan.product_names[prod],
+                    "category": plan.categories[int(plan.product_category[prod])],
+                    "price": price / 100,
+                    "quantity": q,
+                    "position": line_no,
+                }
+            )
         discount = int(subtotal * 0.1) if coupon else 0
         shipping = 0 if subtotal >= 5000 else 495
         tax = round((subtotal - discount) * 0.19 / 1.19)
@@ -587,8 +783,14 @@ class _Builder:
         seg = self.chunk.segment
         t = session_start
         campaign_ctx = context.get("campaign")
-        query = (f"?utm_source={campaign_ctx['source']}&utm_medium={campaign_ctx['medium']}"
-                 f"&utm_campaign={campaign_ctx['name']}") if campaign_ctx else ""
+        query = (
+            (
+                f"?utm_source={campaign_ctx['source']}&utm_medium={campaign_ctx['medium']}"
+                f"&utm_campaign={campaign_ctx['name']}"
+            )
+            if campaign_ctx
+            else ""
+        )
         seg.append((t, self._page(anon, None, t, context, "Landing", f"https://{p.shop_domain}/{query}")))
         viewed = [prod for prod, _q in items] + [self._random_index(u[1 + k % 6]) for k in range(views)]
         step = max(20, (placed - 180 - session_start) // (len(viewed) + 3))
@@ -598,50 +800,168 @@ class _Builder:
         cart_id = _hex(self.seed, "cart", gi, n=16)
         for prod, q in items:
             t += 15
-            seg.append((t, self._track(anon, None, t, context, "Product Added",
-                                       {"cart_id": cart_id, **self._product(prod), "quantity": q})))
+            seg.append(
+                (
+                    t,
+                    self._track(
+                        anon,
+                        None,
+                        t,
+                        context,
+                        "Product Added",
+                        {"cart_id": cart_id, **self._product(prod), "quantity": q},
+                    ),
+                )
+            )
         t += 20
-        seg.append((t, self._track(anon, None, t, context, "Cart Viewed", {"cart_id": cart_id, "products": lines, "currency": currency})))
+        seg.append(
+            (
+                t,
+                self._track(
+                    anon,
+                    None,
+                    t,
+                    context,
+                    "Cart Viewed",
+                    {"cart_id": cart_id, "products": lines, "currency": currency},
+                ),
+            )
+        )
         t = max(t + 30, placed - 120)
-        seg.append((t, self._track(anon, None, t, context, "Checkout Started", {
-            "order_id": order_id, "value": total / 100, "revenue": (subtotal - discount) / 100, "shipping": shipping / 100,
-            "tax": tax / 100, "discount": discount / 100, **({"coupon": "WELCOME10"} if coupon else {}),
-            "currency": currency, "products": lines})))
+        seg.append(
+            (
+                t,
+                self._track(
+                    anon,
+                    None,
+                    t,
+                    context,
+                    "Checkout Started",
+                    {
+                        "order_id": order_id,
+                        "value": total / 100,
+                        "revenue": (subtotal - discount) / 100,
+                        "shipping": shipping / 100,
+                        "tax": tax / 100,
+                        "discount": discount / 100,
+                        **({"coupon": "WELCOME10"} if coupon else {}),
+                        "currency": currency,
+                        "products": lines,
+                    },
+                ),
+            )
+        )
         traits = {
-            "email": cu["email"], "firstName": cu["first_name"], "lastName": cu["last_name"], "name": cu["name"],
-            "phone": cu["phone"], "locale": cu["locale"], "timezone": cu["timezone"],
-            "address": {"street": cu["line1"], "city": cu["city"], "postalCode": cu["postcode"], "state": cu["region"],
-                        "country": cu["country"]},
+            "email": cu["email"],
+            "firstName": cu["first_name"],
+            "lastName": cu["last_name"],
+            "name": cu["name"],
+            "phone": cu["phone"],
+            "locale": cu["locale"],
+            "timezone": cu["timezone"],
+            "address": {
+                "street": cu["line1"],
+                "city": cu["city"],
+                "postalCode": cu["postcode"],
+                "state": cu["region"],
+                "country": cu["country"],
+            },
             "preferred_channel": cu["preferred_channel"],
-            "consent": {"marketing": cu["marketing_consent"], "email": True, "sms": cu["phone"] is not None,
-                        "whatsapp": cu["phone"] is not None and cu["whatsapp_opt_in"]},
+            "consent": {
+                "marketing": cu["marketing_consent"],
+                "email": True,
+                "sms": cu["phone"] is not None,
+                "whatsapp": cu["phone"] is not None and cu["whatsapp_opt_in"],
+            },
         }
         seg.append((placed - 60, self._identify(anon, cu["user_id"], placed - 60, context, traits)))
-        seg.append((placed, self._track(anon, cu["user_id"], placed, context, "Order Completed", {
-            "checkout_id": cart_id, "order_id": order_id, "affiliation": p.name, "total": total / 100,
-            "subtotal": subtotal / 100, "revenue": (subtotal - discount) / 100, "shipping": shipping / 100,
-            "tax": tax / 100, "discount": discount / 100, **({"coupon": "WELCOME10"} if coupon else {}),
-            "currency": currency, "products": lines,
-            "email": cu["email"], **({"phone": cu["phone"]} if cu["phone"] else {}),
-            "shipping_method": f"{carrier}_standard", "carrier": carrier,
-            "shipping_address": {"name": cu["name"], "line1": cu["line1"], "city": cu["city"],
-                                 "postcode": cu["postcode"], "region": cu["region"], "country": cu["country"]},
-            "promised_delivery_from": iso(promised_from), "promised_delivery_to": iso(promised_to),
-        })))
+        seg.append(
+            (
+                placed,
+                self._track(
+                    anon,
+                    cu["user_id"],
+                    placed,
+                    context,
+                    "Order Completed",
+                    {
+                        "checkout_id": cart_id,
+                        "order_id": order_id,
+                        "affiliation": p.name,
+                        "total": total / 100,
+                        "subtotal": subtotal / 100,
+                        "revenue": (subtotal - discount) / 100,
+                        "shipping": shipping / 100,
+                        "tax": tax / 100,
+                        "discount": discount / 100,
+                        **({"coupon": "WELCOME10"} if coupon else {}),
+                        "currency": currency,
+                        "products": lines,
+                        "email": cu["email"],
+                        **({"phone": cu["phone"]} if cu["phone"] else {}),
+                        "shipping_method": f"{carrier}_standard",
+                        "carrier": carrier,
+                        "shipping_address": {
+                            "name": cu["name"],
+                            "line1": cu["line1"],
+                            "city": cu["city"],
+                            "postcode": cu["postcode"],
+                            "region": cu["region"],
+                            "country": cu["country"],
+                        },
+                        "promised_delivery_from": iso(promised_from),
+                        "promised_delivery_to": iso(promised_to),
+                    },
+                ),
+            )
+        )
         for a in range(abandoned):
             self._abandoned_session(cu, gi, a, placed, u)
 
         # ---- the parcel ----
         tracking_number = _tracking_number(carrier, self.seed, gi)
-        scans = self._scans(cu, carrier, lane, label, pickup, lost, rts, delayed, damaged, failed_first,
-                            failed_second, first_attempt_day, second_attempt_day, show_delay_scan, lost_declared, u)
+        scans = self._scans(
+            cu,
+            carrier,
+            lane,
+            label,
+            pickup,
+            lost,
+            rts,
+            delayed,
+            damaged,
+            failed_first,
+            failed_second,
+            first_attempt_day,
+            second_attempt_day,
+            show_delay_scan,
+            lost_declared,
+            u,
+        )
         delivered_at = next((s[1] for s in scans if s[0] in ("delivered", "picked_up")), None)
         attempts = [s[1] for s in scans if s[0] in ("attempt_fail", "delivered") and s[1] > 0]
         first_attempt_at = attempts[0] if attempts else None
         self._aftership(gi, cu, order_id, carrier, tracking_number, scans, promised_to, placed, total)
-        seg.append((pickup, self._track(anon, cu["user_id"], pickup, None, "Order Updated", {
-                "order_id": order_id, "status": "shipped", "carrier": carrier, "tracking_number": tracking_number,
-                "currency": currency, "total": total / 100})))
+        seg.append(
+            (
+                pickup,
+                self._track(
+                    anon,
+                    cu["user_id"],
+                    pickup,
+                    None,
+                    "Order Updated",
+                    {
+                        "order_id": order_id,
+                        "status": "shipped",
+                        "carrier": carrier,
+                        "tracking_number": tracking_number,
+                        "currency": currency,
+                        "total": total / 100,
+                    },
+                ),
+            )
+        )
 
         late = delivered_at is not None and delivered_at > promised_to
         late_hours = max(0.0, (delivered_at - promised_to) / HOUR_S) if delivered_at is not None else None
@@ -666,27 +986,80 @@ class _Builder:
                 return_reason = reasons[0][1]
                 requested = delivered_at + int((1 + rng.exponential(3.0)) * DAY_S)
                 refund_slow = rng.random() < p.returns.refund_slow_rate
-                refund_days = p.returns.refund_slow_days if refund_slow else max(1.0, rng.exponential(p.returns.refund_days_mean))
+                refund_days = (
+                    p.returns.refund_slow_days
+                    if refund_slow
+                    else max(1.0, rng.exponential(p.returns.refund_days_mean))
+                )
                 refund_at = requested + int(refund_days * DAY_S)
-                seg.append((requested, self._track(None, cu["user_id"], requested, None, "Return Requested", {
-                    "order_id": order_id, "reason": return_reason,
-                    "products": [{"product_id": f"P{prod + 1:05d}", "reason": r} for prod, r in reasons]})))
+                seg.append(
+                    (
+                        requested,
+                        self._track(
+                            None,
+                            cu["user_id"],
+                            requested,
+                            None,
+                            "Return Requested",
+                            {
+                                "order_id": order_id,
+                                "reason": return_reason,
+                                "products": [
+                                    {"product_id": f"P{prod + 1:05d}", "reason": r} for prod, r in reasons
+                                ],
+                            },
+                        ),
+                    )
+                )
                 refunded = sum(int(plan.product_price_minor[prod]) for prod, _r in reasons)
-                seg.append((refund_at, self._track(None, cu["user_id"], refund_at, None, "Order Refunded", {
-                    "order_id": order_id, "total": refunded / 100, "currency": currency, "reason": return_reason,
-                    "products": [{"product_id": f"P{prod + 1:05d}"} for prod, _r in reasons]})))
+                seg.append(
+                    (
+                        refund_at,
+                        self._track(
+                            None,
+                            cu["user_id"],
+                            refund_at,
+                            None,
+                            "Order Refunded",
+                            {
+                                "order_id": order_id,
+                                "total": refunded / 100,
+                                "currency": currency,
+                                "reason": return_reason,
+                                "products": [{"product_id": f"P{prod + 1:05d}"} for prod, _r in reasons],
+                            },
+                        ),
+                    )
+                )
                 end_of_story = max(end_of_story, refund_at)
         if lost or rts:
             refund_at = (scans[-1][1] if scans else placed) + DAY_S
-            seg.append((refund_at, self._track(None, cu["user_id"], refund_at, None, "Order Refunded", {
-                "order_id": order_id, "total": total / 100, "currency": currency,
-                "reason": "lost_in_transit" if lost else "returned_to_sender"})))
+            seg.append(
+                (
+                    refund_at,
+                    self._track(
+                        None,
+                        cu["user_id"],
+                        refund_at,
+                        None,
+                        "Order Refunded",
+                        {
+                            "order_id": order_id,
+                            "total": total / 100,
+                            "currency": currency,
+                            "reason": "lost_in_transit" if lost else "returned_to_sender",
+                        },
+                    ),
+                )
+            )
 
         # ---- contacts ----
         causes: list[tuple[str, int]] = []
         pc = p.contacts.probability
         if late and late_hours is not None and late_hours >= 3 and rng.random() < pc.late:
-            causes.append(("late", promised_to + int(HOUR_S * (2 + rng.random() * min(late_hours - 2.5, 40)))))
+            causes.append(
+                ("late", promised_to + int(HOUR_S * (2 + rng.random() * min(late_hours - 2.5, 40))))
+            )
         failures = [s[1] for s in scans if s[0] in ("attempt_fail", "bad_address")]
         if failures and rng.random() < pc.failed_attempt:
             causes.append(("failed_attempt", failures[0] + int(HOUR_S * (1 + rng.random() * 5))))
@@ -710,9 +1083,14 @@ class _Builder:
         penalty = 0.0
         problem = None
         for flag, pen, kind in (
-            (lost, 3.0, "lost"), (rts, 1.8, "lost"), (damaged, 2.0, "damaged"), (wrong_item, 2.0, "wrong_item"),
-            (late, 0.9 + 0.25 * min((late_hours or 0) / 24, 5), "late"), (failed_first, 0.6, "failed_attempt"),
-            (refund_slow, 1.2, "return"), (returned and not refund_slow, 0.2, "return"),
+            (lost, 3.0, "lost"),
+            (rts, 1.8, "lost"),
+            (damaged, 2.0, "damaged"),
+            (wrong_item, 2.0, "wrong_item"),
+            (late, 0.9 + 0.25 * min((late_hours or 0) / 24, 5), "late"),
+            (failed_first, 0.6, "failed_attempt"),
+            (refund_slow, 1.2, "return"),
+            (returned and not refund_slow, 0.2, "return"),
         ):
             if flag:
                 penalty += pen
@@ -728,39 +1106,96 @@ class _Builder:
             when = fb_base + int(p.feedback.survey_delay_days * DAY_S + rng.random() * 2 * DAY_S)
             kind = problem or ("great" if csat >= 4 else "ok")
             comment = text.comment(kind, lang=lang, rng=rng) if rng.random() < p.feedback.comment_rate else ""
-            self.chunk.feedback.append((when, {
-                "feedback_id": f"svy-{self.seed}-{gi + 1}", "kind": "survey", "order_id": order_id,
-                "customer_id": cu["user_id"], "email": cu["email"], "rating": csat, "csat": csat, "nps": nps,
-                "comment": comment, "product_id": "", "locale": cu["locale"], "submitted_at": iso(when)}))
+            self.chunk.feedback.append(
+                (
+                    when,
+                    {
+                        "feedback_id": f"svy-{self.seed}-{gi + 1}",
+                        "kind": "survey",
+                        "order_id": order_id,
+                        "customer_id": cu["user_id"],
+                        "email": cu["email"],
+                        "rating": csat,
+                        "csat": csat,
+                        "nps": nps,
+                        "comment": comment,
+                        "product_id": "",
+                        "locale": cu["locale"],
+                        "submitted_at": iso(when),
+                    },
+                )
+            )
         review_p = p.feedback.review_rate * (1.0 + 1.5 * (penalty > 1.0))
         if rng.random() < review_p:
             review = min(5, max(1, round(4.5 - 1.1 * penalty + rng.normal(0, 0.8))))
             when = fb_base + int((1 + rng.random() * 9) * DAY_S)
             kind = problem or ("great" if review >= 4 else "ok")
-            self.chunk.feedback.append((when, {
-                "feedback_id": f"rev-{self.seed}-{gi + 1}", "kind": "review", "order_id": order_id,
-                "customer_id": cu["user_id"], "email": cu["email"], "rating": review, "csat": "", "nps": "",
-                "comment": text.comment(kind, lang=lang, rng=rng), "product_id": f"P{items[0][0] + 1:05d}",
-                "locale": cu["locale"], "submitted_at": iso(when)}))
+            self.chunk.feedback.append(
+                (
+                    when,
+                    {
+                        "feedback_id": f"rev-{self.seed}-{gi + 1}",
+                        "kind": "review",
+                        "order_id": order_id,
+                        "customer_id": cu["user_id"],
+                        "email": cu["email"],
+                        "rating": review,
+                        "csat": "",
+                        "nps": "",
+                        "comment": text.comment(kind, lang=lang, rng=rng),
+                        "product_id": f"P{items[0][0] + 1:05d}",
+                        "locale": cu["locale"],
+                        "submitted_at": iso(when),
+                    },
+                )
+            )
 
         # ---- ground truth ----
         outcome = "lost" if lost else "returned_to_sender" if rts else "delivered"
-        self.chunk.truth_shipments.append({
-            "order_id": order_id, "customer_id": cu["user_id"], "carrier": carrier, "tracking_number": tracking_number,
-            "lane": lane, "destination_country": cu["country"],
-            "peak": p.calendar.peaks[peak].name if peak >= 0 else "",
-            "placed_at": iso(placed), "dispatched_at": iso(pickup), "promised_from": iso(promised_from),
-            "promised_to": iso(promised_to), "first_attempt_at": iso(first_attempt_at) if first_attempt_at else "",
-            "delivered_at": iso(delivered_at) if delivered_at is not None else "", "outcome": outcome,
-            "delayed": int(delayed and not lost and not rts), "delay_days": delay_days if delayed and not lost and not rts else 0,
-            "late": int(late), "late_hours": round(late_hours, 2) if late_hours is not None else "",
-            "failed_first_attempt": int(failed_first or rts), "attempts": len(attempts), "lost": int(lost),
-            "damaged": int(damaged), "returned_to_sender": int(rts),
-            "dispatch_late": int(pickup > promised_from),
-        })
+        self.chunk.truth_shipments.append(
+            {
+                "order_id": order_id,
+                "customer_id": cu["user_id"],
+                "carrier": carrier,
+                "tracking_number": tracking_number,
+                "lane": lane,
+                "destination_country": cu["country"],
+                "peak": p.calendar.peaks[peak].name if peak >= 0 else "",
+                "placed_at": iso(placed),
+                "dispatched_at": iso(pickup),
+                "promised_from": iso(promised_from),
+                "promised_to": iso(promised_to),
+                "first_attempt_at": iso(first_attempt_at) if first_attempt_at else "",
+                "delivered_at": iso(delivered_at) if delivered_at is not None else "",
+                "outcome": outcome,
+                "delayed": int(delayed and not lost and not rts),
+                "delay_days": delay_days if delayed and not lost and not rts else 0,
+                "late": int(late),
+                "late_hours": round(late_hours, 2) if late_hours is not None else "",
+                "failed_first_attempt": int(failed_first or rts),
+                "attempts": len(attempts),
+                "lost": int(lost),
+                "damaged": int(damaged),
+                "returned_to_sender": int(rts),
+                "dispatch_late": int(pickup > promised_from),
+            }
+        )
         unhappy = (csat is not None and csat < 4) or (review is not None and review <= 2)
-        delivery_problem = ("lost" if lost else "returned_to_sender" if rts else "damaged" if damaged
-                            else "wrong_item" if wrong_item else "late" if late else "failed_attempt" if failed_first else None)
+        delivery_problem = (
+            "lost"
+            if lost
+            else "returned_to_sender"
+            if rts
+            else "damaged"
+            if damaged
+            else "wrong_item"
+            if wrong_item
+            else "late"
+            if late
+            else "failed_attempt"
+            if failed_first
+            else None
+        )
         real_contacts = [cause for cause, _w in causes]
         if delivery_problem:
             fell, reason = "delivery", delivery_problem
@@ -772,30 +1207,63 @@ class _Builder:
             fell, reason = "happy", "low_csat" if csat is not None and csat < 4 else "negative_review"
         else:
             fell, reason = "", ""
-        owner = {"lost": "carrier", "returned_to_sender": "carrier", "damaged": "carrier", "late": "carrier",
-                 "failed_attempt": "carrier", "wrong_item": "warehouse"}.get(reason) if fell == "delivery" else (
-            CONTACT_OWNERS.get(reason, "") if fell == "contact" else "product" if fell == "return" else
-            "" if not fell else (problem and CONTACT_OWNERS.get(problem, "product")) or "product")
+        owner = (
+            {
+                "lost": "carrier",
+                "returned_to_sender": "carrier",
+                "damaged": "carrier",
+                "late": "carrier",
+                "failed_attempt": "carrier",
+                "wrong_item": "warehouse",
+            }.get(reason)
+            if fell == "delivery"
+            else (
+                CONTACT_OWNERS.get(reason, "")
+                if fell == "contact"
+                else "product"
+                if fell == "return"
+                else ""
+                if not fell
+                else (problem and CONTACT_OWNERS.get(problem, "product")) or "product"
+            )
+        )
         if fell == "delivery" and reason == "late" and not delayed and not failed_first:
             owner = "warehouse"  # dispatched late, not slow in transit
-        self.chunk.truth_orders.append({
-            "order_id": order_id, "customer_id": cu["user_id"], "placed_at": iso(placed),
-            "total": f"{total / 100:.2f}", "currency": currency, "items": sum(q for _p, q in items),
-            "delivered": int(delivered_at is not None), "on_time": int(delivered_at is not None and not late),
-            "contacted": int(bool(causes)), "contacts": len(contact_ids), "returned": int(returned),
-            "return_reason": return_reason or "", "csat": csat if csat is not None else "",
-            "nps": nps if nps is not None else "", "review_rating": review if review is not None else "",
-            "happy": int(not unhappy), "perfect": int(not fell), "fell_off_at": fell, "fell_off_reason": reason,
-            "owner": owner or "",
-        })
+        self.chunk.truth_orders.append(
+            {
+                "order_id": order_id,
+                "customer_id": cu["user_id"],
+                "placed_at": iso(placed),
+                "total": f"{total / 100:.2f}",
+                "currency": currency,
+                "items": sum(q for _p, q in items),
+                "delivered": int(delivered_at is not None),
+                "on_time": int(delivered_at is not None and not late),
+                "contacted": int(bool(causes)),
+                "contacts": len(contact_ids),
+                "returned": int(returned),
+                "return_reason": return_reason or "",
+                "csat": csat if csat is not None else "",
+                "nps": nps if nps is not None else "",
+                "review_rating": review if review is not None else "",
+                "happy": int(not unhappy),
+                "perfect": int(not fell),
+                "fell_off_at": fell,
+                "fell_off_reason": reason,
+                "owner": owner or "",
+            }
+        )
 
     # ---- Segment builders ---------------------------------------------------------------------------------
-    def _context(self, cu: dict[str, Any], campaign: str, gi: int, u: list[float], *, session_start: int) -> dict[str, Any]:
+    def _context(
+        self, cu: dict[str, Any], campaign: str, gi: int, u: list[float], *, session_start: int
+    ) -> dict[str, Any]:
         source, medium = ref.CAMPAIGN_MEDIUM.get(campaign, (campaign, "referral"))
         ctx: dict[str, Any] = {
             # RudderStack's session id (session start in ms): the dashboard counts sessions by it
             "sessionId": session_start * 1000,
-            "locale": cu["locale"], "timezone": cu["timezone"],
+            "locale": cu["locale"],
+            "timezone": cu["timezone"],
             "userAgent": ref.USER_AGENTS[int(u[2] * len(ref.USER_AGENTS))],
             "ip": f"10.{(gi >> 16) & 255}.{(gi >> 8) & 255}.{gi & 255}",
         }
@@ -804,10 +1272,15 @@ class _Builder:
             ctx["campaign"] = {"name": name, "source": source, "medium": medium}
         return ctx
 
-    def _base(self, kind: str, anon: str | None, user: str | None, t: int, context: dict[str, Any] | None) -> dict[str, Any]:
+    def _base(
+        self, kind: str, anon: str | None, user: str | None, t: int, context: dict[str, Any] | None
+    ) -> dict[str, Any]:
         self.msg_seq += 1
-        event: dict[str, Any] = {"type": kind, "messageId": f"sim-{self.seed}-{self.k}-{self.msg_seq}",
-                                 "timestamp": iso(t)}
+        event: dict[str, Any] = {
+            "type": kind,
+            "messageId": f"sim-{self.seed}-{self.k}-{self.msg_seq}",
+            "timestamp": iso(t),
+        }
         if anon:
             event["anonymousId"] = anon
         if user:
@@ -816,21 +1289,32 @@ class _Builder:
             event["context"] = context  # shared by a session's events; never mutated after creation
         return event
 
-    def _page(self, anon: str, user: str | None, t: int, context: dict[str, Any], name: str, url: str) -> dict[str, Any]:
+    def _page(
+        self, anon: str, user: str | None, t: int, context: dict[str, Any], name: str, url: str
+    ) -> dict[str, Any]:
         event = self._base("page", anon, user, t, context)
         event["name"] = name
         event["properties"] = {"url": url, "path": "/", "title": self.p.name.title(), "referrer": ""}
         event["context"] = {**event["context"], "page": {"url": url, "path": "/"}}
         return event
 
-    def _track(self, anon: str | None, user: str | None, t: int, context: dict[str, Any] | None, name: str,
-               props: dict[str, Any]) -> dict[str, Any]:
+    def _track(
+        self,
+        anon: str | None,
+        user: str | None,
+        t: int,
+        context: dict[str, Any] | None,
+        name: str,
+        props: dict[str, Any],
+    ) -> dict[str, Any]:
         event = self._base("track", anon, user, t, context)
         event["event"] = name
         event["properties"] = props
         return event
 
-    def _identify(self, anon: str, user: str, t: int, context: dict[str, Any], traits: dict[str, Any]) -> dict[str, Any]:
+    def _identify(
+        self, anon: str, user: str, t: int, context: dict[str, Any], traits: dict[str, Any]
+    ) -> dict[str, Any]:
         event = self._base("identify", anon, user, t, context)
         event["traits"] = {k: v for k, v in traits.items() if v is not None}
         return event
@@ -844,9 +1328,13 @@ class _Builder:
         if props is None:
             plan = self.plan
             props = self._products[prod] = {
-                "product_id": f"P{prod + 1:05d}", "sku": f"SKU-{prod + 1:05d}", "name": plan.product_names[prod],
+                "product_id": f"P{prod + 1:05d}",
+                "sku": f"SKU-{prod + 1:05d}",
+                "name": plan.product_names[prod],
                 "category": plan.categories[int(plan.product_category[prod])],
-                "price": int(plan.product_price_minor[prod]) / 100, "quantity": 1, "currency": self.p.currency,
+                "price": int(plan.product_price_minor[prod]) / 100,
+                "quantity": 1,
+                "currency": self.p.currency,
             }
         return props
 
@@ -855,20 +1343,52 @@ class _Builder:
         t = placed - int((1 + u[4 + a % 4] * 9) * DAY_S) + a * 3600
         campaign = list(self.p.sessions.campaigns)[int(u[8] * len(self.p.sessions.campaigns))]
         context = self._context(cu, campaign, gi, u, session_start=t)
-        self.chunk.segment.append((t, self._page(anon, None, t, context, "Landing", f"https://{self.p.shop_domain}/")))
+        self.chunk.segment.append(
+            (t, self._page(anon, None, t, context, "Landing", f"https://{self.p.shop_domain}/"))
+        )
         for k in range(1 + int(u[9 + a % 3] * 3)):
             t += 40 + int(u[12] * 90)
-            self.chunk.segment.append((t, self._track(anon, None, t, context, "Product Viewed",
-                                                      self._product(self._random_index(u[(k + a) % 16])))))
+            self.chunk.segment.append(
+                (
+                    t,
+                    self._track(
+                        anon,
+                        None,
+                        t,
+                        context,
+                        "Product Viewed",
+                        self._product(self._random_index(u[(k + a) % 16])),
+                    ),
+                )
+            )
         if u[13] < 0.35:
             t += 30
-            props = {"cart_id": _hex(self.seed, "cartx", gi * 32 + a, n=16), **self._product(self._random_index(u[14]))}
+            props = {
+                "cart_id": _hex(self.seed, "cartx", gi * 32 + a, n=16),
+                **self._product(self._random_index(u[14])),
+            }
             self.chunk.segment.append((t, self._track(anon, None, t, context, "Product Added", props)))
 
     # ---- the parcel's scans ---------------------------------------------------------------------------------
-    def _scans(self, cu: dict[str, Any], carrier: str, lane: str, label: int, pickup: int, lost: bool, rts: bool,
-               delayed: bool, damaged: bool, failed_first: bool, failed_second: bool, first_day: int,
-               second_day: int, show_delay_scan: bool, lost_declared: bool, u: list[float]) -> list[tuple[str, int, str]]:
+    def _scans(
+        self,
+        cu: dict[str, Any],
+        carrier: str,
+        lane: str,
+        label: int,
+        pickup: int,
+        lost: bool,
+        rts: bool,
+        delayed: bool,
+        damaged: bool,
+        failed_first: bool,
+        failed_second: bool,
+        first_day: int,
+        second_day: int,
+        show_delay_scan: bool,
+        lost_declared: bool,
+        u: list[float],
+    ) -> list[tuple[str, int, str]]:
         """(stage, when, where) in time order; where is 'origin', 'hub', 'dest' or 'home'."""
         off = cu["utc_offset_s"]
         scans: list[tuple[str, int, str]] = [("info", label, "origin"), ("pickup", pickup, "origin")]
@@ -914,8 +1434,18 @@ class _Builder:
         scans.append(("delivered", attempt, "home"))
         return _monotonic(scans)
 
-    def _aftership(self, gi: int, cu: dict[str, Any], order_id: str, carrier: str, tracking_number: str,
-                   scans: list[tuple[str, int, str]], promised_to: int, placed: int, total: int) -> None:
+    def _aftership(
+        self,
+        gi: int,
+        cu: dict[str, Any],
+        order_id: str,
+        carrier: str,
+        tracking_number: str,
+        scans: list[tuple[str, int, str]],
+        promised_to: int,
+        placed: int,
+        total: int,
+    ) -> None:
         raw = ref.RAW_CODES.get(carrier, ref.GENERIC_RAW)
         origin = self.p.origin
         country3 = ref.ISO3.get(cu["country"], cu["country"])
@@ -925,19 +1455,48 @@ class _Builder:
         seen_tags: set[str] = set()
         expected = iso(promised_to)
         base = {
-            "id": tracking_id, "tracking_number": tracking_number, "slug": carrier,
-            "title": order_id, "order_id": order_id, "order_number": order_id,
-            "order_promised_delivery_date": expected[:10], "expected_delivery": expected,
-            "customer_name": cu["name"], "emails": [cu["email"]], "smses": [cu["phone"]] if cu["phone"] else [],
-            "origin_country_iso3": origin3, "destination_country_iso3": country3,
-            "destination_city": cu["city"], "destination_state": cu["region"],
-            "destination_postal_code": cu["postcode"], "shipment_type": "standard", "shipment_package_count": 1,
-            "created_at": iso(scans[0][1]), "custom_fields": {"order_id": order_id},
+            "id": tracking_id,
+            "tracking_number": tracking_number,
+            "slug": carrier,
+            "title": order_id,
+            "order_id": order_id,
+            "order_number": order_id,
+            "order_promised_delivery_date": expected[:10],
+            "expected_delivery": expected,
+            "customer_name": cu["name"],
+            "emails": [cu["email"]],
+            "smses": [cu["phone"]] if cu["phone"] else [],
+            "origin_country_iso3": origin3,
+            "destination_country_iso3": country3,
+            "destination_city": cu["city"],
+            "destination_state": cu["region"],
+            "destination_postal_code": cu["postcode"],
+            "shipment_type": "standard",
+            "shipment_package_count": 1,
+            "created_at": iso(scans[0][1]),
+            "custom_fields": {"order_id": order_id},
         }
-        home = (cu["city"], cu["region"], cu["postcode"], country3, {"latitude": cu["latitude"], "longitude": cu["longitude"]})
-        at_origin = (origin.city, origin.region, origin.postcode, origin3, {"latitude": origin.latitude, "longitude": origin.longitude})
-        at_hub = (origin.city, origin.region, origin.postcode, origin3,
-                  {"latitude": round(origin.latitude + 0.05, 4), "longitude": round(origin.longitude + 0.05, 4)})
+        home = (
+            cu["city"],
+            cu["region"],
+            cu["postcode"],
+            country3,
+            {"latitude": cu["latitude"], "longitude": cu["longitude"]},
+        )
+        at_origin = (
+            origin.city,
+            origin.region,
+            origin.postcode,
+            origin3,
+            {"latitude": origin.latitude, "longitude": origin.longitude},
+        )
+        at_hub = (
+            origin.city,
+            origin.region,
+            origin.postcode,
+            origin3,
+            {"latitude": round(origin.latitude + 0.05, 4), "longitude": round(origin.longitude + 0.05, 4)},
+        )
         places = {"origin": at_origin, "hub": at_hub, "dest": home, "home": home}
         shipment = _Checkpoints(checkpoints)
         for stage, when, where in scans:
@@ -945,29 +1504,49 @@ class _Builder:
             raw_tag, message = raw.get(stage) or ref.GENERIC_RAW[stage]
             city, state, zip_, country, coordinate = places[where]
             when_iso = iso(when)
-            checkpoints.append({
-                "checkpoint_time": when_iso, "tag": tag, "subtag": subtag, "raw_tag": raw_tag, "message": message,
-                "location": f"{city}, {country}", "city": city, "state": state, "zip": zip_, "country_iso3": country,
-                "coordinate": coordinate,
-            })
+            checkpoints.append(
+                {
+                    "checkpoint_time": when_iso,
+                    "tag": tag,
+                    "subtag": subtag,
+                    "raw_tag": raw_tag,
+                    "message": message,
+                    "location": f"{city}, {country}",
+                    "city": city,
+                    "state": state,
+                    "zip": zip_,
+                    "country_iso3": country,
+                    "coordinate": coordinate,
+                }
+            )
             first_tag = tag not in seen_tags
             seen_tags.add(tag)
             if not first_tag and tag == "InTransit":
                 continue  # further in-transit scans reach Doorstep in the next update's checkpoint history
             varying: dict[str, Any] = {
                 "active": tag not in ("Delivered", "Expired") and subtag != "Exception_011",
-                "tag": tag, "subtag": subtag, "subtag_message": subtag_message, "updated_at": when_iso,
+                "tag": tag,
+                "subtag": subtag,
+                "subtag_message": subtag_message,
+                "updated_at": when_iso,
             }
             if stage in ("delivered", "picked_up"):
                 varying["signed_by"] = cu["last_name"]
             if stage in ("returning", "returned"):
                 varying["return_to_sender"] = True
-            envelope = {"event": "tracking_update", "event_id": _uuid(self.seed, "wh", gi * 64 + len(checkpoints)),
-                        "is_tracking_first_tag": first_tag}
-            self.chunk.aftership.append((when, TrackingUpdate(envelope, base, varying, shipment, len(checkpoints), when)))
+            envelope = {
+                "event": "tracking_update",
+                "event_id": _uuid(self.seed, "wh", gi * 64 + len(checkpoints)),
+                "is_tracking_first_tag": first_tag,
+            }
+            self.chunk.aftership.append(
+                (when, TrackingUpdate(envelope, base, varying, shipment, len(checkpoints), when))
+            )
 
     # ---- contacts -----------------------------------------------------------------------------------------
-    def _contact(self, cu: dict[str, Any], order_id: str, cause: str, when: int, promised_from: int, placed: int) -> str:
+    def _contact(
+        self, cu: dict[str, Any], order_id: str, cause: str, when: int, promised_from: int, placed: int
+    ) -> str:
         rng, pcon = self.rng, self.p.contacts
         if rng.random() < pcon.preferred_channel_share:
             channel = cu["preferred_channel"]
@@ -982,31 +1561,68 @@ class _Builder:
         days = max(1, (when - placed) // DAY_S)
         promised = iso(promised_from)[:10]
         casual = channel in ("sms", "whatsapp", "chat")
-        body = text.contact_text(cause, lang=lang, order=order_id, first_name=cu["first_name"], promised=promised,
-                                 days=int(days), rng=rng, typo_rate=pcon.typo_rate, casual=casual)
+        body = text.contact_text(
+            cause,
+            lang=lang,
+            order=order_id,
+            first_name=cu["first_name"],
+            promised=promised,
+            days=int(days),
+            rng=rng,
+            typo_rate=pcon.typo_rate,
+            casual=casual,
+        )
         contact_id = f"con-{self.seed}-{self.k}-{len(self.chunk.truth_contacts) + 1}"
         messages = [(when, body)]
         if cause != "none" and rng.random() < pcon.follow_up_rate:
-            messages.append((when + int((6 + rng.random() * 24) * HOUR_S), text.follow_up_text(lang=lang, order=order_id, rng=rng)))
+            messages.append(
+                (
+                    when + int((6 + rng.random() * 24) * HOUR_S),
+                    text.follow_up_text(lang=lang, order=order_id, rng=rng),
+                )
+            )
         for seq, (t, message) in enumerate(messages):
             provider_id = self._send(cu, channel, t, message, cause, lang, order_id)
-            self.chunk.truth_contacts.append({
-                "contact_id": contact_id, "message_id": provider_id, "order_id": order_id,
-                "customer_id": cu["user_id"], "channel": channel, "sent_at": iso(t), "cause": cause,
-                "owner": CONTACT_OWNERS[cause], "is_follow_up": int(seq > 0), "language": lang, "text": message,
-            })
+            self.chunk.truth_contacts.append(
+                {
+                    "contact_id": contact_id,
+                    "message_id": provider_id,
+                    "order_id": order_id,
+                    "customer_id": cu["user_id"],
+                    "channel": channel,
+                    "sent_at": iso(t),
+                    "cause": cause,
+                    "owner": CONTACT_OWNERS[cause],
+                    "is_follow_up": int(seq > 0),
+                    "language": lang,
+                    "text": message,
+                }
+            )
         return contact_id
 
-    def _send(self, cu: dict[str, Any], channel: str, t: int, body: str, cause: str, lang: str, order_id: str) -> str:
+    def _send(
+        self, cu: dict[str, Any], channel: str, t: int, body: str, cause: str, lang: str, order_id: str
+    ) -> str:
         self.msg_seq += 1
         if channel in ("sms", "whatsapp"):
             sid = "SM" + _hex(self.seed, "sms", self.k * 10_000_000 + self.msg_seq)
             prefix = "whatsapp:" if channel == "whatsapp" else ""
             form = {
-                "MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "AccountSid": TWILIO_ACCOUNT_SID,
-                "MessagingServiceSid": "", "From": prefix + cu["phone"], "To": prefix + SHOP_PHONE, "Body": body,
-                "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01",
-                "FromCountry": cu["country"], "FromCity": cu["city"].upper(), "FromZip": cu["postcode"],
+                "MessageSid": sid,
+                "SmsMessageSid": sid,
+                "SmsSid": sid,
+                "AccountSid": TWILIO_ACCOUNT_SID,
+                "MessagingServiceSid": "",
+                "From": prefix + cu["phone"],
+                "To": prefix + SHOP_PHONE,
+                "Body": body,
+                "NumMedia": "0",
+                "NumSegments": "1",
+                "SmsStatus": "received",
+                "ApiVersion": "2010-04-01",
+                "FromCountry": cu["country"],
+                "FromCity": cu["city"].upper(),
+                "FromZip": cu["postcode"],
                 "ToCountry": "DE",
             }
             if channel == "whatsapp":
@@ -1017,18 +1633,33 @@ class _Builder:
         if channel == "email":
             provider = f"{_hex(self.seed, 'mail', self.k * 10_000_000 + self.msg_seq, n=24)}@mail.{cu['email'].split('@')[1]}"
             # an inbound-parse body (Postmark's field names), as POST /webhooks/email takes it
-            self.chunk.emails.append((t, {
-                "From": f"{cu['name']} <{cu['email']}>", "FromFull": {"Email": cu["email"], "Name": cu["name"]},
-                "To": f"support@{self.p.shop_domain}", "Subject": text.subject(cause, lang=lang, order=order_id),
-                "TextBody": body, "MessageID": provider, "Date": _rfc2822(t),
-            }))
+            self.chunk.emails.append(
+                (
+                    t,
+                    {
+                        "From": f"{cu['name']} <{cu['email']}>",
+                        "FromFull": {"Email": cu["email"], "Name": cu["name"]},
+                        "To": f"support@{self.p.shop_domain}",
+                        "Subject": text.subject(cause, lang=lang, order=order_id),
+                        "TextBody": body,
+                        "MessageID": provider,
+                        "Date": _rfc2822(t),
+                    },
+                )
+            )
             return f"email:{provider}"
         else:
             session = _uuid(self.seed, "chat", cu["index"])
             provider = _uuid(self.seed, "chatmsg", self.k * 10_000_000 + self.msg_seq)
             message = {
-                "channel": "chat", "from": session, "to": self.p.shop_domain, "text": body,
-                "provider_message_id": provider, "sent_at": iso(t), "user_id": cu["user_id"], "email": cu["email"],
+                "channel": "chat",
+                "from": session,
+                "to": self.p.shop_domain,
+                "text": body,
+                "provider_message_id": provider,
+                "sent_at": iso(t),
+                "user_id": cu["user_id"],
+                "email": cu["email"],
             }
         self.chunk.messages.append((t, message))
         return f"{channel}:{provider}"
@@ -1067,7 +1698,9 @@ class World:
         self.plan = plan
         self.profile = plan.profile
         self.seed = plan.seed
-        self._cache: dict[int, Chunk] | None = {} if (cache if cache is not None else plan.orders <= 50_000) else None
+        self._cache: dict[int, Chunk] | None = (
+            {} if (cache if cache is not None else plan.orders <= 50_000) else None
+        )
 
     @property
     def orders(self) -> int:
@@ -1092,9 +1725,14 @@ class World:
     def products(self) -> Iterator[dict[str, Any]]:
         plan = self.plan
         for i, name in enumerate(plan.product_names):
-            yield {"product_id": f"P{i + 1:05d}", "sku": f"SKU-{i + 1:05d}", "name": name,
-                   "category": plan.categories[int(plan.product_category[i])],
-                   "price": f"{int(plan.product_price_minor[i]) / 100:.2f}", "currency": plan.profile.currency}
+            yield {
+                "product_id": f"P{i + 1:05d}",
+                "sku": f"SKU-{i + 1:05d}",
+                "name": name,
+                "category": plan.categories[int(plan.product_category[i])],
+                "price": f"{int(plan.product_price_minor[i]) / 100:.2f}",
+                "currency": plan.profile.currency,
+            }
 
     def _stream(self, name: str) -> Iterator[Any]:
         for chunk in self.chunks():
@@ -1146,7 +1784,16 @@ class World:
             yield t, name, payload.body() if name == "aftership" else payload
 
 
-def generate(profile: Profile, orders: int | None = None, seed: int = 1, *, start: date | None = None,
-             end: date | None = None, chunk_orders: int = CHUNK_ORDERS) -> World:
+def generate(
+    profile: Profile,
+    orders: int | None = None,
+    seed: int = 1,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    chunk_orders: int = CHUNK_ORDERS,
+) -> World:
     """A world for `profile` with `orders` orders (default: the profile's) spread over its dates."""
-    return World(make_plan(profile, orders=orders, seed=seed, start=start, end=end, chunk_orders=chunk_orders))
+    return World(
+        make_plan(profile, orders=orders, seed=seed, start=start, end=end, chunk_orders=chunk_orders)
+    )

@@ -22,13 +22,17 @@ class LoginRequired(DoorstepError):
 def staff_page(*roles: Role) -> Callable[..., Any]:
     """A dependency for HTML pages: anonymous users are sent to /login, others need one of `roles`."""
 
-    async def dependency(request: Request, principal: Principal | None = Depends(optional_principal)) -> Principal:
+    async def dependency(
+        request: Request, principal: Principal | None = Depends(optional_principal)
+    ) -> Principal:
         if principal is None:
             raise LoginRequired("sign in first", location=f"/login?next={quote(str(request.url.path))}")
         if roles and not principal.has_role(*roles):
             from doorstep.errors import Forbidden
 
-            raise Forbidden(f"{principal.name} ({principal.role}) may not open this page; it needs {', '.join(roles)}")
+            raise Forbidden(
+                f"{principal.name} ({principal.role}) may not open this page; it needs {', '.join(roles)}"
+            )
         request.state.principal = principal
         return principal
 

@@ -50,7 +50,9 @@ def check_envelope(body: Any, *, now: datetime) -> tuple[str, str, datetime]:
         raise invalid("ts", "required unix timestamp (seconds)")
     sent_at = datetime.fromtimestamp(float(ts), tz=now.tzinfo)
     if now - sent_at > MAX_AGE:
-        raise BadSignature(f"ts: delivery is stale ({sent_at:%Y-%m-%d %H:%M} UTC, older than 24 hours): refused")
+        raise BadSignature(
+            f"ts: delivery is stale ({sent_at:%Y-%m-%d %H:%M} UTC, older than 24 hours): refused"
+        )
     if sent_at - now > MAX_FUTURE:
         raise BadSignature(f"ts: delivery is dated in the future ({sent_at:%Y-%m-%d %H:%M} UTC): refused")
     if event in TRACKING_EVENTS and not isinstance(body.get("msg"), dict):
@@ -76,7 +78,9 @@ def parse_tracking(msg: dict[str, Any], *, source: str = "aftership") -> ParsedT
     edd = msg.get("aftership_estimated_delivery_date")
     estimate = None
     if isinstance(edd, dict):
-        estimate = parse_optional_time(edd.get("estimated_delivery_date"), "msg.aftership_estimated_delivery_date")
+        estimate = parse_optional_time(
+            edd.get("estimated_delivery_date"), "msg.aftership_estimated_delivery_date"
+        )
     courier_edd = msg.get("courier_estimated_delivery_date")
     if estimate is None and isinstance(courier_edd, dict):
         estimate = parse_optional_time(
@@ -140,7 +144,8 @@ def _checkpoint(cp: dict[str, Any], path: str, *, slug: str, number: str, source
         city=city,
         region=optional_str(cp, "state", path, max_len=100),
         country=country_code(cp.get("country_region") or cp.get("country_iso3")),
-        postcode=optional_str(cp, "zip", path, max_len=20) or optional_str(cp, "postal_code", path, max_len=20),
+        postcode=optional_str(cp, "zip", path, max_len=20)
+        or optional_str(cp, "postal_code", path, max_len=20),
         latitude=latitude,
         longitude=longitude,
         source=source,

@@ -45,8 +45,10 @@ class CodeTables:
         table = self.tables.get(self.carrier_slug(carrier))
         if table is None:
             return None
-        return table.get(str(code).strip()) or table.get(str(code).strip().upper()) or table.get(
-            str(code).strip().lower()
+        return (
+            table.get(str(code).strip())
+            or table.get(str(code).strip().upper())
+            or table.get(str(code).strip().lower())
         )
 
     def load_file(self, path: Path) -> None:

@@ -38,9 +38,24 @@ from doorstep.shipments.carriers.common import (
 )
 from doorstep.shipments.model import Status, TrackingEvent, normalise_subtag
 
-CSV_COLUMNS = ("carrier", "tracking_number", "occurred_at", "status", "subtag", "code", "message", "city",
-               "region", "country", "postcode", "latitude", "longitude", "order_id", "service",
-               "estimated_delivery")
+CSV_COLUMNS = (
+    "carrier",
+    "tracking_number",
+    "occurred_at",
+    "status",
+    "subtag",
+    "code",
+    "message",
+    "city",
+    "region",
+    "country",
+    "postcode",
+    "latitude",
+    "longitude",
+    "order_id",
+    "service",
+    "estimated_delivery",
+)
 
 
 def events_of(body: Any) -> list[dict[str, Any]]:
@@ -53,7 +68,7 @@ def events_of(body: Any) -> list[dict[str, Any]]:
     elif isinstance(body, list):
         events = body
     else:
-        raise invalid("body", "expected {\"events\": [...]} or one event object")
+        raise invalid("body", 'expected {"events": [...]} or one event object')
     if not events:
         raise invalid("events", "empty: send at least one tracking event")
     if len(events) > MAX_EVENTS_PER_REQUEST:
@@ -77,7 +92,9 @@ def parse_events(body: Any, tables: CodeTables, *, source: str = "tracking") -> 
         tracking.scans.append(scan)
         tracking.order_ref = optional_str(event, "order_id", path, max_len=100) or tracking.order_ref
         tracking.service = optional_str(event, "service", path, max_len=50) or tracking.service
-        tracking.origin_region = optional_str(event, "origin_region", path, max_len=100) or tracking.origin_region
+        tracking.origin_region = (
+            optional_str(event, "origin_region", path, max_len=100) or tracking.origin_region
+        )
         tracking.destination_region = (
             optional_str(event, "destination_region", path, max_len=100) or tracking.destination_region
         )

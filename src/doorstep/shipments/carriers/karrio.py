@@ -56,12 +56,16 @@ def check_envelope(body: Any, raw: bytes, *, now: datetime) -> tuple[str, str, d
         raise invalid("event", "required event type, e.g. tracker.updated")
     created = parse_optional_time(body.get("created_at"), "created_at") if body.get("created_at") else None
     if created is not None and now - created > MAX_AGE:
-        raise BadSignature(f"created_at: delivery is stale ({created:%Y-%m-%d %H:%M} UTC, older than 24 hours)")
+        raise BadSignature(
+            f"created_at: delivery is stale ({created:%Y-%m-%d %H:%M} UTC, older than 24 hours)"
+        )
     if event in TRACKER_EVENTS and not isinstance(body.get("data"), dict):
         raise invalid("data", "required tracker object")
     event_id = body.get("id")
-    message_id = str(event_id) if isinstance(event_id, str | int) and event_id else (
-        "sha256:" + hashlib.sha256(raw).hexdigest()
+    message_id = (
+        str(event_id)
+        if isinstance(event_id, str | int) and event_id
+        else ("sha256:" + hashlib.sha256(raw).hexdigest())
     )
     return event, message_id, created or now
 
@@ -81,8 +85,16 @@ def parse_tracker(tracker: dict[str, Any], tables: CodeTables, *, source: str = 
         parsed.append((_event_time(event, path), event, path))
     newest = max((at for at, _, _ in parsed), default=None)
     scans = [
-        _scan(event, path, at, carrier=carrier, number=number, tables=tables,
-              fallback=tracker_status if at == newest else None, source=source)
+        _scan(
+            event,
+            path,
+            at,
+            carrier=carrier,
+            number=number,
+            tables=tables,
+            fallback=tracker_status if at == newest else None,
+            source=source,
+        )
         for at, event, path in parsed
     ]
     info: dict[str, Any] = tracker["info"] if isinstance(tracker.get("info"), dict) else {}

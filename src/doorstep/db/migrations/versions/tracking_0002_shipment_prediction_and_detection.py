@@ -35,6 +35,14 @@ def downgrade() -> None:
     with op.batch_alter_table("shipments", schema=None) as batch_op:
         batch_op.drop_index("ix_shipments_status")
         batch_op.drop_index("ix_shipments_order_ref")
-        for name in ("alerts", "scan_count", "pickup_deadline", "status_since", "carrier_estimate", "predicted_by",
-                     "predicted_at", "order_ref"):
+        for name in (
+            "alerts",
+            "scan_count",
+            "pickup_deadline",
+            "status_since",
+            "carrier_estimate",
+            "predicted_by",
+            "predicted_at",
+            "order_ref",
+        ):
             batch_op.drop_column(name)
