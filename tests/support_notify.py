@@ -351,3 +351,19 @@ def smtp_server(tmp_path: Path) -> Iterator[tuple[int, list[ReceivedMail], ssl.S
         yield port, received, client_ctx
     finally:
         controller.stop()
+
+
+def order_placed(
+    order_id: str, customer_id: str, *, at: dt.datetime, external_id: str = "#1042", total: str = "89.90"
+) -> DomainEvent:
+    """The OrderPlaced event the shop's Order Completed call would produce (EUR)."""
+    from doorstep.orders.events import OrderPlaced
+
+    return OrderPlaced(
+        occurred_at=at,
+        order_id=order_id,
+        customer_id=customer_id,
+        external_id=external_id,
+        total=total,
+        currency="EUR",
+    )

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from tests.conftest import make_settings
 from tests.factories import secret_key, staff_user
 from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, messages, publish
+from tests.support_notify import add_customer, add_order, messages, order_placed, publish
 
 from doorstep.bus.tables import outbox
 from doorstep.clock import FixedClock
@@ -18,7 +18,6 @@ from doorstep.customers.tables import consents
 from doorstep.ingest.tables import event_log
 from doorstep.notifications.services import send_due
 from doorstep.notifications.templates import unsubscribe_url
-from doorstep.orders.events import OrderPlaced
 from doorstep.security.signatures import twilio_signature
 
 BASE = "https://track.example"
@@ -88,14 +87,7 @@ def test_twilio_inbound_stop_withdraws_consent_then_logs_the_message(
         order_id = add_order(app.ctx.engine, customer_id)
         publish(
             app.ctx,
-            OrderPlaced(
-                occurred_at=clock.now(),
-                order_id=order_id,
-                customer_id=customer_id,
-                external_id="#1",
-                total="1.00",
-                currency="EUR",
-            ),
+            order_placed(order_id, customer_id, at=clock.now(), external_id="#1", total="1.00"),
         )
         app.drain()
         send_due(app.ctx, clock.now())
@@ -239,14 +231,7 @@ def test_journeys_api_validates_and_changes_behaviour(
         order_id = add_order(app.ctx.engine, customer_id)
         publish(
             app.ctx,
-            OrderPlaced(
-                occurred_at=clock.now(),
-                order_id=order_id,
-                customer_id=customer_id,
-                external_id="#9",
-                total="1.00",
-                currency="EUR",
-            ),
+            order_placed(order_id, customer_id, at=clock.now(), external_id="#9", total="1.00"),
         )
         app.drain()
         assert messages(app.ctx.engine) == []  # the rule is off now
@@ -308,14 +293,7 @@ def test_staff_pages_and_unsubscribe_page(tmp_path: Path, sqlite_url: str, clock
         order_id = add_order(app.ctx.engine, customer_id, external_id="#7777")
         publish(
             app.ctx,
-            OrderPlaced(
-                occurred_at=clock.now(),
-                order_id=order_id,
-                customer_id=customer_id,
-                external_id="#7777",
-                total="1.00",
-                currency="EUR",
-            ),
+            order_placed(order_id, customer_id, at=clock.now(), external_id="#7777", total="1.00"),
         )
         app.drain()
         send_due(app.ctx, clock.now())

@@ -22,6 +22,7 @@ from tests.support_notify import (
     attempts,
     messages,
     messenger_ok,
+    order_placed,
     publish,
     smtp_server,
     twilio_ok,
@@ -34,7 +35,6 @@ from doorstep.ingest.tables import event_log
 from doorstep.notifications.channels import webhook_secret
 from doorstep.notifications.services import send_due
 from doorstep.notifications.tables import channel_identities
-from doorstep.orders.events import OrderPlaced
 from doorstep.security.signatures import meta_signature, timestamped_signature, twilio_signature
 from doorstep.shipments.events import DriverDeparted
 
@@ -50,14 +50,7 @@ def _placed(app: Any, customer_id: str, clock: FixedClock, external_id: str = "#
     order_id = add_order(app.ctx.engine, customer_id, external_id=external_id)
     publish(
         app.ctx,
-        OrderPlaced(
-            occurred_at=clock.now(),
-            order_id=order_id,
-            customer_id=customer_id,
-            external_id=external_id,
-            total="89.90",
-            currency="EUR",
-        ),
+        order_placed(order_id, customer_id, at=clock.now(), external_id=external_id, total="89.90"),
     )
     app.drain()
     return order_id

@@ -9,7 +9,15 @@ from pathlib import Path
 from sqlalchemy import func, select
 from tests.conftest import make_settings
 from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, add_shipment, messages, publish, set_shipment_status
+from tests.support_notify import (
+    add_customer,
+    add_order,
+    add_shipment,
+    messages,
+    order_placed,
+    publish,
+    set_shipment_status,
+)
 
 from doorstep.clock import FixedClock
 from doorstep.customers.events import ConsentChanged
@@ -23,14 +31,7 @@ UTC = dt.UTC
 
 
 def _placed(order_id: str, customer_id: str, at: dt.datetime) -> OrderPlaced:
-    return OrderPlaced(
-        occurred_at=at,
-        order_id=order_id,
-        customer_id=customer_id,
-        external_id="#1042",
-        total="89.90",
-        currency="EUR",
-    )
+    return order_placed(order_id, customer_id, at=at, external_id="#1042", total="89.90")
 
 
 def _late(

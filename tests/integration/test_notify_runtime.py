@@ -7,11 +7,10 @@ from pathlib import Path
 
 from tests.conftest import make_settings
 from tests.helpers import running_app
-from tests.support_notify import add_customer, add_order, messages, publish
+from tests.support_notify import add_customer, add_order, messages, order_placed, publish
 
 from doorstep.clock import FixedClock
 from doorstep.db.migrate import check, upgrade
-from doorstep.orders.events import OrderPlaced
 
 
 def test_migrations_match_the_tables(tmp_path: Path) -> None:
@@ -30,14 +29,7 @@ def test_background_sender_delivers_what_the_in_process_worker_queues(
         order_id = add_order(app.ctx.engine, customer_id)
         publish(
             app.ctx,
-            OrderPlaced(
-                occurred_at=clock.now(),
-                order_id=order_id,
-                customer_id=customer_id,
-                external_id="#5",
-                total="5.00",
-                currency="EUR",
-            ),
+            order_placed(order_id, customer_id, at=clock.now(), external_id="#5", total="5.00"),
         )
         app.drain()  # the worker queues; the background sender (started with the app) sends
         deadline = time.monotonic() + 10
