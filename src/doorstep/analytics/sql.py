@@ -27,7 +27,10 @@ SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 @dataclass(frozen=True)
 class Dialect:
     name: str  # duckdb | sqlite | postgresql
-    prefix: str = ""  # duckdb: "store." (the attached store) or "src_" (the pushed-down subsets)
+    prefix: str = ""
+    # True over the analytics replica: per-order facts and contact links are tables kept up to date by the
+    # sync (analytics/replica.py), not aggregated per computation
+    materialised: bool = False
 
     def t(self, table: str) -> str:
         return f"{self.prefix}{table}"
@@ -101,10 +104,14 @@ def cut_predicates(
 ) -> list[str]:
     """The filter cuts on an order (its shipment, its customer). Segment 'new' = first seen in the period."""
     preds = []
+    if d.materialised:  # order_facts carries the shipment's carrier and the order's region itself
+        ship, region = order, f"{order}.region"
+    else:
+        region = f"{order}.ship_region"
     if f.carrier:
         preds.append(f"{ship}.carrier = {d.p('carrier')}")
     if f.region:
-        preds.append(f"{order}.ship_region = {d.p('region')}")
+        preds.append(f"{region} = {d.p('region')}")
     if f.channel:
         preds.append(f"{order}.channel = {d.p('channel')}")
     if f.segment == "new":
@@ -125,13 +132,17 @@ def _ship(d: Dialect, scope: str = "") -> str:
       GROUP BY order_id"""
 
 
-def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
-    """One row per order matching `order_where` (over aliases o, s, cu): what happened to it, and where it fell
-    off the perfect journey. Contacts are linked to orders in the `contact_links` temp table. `scope_ids` is
-    a SELECT of order ids covering those orders: it keeps each per-order aggregation to them."""
-    sla = DISPATCH_SLA_H
+def order_facts_select(
+    d: Dialect, order_where: str, scope_ids: str | None, *, join_customers: bool = True
+) -> str:
+    """One row per order matching `order_where` (over aliases o, s, cu): what happened to it, as data only
+    (nothing here depends on `now` or on the filters, so the replica materialises exactly this per order).
+    Contacts are linked to orders in `contact_links`. `scope_ids` is a SELECT of order ids covering those
+    orders: it keeps each per-order aggregation to them (None: every order, the replica's initial build).
+    The replica materialises it without the customers join, which stays at query time."""
     hours = d.hours
-    scope = f" AND order_id IN ({scope_ids})"
+    scope = f" AND order_id IN ({scope_ids})" if scope_ids else ""
+    customers_join = f"JOIN {d.t('customers')} cu ON cu.id = o.customer_id" if join_customers else ""
     inner = f"""
     SELECT o.id, o.external_id, o.customer_id, o.placed_at, o.channel, o.ship_region AS region,
            o.total_minor, o.currency,
@@ -148,7 +159,7 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
            fb.min_score, COALESCE(fb.score_sum, 0) AS score_sum, COALESCE(fb.score_n, 0) AS score_n,
            cat.category
     FROM {d.t("orders")} o
-    JOIN {d.t("customers")} cu ON cu.id = o.customer_id
+    {customers_join}
     LEFT JOIN ({_ship(d, scope)}) s ON s.order_id = o.id
     LEFT JOIN (
       SELECT order_id,
@@ -189,11 +200,29 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
         f"ELSE 0 END"
     )
     return f"""
+      SELECT x.*, {dispatch_h} AS dispatch_h, {delay} AS delay_h, {first_attempt} AS is_first_attempt
+      FROM ({inner}) x"""
+
+
+def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
+    """One row per order matching `order_where` (over aliases o, s, cu): its facts, and where it fell off the
+    perfect journey (which depends on `now`: an order not yet dispatched becomes late as time passes).
+    From the replica, the facts are read from the materialised `order_facts` (alias o, which carries the
+    shipment's carrier too); on the store they are aggregated here."""
+    sla = DISPATCH_SLA_H
+    if d.materialised:
+        base = (
+            f"SELECT o.* FROM order_facts o JOIN {d.t('customers')} cu ON cu.id = o.customer_id "
+            f"WHERE {order_where}"
+        )
+    else:
+        base = order_facts_select(d, order_where, scope_ids)
+    return f"""
     SELECT y.*,
       CASE
         WHEN y.is_cancelled = 1 THEN 'cancelled'
         WHEN y.dispatch_h > {sla} OR (y.dispatched_at IS NULL
-             AND {hours(d.p("now"), "y.placed_at")} > {sla}) THEN 'dispatch_late'
+             AND {d.hours(d.p("now"), "y.placed_at")} > {sla}) THEN 'dispatch_late'
         WHEN y.delivered_at IS NULL THEN 'not_delivered'
         WHEN y.delay_h > 0 THEN 'late'
         WHEN y.is_first_attempt = 0 THEN 'failed_attempt'
@@ -202,24 +231,25 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
         WHEN y.min_score <= {UNHAPPY_MAX_SCORE} THEN 'unhappy'
         ELSE 'perfect'
       END AS fall_off
-    FROM (
-      SELECT x.*, {dispatch_h} AS dispatch_h, {delay} AS delay_h, {first_attempt} AS is_first_attempt
-      FROM ({inner}) x) y"""
+    FROM ({base}) y"""
 
 
-def contact_links_select(d: Dialect) -> str:
+def contact_links_select(d: Dialect, *, scope: str | None = None) -> str:
     """Every conversation with the order it is about: its own order, else the customer's latest order placed
-    before the contact (ties on placed_at broken by the larger id, identically in every dialect)."""
+    before the contact (ties on placed_at broken by the larger id, identically in every dialect). `scope`
+    (DuckDB only): a SELECT of the conversation ids to link, for the replica's incremental sync."""
     if d.name == "duckdb":
+        in_scope = f" AND id IN ({scope})" if scope else ""
+        where = f" WHERE c.id IN ({scope})" if scope else ""
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
         FROM {d.t("conversations")} c
         ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t("orders")}
                         WHERE customer_id IN (SELECT customer_id FROM {d.t("conversations")}
-                                              WHERE order_id IS NULL)
+                                              WHERE order_id IS NULL{in_scope})
                         GROUP BY customer_id, placed_at) lo
-          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
+          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at{where}"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, (SELECT o2.id FROM {d.t("orders")} o2
@@ -279,7 +309,8 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     cut_sql = "".join(f" AND {p}" for p in cuts)
     cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
     stmts: list[str] = []
-    stmts += d.create_temp("contact_links", contact_links_select(d))
+    if not d.materialised:
+        stmts += d.create_temp("contact_links", contact_links_select(d))
     cohort_ids = (
         f"SELECT id FROM {d.t('orders')} WHERE placed_at >= {d.p('prev_start')} AND placed_at < {d.p('end')}"
     )
@@ -293,7 +324,12 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     )
     stmts += d.create_temp("linked", facts_select(d, f"o.id IN ({linked_ids})", linked_ids))
     order_cut = ""
-    if cuts:
+    if cuts and d.materialised:
+        order_cut = (
+            f" AND x.order_id IN (SELECT o.id FROM order_facts o JOIN {d.t('customers')} cu "
+            f"ON cu.id = o.customer_id WHERE {' AND '.join(cuts)})"
+        )
+    elif cuts:
         order_cut = (
             f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
             f"ON cu.id = o.customer_id LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id "
@@ -315,8 +351,15 @@ def staging(d: Dialect, f: Filters) -> list[str]:
         FROM contact_links x LEFT JOIN linked f ON f.id = x.order_id
         WHERE x.opened_at >= {d.p("prev_start")} AND x.opened_at < {d.p("end")}{order_cut}""",
     )
+    # the replica keeps no free text (it may hold personal data): only whether the comment names an invoice,
+    # evaluated by the store itself when the row is synced, so LIKE's case rules are the store's
+    comment = (
+        "CASE WHEN x.mentions_invoice THEN 'invoice' ELSE '' END"
+        if d.materialised
+        else "COALESCE(x.comment, '')"
+    )
     feedback_cause = cause_case(
-        d, at="x.submitted_at", own_cause="NULL", reason="COALESCE(x.comment, '')", fallback=FEEDBACK_FALLBACK
+        d, at="x.submitted_at", own_cause="NULL", reason=comment, fallback=FEEDBACK_FALLBACK
     )
     stmts += d.create_temp(
         "fb",
@@ -504,7 +547,13 @@ def drill_orders_sql(d: Dialect, name: str) -> tuple[str, dict[str, str]]:
 
 
 def drill_customers_sql(d: Dialect, name: str) -> str:
-    cols = "cu.id, cu.email, cu.name, cu.region, cu.first_seen_at, cu.last_seen_at"
+    """The customers behind a number. The replica holds no names or emails: there the caller adds them from the
+    store by id (`queries.drill`)."""
+    cols = (
+        "cu.id, cu.region, cu.first_seen_at"
+        if d.materialised
+        else "cu.id, cu.email, cu.name, cu.region, cu.first_seen_at, cu.last_seen_at"
+    )
     if name == "visitors":
         return (
             f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
@@ -525,66 +574,3 @@ def drill_customers_sql(d: Dialect, name: str) -> str:
             "AND o2.placed_at < q.last_placed)) ORDER BY cu.first_seen_at"
         )
     raise KeyError(name)
-
-
-# Columns each metric reads, per table: what the pushed-down subsets copy.
-SOURCE_COLUMNS: dict[str, str] = {
-    "orders": "id, external_id, customer_id, status, currency, total_minor, channel, ship_region, promised_to, "
-    "placed_at",
-    "customers": "id, email, name, region, first_seen_at, last_seen_at",
-    "shipments": "order_id, carrier, dispatched_at, promised_to, delivered_at, first_attempt_at, status, subtag, "
-    "is_return",
-    "order_steps": "order_id, step, occurred_at",
-    "returns": "order_id, requested_at, reason_code",
-    "feedback": "id, customer_id, order_id, kind, csat, nps, rating, topic, comment, submitted_at",
-    "order_lines": "order_id, category",
-    "conversations": "id, customer_id, order_id, opened_at, contact_reason, intent, cause, cause_owner",
-    "customer_events": "customer_id, type, name, session_id, campaign_source, occurred_at",
-}
-
-
-def pushdown(f: Filters, types: dict[str, dict[str, str]]) -> list[str]:
-    """DuckDB over a SQLite store: copy, into DuckDB temp tables `src_<table>`, exactly the rows the
-    dashboard can touch, selected by SQLite itself with its indexes (DuckDB's sqlite scanner pushes no filter
-    down, so scanning 10M events would dominate). Every row a metric reads for this period is in the subset:
-    the cohort customers' orders (all of them, for repeat purchase and contact linking), everything hanging
-    off those orders, contacts and feedback since the previous period began, and the two periods' events.
-    The generic SQL then runs unchanged over the subsets (the tests check it against plain SQL)."""
-    d = Dialect("sqlite")
-
-    def lit(value: datetime) -> str:
-        return "'" + d.bind(value) + "'"
-
-    ps, e = lit(f.previous.start), lit(f.end)
-    customers_sql = (
-        f"SELECT customer_id FROM orders WHERE placed_at >= {ps} AND placed_at < {e} "
-        f"UNION SELECT customer_id FROM conversations WHERE opened_at >= {ps} AND customer_id IS NOT NULL "
-        f"UNION SELECT customer_id FROM feedback WHERE submitted_at >= {ps} AND customer_id IS NOT NULL "
-        f"UNION SELECT customer_id FROM orders WHERE id IN (SELECT order_id FROM conversations "
-        f"WHERE opened_at >= {ps} UNION SELECT order_id FROM feedback WHERE submitted_at >= {ps})"
-    )
-    orders_sql = f"SELECT id FROM orders WHERE customer_id IN ({customers_sql})"
-    wheres = {
-        "orders": f"customer_id IN ({customers_sql})",
-        "customers": (
-            f"id IN ({customers_sql} UNION SELECT customer_id FROM customer_events "
-            f"WHERE occurred_at >= {ps} AND occurred_at < {e})"
-        ),
-        "shipments": f"order_id IN ({orders_sql})",
-        "order_steps": f"order_id IN ({orders_sql})",
-        "returns": f"order_id IN ({orders_sql})",
-        "order_lines": f"order_id IN ({orders_sql})",
-        "feedback": f"submitted_at >= {ps}",
-        "conversations": f"opened_at >= {ps}",
-        "customer_events": f"occurred_at >= {ps} AND occurred_at < {e} AND type IN ('page', 'track')",
-    }
-    stmts = []
-    for table, where in wheres.items():
-        inner = f"SELECT {SOURCE_COLUMNS[table]} FROM {table} WHERE {where}".replace("'", "''")
-        # sqlite_query returns text: give each column its type in the store, as the scanner reads it
-        casts = ", ".join(f"CAST({c} AS {types[table][c]}) AS {c}" for c in SOURCE_COLUMNS[table].split(", "))
-        stmts.append(
-            f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {casts} "
-            f"FROM sqlite_query('store', '{inner}')"
-        )
-    return stmts
