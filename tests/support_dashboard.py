@@ -34,8 +34,12 @@ class WorldBuilder:
     now: datetime
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seq: Any = field(default_factory=lambda: itertools.count(1))
+    # when the rows are written: their updated_at (by default, the row's own business time)
+    written_at: datetime | None = None
 
     def _add(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        if self.written_at is not None and "updated_at" in row:
+            row["updated_at"] = self.written_at
         self.rows.setdefault(table, []).append(row)
         return row
 

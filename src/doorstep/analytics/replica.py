@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 1  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 2  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 
@@ -432,6 +432,7 @@ class Replica:
             *(m.table for m in MIRRORS),
             "order_facts",
             "contact_links",
+            "customer_orders",
             "sync_state",
             "replica_meta",
         ]:
@@ -446,6 +447,7 @@ class Replica:
 
     def _pull(self, con: Any, m: Mirror, initial: bool) -> int:
         """Reads the rows of `m` changed since its watermark into the replica; returns how many changed."""
+        started_at = datetime.now(UTC).replace(tzinfo=None)
         where = [m.where] if m.where else []
         mark = None if initial else self._watermark(con, m)
         if mark is not None:
@@ -461,13 +463,13 @@ class Replica:
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {select}")
             if m.immutable:
-                keys = ", ".join(m.key)
+                # only the overlap can hold rows already here: compare within it (a scan of 10M ids otherwise)
+                (k,) = m.key
+                low = self._literal(m, mark - OVERLAP_IDS) if mark is not None else None
+                within = f" WHERE {k} >= {low}" if low is not None else ""
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta "
-                    f"WHERE ({keys}) NOT IN (SELECT ({keys}) FROM {m.table})"
-                    if len(m.key) > 1
-                    else f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta d "
-                    f"ANTI JOIN {m.table} t ON t.{m.key[0]} = d.{m.key[0]}"
+                    f"WHERE {k} NOT IN (SELECT {k} FROM {m.table}{within})"
                 )
             else:
                 con.execute(
@@ -485,10 +487,23 @@ class Replica:
         if changed and not initial:
             self._touch(con, m, src)
         hi = con.execute(f"SELECT max({m.marker}) FROM {'delta' if not initial else m.table}").fetchone()[0]
+        if (
+            hi is None
+            and mark is None
+            and m.marker_is_time
+            and (initial or changed or self._any(con, "delta"))
+        ):
+            # rows written before their table had a change marker (recorded_at NULL): they are all read now,
+            # and anything written later is stamped after this moment (wall clock, like recorded_at)
+            hi = started_at
         if hi is not None and (mark is None or hi > mark):
             value = hi.isoformat() if m.marker_is_time else str(hi)
             con.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", [m.table, value])
         return int(changed)
+
+    @staticmethod
+    def _any(con: Any, table: str) -> bool:
+        return con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]
 
     def _touch(self, con: Any, m: Mirror, rows: str) -> None:
         if m.order_key:
@@ -566,12 +581,20 @@ class Replica:
         )
 
     def _refacts(self, con: Any, initial: bool) -> int:
+        """Recomputes the facts of touched orders, and the order span of touched customers."""
         d = REPLICA_DIALECT
+        span = "SELECT customer_id, MIN(placed_at) AS first_placed_at, MAX(placed_at) AS last_placed_at FROM orders"
         if initial:
+            con.execute(f"CREATE TABLE customer_orders AS {span} GROUP BY customer_id")
             con.execute(
                 f"CREATE TABLE order_facts AS {order_facts_select(d, '1 = 1', None)} ORDER BY placed_at"
             )
             return int(con.execute("SELECT count(*) FROM order_facts").fetchone()[0])
+        con.execute("DELETE FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)")
+        con.execute(
+            f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
+            "GROUP BY customer_id"
+        )
         con.execute("CREATE OR REPLACE TEMP TABLE refacts AS SELECT DISTINCT id FROM t_orders")
         n = con.execute("SELECT count(*) FROM refacts").fetchone()[0]
         if n:

@@ -1,0 +1,218 @@
+"""The analytics replica stays in step with the store: what a sync picks up, what erasure removes, and that the
+store is never written. Each step compares the whole dashboard with plain SQL on the store, and checks the
+number that should have moved."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from tests.support_dashboard import NOW, WorldBuilder, at, known_world
+
+from doorstep.analytics.engine import sql_runner
+from doorstep.analytics.live import DashboardService
+from doorstep.analytics.model import Filters
+from doorstep.analytics.queries import compute_dashboard
+from doorstep.analytics.replica import OVERLAP, Replica, ReplicaWarmingUp
+from doorstep.clock import FixedClock
+from doorstep.db.engine import create_db_engine
+from doorstep.shipments.tables import shipments
+
+PERIOD = Filters.last_days(7, now=NOW)
+WRITTEN = NOW + timedelta(minutes=1)  # rows written after the world: their updated_at
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[tuple[str, sa.Engine, dict[str, str]]]:
+    engine = create_db_engine(database_url)
+    ids = known_world(engine)
+    yield database_url, engine, ids
+    engine.dispose()
+
+
+@pytest.fixture
+def replica(store: tuple[str, sa.Engine, dict[str, str]]) -> Iterator[Replica]:
+    r = Replica(store[0])
+    r.sync()
+    yield r
+    r.close()
+
+
+def _both(url: str, replica: Replica) -> dict[str, Any]:
+    """The replica's values, after checking they equal plain SQL's on the store."""
+    with replica.runner() as runner:
+        ours = compute_dashboard(runner, PERIOD, now=NOW)
+    engine = create_db_engine(url, for_reads=True)
+    try:
+        with sql_runner(engine) as runner:
+            theirs = compute_dashboard(runner, PERIOD, now=NOW)
+    finally:
+        engine.dispose()
+    assert theirs["values"] == {k: pytest.approx(v) for k, v in ours["values"].items()}
+    assert theirs["perfect"]["stair"] == ours["perfect"]["stair"] and theirs["drivers"] == ours["drivers"]
+    for dim, rows in ours["perfect"]["by"].items():  # rows with equal counts come in either order
+        assert sorted(theirs["perfect"]["by"][dim], key=str) == sorted(rows, key=str)
+    return ours["values"]
+
+
+def _builder(engine: sa.Engine, written_at: Any = WRITTEN, first: int = 1000) -> WorldBuilder:
+    return WorldBuilder(engine, NOW, seq=itertools.count(first), written_at=written_at)
+
+
+def test_a_sync_picks_up_orders_late_deliveries_contacts_feedback_and_events(
+    store: tuple[str, sa.Engine, dict[str, str]], replica: Replica
+) -> None:
+    url, engine, _ = store
+    before = _both(url, replica)
+    assert before["orders"] == 8
+
+    # given a new customer and an order, dispatched but not delivered
+    b = _builder(engine)
+    e = b.customer(first_seen=at(21, 8), region="south")
+    order = b.order(e, placed=at(21, 12), dispatch_h=5, promise_h=48, deliver_h=None)
+    b.flush()
+    report = replica.sync()
+    assert report.rows["orders"] == 1 and report.rows["shipments"] == 1
+    v = _both(url, replica)
+    assert v["orders"] == 9 and v["delivered_on_promise"] == pytest.approx(500 / 6)
+
+    # when its shipment is delivered 100 h after it was placed (52 h after the promise)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(shipments)
+            .where(shipments.c.order_id == order)
+            .values(
+                status="Delivered",
+                delivered_at=at(21, 12) + timedelta(hours=100),
+                updated_at=WRITTEN + timedelta(minutes=1),
+            )
+        )
+    assert replica.sync().orders_recomputed == 1
+    v = _both(url, replica)
+    assert v["delivered_on_promise"] == pytest.approx(500 / 7)
+    assert v["p90_delay_h"] == pytest.approx(52.0)
+
+    # when the customer writes about it (no order named: linked to their latest order) and leaves one star
+    b = _builder(engine, written_at=WRITTEN + timedelta(minutes=2), first=2000)
+    b.contact(e, at=at(22, 9), reason="wismo")
+    b.feedback(at=at(22, 10), order_id=order, customer_id=e, kind="review", rating=1, topic="delivery")
+    b.flush()
+    replica.sync()
+    v = _both(url, replica)
+    assert v["contacts_per_order"] == pytest.approx(4 / 9)
+    assert v["one_star_share"] == pytest.approx(50.0)
+    assert replica.count("contact_links", f"order_id = '{order}'") == 1
+
+    # when they browse again in a new session
+    b.event(e, at=at(22, 11), name="Product Viewed", session="s-new", source="google")
+    b.flush()
+    assert replica.sync().rows["customer_events"] == 1
+    v = _both(url, replica)
+    assert v["sessions"] == before["sessions"] + 1 and v["product_views"] == before["product_views"] + 1
+
+
+def test_syncing_again_changes_nothing_and_a_late_commit_inside_the_overlap_is_read(
+    store: tuple[str, sa.Engine, dict[str, str]], replica: Replica
+) -> None:
+    url, engine, _ = store
+    b = _builder(engine)
+    b.order(b.customer(first_seen=at(20, 8)), placed=at(20, 12))
+    b.flush()
+    assert replica.sync().rows["orders"] == 1
+    again = replica.sync()
+    assert sum(again.rows.values()) == 0 and again.orders_recomputed == 0
+
+    # a transaction that committed late: its timestamp is older than the newest row already read
+    late = _builder(engine, written_at=WRITTEN - OVERLAP + timedelta(seconds=30), first=2000)
+    late.order(late.customer(first_seen=at(20, 8)), placed=at(20, 13))
+    late.flush()
+    assert replica.sync().rows["orders"] == 1
+    assert _both(url, replica)["orders"] == 10
+
+
+def test_erasure_removes_the_customers_rows_from_the_replica(
+    store: tuple[str, sa.Engine, dict[str, str]], replica: Replica
+) -> None:
+    from doorstep.customers.tables import customers
+
+    url, engine, ids = store
+    gone = ids["A"]
+    assert replica.count("orders", f"customer_id = '{gone}'") > 0
+    order_ids = [
+        r[0] for r in replica._db.execute("SELECT id FROM orders WHERE customer_id = ?", [gone]).fetchall()
+    ]
+
+    # the store's foreign keys cascade, as erase_customer relies on
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.execute(sa.delete(customers).where(customers.c.id == gone))
+    report = replica.sync()
+
+    assert report.deleted["customers"] == 1
+    in_list = ", ".join(f"'{o}'" for o in order_ids)
+    for table in ("customers", "customer_orders"):
+        column = "id" if table == "customers" else "customer_id"
+        assert replica.count(table, f"{column} = '{gone}'") == 0
+    for table in ("orders", "order_facts", "conversations", "contact_links", "feedback", "customer_events"):
+        assert replica.count(table, f"customer_id = '{gone}'") == 0, table
+    for table in ("shipments", "order_steps", "returns", "order_lines"):
+        assert replica.count(table, f"order_id IN ({in_list})") == 0, table
+    _both(url, replica)  # and the numbers still agree with the store
+
+
+def _fingerprint(url: str) -> str:
+    path = Path(sa.engine.make_url(url).database or "")
+    digest = hashlib.sha256()
+    for p in (path, Path(f"{path}-wal")):
+        if p.exists():
+            digest.update(p.read_bytes())
+    return digest.hexdigest()
+
+
+def test_the_replica_never_writes_to_the_store(store: tuple[str, sa.Engine, dict[str, str]]) -> None:
+    import duckdb
+
+    url, engine, _ = store
+    engine.dispose()  # SQLite: no connection of ours left to checkpoint the WAL while we look
+    is_sqlite = url.startswith("sqlite")
+    before = _fingerprint(url) if is_sqlite else None
+    replica = Replica(url)
+    try:
+        replica.sync()
+        replica.sync()
+        with replica.runner() as runner:
+            compute_dashboard(runner, PERIOD, now=NOW)
+        with pytest.raises(duckdb.Error, match=r"read-only|read only"):
+            replica._db.cursor().execute("DELETE FROM store.orders")
+    finally:
+        replica.close()
+    if is_sqlite:
+        assert _fingerprint(url) == before
+    check = create_db_engine(url)
+    with check.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 11
+    check.dispose()
+
+
+def test_the_dashboard_says_warming_up_instead_of_hanging(sqlite_url: str) -> None:
+    engine = create_db_engine(sqlite_url)
+    replica = Replica(sqlite_url)
+    service = DashboardService(
+        database_url=sqlite_url, read_engine=engine, clock=FixedClock(NOW), replica=replica, warm_wait_s=0.05
+    )
+    service._thread = object()  # type: ignore[assignment]  # as if the watcher were building the replica
+    replica.build.state, replica.build.step = "building", "customer_events"
+    try:
+        with pytest.raises(ReplicaWarmingUp) as caught:
+            service.compute(PERIOD)
+        assert caught.value.http_status == 503 and caught.value.extra["step"] == "customer_events"
+    finally:
+        replica.close()
+        engine.dispose()
