@@ -12,8 +12,8 @@ from tests.support_dashboard import NOW, known_world, synced_replica
 
 from doorstep.analytics.engine import sql_runner
 from doorstep.analytics.model import Filters
-from doorstep.analytics.replica import Replica
 from doorstep.analytics.queries import compute_dashboard, drill
+from doorstep.analytics.replica import Replica
 from doorstep.db.engine import create_db_engine
 
 PERIOD = Filters.last_days(7, now=NOW)

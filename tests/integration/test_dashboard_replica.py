@@ -216,3 +216,25 @@ def test_the_dashboard_says_warming_up_instead_of_hanging(sqlite_url: str) -> No
     finally:
         replica.close()
         engine.dispose()
+
+
+def test_the_page_shows_warming_up_while_the_replica_builds(tmp_path: Path, sqlite_url: str) -> None:
+    from tests.conftest import make_settings
+    from tests.factories import staff_user
+    from tests.helpers import running_app
+
+    from doorstep.security.sessions import SESSION_COOKIE
+
+    with running_app(make_settings(tmp_path, sqlite_url), FixedClock(NOW)) as app:
+        app.client.cookies.set(SESSION_COOKIE, staff_user(app.ctx.engine, now=NOW, role="analyst")["session"])
+        service: DashboardService = app.ctx.services["dashboard"]
+        service._stop.set()  # no more syncs: as if the watcher thread were still in the initial build
+        assert service._thread is not None
+        service._thread.join(timeout=10)
+        service.warm_wait_s = 0.05
+        service.replica.build.state, service.replica.build.step = "building", "order_facts"
+        page = app.client.get("/dashboard?period=7")
+        assert page.status_code == 503 and "warming up" in page.text and "order_facts" in page.text
+        assert app.client.get("/dashboard/data.json?period=7").status_code == 503
+        service.replica.build.state = "ready"
+        assert app.client.get("/dashboard?period=7").status_code == 200

@@ -32,6 +32,7 @@ half-way. Readers use their own cursors (DuckDB connections to the same database
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -310,8 +311,16 @@ class Replica:
         return {"state": b.state, "step": b.step, "done": b.done, "total": b.total}
 
     def close(self) -> None:
+        if self._write_lock.locked():  # a sync (maybe the initial build) is running: stop it
+            self._db.interrupt()
         with self._write_lock:
             self._db.close()
+
+    def drop(self) -> None:
+        """Forgets everything: the next sync builds the replica again from the store."""
+        with self._write_lock:
+            self._db.execute("DROP TABLE IF EXISTS replica_meta")
+            self.build = BuildState()
 
     # ---- syncing -------------------------------------------------------------------------------------
 
@@ -320,7 +329,15 @@ class Replica:
             row = self._db.execute("SELECT value FROM replica_meta WHERE name = 'schema_version'").fetchone()
         except Exception:
             return False
-        return row is not None and row[0] == str(SCHEMA_VERSION)
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            return False
+        store = self._db.execute("SELECT value FROM replica_meta WHERE name = 'store'").fetchone()
+        return store is not None and store[0] == self._store_id()
+
+    def _store_id(self) -> str:
+        """Which store the file mirrors (a file built from another store is rebuilt, not synced)."""
+        url = make_url(self.database_url)
+        return hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
 
     def _attach(self, con: Any) -> None:
         if self._store_attached:
@@ -414,8 +431,9 @@ class Replica:
             recomputed = self._refacts(con, initial)
             if initial:
                 con.execute(
-                    "CREATE TABLE replica_meta AS SELECT 'schema_version' AS name, ? AS value",
-                    [str(SCHEMA_VERSION)],
+                    "CREATE TABLE replica_meta AS SELECT * FROM (VALUES ('schema_version', ?), ('store', ?)) "
+                    "t(name, value)",
+                    [str(SCHEMA_VERSION), self._store_id()],
                 )
             con.execute("COMMIT")
             self._step(progress, "done", total, total)
