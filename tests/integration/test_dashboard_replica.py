@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -189,8 +190,13 @@ def test_the_replica_never_writes_to_the_store(store: tuple[str, sa.Engine, dict
         replica.sync()
         with replica.runner() as runner:
             compute_dashboard(runner, PERIOD, now=NOW)
-        with pytest.raises(duckdb.Error, match=r"read-only|read only"):
-            replica._db.cursor().execute("DELETE FROM store.orders")
+        if is_sqlite:  # read with the app's own sqlite3, opened read-only
+            assert replica._store_conn is not None
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                replica._store_conn.execute("DELETE FROM orders")
+        else:  # the postgres scanner, attached READ_ONLY
+            with pytest.raises(duckdb.Error, match=r"read-only|read only"):
+                replica._db.cursor().execute("DELETE FROM store.orders")
     finally:
         replica.close()
     if is_sqlite:
@@ -238,3 +244,29 @@ def test_the_page_shows_warming_up_while_the_replica_builds(tmp_path: Path, sqli
         assert app.client.get("/dashboard/data.json?period=7").status_code == 503
         service.replica.build.state = "ready"
         assert app.client.get("/dashboard?period=7").status_code == 200
+
+
+def test_sessions_that_cross_a_period_boundary_count_in_both_periods_as_in_plain_sql(
+    store: tuple[str, sa.Engine, dict[str, str]], replica: Replica
+) -> None:
+    url, engine, ids = store
+    before = _both(url, replica)
+    b = _builder(engine)
+    # one session across the start of the period (rolled up as one row, but counted in both periods)
+    b.event(
+        ids["A"],
+        at=PERIOD.start - timedelta(minutes=10),
+        name="Product Viewed",
+        session="s-x",
+        source="google",
+    )
+    b.event(ids["A"], at=PERIOD.start + timedelta(minutes=10), name="Product Added", session="s-x")
+    # a call without a session, and a session shared by two profiles (before a merge)
+    b.event(ids["B"], at=at(20, 9), name="Product Viewed", session=None, kind="track")  # type: ignore[arg-type]
+    b.event(ids["B"], at=at(20, 10), name="Product Viewed", session="s-shared")
+    b.event(ids["C"], at=at(20, 11), name="Checkout Started", session="s-shared")
+    b.flush()
+    replica.sync()
+    v = _both(url, replica)
+    assert v["sessions"] == before["sessions"] + 2  # s-x (its added call is in the period) and s-shared
+    assert v["product_views"] == before["product_views"] + 2

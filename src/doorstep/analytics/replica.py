@@ -14,8 +14,10 @@ about 20 s at 1M orders (bench/RESULTS_dashboard.md). The replica keeps, in Duck
 
 What depends on `now` or on the filters (fall_off, dispatch_late, periods, cuts) stays at query time.
 
-Sync reads only what changed, through the store's own SQL (`sqlite_query` / `postgres_query` on the store
-attached READ_ONLY, so the store's indexes select the rows and nothing can be written to it): rows whose
+Sync reads only what changed, through the store's own SQL (PostgreSQL: `postgres_query` on the store attached
+READ_ONLY; SQLite: Python's sqlite3 opened read-only, and for the initial build DuckDB's sqlite scanner in a
+child process, see analytics/export.py), so the store's indexes select the rows and nothing can be written to
+it: rows whose
 `updated_at` / `recorded_at` is at or after the last watermark minus `OVERLAP` (a row committed late, with an
 older timestamp, is still read), and ids above the last id minus `OVERLAP_IDS` for append-only tables. Rows are
 compared with the replica (EXCEPT) so re-reading the overlap changes nothing; changed rows are replaced by key.
@@ -33,7 +35,14 @@ half-way. Readers use their own cursors (DuckDB connections to the same database
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,7 +56,13 @@ from sqlalchemy.engine import make_url
 
 from doorstep.analytics.engine import DuckRunner, extension_directory
 from doorstep.analytics.errors import AnalyticsError
-from doorstep.analytics.sql import Dialect, contact_links_select, order_facts_select
+from doorstep.analytics.sql import (
+    SESSION_FLAGS,
+    Dialect,
+    contact_links_select,
+    order_facts_select,
+    session_rollup,
+)
 from doorstep.db.engine import normalise_url
 
 log = logging.getLogger("doorstep.analytics.replica")
@@ -59,7 +74,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 2  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 3  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 
@@ -284,6 +299,9 @@ class Replica:
         self._db = duckdb.connect(str(path) if path is not None else ":memory:", config=config)
         self._write_lock = threading.Lock()
         self._store_attached = False
+        self._store_conn: sqlite3.Connection | None = None
+        self._store_path: Path | None = None
+        self._exported: Path | None = None  # SQLite initial build: the Parquet files read from the store
         self.build = BuildState()
         self.last_sync: SyncReport | None = None
         if self._is_built():
@@ -315,6 +333,8 @@ class Replica:
             self._db.interrupt()
         with self._write_lock:
             self._db.close()
+            if self._store_conn is not None:
+                self._store_conn.close()
 
     def drop(self) -> None:
         """Forgets everything: the next sync builds the replica again from the store."""
@@ -340,6 +360,9 @@ class Replica:
         return hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
 
     def _attach(self, con: Any) -> None:
+        """PostgreSQL: DuckDB's postgres scanner, attached READ_ONLY. SQLite: Python's own sqlite3 (the copy of
+        SQLite the app uses), opened read-only; DuckDB's sqlite scanner only ever runs in a child process
+        (analytics/export.py says why)."""
         if self._store_attached:
             return
         url = make_url(self.database_url)
@@ -347,8 +370,10 @@ class Replica:
             path = url.database
             if not path or path == ":memory:":
                 raise AnalyticsError("the replica cannot read an in-memory SQLite store: use a file database")
-            con.execute("LOAD sqlite")
-            con.execute(f"ATTACH '{_quote(str(Path(path).resolve()))}' AS store (TYPE sqlite, READ_ONLY)")
+            self._store_path = Path(path).resolve()
+            self._store_conn = sqlite3.connect(
+                f"file:{self._store_path}?mode=ro", uri=True, check_same_thread=False, timeout=30
+            )
         else:
             parts = {
                 "host": url.host,
@@ -362,12 +387,69 @@ class Replica:
             con.execute(f"ATTACH '{_quote(dsn)}' AS store (TYPE postgres, READ_ONLY)")
         self._store_attached = True
 
-    def _store_query(self, sql: str) -> str:
-        """A table function running `sql` in the store itself (its indexes, its dialect)."""
-        fn = "sqlite_query" if self.is_sqlite else "postgres_query"
-        return f"{fn}('store', '{_quote(sql)}')"
+    def _store_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of `sql` run by the store itself (SQLite: in this process, read-only)."""
+        assert self._store_conn is not None
+        return self._store_conn.execute(sql).fetchall()
 
-    def _store_select(self, m: Mirror, where: str) -> str:
+    def _scalar(self, con: Any, sql: str) -> int:
+        if self.is_sqlite:
+            return int(self._store_rows(sql)[0][0])
+        return int(con.execute(f"SELECT CAST(n AS BIGINT) FROM {self._store_query(sql)} t(n)").fetchone()[0])
+
+    def _load_rows(
+        self, con: Any, table: str, columns: list[tuple[str, str]], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Creates temp `table` typed as `columns` from Python rows (text in, cast by DuckDB: the store's
+        timestamps are already ISO text on SQLite)."""
+        raw = ", ".join(f"{name} VARCHAR" for name, _ in columns)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_raw ({raw})")
+        if rows:
+            marks = ", ".join("?" for _ in columns)
+            con.executemany(
+                f"INSERT INTO {table}_raw VALUES ({marks})",
+                [tuple(None if v is None else str(v) for v in row) for row in rows],
+            )
+        casts = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in columns)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {casts} FROM {table}_raw")
+
+    def _export(self, progress: Progress | None, total: int) -> Path:
+        """SQLite: every mirror's rows into Parquet files, by DuckDB's scanner in a child process."""
+        out = Path(tempfile.mkdtemp(prefix="doorstep-replica-", dir=self.path.parent if self.path else None))
+        spec = {
+            "store": str(self._store_path),
+            "dir": str(out),
+            "tables": [[m.table, self._store_select(m, m.where, fn="sqlite_query")] for m in MIRRORS],
+        }
+        # the child imports this very doorstep package (a worktree's src may shadow an installed one)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        }
+        with subprocess.Popen(
+            [sys.executable, "-m", "doorstep.analytics.export"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(spec))
+            proc.stdin.close()
+            for i, line in enumerate(proc.stdout):
+                self._step(progress, f"read {line.strip()}", i + 1, total)
+        if proc.returncode != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            raise AnalyticsError(f"reading the store for the replica failed (exit {proc.returncode})")
+        return out
+
+    def _store_query(self, sql: str) -> str:
+        """PostgreSQL: a table function running `sql` in the store itself (its indexes, its dialect)."""
+        return f"postgres_query('store', '{_quote(sql)}')"
+
+    def _store_sql(self, m: Mirror, where: str) -> str:
+        """The store-side SELECT of `m`'s columns (in the store's dialect)."""
         exprs = []
         for name, kind in m.columns:
             expr = m.exprs.get(name, name)
@@ -375,10 +457,12 @@ class Replica:
                 expr = f"({expr}) AT TIME ZONE 'UTC'"  # timestamptz -> UTC wall time, as SQLite stores it
             exprs.append(f"{expr} AS {name}")
         sql = f"SELECT {', '.join(exprs)} FROM {m.table}"
-        if where:
-            sql += f" WHERE {where}"
+        return f"{sql} WHERE {where}" if where else sql
+
+    def _store_select(self, m: Mirror, where: str, *, fn: str = "postgres_query") -> str:
+        """A DuckDB SELECT running `_store_sql` in the store through a scanner, cast to the replica's types."""
         casts = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in m.columns)
-        return f"SELECT {casts} FROM {self._store_query(sql)}"
+        return f"SELECT {casts} FROM {fn}('store', '{_quote(self._store_sql(m, where))}')"
 
     def _literal(self, m: Mirror, value: Any) -> str:
         if not m.marker_is_time:
@@ -413,6 +497,8 @@ class Replica:
         con = self._db.cursor()
         try:
             self._attach(con)
+            if initial and self.is_sqlite:
+                self._exported = self._export(progress, len(MIRRORS) + 2)
             con.execute("BEGIN")
             if initial:
                 self._drop_all(con)
@@ -443,6 +529,9 @@ class Replica:
             raise
         finally:
             con.close()
+            if self._exported is not None:
+                shutil.rmtree(self._exported, ignore_errors=True)
+                self._exported = None
         return SyncReport(initial, time.perf_counter() - started, rows, deleted, recomputed)
 
     def _drop_all(self, con: Any) -> None:
@@ -451,6 +540,7 @@ class Replica:
             "order_facts",
             "contact_links",
             "customer_orders",
+            "sessions",
             "sync_state",
             "replica_meta",
         ]:
@@ -471,7 +561,7 @@ class Replica:
         if mark is not None:
             low = mark - OVERLAP if m.marker_is_time else mark - OVERLAP_IDS
             where.append(f"{m.marker} >= {self._literal(m, low)}")
-        select = self._store_select(m, " AND ".join(where))
+        select = self._source(con, m, " AND ".join(where))
         key_eq = " AND ".join(f"t.{k} = c.{k}" for k in m.key)
         if initial:
             order = f" ORDER BY {m.sort}" if m.sort else ""
@@ -504,6 +594,8 @@ class Replica:
                 con.execute(f"INSERT INTO {m.table} SELECT * FROM changed")
         if changed and not initial:
             self._touch(con, m, src)
+        if m.table == "customer_events":
+            self._roll_up_sessions(con, initial, changed)
         hi = con.execute(f"SELECT max({m.marker}) FROM {'delta' if not initial else m.table}").fetchone()[0]
         if (
             hi is None
@@ -518,6 +610,36 @@ class Replica:
             value = hi.isoformat() if m.marker_is_time else str(hi)
             con.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", [m.table, value])
         return int(changed)
+
+    def _source(self, con: Any, m: Mirror, where: str) -> str:
+        """A DuckDB SELECT of `m`'s rows matching `where`, typed as the replica keeps them."""
+        if not self.is_sqlite:
+            return self._store_select(m, where)
+        if self._exported is not None:  # the initial build: read by the child process
+            return f"SELECT * FROM read_parquet('{_quote(str(self._exported / m.table))}.parquet')"
+        self._load_rows(con, "delta_in", list(m.columns), self._store_rows(self._store_sql(m, where)))
+        return "SELECT * FROM delta_in"
+
+    def _roll_up_sessions(self, con: Any, initial: bool, changed: int) -> None:
+        """Keeps `sessions` (calls per session and customer) up to date: new calls are rolled up and merged
+        with their session's row (calls never change once logged, so merging is exact)."""
+        if initial:
+            con.execute(f"CREATE TABLE sessions AS {session_rollup('customer_events')} ORDER BY first_at")
+            return
+        if not changed:
+            return
+        con.execute(f"CREATE OR REPLACE TEMP TABLE s_new AS {session_rollup('changed')}")
+        keys = "s.session_id = n.session_id AND s.customer_id = n.customer_id"
+        flags = ", ".join(f"MAX({k}) AS {k}" for k in SESSION_FLAGS)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE s_merged AS SELECT session_id, customer_id, MIN(first_at) AS first_at, "
+            "MAX(last_at) AS last_at, MIN(campaign_source) AS campaign_source, "
+            f"SUM(product_views) AS product_views, {flags} FROM ("
+            f"SELECT s.* FROM sessions s SEMI JOIN s_new n ON {keys} UNION ALL SELECT * FROM s_new) "
+            "GROUP BY session_id, customer_id"
+        )
+        con.execute(f"DELETE FROM sessions s USING s_new n WHERE {keys}")
+        con.execute("INSERT INTO sessions SELECT * FROM s_merged")
 
     @staticmethod
     def _any(con: Any, table: str) -> bool:
@@ -540,20 +662,29 @@ class Replica:
         deleted: dict[str, int] = {}
         for table in COUNTED:
             m = BY_NAME[table]
-            theirs = con.execute(
-                f"SELECT CAST(n AS BIGINT) FROM {self._store_query(f'SELECT count(*) AS n FROM {table}')}"
-            ).fetchone()[0]
+            theirs = self._scalar(con, f"SELECT count(*) AS n FROM {table}")
             ours = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             if theirs == ours:
                 continue
             key = m.key[0]
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE live AS SELECT CAST({key} AS VARCHAR) AS {key} "
-                f"FROM {self._store_query(f'SELECT {key} FROM {table}')}"
-            )
+            if self.is_sqlite:  # the keys compared in Python: loading 1M keys into DuckDB row by row is slow
+                live = {r[0] for r in self._store_rows(f"SELECT {key} FROM {table}")}
+                gone = [
+                    r[0] for r in con.execute(f"SELECT {key} FROM {table}").fetchall() if r[0] not in live
+                ]
+                self._load_rows(con, "gone_keys", [(key, "VARCHAR")], [(g,) for g in gone])
+            else:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE live AS SELECT CAST({key} AS VARCHAR) AS {key} "
+                    f"FROM {self._store_query(f'SELECT {key} FROM {table}')}"
+                )
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE gone_keys AS SELECT t.{key} FROM {table} t "
+                    f"ANTI JOIN live l ON l.{key} = t.{key}"
+                )
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE gone AS SELECT t.* FROM {table} t "
-                f"ANTI JOIN live l ON l.{key} = t.{key}"
+                f"SEMI JOIN gone_keys g ON g.{key} = t.{key}"
             )
             deleted[table] = self._delete_gone(con, m, "gone")
         return {k: v for k, v in deleted.items() if v}
@@ -572,6 +703,8 @@ class Replica:
                 f"WHERE t.{column} IN (SELECT {key} FROM {gone})"
             )
             self._delete_gone(con, c, name)
+        if m.table == "customers":  # their sessions go with their calls
+            con.execute(f"DELETE FROM sessions WHERE customer_id IN (SELECT {key} FROM {gone})")
         con.execute(f"DELETE FROM {m.table} WHERE {key} IN (SELECT {key} FROM {gone})")
         return int(n)
 
