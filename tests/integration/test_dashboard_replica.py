@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -233,6 +234,12 @@ def test_the_page_shows_warming_up_while_the_replica_builds(tmp_path: Path, sqli
 
     with running_app(make_settings(tmp_path, sqlite_url), FixedClock(NOW)) as app:
         app.client.cookies.set(SESSION_COOKIE, staff_user(app.ctx.engine, now=NOW, role="analyst")["session"])
+        service0: DashboardService = app.ctx.services["dashboard"]
+        time.sleep(3 * service0.poll_s)
+        assert (
+            service0.replica.build.state == "empty"
+        )  # a process that never serves the dashboard reads nothing
+        assert app.client.get("/dashboard?period=7").status_code == 200  # asking builds the replica
         service: DashboardService = app.ctx.services["dashboard"]
         service._stop.set()  # no more syncs: as if the watcher thread were still in the initial build
         assert service._thread is not None
@@ -270,3 +277,22 @@ def test_sessions_that_cross_a_period_boundary_count_in_both_periods_as_in_plain
     v = _both(url, replica)
     assert v["sessions"] == before["sessions"] + 2  # s-x (its added call is in the period) and s-shared
     assert v["product_views"] == before["product_views"] + 2
+
+
+def test_a_large_sqlite_store_is_first_read_by_a_child_process(sqlite_url: str) -> None:
+    """The export path (DuckDB's sqlite scanner in its own process, analytics/export.py), forced on a small
+    store: the same numbers as plain SQL, and later deltas still read in-process."""
+    engine = create_db_engine(sqlite_url)
+    known_world(engine)
+    replica = Replica(sqlite_url, export_min_rows=0)
+    try:
+        assert replica.sync().rows["orders"] == 11
+        _both(sqlite_url, replica)
+        b = _builder(engine)
+        b.order(b.customer(first_seen=at(20, 8)), placed=at(20, 12))
+        b.flush()
+        assert replica.sync().rows["orders"] == 1
+        assert _both(sqlite_url, replica)["orders"] == 9
+    finally:
+        replica.close()
+        engine.dispose()

@@ -7,9 +7,9 @@ with every writing transaction. A watcher thread polls it every `poll_s`; on a c
 delta (analytics/replica.py) and then bumps `version`; SSE streams wait for the bump and push freshly computed
 numbers (one computation per filter set and version, shared by every open browser).
 
-The replica's initial build runs in the same thread when the service starts (minutes at 1M orders): until it
-is done, `compute` waits up to `warm_wait_s` and then raises ReplicaWarmingUp, which the page shows as
-"warming up" rather than hanging.
+The replica's initial build runs in the same thread, when the dashboard is first asked for (minutes at 1M
+orders; `doorstep analytics sync` does it ahead of time): until it is done, `compute` waits up to
+`warm_wait_s` and then raises ReplicaWarmingUp, which the page shows as "warming up" rather than hanging.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class DashboardService:
         self._key_locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._changed = threading.Condition()
         self._stop = threading.Event()
+        self._wanted = threading.Event()  # the dashboard was asked for: build the replica if it is not there
         self._thread: threading.Thread | None = None
         self._options: tuple[float, dict[str, list[str]]] | None = None
 
@@ -106,6 +107,7 @@ class DashboardService:
         if self._thread is None:
             self.sync()
             return
+        self._wanted.set()  # the watcher starts the initial build now
         deadline = time.monotonic() + self.warm_wait_s
         while not self.replica.is_ready and time.monotonic() < deadline:
             if self.replica.build.state == "failed":
@@ -231,6 +233,14 @@ class DashboardService:
             return self.version
 
     def _run(self) -> None:
+        # A replica kept in a file is brought up to date at once; one that does not exist yet is built when the
+        # dashboard is first asked for (or ahead of time by `doorstep analytics sync`), so a process that never
+        # serves the dashboard never reads the whole store.
+        while not self.replica.is_ready and not self._wanted.wait(self.poll_s):
+            if self._stop.is_set():
+                return
+        if self._stop.is_set():
+            return
         try:
             self._last_token = self.watcher.token()
             self.sync()  # the initial build (or, over a kept file, what changed while we were down)
@@ -249,6 +259,7 @@ class DashboardService:
 
     def close(self) -> None:
         self._stop.set()
+        self._wanted.set()
         with self._changed:
             self._changed.notify_all()
         if self._thread is not None:

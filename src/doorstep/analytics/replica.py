@@ -77,6 +77,9 @@ REPLICA_DIALECT = Dialect("duckdb", materialised=True)
 SCHEMA_VERSION = 3  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
+# SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
+# row in this process, which is quicker than starting a process for them
+EXPORT_MIN_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -282,9 +285,17 @@ class Replica:
     delta is read then; DuckDB lets one process hold a file, so with several API processes the first takes
     the file and the others fall back to memory (`open_replica`)."""
 
-    def __init__(self, database_url: str, *, path: Path | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        path: Path | None = None,
+        threads: int | None = None,
+        export_min_rows: int = EXPORT_MIN_ROWS,
+    ):
         import duckdb
 
+        self.export_min_rows = export_min_rows
         self.database_url = normalise_url(database_url)
         self.path = path
         self.is_sqlite = self.database_url.startswith("sqlite")
@@ -386,6 +397,13 @@ class Replica:
             con.execute("LOAD postgres")
             con.execute(f"ATTACH '{_quote(dsn)}' AS store (TYPE postgres, READ_ONLY)")
         self._store_attached = True
+
+    def _store_size(self) -> int:
+        """Rows in the two largest tables the replica reads (max rowid: no scan)."""
+        return sum(
+            int(self._store_rows(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")[0][0])
+            for table in ("orders", "customer_events")
+        )
 
     def _store_rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of `sql` run by the store itself (SQLite: in this process, read-only)."""
@@ -497,7 +515,7 @@ class Replica:
         con = self._db.cursor()
         try:
             self._attach(con)
-            if initial and self.is_sqlite:
+            if initial and self.is_sqlite and self._store_size() >= self.export_min_rows:
                 self._exported = self._export(progress, len(MIRRORS) + 2)
             con.execute("BEGIN")
             if initial:
