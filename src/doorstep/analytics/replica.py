@@ -350,20 +350,24 @@ class Replica:
     def drop(self) -> None:
         """Forgets everything: the next sync builds the replica again from the store."""
         with self._write_lock:
-            self._db.execute("DROP TABLE IF EXISTS replica_meta")
+            cur = self._db.cursor()  # one cursor per use: a DuckDB connection is not shared across threads
+            try:
+                cur.execute("DROP TABLE IF EXISTS replica_meta")
+            finally:
+                cur.close()
             self.build = BuildState()
 
     # ---- syncing -------------------------------------------------------------------------------------
 
     def _is_built(self) -> bool:
+        cur = self._db.cursor()
         try:
-            row = self._db.execute("SELECT value FROM replica_meta WHERE name = 'schema_version'").fetchone()
-        except Exception:
+            meta = dict(cur.execute("SELECT name, value FROM replica_meta").fetchall())
+        except Exception:  # no replica_meta: never built
             return False
-        if row is None or row[0] != str(SCHEMA_VERSION):
-            return False
-        store = self._db.execute("SELECT value FROM replica_meta WHERE name = 'store'").fetchone()
-        return store is not None and store[0] == self._store_id()
+        finally:
+            cur.close()
+        return meta.get("schema_version") == str(SCHEMA_VERSION) and meta.get("store") == self._store_id()
 
     def _store_id(self) -> str:
         """Which store the file mirrors (a file built from another store is rebuilt, not synced)."""
@@ -775,9 +779,11 @@ class Replica:
     # ---- checks --------------------------------------------------------------------------------------
 
     def count(self, table: str, where: str = "1 = 1") -> int:
+        """Rows of a replica table (for checks and tests)."""
         cur = self._db.cursor()
         try:
-            return int(cur.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
+            row = cur.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()
+            return int(row[0]) if row else 0
         finally:
             cur.close()
 
