@@ -1,9 +1,12 @@
 """The dashboard's SQL, written once and rendered for three dialects.
 
-`duckdb` reads the store through DuckDB's sqlite/postgres scanners (tables under the `store` catalog);
-`sqlite` and `postgresql` run the same statements as plain SQL on the store itself, for the comparison
-benchmark and as a cross-check in tests. Only small helpers differ per dialect (time arithmetic, integer
-division, temporary tables); every metric's logic is the same text.
+`duckdb` (materialised) runs over the analytics replica (analytics/replica.py); `sqlite` and `postgresql` run
+the same statements as plain SQL on the store itself, for the comparison benchmark and as a cross-check in
+tests. Only small helpers differ per dialect (time arithmetic, integer division, temporary tables); every
+metric's logic is the same text. Where the replica keeps a result instead of recomputing it (per-order facts,
+contact links, customers' first and last orders, sessions), the text reads that table instead, and the
+replica builds the table with the very same SQL (`order_facts_select`, `contact_links_select`,
+`session_rollup`); the tests compare both paths on every metric.
 """
 
 from __future__ import annotations
