@@ -33,12 +33,12 @@ def sync(
 
     settings = get_settings()
     replica = open_replica(settings.database_url, var_dir=settings.var_dir)
-    if replica.path is None:
-        console.print("[red]the replica file is held by another process (a running server?)[/red]")
-        raise typer.Exit(1)
     try:
         if rebuild:
             replica.drop()
+        if replica.path is None:
+            console.print("[red]the replica file is held by another process (a running server?)[/red]")
+            raise typer.Exit(1)
         with Progress(
             TextColumn("{task.description:<16}"),
             BarColumn(),

@@ -293,35 +293,62 @@ class Replica:
         threads: int | None = None,
         export_min_rows: int = EXPORT_MIN_ROWS,
     ):
-        import duckdb
-
         self.export_min_rows = export_min_rows
         self.database_url = normalise_url(database_url)
         self.path = path
         self.is_sqlite = self.database_url.startswith("sqlite")
-        config: dict[str, Any] = {
-            "extension_directory": extension_directory(),
-            "autoinstall_known_extensions": False,
-        }
-        if threads:
-            config["threads"] = threads
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = duckdb.connect(str(path) if path is not None else ":memory:", config=config)
+        self.threads = threads
+        self._db_conn: Any = None
+        self._connect_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._store_attached = False
         self._store_conn: sqlite3.Connection | None = None
         self._store_path: Path | None = None
         self._exported: Path | None = None  # SQLite initial build: the Parquet files read from the store
         self.build = BuildState()
+        self._looked = False  # whether a kept file was checked for a finished build
         self.last_sync: SyncReport | None = None
-        if self._is_built():
-            self.build.state = "ready"
+
+    @property
+    def _db(self) -> Any:
+        """The DuckDB database, opened on first use: a process that never serves the dashboard (a CLI command,
+        a worker) opens nothing, holds no file lock and runs no DuckDB threads (which a later fork would
+        inherit)."""
+        if self._db_conn is None:
+            with self._connect_lock:
+                if self._db_conn is None:
+                    self._db_conn = self._connect()
+        return self._db_conn
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        config: dict[str, Any] = {
+            "extension_directory": extension_directory(),
+            "autoinstall_known_extensions": False,
+        }
+        if self.threads:
+            config["threads"] = self.threads
+        if self.path is None:
+            return duckdb.connect(":memory:", config=config)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return duckdb.connect(str(self.path), config=config)
+        except duckdb.IOException as exc:  # "Could not set lock on file": another process holds it
+            if "lock" not in str(exc).lower():
+                raise
+            log.warning("analytics replica %s is held by another process: keeping one in memory", self.path)
+            self.path = None
+            return duckdb.connect(":memory:", config=config)
 
     # ---- reading -------------------------------------------------------------------------------------
 
     @property
     def is_ready(self) -> bool:
+        if not self._looked and self.build.state == "empty":
+            self._looked = True
+            if self.path is not None and self.path.exists() and self._is_built():
+                self.build.state = "ready"  # kept from an earlier run: usable at once, synced by the watcher
         return self.build.state == "ready"
 
     @contextmanager
@@ -340,10 +367,14 @@ class Replica:
         return {"state": b.state, "step": b.step, "done": b.done, "total": b.total}
 
     def close(self) -> None:
-        if self._write_lock.locked():  # a sync (maybe the initial build) is running: stop it
-            self._db.interrupt()
+        if (
+            self._db_conn is not None and self._write_lock.locked()
+        ):  # a sync (the initial build?) runs: stop it
+            self._db_conn.interrupt()
         with self._write_lock:
-            self._db.close()
+            if self._db_conn is not None:
+                self._db_conn.close()
+                self._db_conn = None
             if self._store_conn is not None:
                 self._store_conn.close()
 
@@ -791,17 +822,9 @@ class Replica:
 def open_replica(database_url: str, *, var_dir: Path | None, threads: int | None = None) -> Replica:
     """The replica in a file under var_dir (`analytics/replica.duckdb`); in memory when var_dir is None or
     when another process holds the file (one writer per DuckDB file: with `doorstep serve --workers N` the
-    first process keeps the file, the others build their own copy in memory)."""
-    if var_dir is None:
-        return Replica(database_url, threads=threads)
-    path = Path(var_dir) / "analytics" / "replica.duckdb"
-    try:
-        return Replica(database_url, path=path, threads=threads)
-    except Exception as exc:  # duckdb.IOException: "Could not set lock on file"
-        if "lock" not in str(exc).lower():
-            raise
-        log.warning("analytics replica %s is held by another process: keeping one in memory", path)
-        return Replica(database_url, threads=threads)
+    first process keeps the file, the others build their own copy in memory; see Replica._connect)."""
+    path = None if var_dir is None else Path(var_dir) / "analytics" / "replica.duckdb"
+    return Replica(database_url, path=path, threads=threads)
 
 
 def _quote(value: str) -> str:
