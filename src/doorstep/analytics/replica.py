@@ -453,18 +453,23 @@ class Replica:
     def _load_rows(
         self, con: Any, table: str, columns: list[tuple[str, str]], rows: list[tuple[Any, ...]]
     ) -> None:
-        """Creates temp `table` typed as `columns` from Python rows (text in, cast by DuckDB: the store's
-        timestamps are already ISO text on SQLite)."""
-        raw = ", ".join(f"{name} VARCHAR" for name, _ in columns)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_raw ({raw})")
-        if rows:
-            marks = ", ".join("?" for _ in columns)
-            con.executemany(
-                f"INSERT INTO {table}_raw VALUES ({marks})",
-                [tuple(None if v is None else str(v) for v in row) for row in rows],
-            )
+        """Creates temp `table` typed as `columns` from Python rows, handed to DuckDB as NumPy object columns
+        (a scan: ~30 ms for 10,000 rows). Not executemany: one statement per row, ~3 ms each, made a sync of
+        10,000 overlap rows take 30 s; nor list parameters (2 s to bind 10,000 values). Values go in as text and
+        are cast by DuckDB (the store's timestamps are already ISO text on SQLite)."""
+        import numpy as np
+
+        data = {
+            name: np.array([None if r[i] is None else str(r[i]) for r in rows], dtype=object)
+            for i, (name, _) in enumerate(columns)
+        }
         casts = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in columns)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {casts} FROM {table}_raw")
+        view = f"{table}_rows"
+        con.register(view, data)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {casts} FROM {view}")
+        finally:
+            con.unregister(view)
 
     def _export(self, progress: Progress | None, total: int) -> Path:
         """SQLite: every mirror's rows into Parquet files, by DuckDB's scanner in a child process."""
