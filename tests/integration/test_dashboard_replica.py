@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -296,3 +297,30 @@ def test_a_large_sqlite_store_is_first_read_by_a_child_process(sqlite_url: str) 
     finally:
         replica.close()
         engine.dispose()
+
+
+def test_a_second_process_on_the_same_file_keeps_its_replica_in_memory(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """DuckDB gives a file to one process; `serve --workers N` must not fail in the others."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "analytics" / "replica.duckdb"
+    holder = Replica(sqlite_url, path=path)
+    holder.sync()  # opens and holds the file
+    try:
+        code = (
+            "import sys; from pathlib import Path; from doorstep.analytics.replica import Replica; "
+            f"r = Replica({sqlite_url!r}, path=Path({str(path)!r})); r.sync(); "
+            "sys.exit(0 if r.path is None and r.is_ready else 1)"
+        )
+        import doorstep
+
+        env = {**os.environ, "PYTHONPATH": str(Path(doorstep.__file__).resolve().parents[1])}
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    finally:
+        holder.close()
