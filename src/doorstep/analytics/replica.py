@@ -24,6 +24,13 @@ compared with the replica (EXCEPT) so re-reading the overlap changes nothing; ch
 The orders a changed row feeds have their facts recomputed; customers whose orders or conversations changed
 have their contact links recomputed (a new order can become the order an old contact is linked to).
 
+A known limit of `updated_at` as the change marker (the issue asked for it, and it is indexed for it): it is
+the writer's clock, and some writers stamp a business time, e.g. orders/handlers_chain.py sets an order's
+updated_at to the step's `at`. A row written with an updated_at older than the watermark minus OVERLAP (a
+replay of old events, an import of history) is not read until `doorstep analytics sync --rebuild`. order_steps
+and feedback use `recorded_at`, the wall clock set by SQLAlchemy on every insert and update; moving the other
+tables to such a column (set in upserts' SET clauses too) would remove the limit.
+
 Deletions (customer erasure cascades through the store's foreign keys) leave no marker, so after each sync
 the replica compares row counts of customers, orders, conversations and feedback with the store; on a
 difference it reads that table's keys and deletes what is gone, cascading as the store does.
