@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,23 +52,12 @@ class DuckRunner:
         self.dialect = dialect
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
-        used = _used(sql, params, _PARAM["duckdb"])
-        if sql.lstrip().startswith("CREATE OR REPLACE TEMP VIEW"):  # a view cannot keep prepared parameters
-            sql, used = _PARAM["duckdb"].sub(lambda m: _literal(used[m.group(1)]), sql), {}
-        self.con.execute(sql, used)
+        self.con.execute(sql, _used(sql, params, _PARAM["duckdb"]))
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         cur = self.con.execute(sql, _used(sql, params, _PARAM["duckdb"]))
         names = [c[0] for c in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 class SqlRunner:

@@ -74,12 +74,7 @@ class Dialect:
     def is_false(self, col: str) -> str:
         return f"CAST({col} AS INTEGER) = 0"
 
-    def create_temp(self, name: str, select: str, *, view: bool = False) -> list[str]:
-        """`view`: over the replica, a view instead of a copy (DuckDBRunner inlines its parameters): the
-        period's events are read straight from the time-sorted table, its zone maps skipping other days,
-        instead of copying 1.5M rows that each query then reads again."""
-        if self.name == "duckdb" and view and self.materialised:
-            return [f"CREATE OR REPLACE TEMP VIEW {name} AS {select}"]
+    def create_temp(self, name: str, select: str) -> list[str]:
         if self.name == "duckdb":
             return [f"CREATE OR REPLACE TEMP TABLE {name} AS {select}"]
         if self.name == "sqlite":
