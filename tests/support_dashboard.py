@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert
 
+from doorstep.analytics.replica import Replica
 from doorstep.conversations.tables import conversations
 from doorstep.customers.tables import customer_events, customers
 from doorstep.feedback.tables import feedback
@@ -31,8 +34,12 @@ class WorldBuilder:
     now: datetime
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seq: Any = field(default_factory=lambda: itertools.count(1))
+    # when the rows are written: their updated_at (by default, the row's own business time)
+    written_at: datetime | None = None
 
     def _add(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        if self.written_at is not None and "updated_at" in row:
+            row["updated_at"] = self.written_at
         self.rows.setdefault(table, []).append(row)
         return row
 
@@ -528,3 +535,14 @@ def load_simulated_world(engine: Engine, world: Any) -> dict[str, str]:
     b.rows = rows
     b.flush()
     return ids
+
+
+@contextmanager
+def synced_replica(url: str) -> Iterator[Replica]:
+    """An in-memory analytics replica of the store at `url`, built (synced once) and closed afterwards."""
+    replica = Replica(url)
+    try:
+        replica.sync()
+        yield replica
+    finally:
+        replica.close()

@@ -109,7 +109,8 @@ def test_dashboard_renders_and_updates_live(server: tuple[str, str, str], tmp_pa
             page.evaluate("window.__noReload = true")
             time.sleep(1.0)  # the stream is open (hello received) before the change
             engine = create_db_engine(url)
-            b = WorldBuilder(engine, NOW, seq=itertools.count(10_000))
+            # written now: updated_at is the writer's clock, which the replica's sync reads changes by
+            b = WorldBuilder(engine, NOW, seq=itertools.count(10_000), written_at=NOW)
             customer = b.customer(first_seen=NOW - timedelta(days=30))
             b.order(customer, placed=NOW - timedelta(hours=2), deliver_h=None, dispatch_h=None)
             started = time.monotonic()

@@ -1,5 +1,6 @@
 """Every dashboard metric against a world whose numbers are worked out by hand (tests/support_dashboard.py),
-computed by DuckDB over the store and by plain SQL on the store: both must give the same exact answers."""
+computed by DuckDB over the analytics replica and by plain SQL on the store: both must give the same exact
+answers."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.support_dashboard import NOW, known_world
+from tests.support_dashboard import NOW, known_world, synced_replica
 
-from doorstep.analytics.engine import DuckEngine, sql_runner
+from doorstep.analytics.engine import sql_runner
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard, drill
+from doorstep.analytics.replica import Replica
 from doorstep.db.engine import create_db_engine
 
 PERIOD = Filters.last_days(7, now=NOW)
@@ -27,7 +29,7 @@ def world(sqlite_url: str) -> Iterator[tuple[str, dict[str, str]]]:
 
 @pytest.fixture
 def any_world(database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """The same world on SQLite, and on PostgreSQL when configured (DuckDB then attaches PostgreSQL)."""
+    """The same world on SQLite, and on PostgreSQL when configured (the replica then syncs from PostgreSQL)."""
     engine = create_db_engine(database_url)
     ids = known_world(engine)
     engine.dispose()
@@ -35,13 +37,9 @@ def any_world(database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
-    if engine_name.startswith("duckdb"):
-        duck = DuckEngine(url, pushdown=engine_name == "duckdb-pushdown")
-        try:
-            with duck.runner() as runner:
-                return compute_dashboard(runner, f, now=NOW)
-        finally:
-            duck.close()
+    if engine_name == "duckdb":
+        with synced_replica(url) as replica, replica.runner() as runner:
+            return compute_dashboard(runner, f, now=NOW)
     engine = create_db_engine(url, for_reads=True)
     try:
         with sql_runner(engine) as runner:
@@ -50,13 +48,11 @@ def _compute(url: str, engine_name: str, f: Filters) -> dict[str, Any]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
 def test_every_metric_matches_the_hand_worked_world(
     any_world: tuple[str, dict[str, str]], engine_name: str
 ) -> None:
     url, _ = any_world
-    if engine_name == "duckdb-pushdown" and not url.startswith("sqlite"):
-        pytest.skip("pushdown is for SQLite stores")
     result = _compute(url, engine_name, PERIOD)
     v = result["values"]
 
@@ -119,13 +115,11 @@ def test_every_metric_matches_the_hand_worked_world(
     ]
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
 def test_perfect_journey_drivers_and_downstream(
     any_world: tuple[str, dict[str, str]], engine_name: str
 ) -> None:
     url, _ = any_world
-    if engine_name == "duckdb-pushdown" and not url.startswith("sqlite"):
-        pytest.skip("pushdown is for SQLite stores")
     result = _compute(url, engine_name, PERIOD)
 
     perfect = result["perfect"]
@@ -165,7 +159,7 @@ def test_perfect_journey_drivers_and_downstream(
     assert down["1 day late"]["orders"] == 0 and down["1 day late"]["mean_score"] is None
 
 
-@pytest.mark.parametrize("engine_name", ["duckdb", "duckdb-pushdown", "sql"])
+@pytest.mark.parametrize("engine_name", ["duckdb", "sql"])
 @pytest.mark.parametrize(
     ("cut", "orders", "contacts"),
     [
@@ -192,12 +186,13 @@ def test_drill_down_lists_the_orders_behind_a_number(
 ) -> None:
     url, ids = world
     engine = create_db_engine(url, for_reads=True)
-    duck = DuckEngine(url)
+    replica = Replica(url)
+    replica.sync()
     try:
 
         def run(name: str) -> tuple[str, list[dict[str, Any]]]:
             if engine_name == "duckdb":
-                with duck.runner() as runner:
+                with replica.runner() as runner:
                     return drill(runner, PERIOD, name, now=NOW)
             with sql_runner(engine) as runner:
                 return drill(runner, PERIOD, name, now=NOW)
@@ -211,21 +206,5 @@ def test_drill_down_lists_the_orders_behind_a_number(
         assert kind == "customers" and {r["id"] for r in repeaters} == {ids["A"], ids["B"], ids["D"]}
         assert {r["id"] for r in run("new_visitors")[1]} == {ids["B"], ids["C"]}
     finally:
-        duck.close()
+        replica.close()
         engine.dispose()
-
-
-def test_the_engine_attaches_the_store_read_only(world: tuple[str, dict[str, str]]) -> None:
-    import duckdb
-
-    url, _ = world
-    duck = DuckEngine(url)
-    try:
-        with duck.runner() as runner:
-            before = runner.rows("SELECT count(*) AS n FROM store.orders", {})[0]["n"]
-            with pytest.raises(duckdb.Error, match=r"read-only|read only"):
-                runner.execute("DELETE FROM store.orders", {})
-        with duck.runner() as runner:
-            assert runner.rows("SELECT count(*) AS n FROM store.orders", {})[0]["n"] == before == 11
-    finally:
-        duck.close()

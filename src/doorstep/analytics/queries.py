@@ -38,9 +38,6 @@ def _num(row: dict[str, Any] | None, key: str) -> float:
 
 def stage(runner: Runner, f: Filters, *, now: datetime) -> dict[str, Any]:
     params = q.params(runner.dialect, f, now=now)
-    if getattr(runner, "pushdown", False):
-        for stmt in q.pushdown(f, runner.types):  # type: ignore[attr-defined]
-            runner.execute(stmt, {})
     for stmt in q.staging(runner.dialect, f):
         runner.execute(stmt, params)
     return params

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from doorstep.analytics.errors import AnalyticsError
 from doorstep.analytics.live import DashboardService
 from doorstep.analytics.model import CAUSE_LABELS, PERFECT_STEPS, Filters
+from doorstep.analytics.replica import ReplicaWarmingUp
 from doorstep.context import CtxDep
 from doorstep.db.types import json_default
 from doorstep.security.deps import require
@@ -115,7 +116,11 @@ def _sections(request: Request, data: dict[str, Any], params: FilterParams) -> d
 async def dashboard_page(request: Request, ctx: CtxDep, principal: AnalystPage, params: Params) -> Response:
     service = _service(ctx)
     f = params.filters(ctx.clock.now())
-    data = await run_in_threadpool(service.compute, f)
+    try:
+        data = await run_in_threadpool(service.compute, f)
+    except ReplicaWarmingUp as exc:
+        # the replica's first build (minutes on a large store): say so, and look again shortly
+        return render(request, "dashboard_warming.html", status_code=503, progress=exc.extra)
     options = await run_in_threadpool(service.options)
     return render(
         request,

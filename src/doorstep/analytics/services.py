@@ -8,7 +8,10 @@ from doorstep.context import AppContext
 
 def register(ctx: AppContext) -> None:
     ctx.services["dashboard"] = DashboardService(
-        database_url=ctx.settings.database_url, read_engine=ctx.read_engine, clock=ctx.clock
+        database_url=ctx.settings.database_url,
+        read_engine=ctx.read_engine,
+        clock=ctx.clock,
+        var_dir=ctx.settings.var_dir,
     )
 
 

@@ -1,9 +1,12 @@
 """The dashboard's SQL, written once and rendered for three dialects.
 
-`duckdb` reads the store through DuckDB's sqlite/postgres scanners (tables under the `store` catalog);
-`sqlite` and `postgresql` run the same statements as plain SQL on the store itself, for the comparison
-benchmark and as a cross-check in tests. Only small helpers differ per dialect (time arithmetic, integer
-division, temporary tables); every metric's logic is the same text.
+`duckdb` (materialised) runs over the analytics replica (analytics/replica.py); `sqlite` and `postgresql` run
+the same statements as plain SQL on the store itself, for the comparison benchmark and as a cross-check in
+tests. Only small helpers differ per dialect (time arithmetic, integer division, temporary tables); every
+metric's logic is the same text. Where the replica keeps a result instead of recomputing it (per-order facts,
+contact links, customers' first and last orders, sessions), the text reads that table instead, and the
+replica builds the table with the very same SQL (`order_facts_select`, `contact_links_select`,
+`session_rollup`); the tests compare both paths on every metric.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 @dataclass(frozen=True)
 class Dialect:
     name: str  # duckdb | sqlite | postgresql
-    prefix: str = ""  # duckdb: "store." (the attached store) or "src_" (the pushed-down subsets)
+    prefix: str = ""
+    # True over the analytics replica: per-order facts and contact links are tables kept up to date by the
+    # sync (analytics/replica.py), not aggregated per computation
+    materialised: bool = False
 
     def t(self, table: str) -> str:
         return f"{self.prefix}{table}"
@@ -101,10 +107,14 @@ def cut_predicates(
 ) -> list[str]:
     """The filter cuts on an order (its shipment, its customer). Segment 'new' = first seen in the period."""
     preds = []
+    if d.materialised:  # order_facts carries the shipment's carrier and the order's region itself
+        ship, region = order, f"{order}.region"
+    else:
+        region = f"{order}.ship_region"
     if f.carrier:
         preds.append(f"{ship}.carrier = {d.p('carrier')}")
     if f.region:
-        preds.append(f"{order}.ship_region = {d.p('region')}")
+        preds.append(f"{region} = {d.p('region')}")
     if f.channel:
         preds.append(f"{order}.channel = {d.p('channel')}")
     if f.segment == "new":
@@ -125,13 +135,17 @@ def _ship(d: Dialect, scope: str = "") -> str:
       GROUP BY order_id"""
 
 
-def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
-    """One row per order matching `order_where` (over aliases o, s, cu): what happened to it, and where it fell
-    off the perfect journey. Contacts are linked to orders in the `contact_links` temp table. `scope_ids` is
-    a SELECT of order ids covering those orders: it keeps each per-order aggregation to them."""
-    sla = DISPATCH_SLA_H
+def order_facts_select(
+    d: Dialect, order_where: str, scope_ids: str | None, *, join_customers: bool = True
+) -> str:
+    """One row per order matching `order_where` (over aliases o, s, cu): what happened to it, as data only
+    (nothing here depends on `now` or on the filters, so the replica materialises exactly this per order).
+    Contacts are linked to orders in `contact_links`. `scope_ids` is a SELECT of order ids covering those
+    orders: it keeps each per-order aggregation to them (None: every order, the replica's initial build).
+    The replica materialises it without the customers join, which stays at query time."""
     hours = d.hours
-    scope = f" AND order_id IN ({scope_ids})"
+    scope = f" AND order_id IN ({scope_ids})" if scope_ids else ""
+    customers_join = f"JOIN {d.t('customers')} cu ON cu.id = o.customer_id" if join_customers else ""
     inner = f"""
     SELECT o.id, o.external_id, o.customer_id, o.placed_at, o.channel, o.ship_region AS region,
            o.total_minor, o.currency,
@@ -148,7 +162,7 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
            fb.min_score, COALESCE(fb.score_sum, 0) AS score_sum, COALESCE(fb.score_n, 0) AS score_n,
            cat.category
     FROM {d.t("orders")} o
-    JOIN {d.t("customers")} cu ON cu.id = o.customer_id
+    {customers_join}
     LEFT JOIN ({_ship(d, scope)}) s ON s.order_id = o.id
     LEFT JOIN (
       SELECT order_id,
@@ -189,11 +203,29 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
         f"ELSE 0 END"
     )
     return f"""
+      SELECT x.*, {dispatch_h} AS dispatch_h, {delay} AS delay_h, {first_attempt} AS is_first_attempt
+      FROM ({inner}) x"""
+
+
+def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
+    """One row per order matching `order_where` (over aliases o, s, cu): its facts, and where it fell off the
+    perfect journey (which depends on `now`: an order not yet dispatched becomes late as time passes).
+    From the replica, the facts are read from the materialised `order_facts` (alias o, which carries the
+    shipment's carrier too); on the store they are aggregated here."""
+    sla = DISPATCH_SLA_H
+    if d.materialised:
+        # every order has its customer (orders.customer_id is a NOT NULL foreign key, and the replica's sync
+        # removes a customer's orders with them), so the join only matters when a cut reads the customer
+        join = f"JOIN {d.t('customers')} cu ON cu.id = o.customer_id " if "cu." in order_where else ""
+        base = f"SELECT o.* FROM order_facts o {join}WHERE {order_where}"
+    else:
+        base = order_facts_select(d, order_where, scope_ids)
+    return f"""
     SELECT y.*,
       CASE
         WHEN y.is_cancelled = 1 THEN 'cancelled'
         WHEN y.dispatch_h > {sla} OR (y.dispatched_at IS NULL
-             AND {hours(d.p("now"), "y.placed_at")} > {sla}) THEN 'dispatch_late'
+             AND {d.hours(d.p("now"), "y.placed_at")} > {sla}) THEN 'dispatch_late'
         WHEN y.delivered_at IS NULL THEN 'not_delivered'
         WHEN y.delay_h > 0 THEN 'late'
         WHEN y.is_first_attempt = 0 THEN 'failed_attempt'
@@ -202,24 +234,25 @@ def facts_select(d: Dialect, order_where: str, scope_ids: str) -> str:
         WHEN y.min_score <= {UNHAPPY_MAX_SCORE} THEN 'unhappy'
         ELSE 'perfect'
       END AS fall_off
-    FROM (
-      SELECT x.*, {dispatch_h} AS dispatch_h, {delay} AS delay_h, {first_attempt} AS is_first_attempt
-      FROM ({inner}) x) y"""
+    FROM ({base}) y"""
 
 
-def contact_links_select(d: Dialect) -> str:
+def contact_links_select(d: Dialect, *, scope: str | None = None) -> str:
     """Every conversation with the order it is about: its own order, else the customer's latest order placed
-    before the contact (ties on placed_at broken by the larger id, identically in every dialect)."""
+    before the contact (ties on placed_at broken by the larger id, identically in every dialect). `scope`
+    (DuckDB only): a SELECT of the conversation ids to link, for the replica's incremental sync."""
     if d.name == "duckdb":
+        in_scope = f" AND id IN ({scope})" if scope else ""
+        where = f" WHERE c.id IN ({scope})" if scope else ""
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
         FROM {d.t("conversations")} c
         ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t("orders")}
                         WHERE customer_id IN (SELECT customer_id FROM {d.t("conversations")}
-                                              WHERE order_id IS NULL)
+                                              WHERE order_id IS NULL{in_scope})
                         GROUP BY customer_id, placed_at) lo
-          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
+          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at{where}"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, (SELECT o2.id FROM {d.t("orders")} o2
@@ -279,7 +312,8 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     cut_sql = "".join(f" AND {p}" for p in cuts)
     cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
     stmts: list[str] = []
-    stmts += d.create_temp("contact_links", contact_links_select(d))
+    if not d.materialised:
+        stmts += d.create_temp("contact_links", contact_links_select(d))
     cohort_ids = (
         f"SELECT id FROM {d.t('orders')} WHERE placed_at >= {d.p('prev_start')} AND placed_at < {d.p('end')}"
     )
@@ -291,9 +325,20 @@ def staging(d: Dialect, f: Filters) -> list[str]:
         f"{d.t('feedback')} WHERE order_id IS NOT NULL AND submitted_at >= {d.p('prev_start')} "
         f"AND submitted_at < {d.p('end')}"
     )
-    stmts += d.create_temp("linked", facts_select(d, f"o.id IN ({linked_ids})", linked_ids))
+    linked_where = f"o.id IN ({linked_ids})"
+    if d.materialised:
+        # implied by the first predicate, but lets zone maps skip the (time-sorted) facts of older orders
+        linked_where += (
+            f" AND o.placed_at >= (SELECT MIN(placed_at) FROM order_facts WHERE id IN ({linked_ids}))"
+        )
+    stmts += d.create_temp("linked", facts_select(d, linked_where, linked_ids))
     order_cut = ""
-    if cuts:
+    if cuts and d.materialised:
+        order_cut = (
+            f" AND x.order_id IN (SELECT o.id FROM order_facts o JOIN {d.t('customers')} cu "
+            f"ON cu.id = o.customer_id WHERE {' AND '.join(cuts)})"
+        )
+    elif cuts:
         order_cut = (
             f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
             f"ON cu.id = o.customer_id LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id "
@@ -315,8 +360,15 @@ def staging(d: Dialect, f: Filters) -> list[str]:
         FROM contact_links x LEFT JOIN linked f ON f.id = x.order_id
         WHERE x.opened_at >= {d.p("prev_start")} AND x.opened_at < {d.p("end")}{order_cut}""",
     )
+    # the replica keeps no free text (it may hold personal data): only whether the comment names an invoice,
+    # evaluated by the store itself when the row is synced, so LIKE's case rules are the store's
+    comment = (
+        "CASE WHEN x.mentions_invoice THEN 'invoice' ELSE '' END"
+        if d.materialised
+        else "COALESCE(x.comment, '')"
+    )
     feedback_cause = cause_case(
-        d, at="x.submitted_at", own_cause="NULL", reason="COALESCE(x.comment, '')", fallback=FEEDBACK_FALLBACK
+        d, at="x.submitted_at", own_cause="NULL", reason=comment, fallback=FEEDBACK_FALLBACK
     )
     stmts += d.create_temp(
         "fb",
@@ -339,6 +391,9 @@ def staging(d: Dialect, f: Filters) -> list[str]:
         ev_cut = (
             f" AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu WHERE {' AND '.join(preds)})"
         )
+    if d.materialised:
+        stmts += d.create_temp("ev", session_events_select(d, ev_cut))
+        return stmts
     stmts += d.create_temp(
         "ev",
         f"""
@@ -351,8 +406,78 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     return stmts
 
 
+SESSION_FLAGS = {
+    "has_view": "Product Viewed",
+    "has_add": "Product Added",
+    "has_checkout": "Checkout Started",
+    "has_complete": "Order Completed",
+}
+
+
+def session_rollup(source: str) -> str:
+    """Page/track calls of `source` (alias e) rolled up per (session, customer): what the events metrics need
+    of a session. The replica keeps this as `sessions`, updated as calls arrive."""
+    flags = ", ".join(
+        f"MAX(CASE WHEN e.name = '{n}' THEN 1 ELSE 0 END) AS {k}" for k, n in SESSION_FLAGS.items()
+    )
+    return f"""
+        SELECT e.session_id, e.customer_id, MIN(e.occurred_at) AS first_at, MAX(e.occurred_at) AS last_at,
+               MIN(e.campaign_source) AS campaign_source,
+               SUM(CASE WHEN e.name = 'Product Viewed' THEN 1 ELSE 0 END) AS product_views, {flags}
+        FROM {source} e WHERE e.session_id IS NOT NULL GROUP BY e.session_id, e.customer_id"""
+
+
+def session_events_select(d: Dialect, ev_cut: str) -> str:
+    """The two periods' events per (period, session, customer), over the replica. A session wholly inside one
+    period is read from `sessions` (one row instead of ~5 calls); the calls of a session that crosses a period
+    boundary, and calls without a session, are rolled up here from customer_events with each call in its own
+    period, exactly as the plain path counts them. `ev_cut` filters customers (alias e)."""
+    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    inside = f"((s.first_at >= {start} AND s.last_at < {end}) OR (s.first_at >= {prev_start} AND s.last_at < {start}))"
+    flags = ", ".join(f"MAX(e.{k}) AS {k}" for k in SESSION_FLAGS)
+    raw_flags = ", ".join(
+        f"CASE WHEN e.name = '{n}' THEN 1 ELSE 0 END AS {k}" for k, n in SESSION_FLAGS.items()
+    )
+    return f"""
+        SELECT {period_flag(d, "s.first_at")} AS period, s.session_id, s.customer_id, s.campaign_source,
+               s.product_views, {", ".join(f"s.{k}" for k in SESSION_FLAGS)}
+        FROM sessions s
+        WHERE {inside}{ev_cut.replace("e.customer_id", "s.customer_id")}
+        UNION ALL
+        SELECT e.period, e.session_id, e.customer_id, MIN(e.campaign_source) AS campaign_source,
+               SUM(e.product_views) AS product_views, {flags}
+        FROM (
+          SELECT e.session_id, e.customer_id, e.campaign_source, {period_flag(d, "e.occurred_at")} AS period,
+                 CASE WHEN e.name = 'Product Viewed' THEN 1 ELSE 0 END AS product_views, {raw_flags}
+          FROM customer_events e
+          WHERE e.occurred_at >= {prev_start} AND e.occurred_at < {end} AND e.type IN ('page', 'track')
+            AND (e.session_id IS NULL OR EXISTS (
+              SELECT 1 FROM sessions s WHERE s.session_id = e.session_id AND s.customer_id = e.customer_id
+                AND s.last_at >= {prev_start} AND s.first_at < {end} AND NOT {inside})){ev_cut}) e
+        GROUP BY e.period, e.session_id, e.customer_id"""
+
+
+def has_order(d: Dialect, customer: str, op: str, at: str) -> str:
+    """Whether the customer placed an order before (`<`) or after (`>`) `at`. The replica answers from
+    `customer_orders` (each customer's first and last order, kept by the sync) rather than all orders."""
+    if d.materialised:
+        col = "first_placed_at" if op == "<" else "last_placed_at"
+        return f"EXISTS (SELECT 1 FROM customer_orders co WHERE co.customer_id = {customer} AND co.{col} {op} {at})"
+    return f"EXISTS (SELECT 1 FROM {d.t('orders')} o2 WHERE o2.customer_id = {customer} AND o2.placed_at {op} {at})"
+
+
 def _cohort_flag(d: Dialect) -> str:
     return period_flag(d, "placed_at")
+
+
+# `events` over the replica's `ev` (one row per period, session and customer, see session_events_select)
+EVENTS_FROM_SESSIONS = """
+            SELECT period, COUNT(DISTINCT session_id) AS sessions, SUM(product_views) AS product_views,
+                   COUNT(DISTINCT CASE WHEN has_view = 1 THEN session_id END) AS view_sessions,
+                   COUNT(DISTINCT CASE WHEN has_add = 1 THEN session_id END) AS add_sessions,
+                   COUNT(DISTINCT CASE WHEN has_checkout = 1 THEN session_id END) AS checkout_sessions,
+                   COUNT(DISTINCT CASE WHEN has_complete = 1 THEN session_id END) AS completed_sessions
+            FROM ev GROUP BY period"""
 
 
 def queries(d: Dialect) -> dict[str, str]:
@@ -383,15 +508,17 @@ def queries(d: Dialect) -> dict[str, str]:
             WHERE rn = {d.intdiv("9 * n + 9", "10")}""",
         "repeat": f"""
             SELECT q.period, COUNT(*) AS customers,
-                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t("orders")} o2 WHERE o2.customer_id = q.customer_id
-                                         AND o2.placed_at < q.last_placed) THEN 1 ELSE 0 END) AS repeaters
+                   SUM(CASE WHEN {has_order(d, "q.customer_id", "<", "q.last_placed")} THEN 1 ELSE 0 END)
+                   AS repeaters
             FROM (SELECT {flag} AS period, customer_id, MAX(placed_at) AS last_placed FROM facts
                   GROUP BY 1, 2) q
             GROUP BY q.period""",
         "return_reasons": f"""
             SELECT {flag} AS period, return_reason AS reason, COUNT(*) AS n FROM facts
             WHERE returns > 0 GROUP BY 1, 2""",
-        "events": """
+        "events": EVENTS_FROM_SESSIONS
+        if d.materialised
+        else """
             SELECT period, COUNT(DISTINCT session_id) AS sessions,
                    SUM(CASE WHEN name = 'Product Viewed' THEN 1 ELSE 0 END) AS product_views,
                    COUNT(DISTINCT CASE WHEN name = 'Product Viewed' THEN session_id END) AS view_sessions,
@@ -455,8 +582,8 @@ def queries(d: Dialect) -> dict[str, str]:
                         ELSE 3 END AS bucket,
                    COUNT(*) AS orders, SUM(f.contacts) AS contacts, SUM(f.score_sum) AS score_sum,
                    SUM(f.score_n) AS score_n,
-                   SUM(CASE WHEN EXISTS (SELECT 1 FROM {d.t("orders")} o2 WHERE o2.customer_id = f.customer_id
-                                         AND o2.placed_at > f.placed_at) THEN 1 ELSE 0 END) AS repeaters
+                   SUM(CASE WHEN {has_order(d, "f.customer_id", ">", "f.placed_at")} THEN 1 ELSE 0 END)
+                   AS repeaters
             FROM facts f WHERE f.delivered_at IS NOT NULL AND f.placed_at >= {d.p("start")}
             GROUP BY 1""",
     }
@@ -504,7 +631,13 @@ def drill_orders_sql(d: Dialect, name: str) -> tuple[str, dict[str, str]]:
 
 
 def drill_customers_sql(d: Dialect, name: str) -> str:
-    cols = "cu.id, cu.email, cu.name, cu.region, cu.first_seen_at, cu.last_seen_at"
+    """The customers behind a number. The replica holds no names or emails: there the caller adds them from the
+    store by id (`queries.drill`)."""
+    cols = (
+        "cu.id, cu.region, cu.first_seen_at"
+        if d.materialised
+        else "cu.id, cu.email, cu.name, cu.region, cu.first_seen_at, cu.last_seen_at"
+    )
     if name == "visitors":
         return (
             f"SELECT {cols} FROM {d.t('customers')} cu WHERE cu.id IN "
@@ -525,66 +658,3 @@ def drill_customers_sql(d: Dialect, name: str) -> str:
             "AND o2.placed_at < q.last_placed)) ORDER BY cu.first_seen_at"
         )
     raise KeyError(name)
-
-
-# Columns each metric reads, per table: what the pushed-down subsets copy.
-SOURCE_COLUMNS: dict[str, str] = {
-    "orders": "id, external_id, customer_id, status, currency, total_minor, channel, ship_region, promised_to, "
-    "placed_at",
-    "customers": "id, email, name, region, first_seen_at, last_seen_at",
-    "shipments": "order_id, carrier, dispatched_at, promised_to, delivered_at, first_attempt_at, status, subtag, "
-    "is_return",
-    "order_steps": "order_id, step, occurred_at",
-    "returns": "order_id, requested_at, reason_code",
-    "feedback": "id, customer_id, order_id, kind, csat, nps, rating, topic, comment, submitted_at",
-    "order_lines": "order_id, category",
-    "conversations": "id, customer_id, order_id, opened_at, contact_reason, intent, cause, cause_owner",
-    "customer_events": "customer_id, type, name, session_id, campaign_source, occurred_at",
-}
-
-
-def pushdown(f: Filters, types: dict[str, dict[str, str]]) -> list[str]:
-    """DuckDB over a SQLite store: copy, into DuckDB temp tables `src_<table>`, exactly the rows the
-    dashboard can touch, selected by SQLite itself with its indexes (DuckDB's sqlite scanner pushes no filter
-    down, so scanning 10M events would dominate). Every row a metric reads for this period is in the subset:
-    the cohort customers' orders (all of them, for repeat purchase and contact linking), everything hanging
-    off those orders, contacts and feedback since the previous period began, and the two periods' events.
-    The generic SQL then runs unchanged over the subsets (the tests check it against plain SQL)."""
-    d = Dialect("sqlite")
-
-    def lit(value: datetime) -> str:
-        return "'" + d.bind(value) + "'"
-
-    ps, e = lit(f.previous.start), lit(f.end)
-    customers_sql = (
-        f"SELECT customer_id FROM orders WHERE placed_at >= {ps} AND placed_at < {e} "
-        f"UNION SELECT customer_id FROM conversations WHERE opened_at >= {ps} AND customer_id IS NOT NULL "
-        f"UNION SELECT customer_id FROM feedback WHERE submitted_at >= {ps} AND customer_id IS NOT NULL "
-        f"UNION SELECT customer_id FROM orders WHERE id IN (SELECT order_id FROM conversations "
-        f"WHERE opened_at >= {ps} UNION SELECT order_id FROM feedback WHERE submitted_at >= {ps})"
-    )
-    orders_sql = f"SELECT id FROM orders WHERE customer_id IN ({customers_sql})"
-    wheres = {
-        "orders": f"customer_id IN ({customers_sql})",
-        "customers": (
-            f"id IN ({customers_sql} UNION SELECT customer_id FROM customer_events "
-            f"WHERE occurred_at >= {ps} AND occurred_at < {e})"
-        ),
-        "shipments": f"order_id IN ({orders_sql})",
-        "order_steps": f"order_id IN ({orders_sql})",
-        "returns": f"order_id IN ({orders_sql})",
-        "order_lines": f"order_id IN ({orders_sql})",
-        "feedback": f"submitted_at >= {ps}",
-        "conversations": f"opened_at >= {ps}",
-        "customer_events": f"occurred_at >= {ps} AND occurred_at < {e} AND type IN ('page', 'track')",
-    }
-    stmts = []
-    for table, where in wheres.items():
-        inner = f"SELECT {SOURCE_COLUMNS[table]} FROM {table} WHERE {where}".replace("'", "''")
-        # sqlite_query returns text: give each column its type in the store, as the scanner reads it
-        casts = ", ".join(f"CAST({c} AS {types[table][c]}) AS {c}" for c in SOURCE_COLUMNS[table].split(", "))
-        stmts.append(
-            f"CREATE OR REPLACE TEMP TABLE src_{table} AS SELECT {casts} "
-            f"FROM sqlite_query('store', '{inner}')"
-        )
-    return stmts

@@ -42,6 +42,7 @@ conversations = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 Index("ix_conversations_customer", conversations.c.customer_id)
+Index("ix_conversations_updated_at", conversations.c.updated_at)  # the analytics replica reads changes by it
 Index("ix_conversations_status", conversations.c.status, conversations.c.opened_at)
 
 messages = Table(

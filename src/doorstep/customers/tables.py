@@ -24,6 +24,7 @@ customers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 Index("ix_customers_email", customers.c.email)
+Index("ix_customers_updated_at", customers.c.updated_at)  # the analytics replica reads changes by it
 Index("ix_customers_phone", customers.c.phone)
 
 # Each identifier belongs to exactly one profile.

@@ -1,5 +1,6 @@
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
 
+from doorstep.clock import utcnow
 from doorstep.db.metadata import metadata
 from doorstep.db.types import BigId, JSONType, UTCDateTime
 
@@ -34,6 +35,7 @@ orders = Table(
 )
 Index("ix_orders_customer_id", orders.c.customer_id)
 Index("ix_orders_placed_at", orders.c.placed_at)
+Index("ix_orders_updated_at", orders.c.updated_at)
 
 order_lines = Table(
     "order_lines",
@@ -59,7 +61,11 @@ order_steps = Table(
     Column("step", String(30), primary_key=True),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("detail", JSONType),
+    # when the row was written, by the wall clock (not the domain's): the analytics replica's change marker
+    Column("recorded_at", UTCDateTime, default=utcnow, onupdate=utcnow),
 )
+
+Index("ix_order_steps_recorded_at", order_steps.c.recorded_at)
 
 products = Table(
     "products",

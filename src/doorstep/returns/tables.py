@@ -23,6 +23,7 @@ returns = Table(
     Column("steps", JSONType, nullable=False),  # [{"step": "approved", "at": ...}, ...]
 )
 Index("ix_returns_order_id", returns.c.order_id)
+Index("ix_returns_updated_at", returns.c.updated_at)  # the analytics replica reads changes by it
 
 return_lines = Table(
     "return_lines",

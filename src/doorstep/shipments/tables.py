@@ -54,6 +54,7 @@ shipments = Table(
     UniqueConstraint("carrier", "tracking_number"),
 )
 Index("ix_shipments_order_id", shipments.c.order_id)
+Index("ix_shipments_updated_at", shipments.c.updated_at)  # the analytics replica reads changes by it
 Index("ix_shipments_order_ref", shipments.c.order_ref)
 Index("ix_shipments_status", shipments.c.status, shipments.c.last_scan_at)
 Index("ix_shipments_tracking_number", shipments.c.tracking_number)
