@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,12 +48,19 @@ class DomainEvent:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> DomainEvent:
-        hints = typing.get_type_hints(cls)
         kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in payload:
-                kwargs[f.name] = _from_json(payload[f.name], hints.get(f.name))
+        for name, hint in _field_hints(cls):
+            if name in payload:
+                kwargs[name] = _from_json(payload[name], hint)
         return cls(**kwargs)
+
+
+@functools.cache
+def _field_hints(cls: type[DomainEvent]) -> tuple[tuple[str, Any], ...]:
+    """Field names and resolved type hints of an event class. Resolving the hints evaluates the module's
+    annotations (about a millisecond); a worker turns thousands of payloads a second back into events."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints.get(f.name)) for f in dataclasses.fields(cls))
 
 
 def _to_json(value: Any) -> Any:

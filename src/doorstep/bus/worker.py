@@ -10,6 +10,10 @@ Guarantees
   projector is a single active consumer (its offset row is locked with SKIP LOCKED too).
 - Failures retry with exponential backoff, then the row is dead-lettered with the error
   (`doorstep events dead` lists and retries them).
+- Batches: the rows of one handler in a claimed batch are delivered as one run (the handler's batch form
+  if it registered one, else the handler row after row) in one savepoint, and completed with one UPDATE.
+  If the run fails it is rolled back and its rows go one by one, each in its own savepoint, so only the bad
+  row is retried; the good rows' handlers have then run twice, their store effects once.
 """
 
 from __future__ import annotations
@@ -317,6 +321,11 @@ class Worker:
         A row waits while an earlier pending row has the same (key, handler): rows in backoff are excluded
         in the claim, rows another worker holds (PostgreSQL, SKIP LOCKED) by a second look after the claim,
         and a row that fails in this batch holds back the rest of its key.
+
+        The claimed rows are grouped by handler (id order kept within each group: order is promised per
+        (key, handler), never across handlers) and each group is delivered as one run: the handler's batch
+        form, or the handler row after row, in one savepoint, completed with one UPDATE. A run that fails is
+        rolled back whole and its rows delivered one by one, so only the bad row is retried.
         """
         limit = limit or self.settings.worker_batch_size
         now = self.clock.now()
@@ -348,15 +357,60 @@ class Worker:
             rows = conn.execute(query).all()
             if not rows:
                 return 0
-            blocked = self._behind_unclaimed(conn, [row.id for row in rows])
-            failed: set[tuple[str, str]] = set()
+            # on SQLite the claim ran under the write lock (BEGIN IMMEDIATE): no other worker holds a row, so
+            # every earlier pending row of a claimed row's key is in the claim or in backoff (then excluded)
+            blocked = self._behind_unclaimed(conn, [row.id for row in rows]) if self.is_postgres else set()
+            runs: dict[str, list[Any]] = {}
             for row in rows:
-                if row.id in blocked or (row.key, row.handler) in failed:
+                if row.id not in blocked:
+                    runs.setdefault(row.handler, []).append(row)
+            for run in runs.values():
+                if len(run) > 1 and self._deliver_run(conn, run):
+                    attempted += len(run)
                     continue
-                attempted += 1
-                if not self._deliver_one(conn, row):
-                    failed.add((row.key, row.handler))
+                failed: set[str] = set()  # keys whose row failed: their later rows wait for its retry
+                for row in run:
+                    if row.key in failed:
+                        continue
+                    attempted += 1
+                    if not self._deliver_one(conn, row):
+                        failed.add(row.key)
         return attempted
+
+    def _deliver_run(self, conn: Connection, run: list[Any]) -> bool:
+        """Delivers rows of one handler together; False (nothing applied) if anything fails."""
+        name = run[0].handler
+        handler = self.bus.handlers.get(name)
+        if handler is None:
+            return False  # one by one, each is dead-lettered with its reason
+        batch = self.bus.batch_handlers.get(name)
+        envelopes = [_envelope(row) for row in run]
+        ctx = self._context(conn)
+        savepoint = conn.begin_nested()
+        try:
+            if batch is not None:
+                batch(envelopes, ctx)
+            else:
+                for envelope in envelopes:
+                    handler(envelope, ctx)
+            ctx.uow.flush_events()
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in run]))
+                .values(
+                    status="done", attempts=outbox.c.attempts + 1, done_at=self.clock.now(), last_error=None
+                )
+            )
+            savepoint.commit()
+        except Exception as exc:
+            savepoint.rollback()
+            log.info(
+                "delivering %d rows to %s together failed (%s); delivering one by one", len(run), name, exc
+            )
+            return False
+        self.stats.handled += len(run)
+        self.count_delivery("handled", len(run))
+        return True
 
     def _behind_unclaimed(self, conn: Connection, ids: list[int]) -> set[int]:
         """Claimed rows with an earlier pending row of the same (key, handler) outside the claim."""
@@ -377,14 +431,7 @@ class Worker:
 
     def _deliver_one(self, conn: Connection, row: Any) -> bool:
         handler = self.bus.handlers.get(row.handler)
-        envelope = Envelope(
-            event_id=row.event_id,
-            event_type=row.event_type,
-            key=row.key,
-            occurred_at=row.occurred_at,
-            payload=row.payload,
-            attempt=row.attempts + 1,
-        )
+        envelope = _envelope(row)
         ctx = self._context(conn)
         savepoint = conn.begin_nested()
         try:
@@ -425,15 +472,26 @@ class Worker:
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
             return False
 
-    def count_delivery(self, outcome: str) -> None:
+    def count_delivery(self, outcome: str, count: int = 1) -> None:
         metrics = self.services.get("metrics")
         if metrics is not None:
-            metrics.delivered(outcome)
+            metrics.delivered(outcome, count)
 
     def _retry_delay(self, attempt: int) -> timedelta:
         return timedelta(
             seconds=backoff_s(attempt, base_s=self.settings.retry_base_s, max_s=self.settings.retry_max_s)
         )
+
+
+def _envelope(row: Any) -> Envelope:
+    return Envelope(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        key=row.key,
+        occurred_at=row.occurred_at,
+        payload=row.payload,
+        attempt=row.attempts + 1,
+    )
 
 
 class _Run(list[Any]):

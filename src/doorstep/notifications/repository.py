@@ -24,6 +24,19 @@ from doorstep.orders.tables import orders
 from doorstep.shipments.tables import proofs_of_delivery, shipments
 
 SENT_STATUSES = ("sent", "delivered", "read")
+MERGE_HOPS = 5  # profiles merged into merged ones: chains are rare and short; the bound stops a cycle
+
+
+def _follow_merges(rows: dict[str, Any], customer_id: str | None) -> Any | None:
+    """The live profile row reached from `customer_id` through `rows` (id -> row), as resolve_customer would."""
+    for _ in range(MERGE_HOPS):
+        if not customer_id:
+            return None
+        row = rows.get(customer_id)
+        if row is None or row.merged_into is None:
+            return row
+        customer_id = row.merged_into
+    return None
 
 
 @dataclass
@@ -65,13 +78,55 @@ class NotificationRepository:
         )
         return self.conn.execute(stmt, [values]).first() is not None
 
+    def add_queued_many(self, rows: list[dict[str, Any]]) -> int:
+        """`add_queued` for many messages in one statement, in order (the first of two rows with one dedupe
+        key wins, as it would one at a time); returns how many were new."""
+        first: dict[str, dict[str, Any]] = {}
+        for values in rows:
+            if values["dedupe_key"] not in first:
+                first[values["dedupe_key"]] = {"id": new_id(), "status": "queued", "attempts": 0, **values}
+        if not first:
+            return 0
+        stmt = insert_ignore(self.conn, notifications, index_elements=["dedupe_key"]).returning(
+            notifications.c.id
+        )
+        return len(self.conn.execute(stmt, list(first.values())).all())
+
+    def resolve_customers(self, refs: list[tuple[str | None, str | None]]) -> list[Any | None]:
+        """`resolve_customer` for many (customer_id, order_id) pairs, with one query per merge hop."""
+        order_ids = {order_id for customer_id, order_id in refs if not customer_id and order_id}
+        by_order: dict[str, str] = {}
+        if order_ids:
+            by_order = dict(
+                self.conn.execute(
+                    select(orders.c.id, orders.c.customer_id).where(orders.c.id.in_(order_ids))
+                ).all()
+            )
+        starts = [
+            customer_id or (by_order.get(order_id) if order_id else None) for customer_id, order_id in refs
+        ]
+        rows: dict[str, Any] = {}
+        wanted = {c for c in starts if c}
+        for _ in range(MERGE_HOPS):
+            wanted -= rows.keys()
+            if not wanted:
+                break
+            found = self.conn.execute(
+                select(customers.c.id, customers.c.locale, customers.c.merged_into).where(
+                    customers.c.id.in_(wanted)
+                )
+            ).all()
+            rows.update((row.id, row) for row in found)
+            wanted = {row.merged_into for row in found if row.merged_into is not None}
+        return [_follow_merges(rows, customer_id) for customer_id in starts]
+
     def resolve_customer(self, customer_id: str | None, order_id: str | None) -> Any | None:
         """The live profile for an event (following merges), or None when the event names nobody we know."""
         if not customer_id and order_id:
             customer_id = self.conn.execute(
                 select(orders.c.customer_id).where(orders.c.id == order_id)
             ).scalar()
-        for _ in range(5):  # merges chain rarely; bound it anyway
+        for _ in range(MERGE_HOPS):
             if not customer_id:
                 return None
             row = self.conn.execute(
