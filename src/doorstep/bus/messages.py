@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -55,12 +54,18 @@ class DomainEvent:
         return cls(**kwargs)
 
 
-@functools.cache
+_FIELD_HINTS: dict[type[DomainEvent], tuple[tuple[str, Any], ...]] = {}
+
+
 def _field_hints(cls: type[DomainEvent]) -> tuple[tuple[str, Any], ...]:
-    """Field names and resolved type hints of an event class. Resolving the hints evaluates the module's
-    annotations (about a millisecond); a worker turns thousands of payloads a second back into events."""
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, hints.get(f.name)) for f in dataclasses.fields(cls))
+    """Field names and resolved type hints of an event class, worked out once per class: resolving hints
+    evaluates the module's annotations (about a millisecond), and a worker turns thousands of payloads a
+    second back into events."""
+    found = _FIELD_HINTS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _FIELD_HINTS[cls] = tuple((f.name, hints.get(f.name)) for f in dataclasses.fields(cls))
+    return found
 
 
 def _to_json(value: Any) -> Any:

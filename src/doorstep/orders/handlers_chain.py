@@ -118,7 +118,7 @@ def record_steps(conn: Connection, publish: Any, steps: Sequence[StepReached]) -
     if not inserted:
         return []
     statuses: dict[str, str] = dict(
-        conn.execute(  # type: ignore[arg-type]
+        conn.execute(
             select(orders.c.id, orders.c.status).where(orders.c.id.in_({o for o, _ in inserted}))
         ).all()
     )

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from doorstep.errors import DoorstepError, ErrorCode
@@ -17,7 +19,10 @@ class BadLink(DoorstepError):
     code = ErrorCode.FORBIDDEN
 
 
+@functools.lru_cache(maxsize=64)
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
+    """One serializer per (secret, purpose), built once: the sender signs three links per message, and the
+    serializer is stateless (the timestamp is read at each signing)."""
     return URLSafeTimedSerializer(secret, salt=f"doorstep.{purpose}")
 
 
