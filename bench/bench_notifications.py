@@ -2,14 +2,15 @@
 
 Setup: a fresh migrated SQLite database, one customer per event (so no daily cap or dedupe interferes),
 quiet hours off for them, no provider configured (every message goes to the outbox channel, replaced here by
-a recorder that timestamps the hand-off). The real outbox worker and the real sender run as threads, as in
-`doorstep serve`.
+a recorder that timestamps the hand-off). The real outbox worker and the real sender run their own loops
+(`Worker.run_forever`, `Sender.start`) as threads, as in `doorstep worker`.
 
 1. Latency at a steady rate (100 and 1,000 events/s for --seconds): a producer records OrderPlaced events
    through the unit of work in 10 ms ticks (the events due in a tick share one transaction, as a projection
    batch does); latency = hand-off time - the event's occurred_at (both wall clock).
 2. Throughput of one sender: N messages queued and due, one sender drains them; messages/s.
-3. End-to-end throughput: N events already in the outbox, one worker thread + one sender drain them.
+3. Throughput of one worker: N events already in the outbox (3 rows each), the worker alone drains them.
+4. End-to-end throughput: N events already in the outbox, one worker thread + one sender drain them.
 
     PYTHONPATH=src .venv/bin/python -m bench.bench_notifications --seconds 10
 """
@@ -17,6 +18,7 @@ a recorder that timestamps the hand-off). The real outbox worker and the real se
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import statistics
@@ -154,38 +156,51 @@ def _event(customer_id: str, at: datetime) -> OrderPlaced:
     )
 
 
-class Loop:
-    """Runs `fn` until stopped, idling when it did nothing; errors (SQLite busy past its timeout under
-    overload) are counted and the loop goes on, as the real worker and sender loops do."""
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
-    def __init__(self, fn: Any, idle_s: float):
-        self.fn, self.idle_s = fn, idle_s
+
+class LoopErrors(logging.Handler):
+    """Counts the rounds the real worker and sender loops logged as failed (SQLite busy past its timeout
+    under overload); they go on after one, as in `doorstep serve`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
         self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+
+    def __enter__(self) -> LoopErrors:
+        logging.getLogger("doorstep").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("doorstep").removeHandler(self)
+
+
+class RealLoops:
+    """The worker's own loop (`Worker.run_forever`, woken by commits in this process, else polling every
+    worker_poll_interval_s) and the sender's (`Sender.start`, woken after the journey handler's commit), each
+    in its thread, as `doorstep worker` runs them."""
+
+    def __init__(self, ctx: Any, worker: Any, sender: Sender):
+        self.sender = sender
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=worker.run_forever, args=(self.stop,), daemon=True)
 
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                n = self.fn()
-            except Exception as exc:
-                self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-                n = 0
-            if n == 0:
-                self.stop.wait(self.idle_s)
-
-    def __enter__(self) -> Loop:
+    def __enter__(self) -> RealLoops:
         self.thread.start()
+        self.sender.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+        self.sender.close()
 
 
 def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
@@ -194,12 +209,9 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     ids = _customers(ctx, total)
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
-    ctx.services["wake_sender"] = sender.wake.set
     published: dict[str, float] = {}
     start = time.time()
-    worker_loop = Loop(worker.run_once, 0.005)
-    sender_loop = Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005)
-    with worker_loop, sender_loop:
+    with LoopErrors() as errors, RealLoops(ctx, worker, sender):
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -216,7 +228,6 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         while len(recorder.handed) < total and time.time() < deadline:
             time.sleep(0.05)
     elapsed = time.time() - start
-    sender.pool.shutdown(wait=False)
     latencies = [(recorder.handed[c] - published[c]) * 1000 for c in published if c in recorder.handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
@@ -228,13 +239,14 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
-        "errors": worker_loop.errors + sender_loop.errors,
+        "errors": errors.errors,
     }
 
 
 def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """The notifications part alone: journey rules queue messages at `rate`/s (what the handler writes, in 10 ms
-    tick transactions) while the sender thread runs; latency = hand-off - the queueing commit."""
+    tick transactions, waking the sender after each commit as the handler does) while the sender's own loop
+    runs; latency = hand-off - the queueing commit."""
     from doorstep.notifications.handlers import queue_for_rule
     from doorstep.notifications.journeys import default_source, parse_source
     from doorstep.notifications.repository import NotificationRepository
@@ -246,8 +258,8 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     sender = Sender(ctx, name="bench-sender")
     queued: dict[str, float] = {}
     start = time.time()
-    sender_loop = Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005)
-    with sender_loop:
+    sender.start()
+    with LoopErrors() as errors:
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -268,6 +280,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
                             now=at,
                         )
                 committed = time.time()
+                sender.wake.set()
                 for customer_id in ids[sent:due]:
                     queued[customer_id] = committed
                 sent = due
@@ -275,7 +288,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         deadline = time.time() + 60
         while len(recorder.handed) < total and time.time() < deadline:
             time.sleep(0.05)
-    sender.pool.shutdown(wait=False)
+        sender.close()
     latencies = [(recorder.handed[c] - queued[c]) * 1000 for c in queued if c in recorder.handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
@@ -286,7 +299,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
-        "errors": sender_loop.errors,
+        "errors": errors.errors,
     }
 
 
@@ -322,14 +335,44 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
             ],
         )
     sender = Sender(ctx, name="bench-sender")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while sender.send_due(now=datetime.now(UTC)):
         pass
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     sender.pool.shutdown(wait=False)
     ctx.engine.dispose()
     ctx.read_engine.dispose()
-    return {"messages": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed}
+    return {
+        "messages": len(recorder.handed),
+        "elapsed_s": elapsed,
+        "per_s": len(recorder.handed) / elapsed,
+        "cpu_ms_per_message": cpu / max(1, len(recorder.handed)) * 1000,
+    }
+
+
+def run_worker_throughput(n: int, tmp: Path) -> dict[str, Any]:
+    """The outbox worker alone: n OrderPlaced already in the outbox (3 rows each), one worker drains them."""
+    ctx, _ = _context(tmp / "worker.db")
+    ids = _customers(ctx, n)
+    with ctx.uow() as uow:
+        at = datetime.now(UTC)
+        for c in ids:
+            uow.publish(_event(c, at))
+        uow.commit()
+    worker = build_worker(ctx, name="bench")
+    start, cpu = time.perf_counter(), time.process_time()
+    worker.drain()
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+    return {
+        "events": n,
+        "rows": worker.stats.handled,
+        "elapsed_s": elapsed,
+        "per_s": n / elapsed,
+        "rows_per_s": worker.stats.handled / elapsed,
+        "cpu_ms_per_event": cpu / n * 1000,
+    }
 
 
 def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
@@ -343,12 +386,11 @@ def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
     start = time.perf_counter()
-    with Loop(worker.run_once, 0.002), Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.002):
+    with RealLoops(ctx, worker, sender):
         deadline = time.time() + 120
         while len(recorder.handed) < n and time.time() < deadline:
             time.sleep(0.01)
     elapsed = time.perf_counter() - start
-    sender.pool.shutdown(wait=False)
     from sqlalchemy import func, select
 
     from doorstep.bus.tables import outbox
@@ -383,8 +425,6 @@ def main(argv: list[str] | None = None) -> None:
         "per-key ordering check, which scans pending rows without it",
     )
     args = parser.parse_args(argv)
-    import logging
-
     logging.getLogger("doorstep").setLevel(
         logging.ERROR
     )  # the worker's per-retry warnings would swamp the output
@@ -412,7 +452,13 @@ def main(argv: list[str] | None = None) -> None:
             )
         s = run_sender_throughput(args.throughput_n, Path(tmp))
         print(
-            f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)"
+            f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s, "
+            f"{s['cpu_ms_per_message']:.3f} ms CPU a message)"
+        )
+        w = run_worker_throughput(args.e2e_n, Path(tmp))
+        print(
+            f"one worker alone, {w['events']} events in the outbox: {w['per_s']:.0f} events/s, "
+            f"{w['rows_per_s']:.0f} outbox rows/s ({w['elapsed_s']:.2f} s, {w['cpu_ms_per_event']:.3f} ms CPU an event)"
         )
         e = run_end_to_end_throughput(args.e2e_n, Path(tmp))
         print(

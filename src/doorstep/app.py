@@ -125,6 +125,7 @@ class InProcessWorker:
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="doorstep-worker", daemon=True)
         ctx.services["wake_worker"] = self.wake.set
+        ctx.bus.outbox_listeners.append(self.wake.set)  # an API use case recorded domain events
 
     def _run(self) -> None:
         mark_background_thread()  # on SQLite, ingest requests write first
@@ -158,6 +159,8 @@ class InProcessWorker:
         self.stop.set()
         self.wake.set()
         self.thread.join(timeout=10)
+        if self.wake.set in self.worker_ctx.bus.outbox_listeners:
+            self.worker_ctx.bus.outbox_listeners.remove(self.wake.set)
 
 
 def create_app(

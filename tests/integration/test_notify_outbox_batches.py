@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -380,3 +382,50 @@ def test_a_bad_row_in_a_run_is_retried_alone_and_holds_back_only_its_key(
             ("done", 1),
             ("done", 1),
         ]
+
+
+# ---- wake-ups after the commit ---------------------------------------------------------------------------
+
+
+def test_the_sender_is_woken_after_the_commit_that_queued_its_messages(app_ctx: AppContext) -> None:
+    maya = add_customer(app_ctx.engine)
+    orders_placed = [add_order(app_ctx.engine, maya, external_id=f"#{n}") for n in range(3)]
+    publish(
+        app_ctx, *(order_placed(o, maya, at=NOW, external_id=f"#{n}") for n, o in enumerate(orders_placed))
+    )
+    seen_when_woken: list[int] = []
+
+    def wake() -> None:  # what the sender does when woken: look for due messages, from another connection
+        with app_ctx.read_engine.connect() as conn:
+            seen_when_woken.append(len(conn.execute(select(notifications.c.id)).all()))
+
+    app_ctx.services["wake_sender"] = wake
+    assert _worker(app_ctx, batch_size=100).drain() == 9
+
+    assert seen_when_woken == [3]  # once, with the batch's messages already visible
+
+
+def test_a_commit_of_outbox_rows_wakes_an_idle_worker_of_the_process_at_once(app_ctx: AppContext) -> None:
+    settings = app_ctx.settings.model_copy(update={"worker_poll_interval_s": 30.0})
+    worker = Worker(app_ctx.engine, bus=app_ctx.bus, clock=app_ctx.clock, settings=settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not app_ctx.bus.outbox_listeners and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the first round found nothing: the worker sleeps for its 30 s poll interval
+        maya = add_customer(app_ctx.engine)
+        placed = add_order(app_ctx.engine, maya)
+
+        publish(app_ctx, order_placed(placed, maya, at=NOW))
+
+        while worker.stats.handled < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.stats.handled == 3  # long before the poll interval
+    finally:
+        stop.set()
+        worker.wake.set()
+        thread.join(timeout=10)
+    assert app_ctx.bus.outbox_listeners == []  # a stopped worker is no longer woken

@@ -49,6 +49,9 @@ class Bus:
     # tables each log source's projection owns: emptied by `doorstep events replay`
     projection_tables: dict[str, list[str]] = field(default_factory=dict)
     partitions: int = 16
+    # called after a unit of work of this process commits outbox rows: a worker running in the process
+    # starts on them at once instead of at its next poll
+    outbox_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def subscribe(
         self,

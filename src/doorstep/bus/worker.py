@@ -80,6 +80,8 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
+        self.wake = threading.Event()  # set by commits of outbox rows in this process (run_forever)
+        self._after_commit: list[Any] = []  # hooks handlers left in the open transaction's units of work
         # with a broker the outbox is relayed to it and delivered by its consumers (bus/nats.py), never here:
         # one row must not travel both ways
         self.delivers_outbox = not settings.broker_url
@@ -109,20 +111,34 @@ class Worker:
         return total
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Rounds until `stop`; idle, it polls every worker_poll_interval_s, or starts at once when a unit of
+        work of this process commits outbox rows."""
         idle = self.settings.worker_poll_interval_s
-        while not stop.is_set():
-            try:
-                n = self.run_once()
-            except Exception:
-                log.exception("worker round failed; retrying")
-                n = 0
-                stop.wait(1.0)
-            if n == 0:
-                stop.wait(idle)
+        self.bus.outbox_listeners.append(self.wake.set)
+        try:
+            while not stop.is_set():
+                self.wake.clear()
+                try:
+                    n = self.run_once()
+                except Exception:
+                    log.exception("worker round failed; retrying")
+                    n = 0
+                    stop.wait(1.0)
+                if n == 0:
+                    self.wake.wait(idle)
+        finally:
+            self.bus.outbox_listeners.remove(self.wake.set)
 
-    def _context(self, conn: Connection) -> HandlerContext:
-        uow = UnitOfWork(None, bus=self.bus, clock=self.clock, conn=conn)
+    def _context(self, conn: Connection, *, after_commit: list[Any] | None = None) -> HandlerContext:
+        hooks = self._after_commit if after_commit is None else after_commit
+        uow = UnitOfWork(None, bus=self.bus, clock=self.clock, conn=conn, after_commit=hooks)
         return HandlerContext(uow=uow, clock=self.clock, settings=self.settings, services=self.services)
+
+    def _committed(self) -> None:
+        """Runs what handlers asked to run after the transaction that just committed."""
+        hooks, self._after_commit[:] = list(self._after_commit), []
+        for hook in hooks:
+            hook()
 
     # ---- the inbound log --------------------------------------------------------------------------------
 
@@ -130,6 +146,7 @@ class Worker:
         limit = limit or self.settings.worker_batch_size
         if self.peek_engine is not None and not self._log_has_news():
             return 0
+        self._after_commit.clear()
         with self.engine.connect() as conn, conn.begin():
             offset = self._lock_offset(conn, PROJECTOR)
             if offset is None:
@@ -160,6 +177,7 @@ class Worker:
                 .where(log_offsets.c.consumer == PROJECTOR)
                 .values(position=last.id, tx_position=last.tx_id or 0, updated_at=self.clock.now())
             )
+        self._committed()
         self.stats.log_events += len(rows)
         return len(rows)
 
@@ -353,6 +371,7 @@ class Worker:
         if self.peek_engine is not None and not self._outbox_has_due(now):
             return 0
         attempted = 0
+        self._after_commit.clear()
         with self.engine.connect() as conn, conn.begin():
             rows = conn.execute(query).all()
             if not rows:
@@ -375,6 +394,7 @@ class Worker:
                     attempted += 1
                     if not self._deliver_one(conn, row):
                         failed.add(row.key)
+        self._committed()
         return attempted
 
     def _deliver_run(self, conn: Connection, run: list[Any]) -> bool:

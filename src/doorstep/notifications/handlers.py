@@ -120,9 +120,10 @@ def _messages_for(
 
 
 def _wake_sender(ctx: HandlerContext) -> None:
+    """After the commit: a sender woken earlier would find nothing due yet and sleep for its poll interval."""
     wake = ctx.services.get("wake_sender")
     if wake is not None:
-        wake()
+        ctx.uow.after_commit(wake)
 
 
 def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
