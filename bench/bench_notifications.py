@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import platform
 import statistics
@@ -203,15 +204,48 @@ class RealLoops:
         self.sender.close()
 
 
-def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
-    ctx, recorder = _context(tmp / f"rate_{rate}.db")
+def _worker_process(db: Path, stop: Any, ready: Any) -> None:
+    """`doorstep worker` on the benchmark's database, in a process of its own (its own interpreter lock)."""
+    ctx, _ = _context(db)
+    worker = build_worker(ctx, name="bench-process")
+    ready.set()
+    worker.run_forever(stop)
+
+
+class WorkerProcess:
+    """The worker in its own process and the sender in this one, as `doorstep worker` beside `doorstep serve
+    --no-worker` runs them: no wake-up crosses the process boundary, each side polls (worker every
+    worker_poll_interval_s, the sender every 0.1 s when nothing woke it)."""
+
+    def __init__(self, db: Path, sender: Sender):
+        mp = multiprocessing.get_context("spawn")
+        self.stop, self.ready = mp.Event(), mp.Event()
+        self.process = mp.Process(target=_worker_process, args=(db, self.stop, self.ready), daemon=True)
+        self.sender = sender
+
+    def __enter__(self) -> WorkerProcess:
+        self.process.start()
+        self.ready.wait(60)
+        self.sender.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.process.join(timeout=30)
+        self.sender.close()
+
+
+def run_rate(rate: int, seconds: float, tmp: Path, *, worker_process: bool = False) -> dict[str, Any]:
+    db = tmp / f"rate_{rate}{'_process' if worker_process else ''}.db"
+    ctx, recorder = _context(db)
     total = int(rate * seconds)
     ids = _customers(ctx, total)
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
     published: dict[str, float] = {}
+    loops = WorkerProcess(db, sender) if worker_process else RealLoops(ctx, worker, sender)
     start = time.time()
-    with LoopErrors() as errors, RealLoops(ctx, worker, sender):
+    with LoopErrors() as errors, loops:
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -419,6 +453,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--e2e-n", type=int, default=2000, help="events for the end-to-end throughput run")
     parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="also run the steady rates with the worker in a process of its own (the sender stays here)",
+    )
+    parser.add_argument(
         "--outbox-key-index",
         action="store_true",
         help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
@@ -436,13 +475,16 @@ def main(argv: list[str] | None = None) -> None:
         f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
-        for rate in (int(r) for r in args.rates.split(",")):
-            r = run_rate(rate, args.seconds, Path(tmp))
-            print(
-                f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
-                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
-                f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
-            )
+        for worker_process in (False, True) if args.worker_process else (False,):
+            for rate in (int(r) for r in args.rates.split(",")):
+                r = run_rate(rate, args.seconds, Path(tmp), worker_process=worker_process)
+                print(
+                    f"{'worker process, ' if worker_process else ''}"
+                    f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
+                    f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                    f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
+                    f"  load {os.getloadavg()[0]:.2f}"
+                )
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_sender_rate(rate, args.seconds, Path(tmp))
             print(
