@@ -26,6 +26,7 @@ from tests.support_pipeline import (
     create_probe_tables,
     effects,
     probe_cleanup,  # noqa: F401 - the fixture, used below
+    probes,
     publish_probes,
     record_probe,
 )
@@ -429,3 +430,21 @@ def test_a_commit_of_outbox_rows_wakes_an_idle_worker_of_the_process_at_once(app
         worker.wake.set()
         thread.join(timeout=10)
     assert app_ctx.bus.outbox_listeners == []  # a stopped worker is no longer woken
+
+
+def test_a_backlog_is_claimed_in_growing_batches_and_the_size_falls_back_when_it_clears(
+    tmp_path: Path, database_url: str, probe_engine: Engine, clock: FixedClock
+) -> None:
+    settings = make_settings(tmp_path, database_url, worker_batch_size=100)
+    bus = Bus()
+    bus.subscribe(ProbeHappened, PROBE_HANDLER, record_probe, batch=record_probes)
+    worker = Worker(probe_engine, bus=bus, clock=clock, settings=settings, name="test")
+    publish_probes(probe_engine, bus, clock, probes(clock, keys=7, per_key=100))
+
+    rounds = [worker.run_once() for _ in range(5)]
+
+    assert rounds == [100, 200, 400, 0, 0]  # 700 rows: each full claim doubles the next
+    later = [ProbeHappened(occurred_at=clock.now(), probe_key="later", seq=n) for n in range(1, 151)]
+    publish_probes(probe_engine, bus, clock, later)
+    assert worker.run_once() == 100  # back to the setting after the backlog cleared
+    assert_per_key_order(effects(probe_engine))

@@ -47,6 +47,9 @@ log = logging.getLogger("doorstep.worker")
 PROJECTOR = "projector"
 RETRY_LOG_HANDLER = "bus.retry_log_event"
 DEFERRED_LOG_EVENT = "InboundEventDeferred"
+# Rows a backlogged worker claims at most in one round: ~0.1 s of handler work on SQLite, the longest it then
+# holds the write lock; a worker that keeps up claims worker_batch_size or fewer.
+OUTBOX_MAX_BATCH = 1000
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
+        self._outbox_limit = settings.worker_batch_size  # grows while a backlog lasts (run_once)
         self.wake = threading.Event()  # set by commits of outbox rows in this process (run_forever)
         self._after_commit: list[Any] = []  # hooks handlers left in the open transaction's units of work
         # with a broker the outbox is relayed to it and delivered by its consumers (bus/nats.py), never here:
@@ -97,7 +101,15 @@ class Worker:
         """
         n = self.project_log_batch(limit)
         if self.delivers_outbox:
-            n += self.deliver_outbox_batch(limit)
+            outbox_limit = limit or self._outbox_limit
+            delivered = self.deliver_outbox_batch(outbox_limit)
+            if limit is None:
+                # a full claim means a backlog: claim twice as many next round, so a round's fixed costs (claim,
+                # savepoints, commit) spread over more rows; back to the setting once the backlog is gone
+                base = self.settings.worker_batch_size
+                grown = min(max(base, OUTBOX_MAX_BATCH), outbox_limit * 2)
+                self._outbox_limit = grown if delivered >= outbox_limit else base
+            n += delivered
         return n
 
     def drain(self, *, max_rounds: int = 10_000) -> int:
