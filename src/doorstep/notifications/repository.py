@@ -15,6 +15,7 @@ from doorstep.ids import new_id
 from doorstep.notifications.tables import (
     channel_identities,
     delivery_attempts,
+    email_suppressions,
     journeys,
     notification_preferences,
     notifications,
@@ -212,6 +213,32 @@ class NotificationRepository:
             .with_for_update()
         ).first()
 
+    def find_email(self, message_id: str, *, to_address: str) -> Any | None:
+        """The email we sent with this Message-ID (stored with its angle brackets) to this address."""
+        if not message_id:
+            return None
+        return self.conn.execute(
+            select(notifications).where(
+                notifications.c.channel == "email",
+                notifications.c.provider_message_id.in_((f"<{message_id}>", message_id)),
+                func.lower(notifications.c.to_address) == to_address.lower(),
+            )
+        ).first()
+
+    def suppress_email(
+        self, address: str, *, customer_id: str, reason: str, notification_id: str | None, now: datetime
+    ) -> None:
+        """No more email to `address` (its mail bounced for good); a second bounce keeps the first reason."""
+        self.conn.execute(
+            insert_ignore(self.conn, email_suppressions, index_elements=["address"]).values(
+                address=address.lower(),
+                customer_id=customer_id,
+                reason=reason,
+                notification_id=notification_id,
+                created_at=now,
+            )
+        )
+
     def receipt_is_new(self, key: str, *, now: datetime) -> bool:
         """Records a provider callback key (Messenger mid, status id); False if it was seen before."""
         stmt = insert_ignore(self.conn, provider_receipts, index_elements=["key"]).returning(
@@ -284,6 +311,12 @@ class NotificationRepository:
             if ci.last_inbound_at:
                 previous = profile.last_inbound.get(ci.channel, ci.last_inbound_at)
                 profile.last_inbound[ci.channel] = max(ci.last_inbound_at, previous)
+        by_email = {p.addresses["email"].lower(): p for p in found.values() if "email" in p.addresses}
+        if by_email:  # addresses whose mail bounced for good get no more email
+            for address in self.conn.execute(
+                select(email_suppressions.c.address).where(email_suppressions.c.address.in_(by_email))
+            ).scalars():
+                by_email[address].addresses.pop("email", None)
         for c in self.conn.execute(select(consents).where(consents.c.customer_id.in_(ids))):
             found[c.customer_id].consents[(c.channel, c.topic)] = bool(c.is_granted)
         for prefs in self.conn.execute(
