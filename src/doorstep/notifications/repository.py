@@ -258,11 +258,18 @@ class NotificationRepository:
             return {}
         found: dict[str, CustomerProfile] = {}
         merged: dict[str, str] = {}
-        c = customers.c  # only what a profile needs: timestamps and traits cost a conversion each per row
+        col = customers.c  # only what a profile needs: timestamps and traits cost a conversion each per row
         for row in self.conn.execute(
             select(
-                c.id, c.merged_into, c.email, c.phone, c.name, c.locale, c.timezone, c.preferred_channels
-            ).where(c.id.in_(ids))
+                col.id,
+                col.merged_into,
+                col.email,
+                col.phone,
+                col.name,
+                col.locale,
+                col.timezone,
+                col.preferred_channels,
+            ).where(col.id.in_(ids))
         ):
             if row.merged_into is not None:
                 merged[row.id] = row.merged_into  # the profile lives on under the id it was merged into
@@ -324,11 +331,11 @@ class NotificationRepository:
                 by_email[address].addresses.pop("email", None)
         for c in self.conn.execute(select(consents).where(consents.c.customer_id.in_(ids))):
             found[c.customer_id].consents[(c.channel, c.topic)] = bool(c.is_granted)
-        p = notification_preferences.c
+        pref = notification_preferences.c
         for prefs in self.conn.execute(
-            select(p.customer_id, p.channel_order, p.quiet_start, p.quiet_end, p.daily_cap).where(
-                p.customer_id.in_(ids)
-            )
+            select(
+                pref.customer_id, pref.channel_order, pref.quiet_start, pref.quiet_end, pref.daily_cap
+            ).where(pref.customer_id.in_(ids))
         ):
             profile = found[prefs.customer_id]
             profile.channel_order = list(prefs.channel_order) if prefs.channel_order else None

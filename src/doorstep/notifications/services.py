@@ -495,6 +495,8 @@ def send_due(
 def start(ctx: AppContext) -> Sender | None:
     if ctx.settings.env == "test" and not ctx.settings.in_process_worker:
         return None  # tests drive the sender by hand with send_due(ctx, now)
+    if "pipeline_process" in ctx.services:
+        return None  # the pipeline process (app.PipelineProcess) runs the sender beside the worker
     return sender_of(ctx).start()
 
 
