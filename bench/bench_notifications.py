@@ -55,11 +55,15 @@ class Recorder:
     name = "outbox"
     is_local = True
 
-    def __init__(self) -> None:
+    def __init__(self, counter: Any = None) -> None:
         self.handed: dict[str, float] = {}
+        self.counter = counter  # a process-shared count, when the sender runs in another process
 
     def send(self, message: OutgoingMessage, *, now: datetime) -> SendOutcome:
         self.handed[message.customer_id] = time.time()
+        if self.counter is not None:
+            with self.counter.get_lock():
+                self.counter.value += 1
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
 
 
@@ -235,17 +239,84 @@ class WorkerProcess:
         self.sender.close()
 
 
-def run_rate(rate: int, seconds: float, tmp: Path, *, worker_process: bool = False) -> dict[str, Any]:
-    db = tmp / f"rate_{rate}{'_process' if worker_process else ''}.db"
+def _pipeline_child(
+    settings: Any, parent_pid: int, stop: Any, wake: Any, db: Path, counter: Any, result: Path
+) -> None:
+    """`app.PipelineProcess`'s child (`serve_pipeline`: worker + sender, woken by the parent's commits), with
+    the benchmark's recorder as the outbox channel; the hand-off times go to `result` at the end."""
+    import json
+
+    from doorstep.app import serve_pipeline
+
+    logging.getLogger("doorstep").setLevel(logging.ERROR)
+    ctx, recorder = _context(db)
+    recorder.counter = counter
+    result.with_suffix(".ready").touch()
+    errors = LoopErrors()
+    with errors:
+        serve_pipeline(ctx, parent_pid, stop, wake)
+    result.write_text(json.dumps({"handed": recorder.handed, "errors": errors.errors}))
+
+
+class PipelineProcess:
+    """`doorstep serve --pipeline-process`: this process is the API side (records the events, wakes the child
+    after each commit through `bus.outbox_listeners`, runs no worker and no sender); the real
+    `app.PipelineProcess` runs the worker and the sender as threads of one child process."""
+
+    def __init__(self, ctx: Any, db: Path):
+        from doorstep.app import PipelineProcess as AppPipelineProcess
+
+        self.counter = multiprocessing.get_context("spawn").Value("i", 0)
+        self.result = db.with_suffix(".handed.json")
+        self.pipeline = AppPipelineProcess(
+            ctx, target=_pipeline_child, extra_args=(db, self.counter, self.result)
+        )
+        self.handed: dict[str, float] = {}
+        self.errors: list[str] = []
+
+    def count(self) -> int:
+        return int(self.counter.value)
+
+    def __enter__(self) -> PipelineProcess:
+        self.pipeline.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import json
+
+        self.pipeline.close()
+        if self.result.exists():
+            data = json.loads(self.result.read_text())
+            self.handed, self.errors = data["handed"], data["errors"]
+
+
+def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") -> dict[str, Any]:
+    """shape: "threads" (worker and sender threads beside the producer, one process: `doorstep serve`),
+    "worker-process" (the worker in a process of its own, the sender beside the producer), "pipeline-process"
+    (worker and sender in one child process, the producer alone in this one: `doorstep serve
+    --pipeline-process`)."""
+    db = tmp / f"rate_{rate}_{shape}.db"
     ctx, recorder = _context(db)
     total = int(rate * seconds)
     ids = _customers(ctx, total)
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
     published: dict[str, float] = {}
-    loops = WorkerProcess(db, sender) if worker_process else RealLoops(ctx, worker, sender)
+    loops: Any
+    if shape == "pipeline-process":
+        loops = PipelineProcess(ctx, db)
+        handed_count = loops.count
+    else:
+        loops = WorkerProcess(db, sender) if shape == "worker-process" else RealLoops(ctx, worker, sender)
+        handed_count = lambda: len(recorder.handed)  # noqa: E731
     start = time.time()
     with LoopErrors() as errors, loops:
+        if shape == "pipeline-process":  # spawn: imports and context in the child first
+            deadline = time.time() + 60
+            while time.time() < deadline and not loops.result.with_suffix(".ready").exists():
+                time.sleep(0.05)
+            time.sleep(0.5)
+            start = time.time()
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -259,10 +330,12 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, worker_process: bool = Fal
                 sent = due
             time.sleep(TICK_S)
         deadline = time.time() + 60
-        while len(recorder.handed) < total and time.time() < deadline:
+        while handed_count() < total and time.time() < deadline:
             time.sleep(0.05)
     elapsed = time.time() - start
-    latencies = [(recorder.handed[c] - published[c]) * 1000 for c in published if c in recorder.handed]
+    handed = loops.handed if shape == "pipeline-process" else recorder.handed
+    loop_errors = errors.errors + (loops.errors if shape == "pipeline-process" else [])
+    latencies = [(handed[c] - published[c]) * 1000 for c in published if c in handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
     return {
@@ -273,7 +346,7 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, worker_process: bool = Fal
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
-        "errors": errors.errors,
+        "errors": loop_errors,
     }
 
 
@@ -348,7 +421,7 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
                 {
                     "id": new_id(),
                     "customer_id": c,
-                    "order_id": None,
+                    "order_id": _order_id(c),  # as the journey queues them: three signed links each
                     "trigger": "order_confirmed",
                     "channel": "auto",
                     "locale": "en",
@@ -360,7 +433,7 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
                     "scheduled_for": now,
                     "detail": {
                         "event_type": "OrderPlaced",
-                        "event": {"customer_id": c, "external_id": "#1", "order_id": None},
+                        "event": {"customer_id": c, "external_id": "#1", "order_id": _order_id(c)},
                         "is_urgent": False,
                         "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]},
                     },
@@ -458,6 +531,17 @@ def main(argv: list[str] | None = None) -> None:
         help="also run the steady rates with the worker in a process of its own (the sender stays here)",
     )
     parser.add_argument(
+        "--pipeline-process",
+        action="store_true",
+        help="also run the steady rates as `doorstep serve --pipeline-process` runs: worker and sender in one "
+        "child process (app.PipelineProcess), the producer alone in this one",
+    )
+    parser.add_argument(
+        "--only-rates",
+        action="store_true",
+        help="only the steady rates (skip the sender-only, throughput and drain runs)",
+    )
+    parser.add_argument(
         "--outbox-key-index",
         action="store_true",
         help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
@@ -475,16 +559,21 @@ def main(argv: list[str] | None = None) -> None:
         f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
-        for worker_process in (False, True) if args.worker_process else (False,):
+        shapes = ["threads"]
+        shapes += ["worker-process"] if args.worker_process else []
+        shapes += ["pipeline-process"] if args.pipeline_process else []
+        for shape in shapes:
             for rate in (int(r) for r in args.rates.split(",")):
-                r = run_rate(rate, args.seconds, Path(tmp), worker_process=worker_process)
+                r = run_rate(rate, args.seconds, Path(tmp), shape=shape)
                 print(
-                    f"{'worker process, ' if worker_process else ''}"
+                    f"{shape}: "
                     f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
                     f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
                     f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
                     f"  load {os.getloadavg()[0]:.2f}"
                 )
+        if args.only_rates:
+            return
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_sender_rate(rate, args.seconds, Path(tmp))
             print(

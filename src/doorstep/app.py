@@ -193,7 +193,12 @@ def _pipeline_main(settings: Settings, parent_pid: int, stop: Any, wake: Any) ->
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     configure_logging(settings.log_level, json=settings.log_json)
-    ctx = build_context(settings)
+    serve_pipeline(build_context(settings), parent_pid, stop, wake)
+
+
+def serve_pipeline(ctx: AppContext, parent_pid: int, stop: Any, wake: Any) -> None:
+    """`run_pipeline` in the child process, until the parent sets `stop` or dies; `wake` (set by the parent)
+    wakes the worker. The benchmark runs it with its own context."""
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
 
@@ -225,14 +230,14 @@ class PipelineProcess:
     interpreter lock and the API keeps the other core. The API's wake-ups reach it through a process-shared
     event; it stops with the API process (and stops by itself if the API process dies)."""
 
-    def __init__(self, ctx: AppContext):
+    def __init__(self, ctx: AppContext, *, target: Any = _pipeline_main, extra_args: tuple[Any, ...] = ()):
         mp = multiprocessing.get_context("spawn")
         self.ctx = ctx
         self.stop = mp.Event()
         self.wake = mp.Event()
         self.process = mp.Process(
-            target=_pipeline_main,
-            args=(ctx.settings, os.getpid(), self.stop, self.wake),
+            target=target,
+            args=(ctx.settings, os.getpid(), self.stop, self.wake, *extra_args),
             name="doorstep-pipeline",
             daemon=True,
         )
