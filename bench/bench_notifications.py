@@ -2,14 +2,15 @@
 
 Setup: a fresh migrated SQLite database, one customer per event (so no daily cap or dedupe interferes),
 quiet hours off for them, no provider configured (every message goes to the outbox channel, replaced here by
-a recorder that timestamps the hand-off). The real outbox worker and the real sender run as threads, as in
-`doorstep serve`.
+a recorder that timestamps the hand-off). The real outbox worker and the real sender run their own loops
+(`Worker.run_forever`, `Sender.start`) as threads, as in `doorstep worker`.
 
 1. Latency at a steady rate (100 and 1,000 events/s for --seconds): a producer records OrderPlaced events
    through the unit of work in 10 ms ticks (the events due in a tick share one transaction, as a projection
    batch does); latency = hand-off time - the event's occurred_at (both wall clock).
 2. Throughput of one sender: N messages queued and due, one sender drains them; messages/s.
-3. End-to-end throughput: N events already in the outbox, one worker thread + one sender drain them.
+3. Throughput of one worker: N events already in the outbox (3 rows each), the worker alone drains them.
+4. End-to-end throughput: N events already in the outbox, one worker thread + one sender drain them.
 
     PYTHONPATH=src .venv/bin/python -m bench.bench_notifications --seconds 10
 """
@@ -17,6 +18,8 @@ a recorder that timestamps the hand-off). The real outbox worker and the real se
 from __future__ import annotations
 
 import argparse
+import logging
+import multiprocessing
 import os
 import platform
 import statistics
@@ -52,11 +55,15 @@ class Recorder:
     name = "outbox"
     is_local = True
 
-    def __init__(self) -> None:
+    def __init__(self, counter: Any = None) -> None:
         self.handed: dict[str, float] = {}
+        self.counter = counter  # a process-shared count, when the sender runs in another process
 
     def send(self, message: OutgoingMessage, *, now: datetime) -> SendOutcome:
         self.handed[message.customer_id] = time.time()
+        if self.counter is not None:
+            with self.counter.get_lock():
+                self.counter.value += 1
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
 
 
@@ -154,52 +161,162 @@ def _event(customer_id: str, at: datetime) -> OrderPlaced:
     )
 
 
-class Loop:
-    """Runs `fn` until stopped, idling when it did nothing; errors (SQLite busy past its timeout under
-    overload) are counted and the loop goes on, as the real worker and sender loops do."""
-
-    def __init__(self, fn: Any, idle_s: float):
-        self.fn, self.idle_s = fn, idle_s
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                n = self.fn()
-            except Exception as exc:
-                self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-                n = 0
-            if n == 0:
-                self.stop.wait(self.idle_s)
-
-    def __enter__(self) -> Loop:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
-    ctx, recorder = _context(tmp / f"rate_{rate}.db")
+class LoopErrors(logging.Handler):
+    """Counts the rounds the real worker and sender loops logged as failed (SQLite busy past its timeout
+    under overload); they go on after one, as in `doorstep serve`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+
+    def __enter__(self) -> LoopErrors:
+        logging.getLogger("doorstep").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("doorstep").removeHandler(self)
+
+
+class RealLoops:
+    """The worker's own loop (`Worker.run_forever`, woken by commits in this process, else polling every
+    worker_poll_interval_s) and the sender's (`Sender.start`, woken after the journey handler's commit), each
+    in its thread, as `doorstep worker` runs them."""
+
+    def __init__(self, ctx: Any, worker: Any, sender: Sender):
+        self.sender = sender
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=worker.run_forever, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> RealLoops:
+        self.thread.start()
+        self.sender.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.sender.close()
+
+
+def _worker_process(db: Path, stop: Any, ready: Any) -> None:
+    """`doorstep worker` on the benchmark's database, in a process of its own (its own interpreter lock)."""
+    ctx, _ = _context(db)
+    worker = build_worker(ctx, name="bench-process")
+    ready.set()
+    worker.run_forever(stop)
+
+
+class WorkerProcess:
+    """The worker in its own process and the sender in this one, as `doorstep worker` beside `doorstep serve
+    --no-worker` runs them: no wake-up crosses the process boundary, each side polls (worker every
+    worker_poll_interval_s, the sender every 0.1 s when nothing woke it)."""
+
+    def __init__(self, db: Path, sender: Sender):
+        mp = multiprocessing.get_context("spawn")
+        self.stop, self.ready = mp.Event(), mp.Event()
+        self.process = mp.Process(target=_worker_process, args=(db, self.stop, self.ready), daemon=True)
+        self.sender = sender
+
+    def __enter__(self) -> WorkerProcess:
+        self.process.start()
+        self.ready.wait(60)
+        self.sender.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.process.join(timeout=30)
+        self.sender.close()
+
+
+def _pipeline_child(
+    settings: Any, parent_pid: int, stop: Any, wake: Any, db: Path, counter: Any, result: Path
+) -> None:
+    """`app.PipelineProcess`'s child (`serve_pipeline`: worker + sender, woken by the parent's commits), with
+    the benchmark's recorder as the outbox channel; the hand-off times go to `result` at the end."""
+    import json
+
+    from doorstep.app import serve_pipeline
+
+    logging.getLogger("doorstep").setLevel(logging.ERROR)
+    ctx, recorder = _context(db)
+    recorder.counter = counter
+    result.with_suffix(".ready").touch()
+    errors = LoopErrors()
+    with errors:
+        serve_pipeline(ctx, parent_pid, stop, wake)
+    result.write_text(json.dumps({"handed": recorder.handed, "errors": errors.errors}))
+
+
+class PipelineProcess:
+    """`doorstep serve --pipeline-process`: this process is the API side (records the events, wakes the child
+    after each commit through `bus.outbox_listeners`, runs no worker and no sender); the real
+    `app.PipelineProcess` runs the worker and the sender as threads of one child process."""
+
+    def __init__(self, ctx: Any, db: Path):
+        from doorstep.app import PipelineProcess as AppPipelineProcess
+
+        self.counter = multiprocessing.get_context("spawn").Value("i", 0)
+        self.result = db.with_suffix(".handed.json")
+        self.pipeline = AppPipelineProcess(
+            ctx, target=_pipeline_child, extra_args=(db, self.counter, self.result)
+        )
+        self.handed: dict[str, float] = {}
+        self.errors: list[str] = []
+
+    def count(self) -> int:
+        return int(self.counter.value)
+
+    def __enter__(self) -> PipelineProcess:
+        self.pipeline.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import json
+
+        self.pipeline.close()
+        if self.result.exists():
+            data = json.loads(self.result.read_text())
+            self.handed, self.errors = data["handed"], data["errors"]
+
+
+def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") -> dict[str, Any]:
+    """shape: "threads" (worker and sender threads beside the producer, one process: `doorstep serve`),
+    "worker-process" (the worker in a process of its own, the sender beside the producer), "pipeline-process"
+    (worker and sender in one child process, the producer alone in this one: `doorstep serve
+    --pipeline-process`)."""
+    db = tmp / f"rate_{rate}_{shape}.db"
+    ctx, recorder = _context(db)
     total = int(rate * seconds)
     ids = _customers(ctx, total)
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
-    ctx.services["wake_sender"] = sender.wake.set
     published: dict[str, float] = {}
+    loops: Any
+    if shape == "pipeline-process":
+        loops = PipelineProcess(ctx, db)
+        handed_count = loops.count
+    else:
+        loops = WorkerProcess(db, sender) if shape == "worker-process" else RealLoops(ctx, worker, sender)
+        handed_count = lambda: len(recorder.handed)  # noqa: E731
     start = time.time()
-    worker_loop = Loop(worker.run_once, 0.005)
-    sender_loop = Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005)
-    with worker_loop, sender_loop:
+    with LoopErrors() as errors, loops:
+        if shape == "pipeline-process":  # spawn: imports and context in the child first
+            deadline = time.time() + 60
+            while time.time() < deadline and not loops.result.with_suffix(".ready").exists():
+                time.sleep(0.05)
+            time.sleep(0.5)
+            start = time.time()
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -213,11 +330,12 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
                 sent = due
             time.sleep(TICK_S)
         deadline = time.time() + 60
-        while len(recorder.handed) < total and time.time() < deadline:
+        while handed_count() < total and time.time() < deadline:
             time.sleep(0.05)
     elapsed = time.time() - start
-    sender.pool.shutdown(wait=False)
-    latencies = [(recorder.handed[c] - published[c]) * 1000 for c in published if c in recorder.handed]
+    handed = loops.handed if shape == "pipeline-process" else recorder.handed
+    loop_errors = errors.errors + (loops.errors if shape == "pipeline-process" else [])
+    latencies = [(handed[c] - published[c]) * 1000 for c in published if c in handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
     return {
@@ -228,13 +346,14 @@ def run_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
-        "errors": worker_loop.errors + sender_loop.errors,
+        "errors": loop_errors,
     }
 
 
 def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """The notifications part alone: journey rules queue messages at `rate`/s (what the handler writes, in 10 ms
-    tick transactions) while the sender thread runs; latency = hand-off - the queueing commit."""
+    tick transactions, waking the sender after each commit as the handler does) while the sender's own loop
+    runs; latency = hand-off - the queueing commit."""
     from doorstep.notifications.handlers import queue_for_rule
     from doorstep.notifications.journeys import default_source, parse_source
     from doorstep.notifications.repository import NotificationRepository
@@ -246,8 +365,8 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     sender = Sender(ctx, name="bench-sender")
     queued: dict[str, float] = {}
     start = time.time()
-    sender_loop = Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.005)
-    with sender_loop:
+    sender.start()
+    with LoopErrors() as errors:
         sent = 0
         while sent < total:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -268,6 +387,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
                             now=at,
                         )
                 committed = time.time()
+                sender.wake.set()
                 for customer_id in ids[sent:due]:
                     queued[customer_id] = committed
                 sent = due
@@ -275,7 +395,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         deadline = time.time() + 60
         while len(recorder.handed) < total and time.time() < deadline:
             time.sleep(0.05)
-    sender.pool.shutdown(wait=False)
+        sender.close()
     latencies = [(recorder.handed[c] - queued[c]) * 1000 for c in queued if c in recorder.handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
@@ -286,7 +406,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
-        "errors": sender_loop.errors,
+        "errors": errors.errors,
     }
 
 
@@ -301,7 +421,7 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
                 {
                     "id": new_id(),
                     "customer_id": c,
-                    "order_id": None,
+                    "order_id": _order_id(c),  # as the journey queues them: three signed links each
                     "trigger": "order_confirmed",
                     "channel": "auto",
                     "locale": "en",
@@ -313,7 +433,7 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
                     "scheduled_for": now,
                     "detail": {
                         "event_type": "OrderPlaced",
-                        "event": {"customer_id": c, "external_id": "#1", "order_id": None},
+                        "event": {"customer_id": c, "external_id": "#1", "order_id": _order_id(c)},
                         "is_urgent": False,
                         "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]},
                     },
@@ -322,14 +442,44 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
             ],
         )
     sender = Sender(ctx, name="bench-sender")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while sender.send_due(now=datetime.now(UTC)):
         pass
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     sender.pool.shutdown(wait=False)
     ctx.engine.dispose()
     ctx.read_engine.dispose()
-    return {"messages": len(recorder.handed), "elapsed_s": elapsed, "per_s": len(recorder.handed) / elapsed}
+    return {
+        "messages": len(recorder.handed),
+        "elapsed_s": elapsed,
+        "per_s": len(recorder.handed) / elapsed,
+        "cpu_ms_per_message": cpu / max(1, len(recorder.handed)) * 1000,
+    }
+
+
+def run_worker_throughput(n: int, tmp: Path) -> dict[str, Any]:
+    """The outbox worker alone: n OrderPlaced already in the outbox (3 rows each), one worker drains them."""
+    ctx, _ = _context(tmp / "worker.db")
+    ids = _customers(ctx, n)
+    with ctx.uow() as uow:
+        at = datetime.now(UTC)
+        for c in ids:
+            uow.publish(_event(c, at))
+        uow.commit()
+    worker = build_worker(ctx, name="bench")
+    start, cpu = time.perf_counter(), time.process_time()
+    worker.drain()
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+    return {
+        "events": n,
+        "rows": worker.stats.handled,
+        "elapsed_s": elapsed,
+        "per_s": n / elapsed,
+        "rows_per_s": worker.stats.handled / elapsed,
+        "cpu_ms_per_event": cpu / n * 1000,
+    }
 
 
 def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
@@ -343,12 +493,11 @@ def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
     start = time.perf_counter()
-    with Loop(worker.run_once, 0.002), Loop(lambda: sender.send_due(now=datetime.now(UTC)), 0.002):
+    with RealLoops(ctx, worker, sender):
         deadline = time.time() + 120
         while len(recorder.handed) < n and time.time() < deadline:
             time.sleep(0.01)
     elapsed = time.perf_counter() - start
-    sender.pool.shutdown(wait=False)
     from sqlalchemy import func, select
 
     from doorstep.bus.tables import outbox
@@ -377,14 +526,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--e2e-n", type=int, default=2000, help="events for the end-to-end throughput run")
     parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="also run the steady rates with the worker in a process of its own (the sender stays here)",
+    )
+    parser.add_argument(
+        "--pipeline-process",
+        action="store_true",
+        help="also run the steady rates as `doorstep serve --pipeline-process` runs: worker and sender in one "
+        "child process (app.PipelineProcess), the producer alone in this one",
+    )
+    parser.add_argument(
+        "--only-rates",
+        action="store_true",
+        help="only the steady rates (skip the sender-only, throughput and drain runs)",
+    )
+    parser.add_argument(
         "--outbox-key-index",
         action="store_true",
         help="add an index on outbox (key, handler, status, id) first: a what-if for the worker's "
         "per-key ordering check, which scans pending rows without it",
     )
     args = parser.parse_args(argv)
-    import logging
-
     logging.getLogger("doorstep").setLevel(
         logging.ERROR
     )  # the worker's per-retry warnings would swamp the output
@@ -396,13 +559,21 @@ def main(argv: list[str] | None = None) -> None:
         f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
-        for rate in (int(r) for r in args.rates.split(",")):
-            r = run_rate(rate, args.seconds, Path(tmp))
-            print(
-                f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
-                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
-                f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
-            )
+        shapes = ["threads"]
+        shapes += ["worker-process"] if args.worker_process else []
+        shapes += ["pipeline-process"] if args.pipeline_process else []
+        for shape in shapes:
+            for rate in (int(r) for r in args.rates.split(",")):
+                r = run_rate(rate, args.seconds, Path(tmp), shape=shape)
+                print(
+                    f"{shape}: "
+                    f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
+                    f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                    f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
+                    f"  load {os.getloadavg()[0]:.2f}"
+                )
+        if args.only_rates:
+            return
         for rate in (int(r) for r in args.rates.split(",")):
             r = run_sender_rate(rate, args.seconds, Path(tmp))
             print(
@@ -412,7 +583,13 @@ def main(argv: list[str] | None = None) -> None:
             )
         s = run_sender_throughput(args.throughput_n, Path(tmp))
         print(
-            f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s)"
+            f"one sender, {s['messages']} queued messages: {s['per_s']:.0f} messages/s ({s['elapsed_s']:.2f} s, "
+            f"{s['cpu_ms_per_message']:.3f} ms CPU a message)"
+        )
+        w = run_worker_throughput(args.e2e_n, Path(tmp))
+        print(
+            f"one worker alone, {w['events']} events in the outbox: {w['per_s']:.0f} events/s, "
+            f"{w['rows_per_s']:.0f} outbox rows/s ({w['elapsed_s']:.2f} s, {w['cpu_ms_per_event']:.3f} ms CPU an event)"
         )
         e = run_end_to_end_throughput(args.e2e_n, Path(tmp))
         print(

@@ -1,3 +1,4 @@
 from doorstep.cli import app
 
-app(prog_name="doorstep")
+if __name__ == "__main__":  # not when a spawned child process imports it
+    app(prog_name="doorstep")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import multiprocessing
+import os
 import pkgutil
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -125,6 +128,7 @@ class InProcessWorker:
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="doorstep-worker", daemon=True)
         ctx.services["wake_worker"] = self.wake.set
+        ctx.bus.outbox_listeners.append(self.wake.set)  # an API use case recorded domain events
 
     def _run(self) -> None:
         mark_background_thread()  # on SQLite, ingest requests write first
@@ -158,6 +162,101 @@ class InProcessWorker:
         self.stop.set()
         self.wake.set()
         self.thread.join(timeout=10)
+        if self.wake.set in self.worker_ctx.bus.outbox_listeners:
+            self.worker_ctx.bus.outbox_listeners.remove(self.wake.set)
+
+
+def run_pipeline(ctx: AppContext, stop: threading.Event, *, with_sender: bool = True) -> None:
+    """The outbox worker and, unless `with_sender` is False, the notification sender (a thread, woken by the
+    journey handler's commits in this process), until `stop`: what `doorstep worker` and the pipeline process
+    of `doorstep serve` run. Senders in several processes are safe: claims are leased (taken under SQLite's
+    write lock, or with SKIP LOCKED on PostgreSQL), so each message is claimed by one sender at a time."""
+    from doorstep.notifications.services import Sender
+
+    worker = build_worker(ctx)
+    sender = Sender(ctx, name=f"sender-{worker.name}").start() if with_sender else None
+    ctx.services["wake_worker"] = worker.wake.set
+    log.info("pipeline %s started (sender: %s)", worker.name, "yes" if sender else "no")
+    try:
+        if ctx.settings.broker_url:  # relay and consume through the broker (bus/nats.py)
+            importlib.import_module("doorstep.bus.nats").runner(ctx)(worker, stop)
+        else:
+            worker.run_forever(stop)
+    finally:
+        if sender is not None:
+            sender.close()
+
+
+def _pipeline_main(settings: Settings, parent_pid: int, stop: Any, wake: Any) -> None:
+    """The child process of `PipelineProcess`."""
+    from doorstep.logs import configure_logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    configure_logging(settings.log_level, json=settings.log_json)
+    serve_pipeline(build_context(settings), parent_pid, stop, wake)
+
+
+def serve_pipeline(ctx: AppContext, parent_pid: int, stop: Any, wake: Any) -> None:
+    """`run_pipeline` in the child process, until the parent sets `stop` or dies; `wake` (set by the parent)
+    wakes the worker. The benchmark runs it with its own context."""
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+
+    def relay() -> None:  # the API's wake-ups (outbox commits, ingest appends) and its stop, across processes
+        while not done.is_set():
+            if stop.is_set() or os.getppid() != parent_pid:  # stopped, or the API process died
+                done.set()
+            elif wake.wait(0.2):
+                wake.clear()
+                wake_worker()
+        wake_worker()
+
+    def wake_worker() -> None:
+        if "wake_worker" in ctx.services:  # set by run_pipeline once the worker exists
+            ctx.services["wake_worker"]()
+
+    threading.Thread(target=relay, name="doorstep-pipeline-relay", daemon=True).start()
+    try:
+        run_pipeline(ctx, done)
+    finally:
+        ctx.services["log_writer"].close()
+        ctx.engine.dispose()
+        ctx.read_engine.dispose()
+
+
+class PipelineProcess:
+    """`doorstep serve --pipeline-process` (DOORSTEP_PIPELINE_PROCESS=true): the outbox worker and the notification
+    sender in a child process of their own instead of threads of the API process, so the pipeline has its own
+    interpreter lock and the API keeps the other core. The API's wake-ups reach it through a process-shared
+    event; it stops with the API process (and stops by itself if the API process dies)."""
+
+    def __init__(self, ctx: AppContext, *, target: Any = _pipeline_main, extra_args: tuple[Any, ...] = ()):
+        mp = multiprocessing.get_context("spawn")
+        self.ctx = ctx
+        self.stop = mp.Event()
+        self.wake = mp.Event()
+        self.process = mp.Process(
+            target=target,
+            args=(ctx.settings, os.getpid(), self.stop, self.wake, *extra_args),
+            name="doorstep-pipeline",
+            daemon=True,
+        )
+        ctx.services["pipeline_process"] = self
+        ctx.services["wake_worker"] = self.wake.set
+        ctx.bus.outbox_listeners.append(self.wake.set)  # an API use case recorded domain events
+
+    def start(self) -> None:
+        self.process.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.process.join(timeout=20)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        if self.wake.set in self.ctx.bus.outbox_listeners:
+            self.ctx.bus.outbox_listeners.remove(self.wake.set)
+        self.ctx.services.pop("pipeline_process", None)
 
 
 def create_app(
@@ -171,7 +270,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         background: list[Any] = []
         if run_worker:
-            worker = InProcessWorker(ctx)
+            worker: InProcessWorker | PipelineProcess = (
+                PipelineProcess(ctx) if settings.pipeline_process else InProcessWorker(ctx)
+            )
             worker.start()
             background.append(worker)
         for domain in DOMAINS:

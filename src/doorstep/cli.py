@@ -7,7 +7,7 @@ import importlib.util
 import os
 import signal
 import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -40,6 +40,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (DOORSTEP_PORT).")] = None,
     workers: Annotated[int, typer.Option(help="API processes. The in-process worker runs in each.")] = 1,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run the in-process worker.")] = False,
+    pipeline_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--pipeline-process/--no-pipeline-process",
+            help="Run the worker and the notification sender in a child process of their own, not as threads "
+            "of the API process: a second core for them (DOORSTEP_PIPELINE_PROCESS).",
+        ),
+    ] = None,
     demo: Annotated[
         bool | None,
         typer.Option("--demo/--no-demo", help="Stream the simulated shop into this server (DOORSTEP_DEMO)."),
@@ -61,6 +69,8 @@ def serve(
         os.environ["DOORSTEP_PORT"] = str(port)
     if no_worker:
         os.environ["DOORSTEP_IN_PROCESS_WORKER"] = "false"
+    if pipeline_process is not None:
+        os.environ["DOORSTEP_PIPELINE_PROCESS"] = "true" if pipeline_process else "false"
     if demo is not None:
         os.environ["DOORSTEP_DEMO"] = "true" if demo else "false"
     get_settings.cache_clear()
@@ -101,8 +111,17 @@ def serve(
 @app.command()
 def worker(
     processes: Annotated[int, typer.Option(help="How many worker processes to start.")] = 1,
+    no_sender: Annotated[
+        bool,
+        typer.Option(
+            "--no-sender",
+            help="Do not run the notification sender here (by default each worker process runs one; "
+            "claims are leased, so senders in several processes never send a message twice at once).",
+        ),
+    ] = False,
 ) -> None:
-    """Run worker processes: project the inbound log and deliver domain events to handlers."""
+    """Run worker processes: project the inbound log, deliver domain events to handlers and send the
+    notifications they queue."""
     from doorstep.logs import configure_logging
 
     settings = get_settings()
@@ -110,35 +129,31 @@ def worker(
     if processes > 1:
         import multiprocessing
 
-        procs = [multiprocessing.Process(target=_run_worker, daemon=False) for _ in range(processes)]
+        procs = [
+            multiprocessing.Process(target=_run_worker, args=(not no_sender,), daemon=False)
+            for _ in range(processes)
+        ]
         for p in procs:
             p.start()
         for p in procs:
             p.join()
         return
-    _run_worker()
+    _run_worker(not no_sender)
 
 
-def _run_worker() -> None:
-    from doorstep.app import build_context, build_worker
+def _run_worker(with_sender: bool = True) -> None:
+    from doorstep.app import build_context, run_pipeline
 
     settings = get_settings()
     ctx = build_context(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    runner = _broker_runner(ctx) if settings.broker_url else None
-    w = build_worker(ctx)
-    console.print(f"worker {w.name} started ({_safe_url(settings.database_url)})")
-    if runner is not None:
-        runner(w, stop)
-    else:
-        w.run_forever(stop)
-
-
-def _broker_runner(ctx: Any) -> Any:
-    module = importlib.import_module("doorstep.bus.nats")
-    return module.runner(ctx)
+    console.print(
+        f"worker started ({_safe_url(settings.database_url)}; notification sender: "
+        f"{'yes' if with_sender else 'no'})"
+    )
+    run_pipeline(ctx, stop, with_sender=with_sender)
 
 
 keys_app = typer.Typer(

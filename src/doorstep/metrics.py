@@ -25,11 +25,11 @@ class Metrics:
         if value:
             self.ingest.labels(outcome=outcome).inc(value)
 
-    def delivered(self, outcome: str) -> None:
+    def delivered(self, outcome: str, count: int = 1) -> None:
         """Outbox deliveries by outcome: handled, retried, dead."""
         self.counter("doorstep_deliveries", "Outbox deliveries to handlers by outcome", ["outcome"]).labels(
             outcome=outcome
-        ).inc()
+        ).inc(count)
 
     def counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
         """A named counter other domains can share (created once)."""

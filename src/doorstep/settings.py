@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # while ingest requests keep arriving, the in-process worker uses at most this share of the API process's
     # time (one GIL); 1.0 = no limit. Separate `doorstep worker` processes are not limited.
     in_process_worker_share: float = Field(default=0.3, gt=0, le=1)
+    # `doorstep serve` runs the outbox worker and the notification sender in a child process of their own
+    # instead of threads of the API process: the pipeline gets its own interpreter lock (a second core).
+    pipeline_process: bool = False
     worker_batch_size: int = 100
     worker_poll_interval_s: float = 0.05
     worker_lease_s: float = 30.0

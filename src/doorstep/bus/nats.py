@@ -225,6 +225,7 @@ class NatsRunner:
             attempt=attempt,
         )
         name = message["handler"]
+        hooks: list[Callable[[], None]] = []
         with worker.engine.connect() as conn, conn.begin():
             savepoint = conn.begin_nested()
             try:
@@ -234,7 +235,7 @@ class NatsRunner:
                 handler = worker.bus.handlers.get(name)
                 if handler is None:
                     raise LookupError(f"no handler registered as {name!r}")
-                ctx = worker._context(conn)
+                ctx = worker._context(conn, after_commit=hooks)
                 handler(envelope, ctx)
                 ctx.uow.flush_events()
                 conn.execute(
@@ -245,10 +246,12 @@ class NatsRunner:
                 savepoint.commit()
                 worker.stats.handled += 1
                 worker.count_delivery("handled")
-                return "ack", None
             except Exception as exc:
                 savepoint.rollback()
                 return self._failed(conn, message, attempt, exc)
+        for hook in hooks:  # committed: wake-ups the handler asked for
+            hook()
+        return "ack", None
 
     def _claim(self, conn: Connection, handler: str, event_id: str, now: datetime) -> bool:
         stmt = insert_ignore(conn, handled_events, index_elements=["handler", "event_id"])

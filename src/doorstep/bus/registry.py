@@ -27,6 +27,9 @@ class HandlerContext:
 
 
 EventHandler = Callable[["Envelope", HandlerContext], None]
+# (envelopes of one handler in outbox order, context) -> None: the same effects as calling the handler on each
+# envelope in turn, with fewer statements (IN lookups, executemany inserts)
+EventBatchHandler = Callable[[list["Envelope"], HandlerContext], None]
 # (log row as a mapping, context) -> None. Rows have: id, source, message_id, type, name, partition_key,
 # received_at, occurred_at, payload.
 LogHandler = Callable[[Any, HandlerContext], None]
@@ -35,6 +38,9 @@ LogHandler = Callable[[Any, HandlerContext], None]
 @dataclass
 class Bus:
     handlers: dict[str, EventHandler] = field(default_factory=dict)
+    # optional batch forms of handlers, by handler name (see EventBatchHandler); the worker falls back to the
+    # per-row handler when a batch fails, so only the bad row is retried
+    batch_handlers: dict[str, EventBatchHandler] = field(default_factory=dict)
     subscriptions: dict[str, list[str]] = field(default_factory=dict)
     log_handlers: dict[str, LogHandler] = field(default_factory=dict)
     # optional batch forms: fn(rows, ctx) applies a run of consecutive rows of one source with one set of
@@ -43,14 +49,33 @@ class Bus:
     # tables each log source's projection owns: emptied by `doorstep events replay`
     projection_tables: dict[str, list[str]] = field(default_factory=dict)
     partitions: int = 16
+    # called after a unit of work of this process commits outbox rows: a worker running in the process
+    # starts on them at once instead of at its next poll
+    outbox_listeners: list[Callable[[], None]] = field(default_factory=list)
 
-    def subscribe(self, event: type[DomainEvent] | str, name: str, handler: EventHandler) -> None:
-        """Routes `event` to `handler`, registered under a stable `name` (it is stored on outbox rows)."""
+    def subscribe(
+        self,
+        event: type[DomainEvent] | str,
+        name: str,
+        handler: EventHandler,
+        *,
+        batch: EventBatchHandler | None = None,
+    ) -> None:
+        """Routes `event` to `handler`, registered under a stable `name` (it is stored on outbox rows).
+
+        `batch`, when given, takes a run of envelopes (all of this handler, in outbox order) and must leave
+        exactly what calling `handler` on each in turn would; the worker uses it for runs of two or more.
+        """
         event_type = event if isinstance(event, str) else event.type_name
         existing = self.handlers.get(name)
         if existing is not None and existing is not handler:
             raise ValueError(f"handler name {name!r} is already taken by {existing!r}")
+        existing_batch = self.batch_handlers.get(name)
+        if batch is not None and existing_batch is not None and existing_batch is not batch:
+            raise ValueError(f"handler name {name!r} already has another batch form")
         self.handlers[name] = handler
+        if batch is not None:
+            self.batch_handlers[name] = batch
         names = self.subscriptions.setdefault(event_type, [])
         if name not in names:
             names.append(name)

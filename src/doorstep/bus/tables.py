@@ -23,7 +23,8 @@ outbox = Table(
     Column("last_error", Text),
     Column("done_at", UTCDateTime),
     UniqueConstraint("event_id", "handler"),
-    Index("ix_outbox_claim", "status", "partition", "id"),
+    # the claim: pending rows in id order, so a claim reads about as many rows as it takes (0003_notify)
+    Index("ix_outbox_due", "status", "id"),
     # "is an earlier row of this key still pending?": asked for every row a worker claims
     Index("ix_outbox_key_order", "key", "handler", "status", "id"),
 )

@@ -10,6 +10,10 @@ Guarantees
   projector is a single active consumer (its offset row is locked with SKIP LOCKED too).
 - Failures retry with exponential backoff, then the row is dead-lettered with the error
   (`doorstep events dead` lists and retries them).
+- Batches: the rows of one handler in a claimed batch are delivered as one run (the handler's batch form
+  if it registered one, else the handler row after row) in one savepoint, and completed with one UPDATE.
+  If the run fails it is rolled back and its rows go one by one, each in its own savepoint, so only the bad
+  row is retried; the good rows' handlers have then run twice, their store effects once.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ log = logging.getLogger("doorstep.worker")
 PROJECTOR = "projector"
 RETRY_LOG_HANDLER = "bus.retry_log_event"
 DEFERRED_LOG_EVENT = "InboundEventDeferred"
+# Rows a backlogged worker claims at most in one round: ~0.1 s of handler work on SQLite, the longest it then
+# holds the write lock; a worker that keeps up claims worker_batch_size or fewer.
+OUTBOX_MAX_BATCH = 1000
 
 
 @dataclass
@@ -76,6 +83,9 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
+        self._outbox_limit = settings.worker_batch_size  # grows while a backlog lasts (run_once)
+        self.wake = threading.Event()  # set by commits of outbox rows in this process (run_forever)
+        self._after_commit: list[Any] = []  # hooks handlers left in the open transaction's units of work
         # with a broker the outbox is relayed to it and delivered by its consumers (bus/nats.py), never here:
         # one row must not travel both ways
         self.delivers_outbox = not settings.broker_url
@@ -91,7 +101,15 @@ class Worker:
         """
         n = self.project_log_batch(limit)
         if self.delivers_outbox:
-            n += self.deliver_outbox_batch(limit)
+            outbox_limit = limit or self._outbox_limit
+            delivered = self.deliver_outbox_batch(outbox_limit)
+            if limit is None:
+                # a full claim means a backlog: claim twice as many next round, so a round's fixed costs (claim,
+                # savepoints, commit) spread over more rows; back to the setting once the backlog is gone
+                base = self.settings.worker_batch_size
+                grown = min(max(base, OUTBOX_MAX_BATCH), outbox_limit * 2)
+                self._outbox_limit = grown if delivered >= outbox_limit else base
+            n += delivered
         return n
 
     def drain(self, *, max_rounds: int = 10_000) -> int:
@@ -105,20 +123,34 @@ class Worker:
         return total
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Rounds until `stop`; idle, it polls every worker_poll_interval_s, or starts at once when a unit of
+        work of this process commits outbox rows."""
         idle = self.settings.worker_poll_interval_s
-        while not stop.is_set():
-            try:
-                n = self.run_once()
-            except Exception:
-                log.exception("worker round failed; retrying")
-                n = 0
-                stop.wait(1.0)
-            if n == 0:
-                stop.wait(idle)
+        self.bus.outbox_listeners.append(self.wake.set)
+        try:
+            while not stop.is_set():
+                self.wake.clear()
+                try:
+                    n = self.run_once()
+                except Exception:
+                    log.exception("worker round failed; retrying")
+                    n = 0
+                    stop.wait(1.0)
+                if n == 0:
+                    self.wake.wait(idle)
+        finally:
+            self.bus.outbox_listeners.remove(self.wake.set)
 
-    def _context(self, conn: Connection) -> HandlerContext:
-        uow = UnitOfWork(None, bus=self.bus, clock=self.clock, conn=conn)
+    def _context(self, conn: Connection, *, after_commit: list[Any] | None = None) -> HandlerContext:
+        hooks = self._after_commit if after_commit is None else after_commit
+        uow = UnitOfWork(None, bus=self.bus, clock=self.clock, conn=conn, after_commit=hooks)
         return HandlerContext(uow=uow, clock=self.clock, settings=self.settings, services=self.services)
+
+    def _committed(self) -> None:
+        """Runs what handlers asked to run after the transaction that just committed."""
+        hooks, self._after_commit[:] = list(self._after_commit), []
+        for hook in hooks:
+            hook()
 
     # ---- the inbound log --------------------------------------------------------------------------------
 
@@ -126,6 +158,7 @@ class Worker:
         limit = limit or self.settings.worker_batch_size
         if self.peek_engine is not None and not self._log_has_news():
             return 0
+        self._after_commit.clear()
         with self.engine.connect() as conn, conn.begin():
             offset = self._lock_offset(conn, PROJECTOR)
             if offset is None:
@@ -156,6 +189,7 @@ class Worker:
                 .where(log_offsets.c.consumer == PROJECTOR)
                 .values(position=last.id, tx_position=last.tx_id or 0, updated_at=self.clock.now())
             )
+        self._committed()
         self.stats.log_events += len(rows)
         return len(rows)
 
@@ -317,6 +351,11 @@ class Worker:
         A row waits while an earlier pending row has the same (key, handler): rows in backoff are excluded
         in the claim, rows another worker holds (PostgreSQL, SKIP LOCKED) by a second look after the claim,
         and a row that fails in this batch holds back the rest of its key.
+
+        The claimed rows are grouped by handler (id order kept within each group: order is promised per
+        (key, handler), never across handlers) and each group is delivered as one run: the handler's batch
+        form, or the handler row after row, in one savepoint, completed with one UPDATE. A run that fails is
+        rolled back whole and its rows delivered one by one, so only the bad row is retried.
         """
         limit = limit or self.settings.worker_batch_size
         now = self.clock.now()
@@ -344,19 +383,66 @@ class Worker:
         if self.peek_engine is not None and not self._outbox_has_due(now):
             return 0
         attempted = 0
+        self._after_commit.clear()
         with self.engine.connect() as conn, conn.begin():
             rows = conn.execute(query).all()
             if not rows:
                 return 0
-            blocked = self._behind_unclaimed(conn, [row.id for row in rows])
-            failed: set[tuple[str, str]] = set()
+            # on SQLite the claim ran under the write lock (BEGIN IMMEDIATE): no other worker holds a row, so
+            # every earlier pending row of a claimed row's key is in the claim or in backoff (then excluded)
+            blocked = self._behind_unclaimed(conn, [row.id for row in rows]) if self.is_postgres else set()
+            runs: dict[str, list[Any]] = {}
             for row in rows:
-                if row.id in blocked or (row.key, row.handler) in failed:
+                if row.id not in blocked:
+                    runs.setdefault(row.handler, []).append(row)
+            for run in runs.values():
+                if len(run) > 1 and self._deliver_run(conn, run):
+                    attempted += len(run)
                     continue
-                attempted += 1
-                if not self._deliver_one(conn, row):
-                    failed.add((row.key, row.handler))
+                failed: set[str] = set()  # keys whose row failed: their later rows wait for its retry
+                for row in run:
+                    if row.key in failed:
+                        continue
+                    attempted += 1
+                    if not self._deliver_one(conn, row):
+                        failed.add(row.key)
+        self._committed()
         return attempted
+
+    def _deliver_run(self, conn: Connection, run: list[Any]) -> bool:
+        """Delivers rows of one handler together; False (nothing applied) if anything fails."""
+        name = run[0].handler
+        handler = self.bus.handlers.get(name)
+        if handler is None:
+            return False  # one by one, each is dead-lettered with its reason
+        batch = self.bus.batch_handlers.get(name)
+        envelopes = [_envelope(row) for row in run]
+        ctx = self._context(conn)
+        savepoint = conn.begin_nested()
+        try:
+            if batch is not None:
+                batch(envelopes, ctx)
+            else:
+                for envelope in envelopes:
+                    handler(envelope, ctx)
+            ctx.uow.flush_events()
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in run]))
+                .values(
+                    status="done", attempts=outbox.c.attempts + 1, done_at=self.clock.now(), last_error=None
+                )
+            )
+            savepoint.commit()
+        except Exception as exc:
+            savepoint.rollback()
+            log.info(
+                "delivering %d rows to %s together failed (%s); delivering one by one", len(run), name, exc
+            )
+            return False
+        self.stats.handled += len(run)
+        self.count_delivery("handled", len(run))
+        return True
 
     def _behind_unclaimed(self, conn: Connection, ids: list[int]) -> set[int]:
         """Claimed rows with an earlier pending row of the same (key, handler) outside the claim."""
@@ -377,14 +463,7 @@ class Worker:
 
     def _deliver_one(self, conn: Connection, row: Any) -> bool:
         handler = self.bus.handlers.get(row.handler)
-        envelope = Envelope(
-            event_id=row.event_id,
-            event_type=row.event_type,
-            key=row.key,
-            occurred_at=row.occurred_at,
-            payload=row.payload,
-            attempt=row.attempts + 1,
-        )
+        envelope = _envelope(row)
         ctx = self._context(conn)
         savepoint = conn.begin_nested()
         try:
@@ -425,15 +504,26 @@ class Worker:
             conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
             return False
 
-    def count_delivery(self, outcome: str) -> None:
+    def count_delivery(self, outcome: str, count: int = 1) -> None:
         metrics = self.services.get("metrics")
         if metrics is not None:
-            metrics.delivered(outcome)
+            metrics.delivered(outcome, count)
 
     def _retry_delay(self, attempt: int) -> timedelta:
         return timedelta(
             seconds=backoff_s(attempt, base_s=self.settings.retry_base_s, max_s=self.settings.retry_max_s)
         )
+
+
+def _envelope(row: Any) -> Envelope:
+    return Envelope(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        key=row.key,
+        occurred_at=row.occurred_at,
+        payload=row.payload,
+        attempt=row.attempts + 1,
+    )
 
 
 class _Run(list[Any]):

@@ -4,6 +4,7 @@ to the outbox in that same transaction (state and outbox land together, or neith
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, insert
@@ -38,7 +39,15 @@ class UnitOfWork:
     ...     uow.commit()
     """
 
-    def __init__(self, engine: Engine | None, *, bus: Bus, clock: Clock, conn: Connection | None = None):
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        bus: Bus,
+        clock: Clock,
+        conn: Connection | None = None,
+        after_commit: list[Callable[[], None]] | None = None,
+    ):
         self.engine = engine
         self.bus = bus
         self.clock = clock
@@ -47,6 +56,9 @@ class UnitOfWork:
         self._events: list[DomainEvent] = []
         self._repos: dict[str, Any] = {}
         self.published: list[DomainEvent] = []  # after commit: what was written to the outbox
+        # run after the commit; with a connection from outside, by its owner after its own commit
+        self.after_commit_hooks: list[Callable[[], None]] = after_commit if after_commit is not None else []
+        self._wrote_outbox = False
 
     def __enter__(self) -> UnitOfWork:
         if self._external_conn is None:
@@ -62,6 +74,8 @@ class UnitOfWork:
             self.conn.close()
         self._events.clear()
         self._repos.clear()
+        if self._external_conn is None:
+            self.after_commit_hooks.clear()
 
     def __getattr__(self, name: str) -> Any:
         target = REPOSITORIES.get(name)
@@ -76,6 +90,11 @@ class UnitOfWork:
 
     def publish(self, event: DomainEvent) -> None:
         self._events.append(event)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Runs `hook` once the transaction has committed: a wake-up for a loop that should see what this
+        unit of work wrote (woken earlier, it would look before the rows are visible and go back to sleep)."""
+        self.after_commit_hooks.append(hook)
 
     def collect(self, events: list[DomainEvent]) -> None:
         """Takes the events an aggregate recorded, leaving its list empty."""
@@ -110,6 +129,7 @@ class UnitOfWork:
                 )
         if rows:
             self.conn.execute(insert(outbox), rows)
+            self._wrote_outbox = True
         self.published.extend(self._events)
         self._events.clear()
 
@@ -117,8 +137,17 @@ class UnitOfWork:
         self.flush_events()
         if self._external_conn is None:
             self.conn.commit()
+            hooks = list(self.after_commit_hooks)
+            if self._wrote_outbox:
+                hooks.extend(self.bus.outbox_listeners)
+            self.after_commit_hooks.clear()
+            self._wrote_outbox = False
+            for hook in hooks:
+                hook()
 
     def rollback(self) -> None:
         self._events.clear()
         if self._external_conn is None:
             self.conn.rollback()
+            self.after_commit_hooks.clear()
+            self._wrote_outbox = False

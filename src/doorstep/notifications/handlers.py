@@ -9,7 +9,7 @@ from typing import Any
 from doorstep.bus.messages import Envelope
 from doorstep.bus.registry import Bus, HandlerContext
 from doorstep.notifications.journeys import JourneyStore, event_fields
-from doorstep.notifications.model import Rule
+from doorstep.notifications.model import Journey, Rule
 from doorstep.notifications.repository import NotificationRepository
 
 HANDLER_NAME = "notifications.journey"
@@ -46,18 +46,44 @@ def queue_for_rule(
 ) -> bool:
     """Queues the message a rule asks for; False if this state change was already queued."""
     return repo.add_queued(
-        customer_id=customer_id,
-        order_id=payload.get("order_id"),
-        shipment_id=payload.get("shipment_id"),
-        trigger=rule.trigger,
-        channel="auto",  # chosen at send time, from the preferences and consent as they are then
-        locale=locale,
-        topic=rule.topic,
-        dedupe_key=rule.dedupe_key(event_type, payload),
-        created_at=now,
-        scheduled_for=occurred_at + timedelta(seconds=rule.delay_s) if rule.delay_s else now,
-        event_occurred_at=occurred_at,
-        detail={
+        **queued_message(
+            rule=rule,
+            event_type=event_type,
+            payload=payload,
+            occurred_at=occurred_at,
+            customer_id=customer_id,
+            locale=locale,
+            now=now,
+            journey_version=journey_version,
+        )
+    )
+
+
+def queued_message(
+    *,
+    rule: Rule,
+    event_type: str,
+    payload: dict[str, Any],
+    occurred_at: datetime,
+    customer_id: str,
+    locale: str,
+    now: datetime,
+    journey_version: int = 0,
+) -> dict[str, Any]:
+    """The notifications row a rule asks for (id and status are the repository's)."""
+    return {
+        "customer_id": customer_id,
+        "order_id": payload.get("order_id"),
+        "shipment_id": payload.get("shipment_id"),
+        "trigger": rule.trigger,
+        "channel": "auto",  # chosen at send time, from the preferences and consent as they are then
+        "locale": locale,
+        "topic": rule.topic,
+        "dedupe_key": rule.dedupe_key(event_type, payload),
+        "created_at": now,
+        "scheduled_for": occurred_at + timedelta(seconds=rule.delay_s) if rule.delay_s else now,
+        "event_occurred_at": occurred_at,
+        "detail": {
             "event_type": event_type,
             "event": payload,
             "is_urgent": rule.is_urgent,
@@ -67,26 +93,20 @@ def queue_for_rule(
             },
             "journey_version": journey_version,
         },
-    )
+    }
 
 
-def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
-    conn = ctx.uow.conn
-    journey = _store(ctx).current(conn)
+def _matching_rules(journey: Journey, envelope: Envelope) -> list[Rule]:
+    return [r for r in journey.rules_for(envelope.event_type) if r.matches(envelope.payload)]
+
+
+def _messages_for(
+    envelope: Envelope, rules: list[Rule], customer: Any, *, now: datetime
+) -> list[dict[str, Any]]:
     payload = envelope.payload
-    rules = [r for r in journey.rules_for(envelope.event_type) if r.matches(payload)]
-    if not rules:
-        return
-    repo = NotificationRepository(conn)
-    customer = repo.resolve_customer(payload.get("customer_id"), payload.get("order_id"))
-    if customer is None:
-        return  # nobody to tell (a scan not yet matched to an order)
-    now = ctx.clock.now()
     occurred_at = _as_datetime(payload.get("occurred_at"), envelope.occurred_at)
-    queued = False
-    for rule in rules:
-        queued |= queue_for_rule(
-            repo,
+    return [
+        queued_message(
             rule=rule,
             event_type=envelope.event_type,
             payload=payload,
@@ -95,11 +115,57 @@ def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
             locale=customer.locale or "en",
             now=now,
         )
+        for rule in rules
+    ]
+
+
+def _wake_sender(ctx: HandlerContext) -> None:
+    """After the commit: a sender woken earlier would find nothing due yet and sleep for its poll interval."""
     wake = ctx.services.get("wake_sender")
-    if queued and wake is not None:
-        wake()
+    if wake is not None:
+        ctx.uow.after_commit(wake)
+
+
+def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
+    conn = ctx.uow.conn
+    rules = _matching_rules(_store(ctx).current(conn), envelope)
+    if not rules:
+        return
+    repo = NotificationRepository(conn)
+    payload = envelope.payload
+    customer = repo.resolve_customer(payload.get("customer_id"), payload.get("order_id"))
+    if customer is None:
+        return  # nobody to tell (a scan not yet matched to an order)
+    queued = False
+    for values in _messages_for(envelope, rules, customer, now=ctx.clock.now()):
+        queued |= repo.add_queued(**values)
+    if queued:
+        _wake_sender(ctx)
+
+
+def react_to_events(envelopes: list[Envelope], ctx: HandlerContext) -> None:
+    """The batch form of react_to_event: one journey check, customers resolved with IN queries, all the
+    messages queued with one insert."""
+    conn = ctx.uow.conn
+    journey = _store(ctx).current(conn)
+    wanted = [(e, rules) for e in envelopes if (rules := _matching_rules(journey, e))]
+    if not wanted:
+        return
+    repo = NotificationRepository(conn)
+    customers = repo.resolve_customers(
+        [(e.payload.get("customer_id"), e.payload.get("order_id")) for e, _ in wanted]
+    )
+    now = ctx.clock.now()
+    messages = [
+        values
+        for (envelope, rules), customer in zip(wanted, customers, strict=True)
+        if customer is not None
+        for values in _messages_for(envelope, rules, customer, now=now)
+    ]
+    if repo.add_queued_many(messages):
+        _wake_sender(ctx)
 
 
 def register(bus: Bus) -> None:
     for event_type in sorted(event_fields()):
-        bus.subscribe(event_type, HANDLER_NAME, react_to_event)
+        bus.subscribe(event_type, HANDLER_NAME, react_to_event, batch=react_to_events)

@@ -145,6 +145,58 @@ def apply_receipts(ctx: AppContext, receipts: list[Receipt]) -> int:
     return changed
 
 
+@dataclass
+class Bounce:
+    """One recipient of a delivery status notification (RFC 3464) for a message we sent."""
+
+    address: str
+    original_message_id: str  # the bounced message's Message-ID, without angle brackets
+    action: str  # failed | delayed | delivered | relayed | expanded
+    status: str  # 5.1.1
+    diagnostic: str  # smtp; 550 5.1.1 user unknown
+    at: datetime
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.action == "failed" and self.status.startswith("5")
+
+    @property
+    def reason(self) -> str:
+        return " ".join(x for x in (self.status, self.diagnostic) if x)[:1000] or "bounced"
+
+
+def record_bounces(ctx: AppContext, bounces: list[Bounce]) -> int:
+    """A permanent bounce marks the message failed with the reason (then the next channel is tried, as after any
+    provider failure) and stops further email to the address. Delays change nothing: the server retries.
+    Returns how many permanent bounces were for messages or customers we know."""
+    now = ctx.clock.now()
+    receipts: list[Receipt] = []
+    known = 0
+    with ctx.engine.begin() as conn:
+        repo = NotificationRepository(conn)
+        for b in bounces:
+            if not b.is_permanent or not b.address:
+                continue
+            row = repo.find_email(b.original_message_id, to_address=b.address)
+            customer_id = row.customer_id if row is not None else repo.customer_by_address("email", b.address)
+            if customer_id is None:
+                continue
+            known += 1
+            repo.suppress_email(
+                b.address,
+                customer_id=customer_id,
+                reason=b.reason,
+                notification_id=row.id if row is not None else None,
+                now=now,
+            )
+            if row is not None:
+                receipts.append(
+                    Receipt(row.provider_message_id, "failed", b.at, error=f"bounced: {b.reason}")
+                )
+    apply_receipts(ctx, receipts)
+    return known
+
+
 def mark_read_until(ctx: AppContext, *, channel: str, to_address: str, watermark: datetime) -> int:
     """Messenger reports reads as a watermark: everything sent to that PSID before it was read."""
     with ctx.engine.begin() as conn:

@@ -15,6 +15,7 @@ from doorstep.ids import new_id
 from doorstep.notifications.tables import (
     channel_identities,
     delivery_attempts,
+    email_suppressions,
     journeys,
     notification_preferences,
     notifications,
@@ -24,6 +25,19 @@ from doorstep.orders.tables import orders
 from doorstep.shipments.tables import proofs_of_delivery, shipments
 
 SENT_STATUSES = ("sent", "delivered", "read")
+MERGE_HOPS = 5  # profiles merged into merged ones: chains are rare and short; the bound stops a cycle
+
+
+def _follow_merges(rows: dict[str, Any], customer_id: str | None) -> Any | None:
+    """The live profile row reached from `customer_id` through `rows` (id -> row), as resolve_customer would."""
+    for _ in range(MERGE_HOPS):
+        if not customer_id:
+            return None
+        row = rows.get(customer_id)
+        if row is None or row.merged_into is None:
+            return row
+        customer_id = row.merged_into
+    return None
 
 
 @dataclass
@@ -65,13 +79,55 @@ class NotificationRepository:
         )
         return self.conn.execute(stmt, [values]).first() is not None
 
+    def add_queued_many(self, rows: list[dict[str, Any]]) -> int:
+        """`add_queued` for many messages in one statement, in order (the first of two rows with one dedupe
+        key wins, as it would one at a time); returns how many were new."""
+        first: dict[str, dict[str, Any]] = {}
+        for values in rows:
+            if values["dedupe_key"] not in first:
+                first[values["dedupe_key"]] = {"id": new_id(), "status": "queued", "attempts": 0, **values}
+        if not first:
+            return 0
+        stmt = insert_ignore(self.conn, notifications, index_elements=["dedupe_key"]).returning(
+            notifications.c.id
+        )
+        return len(self.conn.execute(stmt, list(first.values())).all())
+
+    def resolve_customers(self, refs: list[tuple[str | None, str | None]]) -> list[Any | None]:
+        """`resolve_customer` for many (customer_id, order_id) pairs, with one query per merge hop."""
+        order_ids = {order_id for customer_id, order_id in refs if not customer_id and order_id}
+        by_order: dict[str, str] = {}
+        if order_ids:
+            by_order = dict(
+                self.conn.execute(
+                    select(orders.c.id, orders.c.customer_id).where(orders.c.id.in_(order_ids))
+                ).all()
+            )
+        starts = [
+            customer_id or (by_order.get(order_id) if order_id else None) for customer_id, order_id in refs
+        ]
+        rows: dict[str, Any] = {}
+        wanted = {c for c in starts if c}
+        for _ in range(MERGE_HOPS):
+            wanted -= rows.keys()
+            if not wanted:
+                break
+            found = self.conn.execute(
+                select(customers.c.id, customers.c.locale, customers.c.merged_into).where(
+                    customers.c.id.in_(wanted)
+                )
+            ).all()
+            rows.update((row.id, row) for row in found)
+            wanted = {row.merged_into for row in found if row.merged_into is not None}
+        return [_follow_merges(rows, customer_id) for customer_id in starts]
+
     def resolve_customer(self, customer_id: str | None, order_id: str | None) -> Any | None:
         """The live profile for an event (following merges), or None when the event names nobody we know."""
         if not customer_id and order_id:
             customer_id = self.conn.execute(
                 select(orders.c.customer_id).where(orders.c.id == order_id)
             ).scalar()
-        for _ in range(5):  # merges chain rarely; bound it anyway
+        for _ in range(MERGE_HOPS):
             if not customer_id:
                 return None
             row = self.conn.execute(
@@ -157,6 +213,32 @@ class NotificationRepository:
             .with_for_update()
         ).first()
 
+    def find_email(self, message_id: str, *, to_address: str) -> Any | None:
+        """The email we sent with this Message-ID (stored with its angle brackets) to this address."""
+        if not message_id:
+            return None
+        return self.conn.execute(
+            select(notifications).where(
+                notifications.c.channel == "email",
+                notifications.c.provider_message_id.in_((f"<{message_id}>", message_id)),
+                func.lower(notifications.c.to_address) == to_address.lower(),
+            )
+        ).first()
+
+    def suppress_email(
+        self, address: str, *, customer_id: str, reason: str, notification_id: str | None, now: datetime
+    ) -> None:
+        """No more email to `address` (its mail bounced for good); a second bounce keeps the first reason."""
+        self.conn.execute(
+            insert_ignore(self.conn, email_suppressions, index_elements=["address"]).values(
+                address=address.lower(),
+                customer_id=customer_id,
+                reason=reason,
+                notification_id=notification_id,
+                created_at=now,
+            )
+        )
+
     def receipt_is_new(self, key: str, *, now: datetime) -> bool:
         """Records a provider callback key (Messenger mid, status id); False if it was seen before."""
         stmt = insert_ignore(self.conn, provider_receipts, index_elements=["key"]).returning(
@@ -176,7 +258,19 @@ class NotificationRepository:
             return {}
         found: dict[str, CustomerProfile] = {}
         merged: dict[str, str] = {}
-        for row in self.conn.execute(select(customers).where(customers.c.id.in_(ids))):
+        col = customers.c  # only what a profile needs: timestamps and traits cost a conversion each per row
+        for row in self.conn.execute(
+            select(
+                col.id,
+                col.merged_into,
+                col.email,
+                col.phone,
+                col.name,
+                col.locale,
+                col.timezone,
+                col.preferred_channels,
+            ).where(col.id.in_(ids))
+        ):
             if row.merged_into is not None:
                 merged[row.id] = row.merged_into  # the profile lives on under the id it was merged into
                 continue
@@ -229,10 +323,19 @@ class NotificationRepository:
             if ci.last_inbound_at:
                 previous = profile.last_inbound.get(ci.channel, ci.last_inbound_at)
                 profile.last_inbound[ci.channel] = max(ci.last_inbound_at, previous)
+        by_email = {p.addresses["email"].lower(): p for p in found.values() if "email" in p.addresses}
+        if by_email:  # addresses whose mail bounced for good get no more email
+            for address in self.conn.execute(
+                select(email_suppressions.c.address).where(email_suppressions.c.address.in_(by_email))
+            ).scalars():
+                by_email[address].addresses.pop("email", None)
         for c in self.conn.execute(select(consents).where(consents.c.customer_id.in_(ids))):
             found[c.customer_id].consents[(c.channel, c.topic)] = bool(c.is_granted)
+        pref = notification_preferences.c
         for prefs in self.conn.execute(
-            select(notification_preferences).where(notification_preferences.c.customer_id.in_(ids))
+            select(
+                pref.customer_id, pref.channel_order, pref.quiet_start, pref.quiet_end, pref.daily_cap
+            ).where(pref.customer_id.in_(ids))
         ):
             profile = found[prefs.customer_id]
             profile.channel_order = list(prefs.channel_order) if prefs.channel_order else None

@@ -21,10 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from doorstep.context import get_ctx
 from doorstep.notifications.errors import BadWebhookSignature, ChannelNotConfigured, NotificationError
 from doorstep.notifications.inbound import (
+    Bounce,
     InboundMessage,
     Receipt,
     apply_receipts,
     mark_read_until,
+    record_bounces,
     record_inbound,
 )
 from doorstep.security.signatures import constant_time_equals, meta_signature, twilio_signature
@@ -357,6 +359,50 @@ def _parse_rfc822(raw: bytes, now: datetime) -> InboundMessage:
     )
 
 
+def _delivery_report(raw: bytes, now: datetime) -> list[Bounce] | None:
+    """The recipients of a delivery status notification (RFC 3464: multipart/report with a
+    message/delivery-status part), or None when the message is not one (an ordinary reply)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    if msg.get_content_type() != "multipart/report":
+        return None
+    if str(msg.get_param("report-type", "")).lower() != "delivery-status":
+        return None
+    original_id = ""
+    recipients: list[Any] = []
+    for part in msg.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            blocks = part.get_payload()
+            # the first block is about the message (Reporting-MTA ...), each later one about a recipient
+            recipients.extend(blocks[1:] if isinstance(blocks, list) else [])
+        elif kind == "message/rfc822" and not original_id:
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            original_id = str(getattr(inner, "get", lambda _: "")("Message-ID") or "")
+        elif kind == "text/rfc822-headers" and not original_id:
+            headers = email.message_from_string(str(part.get_content()), policy=email.policy.default)
+            original_id = str(headers["Message-ID"] or "")
+    bounces = []
+    for block in recipients:
+        recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+        bounces.append(
+            Bounce(
+                address=parseaddr(recipient.split(";", 1)[-1].strip())[1].lower(),
+                original_message_id=original_id.strip().strip("<>"),
+                action=str(block.get("Action") or "").strip().lower(),
+                status=str(block.get("Status") or "").strip(),
+                diagnostic=" ".join(str(block.get("Diagnostic-Code") or "").split()),
+                at=now,
+            )
+        )
+    return bounces
+
+
+def _raw_field(fields: dict[str, Any]) -> bytes | None:
+    raw_message = fields.get("email") or fields.get("RawEmail") or fields.get("raw")
+    return raw_message.encode() if isinstance(raw_message, str) and "\n" in raw_message else None
+
+
 def _parse_fields(fields: dict[str, Any], now: datetime) -> InboundMessage:
     """Inbound-parse JSON or form shapes: Postmark (From/To/Subject/TextBody/MessageID), SendGrid
     (from/to/subject/text, or `email` with the raw message), Mailgun (sender/recipient/body-plain/Message-Id)."""
@@ -404,17 +450,25 @@ async def inbound_email(request: Request) -> Response:
     body = await _body(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     now = ctx.clock.now()
+    fields: Any = None
     if content_type == "application/json":
         try:
             fields = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise NotificationError("body is not JSON") from None
-        message = _parse_fields(fields if isinstance(fields, dict) else {}, now)
+        fields = fields if isinstance(fields, dict) else {}
     elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form()
-        message = _parse_fields({k: v for k, v in form.multi_items() if isinstance(v, str)}, now)
-    else:  # message/rfc822, text/plain or no type: the raw message
-        message = _parse_rfc822(body, now)
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    raw = body if fields is None else _raw_field(fields)
+    bounces = _delivery_report(raw, now) if raw else None
+    if bounces is not None:  # a bounce of a message we sent, not a customer writing
+        known = await run_in_threadpool(record_bounces, ctx, bounces)
+        return Response(
+            orjson.dumps({"accepted": True, "bounces": len(bounces), "known": known}),
+            media_type="application/json",
+        )
+    message = _parse_rfc822(body, now) if fields is None else _parse_fields(fields, now)
     if not message.from_address or not message.provider_message_id:
         raise NotificationError("the message has no From address or no Message-ID")
     new = await run_in_threadpool(record_inbound, ctx, [message])

@@ -458,8 +458,7 @@ class Sender:
                 n = 0
                 self.stop.wait(1.0)
             if n == 0 and self.wake.wait(POLL_INTERVAL_S * 5):
-                self.wake.clear()
-                self.stop.wait(POLL_INTERVAL_S / 4)  # woken by a handler before its commit: let it land
+                self.wake.clear()  # woken after a handler's commit (see notifications.handlers): look now
 
     def start(self) -> Sender:
         self.ctx.services["wake_sender"] = self.wake.set
@@ -496,6 +495,8 @@ def send_due(
 def start(ctx: AppContext) -> Sender | None:
     if ctx.settings.env == "test" and not ctx.settings.in_process_worker:
         return None  # tests drive the sender by hand with send_due(ctx, now)
+    if "pipeline_process" in ctx.services:
+        return None  # the pipeline process (app.PipelineProcess) runs the sender beside the worker
     return sender_of(ctx).start()
 
 

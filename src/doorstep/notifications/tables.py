@@ -108,3 +108,16 @@ provider_receipts = Table(
     Column("key", String(300), primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
 )
+
+# Addresses whose mail bounced for good (a delivery status notification with Action: failed): no more email goes
+# to them. Kept under the customer the bounced message was for, so erasing the customer removes the row.
+email_suppressions = Table(
+    "email_suppressions",
+    metadata,
+    Column("address", String(320), primary_key=True),  # lower case
+    Column("customer_id", String(36), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("reason", Text, nullable=False),  # "5.1.1 smtp; 550 5.1.1 user unknown"
+    Column("notification_id", String(36)),  # the message that bounced
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_email_suppressions_customer_id", "customer_id"),
+)

@@ -3,12 +3,14 @@ the invoice after delivery with proof, and the follow-up survey timer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from doorstep.bus import timers as bus_timers
 from doorstep.bus.messages import DomainEvent, Envelope
@@ -79,6 +81,66 @@ def record_step(
         conn.execute(update(orders).where(orders.c.id == order_id).values(status=step, updated_at=at))
     publish(OrderStepReached(occurred_at=at, order_id=order_id, customer_id=customer_id, step=step))
     return True
+
+
+@dataclass(frozen=True)
+class StepReached:
+    """One `record_step` call, for `record_steps`."""
+
+    order_id: str
+    customer_id: str
+    step: str
+    at: datetime
+    detail: dict[str, Any] | None = None
+
+
+def record_steps(conn: Connection, publish: Any, steps: Sequence[StepReached]) -> list[StepReached]:
+    """`record_step` for many steps, in order, with one insert, one lookup and one update; returns the steps
+    that were new. A step repeated in `steps` is recorded once, with its first time, as it would be one call
+    at a time; later steps of one order see the status the earlier ones moved it to."""
+    first: dict[tuple[str, str], StepReached] = {}
+    for s in steps:
+        first.setdefault((s.order_id, s.step), s)
+    if not first:
+        return []
+    inserted = {
+        (row.order_id, row.step)
+        for row in conn.execute(
+            insert_ignore(conn, order_steps, index_elements=["order_id", "step"]).returning(
+                order_steps.c.order_id, order_steps.c.step
+            ),
+            [
+                {"order_id": s.order_id, "step": s.step, "occurred_at": s.at, "detail": s.detail or {}}
+                for s in first.values()
+            ],
+        )
+    }
+    if not inserted:
+        return []
+    statuses: dict[str, str] = dict(
+        conn.execute(
+            select(orders.c.id, orders.c.status).where(orders.c.id.in_({o for o, _ in inserted}))
+        ).all()
+    )
+    new = [s for key, s in first.items() if key in inserted]
+    moves: list[dict[str, Any]] = []
+    for s in new:
+        status = statuses.get(s.order_id)
+        moves_forward = status is not None and (status not in RANK or RANK[status] < RANK[s.step])
+        if moves_forward and status not in ("cancelled", "refunded"):
+            moves.append({"order_id_": s.order_id, "status_": s.step, "at_": s.at})
+            statuses[s.order_id] = s.step
+        publish(
+            OrderStepReached(occurred_at=s.at, order_id=s.order_id, customer_id=s.customer_id, step=s.step)
+        )
+    if moves:
+        conn.execute(
+            update(orders)
+            .where(orders.c.id == bindparam("order_id_"))
+            .values(status=bindparam("status_"), updated_at=bindparam("at_")),
+            moves,
+        )
+    return new
 
 
 def record_manual_step(
@@ -299,8 +361,33 @@ def on_order_placed(envelope: Envelope, ctx: HandlerContext) -> None:
     )
 
 
+def on_orders_placed(envelopes: list[Envelope], ctx: HandlerContext) -> None:
+    """The batch form of on_order_placed: the orders' placing times in one query, the steps in one insert."""
+    events: list[OrderPlaced] = []
+    for envelope in envelopes:
+        event = envelope.event()
+        assert isinstance(event, OrderPlaced)
+        events.append(event)
+    conn = ctx.uow.conn
+    placed_at = dict(
+        conn.execute(
+            select(orders.c.id, orders.c.placed_at).where(orders.c.id.in_({e.order_id for e in events}))
+        ).all()
+    )
+    steps = [
+        StepReached(
+            order_id=e.order_id,
+            customer_id=e.customer_id,
+            step="placed",
+            at=placed_at.get(e.order_id, e.occurred_at),
+        )
+        for e in events
+    ]
+    record_steps(conn, ctx.uow.publish, steps)
+
+
 def register(bus: Bus) -> None:
-    bus.subscribe(OrderPlaced, "orders.chain_placed", on_order_placed)
+    bus.subscribe(OrderPlaced, "orders.chain_placed", on_order_placed, batch=on_orders_placed)
     bus.subscribe(ShipmentDispatched, "orders.chain_dispatched", _step_from_event("dispatched"))
     bus.subscribe(
         ShipmentOutForDelivery, "orders.chain_out_for_delivery", _step_from_event("out_for_delivery")
@@ -310,4 +397,4 @@ def register(bus: Bus) -> None:
     bus.subscribe(FollowUpDue, "orders.chain_follow_up", on_follow_up_due)
 
 
-__all__ = ["DomainEvent", "record_manual_step", "record_step", "register"]
+__all__ = ["DomainEvent", "StepReached", "record_manual_step", "record_step", "record_steps", "register"]

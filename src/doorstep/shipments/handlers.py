@@ -39,7 +39,7 @@ def register(bus: Bus) -> None:
     bus.on_log("aftership", project_aftership, tables=PROJECTION_TABLES, batch=project_log_rows)
     bus.on_log("karrio", project_karrio, tables=PROJECTION_TABLES, batch=project_log_rows)
     bus.on_log("tracking", project_generic, tables=PROJECTION_TABLES, batch=project_log_rows)
-    bus.subscribe(OrderPlaced, "shipments.link_order", on_order_placed)
+    bus.subscribe(OrderPlaced, "shipments.link_order", on_order_placed, batch=on_orders_placed)
     bus.subscribe(OrderUpdated, "shipments.order_updated", on_order_updated)
 
 
@@ -385,6 +385,16 @@ def on_order_placed(envelope: Any, ctx: HandlerContext) -> None:
         _predict(s, eta, now=now)
         repo.save(s)
         ctx.uow.collect(s.events)
+
+
+def on_orders_placed(envelopes: list[Any], ctx: HandlerContext) -> None:
+    """The batch form of on_order_placed: one query finds the order numbers that shipments wait for (almost
+    always none); only those events go through on_order_placed, in order."""
+    refs = {str(e.payload["external_id"]) for e in envelopes}
+    waited_for = ShipmentRepository(ctx.uow.conn).order_refs_waited_for(refs)
+    for envelope in envelopes:
+        if str(envelope.payload["external_id"]) in waited_for:
+            on_order_placed(envelope, ctx)
 
 
 def on_order_updated(envelope: Any, ctx: HandlerContext) -> None:

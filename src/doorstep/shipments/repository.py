@@ -267,6 +267,16 @@ class ShipmentRepository:
         )
         return self._load(query, with_timeline=False)
 
+    def order_refs_waited_for(self, order_refs: set[str]) -> set[str]:
+        """Which of these order numbers have shipments waiting for the order (see list_by_order_ref)."""
+        found: set[str] = set()
+        for chunk in _chunks(sorted(order_refs)):
+            query = select(shipments.c.order_ref).where(
+                shipments.c.order_ref.in_(list(chunk)), shipments.c.order_id.is_(None)
+            )
+            found.update(self.conn.execute(query.distinct()).scalars())
+        return found
+
     def orphan_carrier(self, tracking_number: str) -> str | None:
         """The carrier of scans kept for this tracking number, when a caller does not know it."""
         return self.conn.execute(
