@@ -150,7 +150,16 @@ def _effects(engine: Engine, w: World) -> dict[str, list[str]]:
         lines = []
         for row in rows:
             values = {
-                k: v for k, v in row._mapping.items() if k not in ("id", "done_at", "event_id", "partition")
+                k: v
+                for k, v in row._mapping.items()
+                if k
+                not in (
+                    "id",
+                    "done_at",
+                    "event_id",
+                    "partition",
+                    "recorded_at",
+                )  # recorded_at: the wall clock
             }
             if table == "shipments":
                 values["id"] = row.id
