@@ -246,6 +246,7 @@ def test_a_redelivered_batch_queues_no_second_message(app_ctx: AppContext) -> No
 
 def test_record_steps_equals_record_step_one_at_a_time(app_ctx: AppContext) -> None:
     engine, at = app_ctx.engine, NOW
+    written = NOW + timedelta(days=1)  # the steps reach us a day after they happened
     maya = add_customer(engine)
 
     def orders_and_steps(tag: str) -> tuple[dict[str, str], list[StepReached]]:
@@ -294,12 +295,13 @@ def test_record_steps_equals_record_step_one_at_a_time(app_ctx: AppContext) -> N
                 customer_id=s.customer_id,
                 step=s.step,
                 at=s.at,
+                now=written,
                 detail=s.detail,
             )
     batch_ids, batch = orders_and_steps("b")
     batch_events: list[Any] = []
     with engine.begin() as conn:
-        new = record_steps(conn, batch_events.append, batch)
+        new = record_steps(conn, batch_events.append, batch, now=written)
 
     assert state(batch_ids) == state(single_ids)
     as_steps = [(e.step, e.occurred_at) for e in single_events]
@@ -310,6 +312,10 @@ def test_record_steps_equals_record_step_one_at_a_time(app_ctx: AppContext) -> N
         "cancelled": "cancelled",
         "fresh": "delivered",
     }
+    # a moved order says it changed when the steps were written, not when they happened (the replica's marker)
+    moved = {r[0]: r[2] for r in state(batch_ids)[:3]}
+    assert moved["fresh"] == written
+    assert moved["ahead"] != written and moved["cancelled"] != written
 
 
 # ---- a bad row inside a run ------------------------------------------------------------------------------

@@ -64,10 +64,13 @@ def record_step(
     customer_id: str,
     step: str,
     at: datetime,
+    now: datetime,
     detail: dict[str, Any] | None = None,
 ) -> bool:
     """Records `step` once (a second call changes nothing) and emits OrderStepReached; moves orders.status
-    forward along the chain, never back."""
+    forward along the chain, never back. `at` is when the step happened, `now` when it is written: the order's
+    updated_at says when the row last changed (the analytics replica reads changes by it), so a scan that
+    arrives a day late still counts as a change now."""
     inserted = conn.execute(
         insert_ignore(conn, order_steps, index_elements=["order_id", "step"])
         .values(order_id=order_id, step=step, occurred_at=at, detail=detail or {})
@@ -78,7 +81,7 @@ def record_step(
     row = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).first()
     moves_forward = row is not None and (row.status not in RANK or RANK[row.status] < RANK[step])
     if moves_forward and row is not None and row.status not in ("cancelled", "refunded"):
-        conn.execute(update(orders).where(orders.c.id == order_id).values(status=step, updated_at=at))
+        conn.execute(update(orders).where(orders.c.id == order_id).values(status=step, updated_at=now))
     publish(OrderStepReached(occurred_at=at, order_id=order_id, customer_id=customer_id, step=step))
     return True
 
@@ -94,7 +97,9 @@ class StepReached:
     detail: dict[str, Any] | None = None
 
 
-def record_steps(conn: Connection, publish: Any, steps: Sequence[StepReached]) -> list[StepReached]:
+def record_steps(
+    conn: Connection, publish: Any, steps: Sequence[StepReached], *, now: datetime
+) -> list[StepReached]:
     """`record_step` for many steps, in order, with one insert, one lookup and one update; returns the steps
     that were new. A step repeated in `steps` is recorded once, with its first time, as it would be one call
     at a time; later steps of one order see the status the earlier ones moved it to."""
@@ -128,7 +133,7 @@ def record_steps(conn: Connection, publish: Any, steps: Sequence[StepReached]) -
         status = statuses.get(s.order_id)
         moves_forward = status is not None and (status not in RANK or RANK[status] < RANK[s.step])
         if moves_forward and status not in ("cancelled", "refunded"):
-            moves.append({"order_id_": s.order_id, "status_": s.step, "at_": s.at})
+            moves.append({"order_id_": s.order_id, "status_": s.step})
             statuses[s.order_id] = s.step
         publish(
             OrderStepReached(occurred_at=s.at, order_id=s.order_id, customer_id=s.customer_id, step=s.step)
@@ -137,7 +142,7 @@ def record_steps(conn: Connection, publish: Any, steps: Sequence[StepReached]) -
         conn.execute(
             update(orders)
             .where(orders.c.id == bindparam("order_id_"))
-            .values(status=bindparam("status_"), updated_at=bindparam("at_")),
+            .values(status=bindparam("status_"), updated_at=now),
             moves,
         )
     return new
@@ -164,6 +169,7 @@ def record_manual_step(
                 customer_id=order.customer_id,
                 step="placed",
                 at=order.placed_at,
+                now=now,
             )
             reached["placed"] = order.placed_at
         is_new = check_manual_step(step, reached=reached, order_status=order.status, at=at, now=now)
@@ -175,6 +181,7 @@ def record_manual_step(
                 customer_id=order.customer_id,
                 step=step,
                 at=at,
+                now=now,
                 detail={"by": principal.name, "principal_kind": principal.kind},
             )
         uow.commit()
@@ -208,7 +215,13 @@ def _step_from_event(step: str, at_field: str = "occurred_at") -> Any:
             customer_id = order.customer_id
         at = getattr(event, at_field, None) or event.occurred_at
         record_step(
-            ctx.uow.conn, ctx.uow.publish, order_id=order_id, customer_id=customer_id, step=step, at=at
+            ctx.uow.conn,
+            ctx.uow.publish,
+            order_id=order_id,
+            customer_id=customer_id,
+            step=step,
+            at=at,
+            now=ctx.clock.now(),
         )
 
     return handle
@@ -231,6 +244,7 @@ def on_proof_of_delivery(envelope: Envelope, ctx: HandlerContext) -> None:
         customer_id=order.customer_id,
         step="delivered",
         at=event.delivered_at,
+        now=ctx.clock.now(),
         detail={"proof_id": event.proof_id},
     )
     issue_invoice(ctx, order=order, delivered_at=event.delivered_at)
@@ -313,6 +327,7 @@ def issue_invoice(ctx: HandlerContext, *, order: Any, delivered_at: datetime) ->
         customer_id=order.customer_id,
         step="invoiced",
         at=now,
+        now=now,
         detail={"invoice_number": number},
     )
     ctx.uow.publish(
@@ -343,6 +358,7 @@ def on_follow_up_due(envelope: Envelope, ctx: HandlerContext) -> None:
         customer_id=event.customer_id,
         step="follow_up_sent",
         at=event.occurred_at,
+        now=ctx.clock.now(),
     )
 
 
@@ -358,6 +374,7 @@ def on_order_placed(envelope: Envelope, ctx: HandlerContext) -> None:
         customer_id=event.customer_id,
         step="placed",
         at=at,
+        now=ctx.clock.now(),
     )
 
 
@@ -383,7 +400,7 @@ def on_orders_placed(envelopes: list[Envelope], ctx: HandlerContext) -> None:
         )
         for e in events
     ]
-    record_steps(conn, ctx.uow.publish, steps)
+    record_steps(conn, ctx.uow.publish, steps, now=ctx.clock.now())
 
 
 def register(bus: Bus) -> None:
