@@ -166,7 +166,9 @@ class InProcessWorker:
             self.worker_ctx.bus.outbox_listeners.remove(self.wake.set)
 
 
-def run_pipeline(ctx: AppContext, stop: threading.Event, *, with_sender: bool = True) -> None:
+def run_pipeline(
+    ctx: AppContext, stop: threading.Event, *, with_sender: bool = True, with_worker: bool = True
+) -> None:
     """The outbox worker and, unless `with_sender` is False, the notification sender (a thread, woken by the
     journey handler's commits in this process), until `stop`: what `doorstep worker` and the pipeline process
     of `doorstep serve` run. Senders in several processes are safe: claims are leased (taken under SQLite's
@@ -176,9 +178,16 @@ def run_pipeline(ctx: AppContext, stop: threading.Event, *, with_sender: bool = 
     worker = build_worker(ctx)
     sender = Sender(ctx, name=f"sender-{worker.name}").start() if with_sender else None
     ctx.services["wake_worker"] = worker.wake.set
-    log.info("pipeline %s started (sender: %s)", worker.name, "yes" if sender else "no")
+    log.info(
+        "pipeline %s started (worker: %s, sender: %s)",
+        worker.name,
+        "yes" if with_worker else "no",
+        "yes" if sender else "no",
+    )
     try:
-        if ctx.settings.broker_url:  # relay and consume through the broker (bus/nats.py)
+        if not with_worker:  # a sender only (`doorstep worker --sender-only`)
+            stop.wait()
+        elif ctx.settings.broker_url:  # relay and consume through the broker (bus/nats.py)
             importlib.import_module("doorstep.bus.nats").runner(ctx)(worker, stop)
         else:
             worker.run_forever(stop)

@@ -119,9 +119,20 @@ def worker(
             "claims are leased, so senders in several processes never send a message twice at once).",
         ),
     ] = False,
+    sender_only: Annotated[
+        bool,
+        typer.Option(
+            "--sender-only",
+            help="Run only the notification sender (no outbox worker): beside `doorstep worker --no-sender`, "
+            "worker and sender each get an interpreter of their own.",
+        ),
+    ] = False,
 ) -> None:
     """Run worker processes: project the inbound log, deliver domain events to handlers and send the
     notifications they queue."""
+    if no_sender and sender_only:
+        console.print("[red]error:[/red] --no-sender and --sender-only exclude each other")
+        raise typer.Exit(2)
     from doorstep.logs import configure_logging
 
     settings = get_settings()
@@ -130,7 +141,7 @@ def worker(
         import multiprocessing
 
         procs = [
-            multiprocessing.Process(target=_run_worker, args=(not no_sender,), daemon=False)
+            multiprocessing.Process(target=_run_worker, args=(not no_sender, not sender_only), daemon=False)
             for _ in range(processes)
         ]
         for p in procs:
@@ -138,10 +149,10 @@ def worker(
         for p in procs:
             p.join()
         return
-    _run_worker(not no_sender)
+    _run_worker(not no_sender, not sender_only)
 
 
-def _run_worker(with_sender: bool = True) -> None:
+def _run_worker(with_sender: bool = True, with_worker: bool = True) -> None:
     from doorstep.app import build_context, run_pipeline
 
     settings = get_settings()
@@ -150,10 +161,10 @@ def _run_worker(with_sender: bool = True) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print(
-        f"worker started ({_safe_url(settings.database_url)}; notification sender: "
-        f"{'yes' if with_sender else 'no'})"
+        f"worker started ({_safe_url(settings.database_url)}; outbox worker: {'yes' if with_worker else 'no'}, "
+        f"notification sender: {'yes' if with_sender else 'no'})"
     )
-    run_pipeline(ctx, stop, with_sender=with_sender)
+    run_pipeline(ctx, stop, with_sender=with_sender, with_worker=with_worker)
 
 
 keys_app = typer.Typer(

@@ -205,3 +205,27 @@ def test_serve_with_a_pipeline_process_delivers_from_the_child(tmp_path: Path, s
         assert (row.trigger, row.channel) == ("order_confirmed", "outbox")
     assert not pipeline.process.is_alive()  # stopped with the app
     assert pipeline.process.exitcode == 0
+
+
+def test_a_sender_only_worker_sends_and_delivers_no_events(tmp_path: Path, sqlite_url: str) -> None:
+    from doorstep.bus.tables import outbox
+
+    settings = make_settings(tmp_path, sqlite_url)
+    ctx = build_context(settings, clock=SystemClock())
+    customer_id = add_customer(ctx.engine)
+    order_id = add_order(ctx.engine, customer_id)
+    publish(ctx, order_placed(order_id, customer_id, at=datetime.now(UTC)))  # outbox rows for the handlers
+    proc, log_path = _start_worker(sqlite_url, tmp_path, "--sender-only")
+    try:
+        ids = _queue(ctx.engine, customer_id, 5)
+        _wait_for(lambda: _statuses(ctx.engine).get("sent") == 5, timeout_s=60, what="the sender")
+        time.sleep(0.5)  # a worker, had one been started, would have taken the outbox rows meanwhile
+        with ctx.engine.connect() as conn:
+            pending = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status != "done"))
+            assert pending.scalar_one() > 0
+    finally:
+        _stop(proc)
+    assert set(_attempts_per_message(ctx.engine)) == set(ids)
+    assert "outbox worker: no" in log_path.read_text()
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
