@@ -290,11 +290,77 @@ class PipelineProcess:
             self.handed, self.errors = data["handed"], data["errors"]
 
 
+def _sender_process(db: Path, stop: Any, ready: Any, counter: Any, result: Path) -> None:
+    """`doorstep worker --sender-only` on the benchmark's database, with the recorder as the outbox channel;
+    the hand-off times go to `result` at the end."""
+    import json
+
+    logging.getLogger("doorstep").setLevel(logging.ERROR)
+    ctx, recorder = _context(db)
+    recorder.counter = counter
+    sender = Sender(ctx, name="bench-sender-process")
+    errors = LoopErrors()
+    with errors:
+        sender.start()
+        ready.set()
+        stop.wait()
+        sender.close()
+    result.write_text(json.dumps({"handed": recorder.handed, "errors": errors.errors}))
+
+
+class SplitProcesses:
+    """`doorstep serve --no-worker` + `doorstep worker --no-sender` + `doorstep worker --sender-only`: this
+    process only records the events (the API side); the worker and the sender each have a process (and an
+    interpreter lock) of their own. No wake-up crosses a process boundary: the worker polls every
+    worker_poll_interval_s and the sender every 0.1 s when idle."""
+
+    def __init__(self, db: Path):
+        mp = multiprocessing.get_context("spawn")
+        self.stop, worker_ready, sender_ready = mp.Event(), mp.Event(), mp.Event()
+        self.ready = (worker_ready, sender_ready)
+        self.counter = mp.Value("i", 0)
+        self.result = db.with_suffix(".split.json")
+        self.processes = [
+            mp.Process(target=_worker_process, args=(db, self.stop, worker_ready), daemon=True),
+            mp.Process(
+                target=_sender_process,
+                args=(db, self.stop, sender_ready, self.counter, self.result),
+                daemon=True,
+            ),
+        ]
+        self.handed: dict[str, float] = {}
+        self.errors: list[str] = []
+
+    def count(self) -> int:
+        return int(self.counter.value)
+
+    def __enter__(self) -> SplitProcesses:
+        for process in self.processes:
+            process.start()
+        for ready in self.ready:
+            ready.wait(60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import json
+
+        self.stop.set()
+        for process in self.processes:
+            process.join(timeout=30)
+        if self.result.exists():
+            data = json.loads(self.result.read_text())
+            self.handed, self.errors = data["handed"], data["errors"]
+
+
+CHILD_SHAPES = ("pipeline-process", "split-processes")  # shapes whose sender runs in a child process
+
+
 def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") -> dict[str, Any]:
     """shape: "threads" (worker and sender threads beside the producer, one process: `doorstep serve`),
     "worker-process" (the worker in a process of its own, the sender beside the producer), "pipeline-process"
     (worker and sender in one child process, the producer alone in this one: `doorstep serve
-    --pipeline-process`)."""
+    --pipeline-process`), "split-processes" (worker and sender each in a process of its own, the producer alone
+    in this one: `serve --no-worker` + `worker --no-sender` + `worker --sender-only`)."""
     db = tmp / f"rate_{rate}_{shape}.db"
     ctx, recorder = _context(db)
     total = int(rate * seconds)
@@ -303,8 +369,8 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
     sender = Sender(ctx, name="bench-sender")
     published: dict[str, float] = {}
     loops: Any
-    if shape == "pipeline-process":
-        loops = PipelineProcess(ctx, db)
+    if shape in CHILD_SHAPES:
+        loops = PipelineProcess(ctx, db) if shape == "pipeline-process" else SplitProcesses(db)
         handed_count = loops.count
     else:
         loops = WorkerProcess(db, sender) if shape == "worker-process" else RealLoops(ctx, worker, sender)
@@ -315,6 +381,9 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
             deadline = time.time() + 60
             while time.time() < deadline and not loops.result.with_suffix(".ready").exists():
                 time.sleep(0.05)
+            time.sleep(0.5)
+            start = time.time()
+        elif shape == "split-processes":
             time.sleep(0.5)
             start = time.time()
         sent = 0
@@ -333,8 +402,8 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
         while handed_count() < total and time.time() < deadline:
             time.sleep(0.05)
     elapsed = time.time() - start
-    handed = loops.handed if shape == "pipeline-process" else recorder.handed
-    loop_errors = errors.errors + (loops.errors if shape == "pipeline-process" else [])
+    handed = loops.handed if shape in CHILD_SHAPES else recorder.handed
+    loop_errors = errors.errors + (loops.errors if shape in CHILD_SHAPES else [])
     latencies = [(handed[c] - published[c]) * 1000 for c in published if c in handed]
     ctx.engine.dispose()
     ctx.read_engine.dispose()
@@ -537,6 +606,12 @@ def main(argv: list[str] | None = None) -> None:
         "child process (app.PipelineProcess), the producer alone in this one",
     )
     parser.add_argument(
+        "--split-processes",
+        action="store_true",
+        help="also run the steady rates with the worker and the sender each in a process of its own, the "
+        "producer alone in this one (`serve --no-worker` + `worker --no-sender` + `worker --sender-only`)",
+    )
+    parser.add_argument(
         "--only-rates",
         action="store_true",
         help="only the steady rates (skip the sender-only, throughput and drain runs)",
@@ -562,6 +637,7 @@ def main(argv: list[str] | None = None) -> None:
         shapes = ["threads"]
         shapes += ["worker-process"] if args.worker_process else []
         shapes += ["pipeline-process"] if args.pipeline_process else []
+        shapes += ["split-processes"] if args.split_processes else []
         for shape in shapes:
             for rate in (int(r) for r in args.rates.split(",")):
                 r = run_rate(rate, args.seconds, Path(tmp), shape=shape)
