@@ -346,15 +346,11 @@ class NotificationRepository:
             )
         return found
 
-    def rows_for_update(self, ids: list[str]) -> dict[str, Any]:
+    def rows(self, ids: list[str]) -> dict[str, Any]:
+        """The messages by id (a sender reads the rows it leased: the lease, not a row lock, keeps them its own)."""
         if not ids:
             return {}
-        return {
-            r.id: r
-            for r in self.conn.execute(
-                select(notifications).where(notifications.c.id.in_(ids)).with_for_update()
-            )
-        }
+        return {r.id: r for r in self.conn.execute(select(notifications).where(notifications.c.id.in_(ids)))}
 
     def orders_by_id(self, ids: list[str | None]) -> dict[str, dict[str, Any]]:
         wanted = sorted({i for i in ids if i})

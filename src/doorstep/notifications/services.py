@@ -139,7 +139,7 @@ class Batch:
 
     @classmethod
     def load(cls, repo: NotificationRepository, ids: list[str], now: datetime) -> Batch:
-        rows = repo.rows_for_update(ids)
+        rows = repo.rows(ids)
         customer_ids = [r.customer_id for r in rows.values()]
         since = now - timedelta(hours=26)  # covers any local day, in every time zone
         return cls(
@@ -392,27 +392,33 @@ class Sender:
         self.thread = threading.Thread(target=self._run, name="doorstep-sender", daemon=True)
 
     def send_due(self, *, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
-        """One pass: claim and prepare (one transaction), send (no transaction open), record the outcomes (one
-        transaction). Returns how many messages were claimed. A sender that dies between sending and recording
+        """One pass: claim (one transaction), prepare (reads only), write the decisions (one transaction), send
+        (no transaction open), record the outcomes (one transaction). Returns how many messages were claimed. A sender that dies between sending and recording
         leaves its claims to expire, and they are sent again: delivery is at least once."""
         ctx = self.ctx
         now = now or ctx.clock.now()
         with ctx.read_engine.connect() as conn:  # a cheap look first: no write lock while idle
             if not NotificationRepository(conn).has_due(now=now):
                 return 0
-        prepared: list[Prepared] = []
         with ctx.engine.begin() as conn:
-            repo = NotificationRepository(conn)
-            ids = repo.claim_due(now=now, limit=limit, owner=self.name, lease_s=LEASE_S)
-            if ids:
-                batch = Batch.load(repo, ids, now)
-                for notification_id in ids:
-                    item = _prepare_one(ctx, repo, batch, notification_id, now)
-                    if item is not None:
-                        prepared.append(item)
-                repo.update_many(batch.changes)
+            ids = NotificationRepository(conn).claim_due(
+                now=now, limit=limit, owner=self.name, lease_s=LEASE_S
+            )
         if not ids:
             return 0
+        # Prepared (profiles, rules, rendering) outside the write transaction: the claim's lease keeps the rows
+        # ours, and on SQLite the single write lock is then held only to claim and to write the decisions, not
+        # while templates render, so the outbox worker in another process is not kept waiting.
+        prepared: list[Prepared] = []
+        with ctx.read_engine.connect() as conn:
+            repo = NotificationRepository(conn)
+            batch = Batch.load(repo, ids, now)
+            for notification_id in ids:
+                item = _prepare_one(ctx, repo, batch, notification_id, now)
+                if item is not None:
+                    prepared.append(item)
+        with ctx.engine.begin() as conn:
+            NotificationRepository(conn).update_many(batch.changes)
         outcomes = []
         hook = ctx.services.get("on_notification_sent")
         for item in prepared:  # no transaction is open while we talk to providers
