@@ -66,7 +66,9 @@ from doorstep.analytics.errors import AnalyticsError
 from doorstep.analytics.sql import (
     SESSION_FLAGS,
     Dialect,
+    contact_cause_sql,
     contact_links_select,
+    feedback_cause_sql,
     order_facts_select,
     session_rollup,
 )
@@ -81,7 +83,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 3  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 4  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 # SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
@@ -570,6 +572,7 @@ class Replica:
             con.execute("CREATE OR REPLACE TEMP TABLE t_orders (id VARCHAR)")
             con.execute("CREATE OR REPLACE TEMP TABLE t_customers (id VARCHAR)")
             con.execute("CREATE OR REPLACE TEMP TABLE t_conversations (id VARCHAR)")
+            con.execute("CREATE OR REPLACE TEMP TABLE t_feedback (id VARCHAR)")
             rows: dict[str, int] = {}
             total = len(MIRRORS) + 2
             for i, m in enumerate(MIRRORS):
@@ -580,6 +583,7 @@ class Replica:
             self._relink(con, initial)
             self._step(progress, "order_facts", len(MIRRORS) + 1, total)
             recomputed = self._refacts(con, initial)
+            self._recause(con, initial)
             if initial:
                 con.execute(
                     "CREATE TABLE replica_meta AS SELECT * FROM (VALUES ('schema_version', ?), ('store', ?)) "
@@ -604,6 +608,7 @@ class Replica:
             *(m.table for m in MIRRORS),
             "order_facts",
             "contact_links",
+            "feedback_causes",
             "customer_orders",
             "sessions",
             "sync_state",
@@ -721,6 +726,8 @@ class Replica:
             )
         if m.table == "conversations":
             con.execute(f"INSERT INTO t_conversations SELECT id FROM {rows}")
+        if m.table == "feedback":
+            con.execute(f"INSERT INTO t_feedback SELECT id FROM {rows}")
 
     def _reconcile_deletes(self, con: Any) -> dict[str, int]:
         """Deletes from the replica what the store no longer has (found by counting, then by keys)."""
@@ -776,21 +783,28 @@ class Replica:
     def _relink(self, con: Any, initial: bool) -> None:
         """Contact links of every conversation of a touched customer, and of every touched conversation."""
         d = REPLICA_DIALECT
-        if initial:
-            con.execute(f"CREATE TABLE contact_links AS {contact_links_select(d)}")
+        if initial:  # upstream_cause is filled in by _recause, once the orders' facts are there
+            con.execute(
+                f"CREATE TABLE contact_links AS SELECT *, CAST(NULL AS VARCHAR) AS upstream_cause "
+                f"FROM ({contact_links_select(d)})"
+            )
             return
+        con.execute("CREATE OR REPLACE TEMP TABLE t_recause (id VARCHAR)")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE relink AS SELECT id FROM conversations "
             "WHERE customer_id IN (SELECT id FROM t_customers) UNION SELECT id FROM t_conversations"
         )
         if not con.execute("SELECT count(*) FROM relink").fetchone()[0]:
             return
+        con.execute("INSERT INTO t_recause SELECT id FROM relink")
         con.execute(
             "INSERT INTO t_orders SELECT order_id FROM contact_links "
             "WHERE id IN (SELECT id FROM relink) AND order_id IS NOT NULL"
         )
         con.execute("DELETE FROM contact_links WHERE id IN (SELECT id FROM relink)")
-        con.execute(f"INSERT INTO contact_links {contact_links_select(d, scope='SELECT id FROM relink')}")
+        con.execute(
+            f"INSERT INTO contact_links BY NAME {contact_links_select(d, scope='SELECT id FROM relink')}"
+        )
         con.execute(
             "INSERT INTO t_orders SELECT order_id FROM contact_links "
             "WHERE id IN (SELECT id FROM relink) AND order_id IS NOT NULL"
@@ -818,6 +832,51 @@ class Replica:
             scope = "SELECT id FROM refacts"
             con.execute(f"INSERT INTO order_facts {order_facts_select(d, f'o.id IN ({scope})', scope)}")
         return int(n)
+
+    def _recause(self, con: Any, initial: bool) -> None:
+        """The cause of each contact (`contact_links.upstream_cause`) and of each review (`feedback_causes`): the
+        dashboard's cause CASE over the linked order's facts. It depends on the contact's own row and its order's
+        facts only, so it is recomputed for relinked contacts, changed reviews, and those of recomputed orders."""
+        d = REPLICA_DIALECT
+        contact = contact_cause_sql(d)
+        review = feedback_cause_sql(d)
+        fb_cols = "x.id, x.customer_id, x.order_id, x.kind, x.csat, x.nps, x.rating, x.topic, x.submitted_at"
+        if initial:
+            con.execute(
+                "CREATE OR REPLACE TABLE contact_links AS SELECT x.* EXCLUDE (upstream_cause), "
+                f"{contact} AS upstream_cause FROM contact_links x LEFT JOIN order_facts f ON f.id = x.order_id "
+                "ORDER BY x.opened_at"
+            )
+            con.execute(
+                f"CREATE TABLE feedback_causes AS SELECT {fb_cols}, {review} AS cause FROM feedback x "
+                "LEFT JOIN order_facts f ON f.id = x.order_id ORDER BY x.submitted_at"
+            )
+            return
+        if not any(self._any(con, t) for t in ("refacts", "t_feedback", "t_recause")):
+            return
+        # contacts: relinked ones (t_recause), and those linked to an order whose facts were recomputed
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE recause AS SELECT id FROM t_recause "
+            "UNION SELECT id FROM contact_links WHERE order_id IN (SELECT id FROM refacts)"
+        )
+        if self._any(con, "recause"):
+            con.execute(
+                f"UPDATE contact_links SET upstream_cause = c.cause FROM (SELECT x.id, {contact} AS cause "
+                "FROM contact_links x LEFT JOIN order_facts f ON f.id = x.order_id "
+                "WHERE x.id IN (SELECT id FROM recause)) c WHERE contact_links.id = c.id"
+            )
+        # reviews: changed or gone ones (t_feedback), and those about an order whose facts were recomputed (a
+        # review that moved off an order is in t_feedback)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE refb AS SELECT id FROM t_feedback "
+            "UNION SELECT id FROM feedback WHERE order_id IN (SELECT id FROM refacts)"
+        )
+        if self._any(con, "refb"):
+            con.execute("DELETE FROM feedback_causes WHERE id IN (SELECT id FROM refb)")
+            con.execute(
+                f"INSERT INTO feedback_causes SELECT {fb_cols}, {review} AS cause FROM feedback x "
+                "LEFT JOIN order_facts f ON f.id = x.order_id WHERE x.id IN (SELECT id FROM refb)"
+            )
 
     # ---- checks --------------------------------------------------------------------------------------
 

@@ -300,6 +300,29 @@ FEEDBACK_FALLBACK = (
 )
 
 
+def contact_cause_sql(d: Dialect) -> str:
+    """The cause of a contact (alias x, a contact_links row) from its linked order's facts (alias f)."""
+    return cause_case(
+        d,
+        at="x.opened_at",
+        own_cause="x.cause",
+        reason="COALESCE(x.contact_reason, x.intent, '')",
+        fallback="'no_upstream_cause'",
+    )
+
+
+def feedback_cause_sql(d: Dialect) -> str:
+    """The cause of a review (alias x, a feedback row) from its order's facts (alias f). The replica keeps no
+    free text (it may hold personal data): only whether the comment names an invoice, evaluated by the store
+    itself when the row is synced, so LIKE's case rules are the store's."""
+    comment = (
+        "CASE WHEN x.mentions_invoice THEN 'invoice' ELSE '' END"
+        if d.materialised
+        else "COALESCE(x.comment, '')"
+    )
+    return cause_case(d, at="x.submitted_at", own_cause="NULL", reason=comment, fallback=FEEDBACK_FALLBACK)
+
+
 def in_period(d: Dialect, col: str, which: str) -> str:
     if which == "cur":
         return f"{col} >= {d.p('start')} AND {col} < {d.p('end')}"
@@ -353,39 +376,36 @@ def staging(d: Dialect, f: Filters) -> list[str]:
             f"ON cu.id = o.customer_id LEFT JOIN ({_ship(d)}) s ON s.order_id = o.id "
             f"WHERE {' AND '.join(cuts)})"
         )
-    contact_cause = cause_case(
-        d,
-        at="x.opened_at",
-        own_cause="x.cause",
-        reason="COALESCE(x.contact_reason, x.intent, '')",
-        fallback="'no_upstream_cause'",
-    )
+    period_where = f"x.opened_at >= {d.p('prev_start')} AND x.opened_at < {d.p('end')}{order_cut}"
+    if d.materialised:
+        # the replica keeps each contact's cause (`contact_links.upstream_cause`) and each review's
+        # (`feedback_causes`), computed by the sync with the same CASE from the linked order's facts: a cause
+        # depends on the contact's time and its order, not on the period, the filters or now
+        contact_cause, contact_from = "x.upstream_cause", "contact_links x"
+    else:
+        contact_cause = contact_cause_sql(d)
+        contact_from = f"contact_links x LEFT JOIN {linked} f ON f.id = x.order_id"
     stmts += d.create_temp(
         "contacts",
         f"""
         SELECT x.id, x.customer_id, x.order_id, x.opened_at, {period_flag(d, "x.opened_at")} AS period,
                COALESCE(x.contact_reason, x.intent, 'unknown') AS reason, x.cause_owner,
                {contact_cause} AS cause
-        FROM contact_links x LEFT JOIN {linked} f ON f.id = x.order_id
-        WHERE x.opened_at >= {d.p("prev_start")} AND x.opened_at < {d.p("end")}{order_cut}""",
+        FROM {contact_from}
+        WHERE {period_where}""",
     )
-    # the replica keeps no free text (it may hold personal data): only whether the comment names an invoice,
-    # evaluated by the store itself when the row is synced, so LIKE's case rules are the store's
-    comment = (
-        "CASE WHEN x.mentions_invoice THEN 'invoice' ELSE '' END"
-        if d.materialised
-        else "COALESCE(x.comment, '')"
-    )
-    feedback_cause = cause_case(
-        d, at="x.submitted_at", own_cause="NULL", reason=comment, fallback=FEEDBACK_FALLBACK
-    )
+    if d.materialised:
+        feedback_cause, feedback_from = "x.cause", "feedback_causes x"
+    else:
+        feedback_cause = feedback_cause_sql(d)
+        feedback_from = f"{d.t('feedback')} x LEFT JOIN {linked} f ON f.id = x.order_id"
     stmts += d.create_temp(
         "fb",
         f"""
         SELECT x.id, x.customer_id, x.order_id, x.kind, x.csat, x.nps, x.rating, x.topic, x.submitted_at,
                {period_flag(d, "x.submitted_at")} AS period, COALESCE(x.rating, x.csat) AS score,
                {feedback_cause} AS cause
-        FROM {d.t("feedback")} x LEFT JOIN {linked} f ON f.id = x.order_id
+        FROM {feedback_from}
         WHERE x.submitted_at >= {d.p("prev_start")} AND x.submitted_at < {d.p("end")}{order_cut}""",
     )
     ev_cut = ""
