@@ -111,7 +111,9 @@ def test_a_sync_picks_up_orders_late_deliveries_contacts_feedback_and_events(
     assert v["contacts_per_order"] == pytest.approx(4 / 9)
     assert v["one_star_share"] == pytest.approx(50.0)
     assert replica.count("contact_links", f"order_id = '{order}'") == 1
-    assert replica.count("contact_links", f"order_id = '{order}' AND upstream_cause = 'no_upstream_cause'") == 1
+    assert (
+        replica.count("contact_links", f"order_id = '{order}' AND upstream_cause = 'no_upstream_cause'") == 1
+    )
 
     # when a return of the order as damaged is requested before the contact: the kept causes of the contact and
     # of the review (computed at sync time) follow their order's facts

@@ -20,7 +20,9 @@ child process, see analytics/export.py), so the store's indexes select the rows 
 it: rows whose
 `updated_at` / `recorded_at` is at or after the last watermark minus `OVERLAP` (a row committed late, with an
 older timestamp, is still read), and ids above the last id minus `OVERLAP_IDS` for append-only tables. Rows are
-compared with the replica (EXCEPT) so re-reading the overlap changes nothing; changed rows are replaced by key.
+compared first with the rows the last sync read (`seen_<table>`: what it read was applied), then only the others
+with the replica (EXCEPT), so re-reading the overlap changes nothing and costs no scan of a mirror's keys;
+changed rows are replaced by key.
 The orders a changed row feeds have their facts recomputed; customers whose orders or conversations changed
 have their contact links recomputed (a new order can become the order an old contact is linked to).
 
@@ -615,6 +617,8 @@ class Replica:
             "replica_meta",
         ]:
             con.execute(f"DROP TABLE IF EXISTS {name}")
+        for m in MIRRORS:
+            con.execute(f"DROP TABLE IF EXISTS seen_{m.table}")
         con.execute("CREATE TABLE sync_state (mirror VARCHAR PRIMARY KEY, marker VARCHAR)")
 
     def _watermark(self, con: Any, m: Mirror) -> Any:
@@ -650,10 +654,23 @@ class Replica:
                     f"WHERE {k} NOT IN (SELECT {k} FROM {m.table}{within})"
                 )
             else:
+                # the overlap re-reads up to thousands of rows that the last sync already applied: first drop
+                # those identical to what it read (`seen_<table>`, a few thousand rows), and compare only the
+                # rest with the mirror (a semi join scanning its million keys, ~0.1 s a table)
+                seen = f"seen_{m.table}"
+                con.execute(f"CREATE TABLE IF NOT EXISTS {seen} AS SELECT * FROM {m.table} LIMIT 0")
                 con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta EXCEPT "
-                    f"SELECT t.* FROM {m.table} t SEMI JOIN delta c ON {key_eq}"
+                    f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT * FROM delta EXCEPT SELECT * FROM {seen}"
                 )
+                if self._any(con, "fresh"):
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM fresh EXCEPT "
+                        f"SELECT t.* FROM {m.table} t SEMI JOIN fresh c ON {key_eq}"
+                    )
+                else:
+                    con.execute("CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM fresh")
+                con.execute(f"DELETE FROM {seen}")
+                con.execute(f"INSERT INTO {seen} SELECT * FROM delta")
             changed = con.execute("SELECT count(*) FROM changed").fetchone()[0]
             src = "changed"
             if changed:
@@ -820,11 +837,12 @@ class Replica:
                 f"CREATE TABLE order_facts AS {order_facts_select(d, '1 = 1', None)} ORDER BY placed_at"
             )
             return int(con.execute("SELECT count(*) FROM order_facts").fetchone()[0])
-        con.execute("DELETE FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)")
-        con.execute(
-            f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
-            "GROUP BY customer_id"
-        )
+        if self._any(con, "t_customers"):  # (an empty IN list still scans the tables)
+            con.execute("DELETE FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)")
+            con.execute(
+                f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
+                "GROUP BY customer_id"
+            )
         con.execute("CREATE OR REPLACE TEMP TABLE refacts AS SELECT DISTINCT id FROM t_orders")
         n = con.execute("SELECT count(*) FROM refacts").fetchone()[0]
         if n:
