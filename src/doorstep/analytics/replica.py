@@ -11,6 +11,9 @@ about 20 s at 1M orders (bench/RESULTS_dashboard.md). The replica keeps, in Duck
   path runs), so a computation reads the period's rows instead of aggregating shipments, steps, returns,
   feedback, lines and contacts;
 - `contact_links`: each conversation with the order it is about (the ASOF join, done once per change).
+- causes: `contact_links.upstream_cause` and `feedback_causes` (each review with its cause), the dashboard's
+  cause CASE over the linked order's facts, which depends on the contact or review and its order only (not on
+  the period, the filters or now); recomputed with the order's facts.
 
 What depends on `now` or on the filters (fall_off, dispatch_late, periods, cuts) stays at query time.
 
