@@ -111,6 +111,19 @@ def test_a_sync_picks_up_orders_late_deliveries_contacts_feedback_and_events(
     assert v["contacts_per_order"] == pytest.approx(4 / 9)
     assert v["one_star_share"] == pytest.approx(50.0)
     assert replica.count("contact_links", f"order_id = '{order}'") == 1
+    assert (
+        replica.count("contact_links", f"order_id = '{order}' AND upstream_cause = 'no_upstream_cause'") == 1
+    )
+
+    # when a return of the order as damaged is requested before the contact: the kept causes of the contact and
+    # of the review (computed at sync time) follow their order's facts
+    b = _builder(engine, written_at=WRITTEN + timedelta(minutes=3), first=3000)
+    b.return_(order, e, at=at(22, 8), reason="damaged.box")
+    b.flush()
+    replica.sync()
+    _both(url, replica)
+    assert replica.count("contact_links", f"order_id = '{order}' AND upstream_cause = 'damaged'") == 1
+    assert replica.count("feedback_causes", f"order_id = '{order}' AND cause = 'damaged'") == 1
 
     # when they browse again in a new session
     b.event(e, at=at(22, 11), name="Product Viewed", session="s-new", source="google")

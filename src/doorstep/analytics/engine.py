@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,23 @@ def _used(sql: str, params: dict[str, Any], pattern: re.Pattern[str]) -> dict[st
     return {k: params[k] for k in names}
 
 
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def inline_params(sql: str, params: dict[str, Any]) -> str:
+    """`sql` with its $parameters written in as literals (a DuckDB view takes no parameters). Strings are
+    quoted as SQL string literals (DuckDB has no backslash escapes), so a filter value cannot end the literal."""
+    used = _used(sql, params, _PARAM["duckdb"])
+    return _PARAM["duckdb"].sub(lambda m: _literal(used[m.group(1)]), sql)
+
+
 class Runner(Protocol):
     dialect: Dialect
 
@@ -52,6 +70,9 @@ class DuckRunner:
         self.dialect = dialect
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
+        if sql.startswith("CREATE OR REPLACE TEMP VIEW"):
+            self.con.execute(inline_params(sql, params))
+            return
         self.con.execute(sql, _used(sql, params, _PARAM["duckdb"]))
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,6 +11,9 @@ about 20 s at 1M orders (bench/RESULTS_dashboard.md). The replica keeps, in Duck
   path runs), so a computation reads the period's rows instead of aggregating shipments, steps, returns,
   feedback, lines and contacts;
 - `contact_links`: each conversation with the order it is about (the ASOF join, done once per change).
+- causes: `contact_links.upstream_cause` and `feedback_causes` (each review with its cause), the dashboard's
+  cause CASE over the linked order's facts, which depends on the contact or review and its order only (not on
+  the period, the filters or now); recomputed with the order's facts.
 
 What depends on `now` or on the filters (fall_off, dispatch_late, periods, cuts) stays at query time.
 
@@ -20,7 +23,9 @@ child process, see analytics/export.py), so the store's indexes select the rows 
 it: rows whose
 `updated_at` / `recorded_at` is at or after the last watermark minus `OVERLAP` (a row committed late, with an
 older timestamp, is still read), and ids above the last id minus `OVERLAP_IDS` for append-only tables. Rows are
-compared with the replica (EXCEPT) so re-reading the overlap changes nothing; changed rows are replaced by key.
+compared first with the rows the last sync read (`seen_<table>`: what it read was applied), then only the others
+with the replica (EXCEPT), so re-reading the overlap changes nothing and costs no scan of a mirror's keys;
+changed rows are replaced by key.
 The orders a changed row feeds have their facts recomputed; customers whose orders or conversations changed
 have their contact links recomputed (a new order can become the order an old contact is linked to).
 
@@ -66,7 +71,9 @@ from doorstep.analytics.errors import AnalyticsError
 from doorstep.analytics.sql import (
     SESSION_FLAGS,
     Dialect,
+    contact_cause_sql,
     contact_links_select,
+    feedback_cause_sql,
     order_facts_select,
     session_rollup,
 )
@@ -81,7 +88,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 3  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 4  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 # SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
@@ -570,6 +577,7 @@ class Replica:
             con.execute("CREATE OR REPLACE TEMP TABLE t_orders (id VARCHAR)")
             con.execute("CREATE OR REPLACE TEMP TABLE t_customers (id VARCHAR)")
             con.execute("CREATE OR REPLACE TEMP TABLE t_conversations (id VARCHAR)")
+            con.execute("CREATE OR REPLACE TEMP TABLE t_feedback (id VARCHAR)")
             rows: dict[str, int] = {}
             total = len(MIRRORS) + 2
             for i, m in enumerate(MIRRORS):
@@ -580,6 +588,7 @@ class Replica:
             self._relink(con, initial)
             self._step(progress, "order_facts", len(MIRRORS) + 1, total)
             recomputed = self._refacts(con, initial)
+            self._recause(con, initial)
             if initial:
                 con.execute(
                     "CREATE TABLE replica_meta AS SELECT * FROM (VALUES ('schema_version', ?), ('store', ?)) "
@@ -604,12 +613,15 @@ class Replica:
             *(m.table for m in MIRRORS),
             "order_facts",
             "contact_links",
+            "feedback_causes",
             "customer_orders",
             "sessions",
             "sync_state",
             "replica_meta",
         ]:
             con.execute(f"DROP TABLE IF EXISTS {name}")
+        for m in MIRRORS:
+            con.execute(f"DROP TABLE IF EXISTS seen_{m.table}")
         con.execute("CREATE TABLE sync_state (mirror VARCHAR PRIMARY KEY, marker VARCHAR)")
 
     def _watermark(self, con: Any, m: Mirror) -> Any:
@@ -645,10 +657,23 @@ class Replica:
                     f"WHERE {k} NOT IN (SELECT {k} FROM {m.table}{within})"
                 )
             else:
+                # the overlap re-reads up to thousands of rows that the last sync already applied: first drop
+                # those identical to what it read (`seen_<table>`, a few thousand rows), and compare only the
+                # rest with the mirror (a semi join scanning its million keys, ~0.1 s a table)
+                seen = f"seen_{m.table}"
+                con.execute(f"CREATE TABLE IF NOT EXISTS {seen} AS SELECT * FROM {m.table} LIMIT 0")
                 con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta EXCEPT "
-                    f"SELECT t.* FROM {m.table} t SEMI JOIN delta c ON {key_eq}"
+                    f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT * FROM delta EXCEPT SELECT * FROM {seen}"
                 )
+                if self._any(con, "fresh"):
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM fresh EXCEPT "
+                        f"SELECT t.* FROM {m.table} t SEMI JOIN fresh c ON {key_eq}"
+                    )
+                else:
+                    con.execute("CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM fresh")
+                con.execute(f"DELETE FROM {seen}")
+                con.execute(f"INSERT INTO {seen} SELECT * FROM delta")
             changed = con.execute("SELECT count(*) FROM changed").fetchone()[0]
             src = "changed"
             if changed:
@@ -721,6 +746,8 @@ class Replica:
             )
         if m.table == "conversations":
             con.execute(f"INSERT INTO t_conversations SELECT id FROM {rows}")
+        if m.table == "feedback":
+            con.execute(f"INSERT INTO t_feedback SELECT id FROM {rows}")
 
     def _reconcile_deletes(self, con: Any) -> dict[str, int]:
         """Deletes from the replica what the store no longer has (found by counting, then by keys)."""
@@ -776,21 +803,28 @@ class Replica:
     def _relink(self, con: Any, initial: bool) -> None:
         """Contact links of every conversation of a touched customer, and of every touched conversation."""
         d = REPLICA_DIALECT
-        if initial:
-            con.execute(f"CREATE TABLE contact_links AS {contact_links_select(d)}")
+        if initial:  # upstream_cause is filled in by _recause, once the orders' facts are there
+            con.execute(
+                f"CREATE TABLE contact_links AS SELECT *, CAST(NULL AS VARCHAR) AS upstream_cause "
+                f"FROM ({contact_links_select(d)})"
+            )
             return
+        con.execute("CREATE OR REPLACE TEMP TABLE t_recause (id VARCHAR)")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE relink AS SELECT id FROM conversations "
             "WHERE customer_id IN (SELECT id FROM t_customers) UNION SELECT id FROM t_conversations"
         )
         if not con.execute("SELECT count(*) FROM relink").fetchone()[0]:
             return
+        con.execute("INSERT INTO t_recause SELECT id FROM relink")
         con.execute(
             "INSERT INTO t_orders SELECT order_id FROM contact_links "
             "WHERE id IN (SELECT id FROM relink) AND order_id IS NOT NULL"
         )
         con.execute("DELETE FROM contact_links WHERE id IN (SELECT id FROM relink)")
-        con.execute(f"INSERT INTO contact_links {contact_links_select(d, scope='SELECT id FROM relink')}")
+        con.execute(
+            f"INSERT INTO contact_links BY NAME {contact_links_select(d, scope='SELECT id FROM relink')}"
+        )
         con.execute(
             "INSERT INTO t_orders SELECT order_id FROM contact_links "
             "WHERE id IN (SELECT id FROM relink) AND order_id IS NOT NULL"
@@ -806,11 +840,12 @@ class Replica:
                 f"CREATE TABLE order_facts AS {order_facts_select(d, '1 = 1', None)} ORDER BY placed_at"
             )
             return int(con.execute("SELECT count(*) FROM order_facts").fetchone()[0])
-        con.execute("DELETE FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)")
-        con.execute(
-            f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
-            "GROUP BY customer_id"
-        )
+        if self._any(con, "t_customers"):  # (an empty IN list still scans the tables)
+            con.execute("DELETE FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)")
+            con.execute(
+                f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
+                "GROUP BY customer_id"
+            )
         con.execute("CREATE OR REPLACE TEMP TABLE refacts AS SELECT DISTINCT id FROM t_orders")
         n = con.execute("SELECT count(*) FROM refacts").fetchone()[0]
         if n:
@@ -818,6 +853,51 @@ class Replica:
             scope = "SELECT id FROM refacts"
             con.execute(f"INSERT INTO order_facts {order_facts_select(d, f'o.id IN ({scope})', scope)}")
         return int(n)
+
+    def _recause(self, con: Any, initial: bool) -> None:
+        """The cause of each contact (`contact_links.upstream_cause`) and of each review (`feedback_causes`): the
+        dashboard's cause CASE over the linked order's facts. It depends on the contact's own row and its order's
+        facts only, so it is recomputed for relinked contacts, changed reviews, and those of recomputed orders."""
+        d = REPLICA_DIALECT
+        contact = contact_cause_sql(d)
+        review = feedback_cause_sql(d)
+        fb_cols = "x.id, x.customer_id, x.order_id, x.kind, x.csat, x.nps, x.rating, x.topic, x.submitted_at"
+        if initial:
+            con.execute(
+                "CREATE OR REPLACE TABLE contact_links AS SELECT x.* EXCLUDE (upstream_cause), "
+                f"{contact} AS upstream_cause FROM contact_links x LEFT JOIN order_facts f ON f.id = x.order_id "
+                "ORDER BY x.opened_at"
+            )
+            con.execute(
+                f"CREATE TABLE feedback_causes AS SELECT {fb_cols}, {review} AS cause FROM feedback x "
+                "LEFT JOIN order_facts f ON f.id = x.order_id ORDER BY x.submitted_at"
+            )
+            return
+        if not any(self._any(con, t) for t in ("refacts", "t_feedback", "t_recause")):
+            return
+        # contacts: relinked ones (t_recause), and those linked to an order whose facts were recomputed
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE recause AS SELECT id FROM t_recause "
+            "UNION SELECT id FROM contact_links WHERE order_id IN (SELECT id FROM refacts)"
+        )
+        if self._any(con, "recause"):
+            con.execute(
+                f"UPDATE contact_links SET upstream_cause = c.cause FROM (SELECT x.id, {contact} AS cause "
+                "FROM contact_links x LEFT JOIN order_facts f ON f.id = x.order_id "
+                "WHERE x.id IN (SELECT id FROM recause)) c WHERE contact_links.id = c.id"
+            )
+        # reviews: changed or gone ones (t_feedback), and those about an order whose facts were recomputed (a
+        # review that moved off an order is in t_feedback)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE refb AS SELECT id FROM t_feedback "
+            "UNION SELECT id FROM feedback WHERE order_id IN (SELECT id FROM refacts)"
+        )
+        if self._any(con, "refb"):
+            con.execute("DELETE FROM feedback_causes WHERE id IN (SELECT id FROM refb)")
+            con.execute(
+                f"INSERT INTO feedback_causes SELECT {fb_cols}, {review} AS cause FROM feedback x "
+                "LEFT JOIN order_facts f ON f.id = x.order_id WHERE x.id IN (SELECT id FROM refb)"
+            )
 
     # ---- checks --------------------------------------------------------------------------------------
 
