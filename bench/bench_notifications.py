@@ -479,10 +479,9 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     }
 
 
-def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
-    ctx, recorder = _context(tmp / "sender.db")
-    ids = _customers(ctx, n)
-    now = datetime.now(UTC)
+def queue_confirmations(ctx: Any, customer_ids: list[str], *, now: datetime) -> None:
+    """One order_confirmed message due now per customer, as the journey queues them (with the order: three
+    signed links each)."""
     with ctx.engine.begin() as conn:
         conn.execute(
             insert(notifications),
@@ -490,7 +489,7 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
                 {
                     "id": new_id(),
                     "customer_id": c,
-                    "order_id": _order_id(c),  # as the journey queues them: three signed links each
+                    "order_id": _order_id(c),
                     "trigger": "order_confirmed",
                     "channel": "auto",
                     "locale": "en",
@@ -507,9 +506,16 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
                         "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]},
                     },
                 }
-                for c in ids
+                for c in customer_ids
             ],
         )
+
+
+def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
+    ctx, recorder = _context(tmp / "sender.db")
+    ids = _customers(ctx, n)
+    now = datetime.now(UTC)
+    queue_confirmations(ctx, ids, now=now)
     sender = Sender(ctx, name="bench-sender")
     start, cpu = time.perf_counter(), time.process_time()
     while sender.send_due(now=datetime.now(UTC)):

@@ -15,12 +15,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert
-
 import bench.bench_notifications as b
-from doorstep.ids import new_id
 from doorstep.notifications.services import Sender
-from doorstep.notifications.tables import notifications
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,33 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         ctx, recorder = b._context(Path(tmp) / "sender.db")
         ids = b._customers(ctx, args.n)
         now = datetime.now(UTC)
-        with ctx.engine.begin() as conn:
-            conn.execute(
-                insert(notifications),
-                [
-                    {
-                        "id": new_id(),
-                        "customer_id": c,
-                        "order_id": b._order_id(c),
-                        "trigger": "order_confirmed",
-                        "channel": "auto",
-                        "locale": "en",
-                        "status": "queued",
-                        "dedupe_key": f"order_confirmed:{c}",
-                        "attempts": 0,
-                        "topic": "service",
-                        "created_at": now,
-                        "scheduled_for": now,
-                        "detail": {
-                            "event_type": "OrderPlaced",
-                            "event": {"customer_id": c, "external_id": "#1", "order_id": b._order_id(c)},
-                            "is_urgent": False,
-                            "cancel_if": {"shipment_status": [], "order_status": ["cancelled"]},
-                        },
-                    }
-                    for c in ids
-                ],
-            )
+        b.queue_confirmations(ctx, ids, now=now)
         sender = Sender(ctx, name="profile")
         sender.send_due(now=datetime.now(UTC), limit=1)  # warm up: templates compiled, keys derived
         profiler = cProfile.Profile() if args.profile else None
