@@ -5,11 +5,10 @@ with DOORSTEP_PIPELINE_PROCESS runs worker and sender in a child process instead
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 from tests.conftest import make_settings
 from tests.support_notify import add_customer, add_order, messages, order_placed, publish
+from tests.support_processes import stop_process, wait_for
 
 from doorstep.app import build_context, create_app
 from doorstep.clock import SystemClock
@@ -58,25 +58,6 @@ def _start_worker(database_url: str, tmp_path: Path, *args: str) -> tuple[subpro
             stderr=subprocess.STDOUT,
         )
     return proc, log_path
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _queue(engine: Engine, customer_id: str, n: int) -> list[str]:
@@ -137,18 +118,18 @@ def test_a_worker_process_sender_and_an_api_sender_hand_each_message_over_once(
     try:
         first = _queue(ctx.engine, customer_id, 25)
         # the worker process alone is running: it sends these
-        _wait_for(lambda: _statuses(reader).get("sent") == 25, timeout_s=60, what="the worker's sender")
+        wait_for(lambda: _statuses(reader).get("sent") == 25, timeout_s=60, what="the worker's sender")
         api_sender.start()
         queued = list(first)
         for _ in range(40):  # both senders running; each chunk goes to whichever claims it first
             queued += _queue(ctx.engine, customer_id, 25)
             time.sleep(0.03)
-        _wait_for(
+        wait_for(
             lambda: _statuses(reader).get("sent") == len(queued), timeout_s=120, what="every message sent"
         )
     finally:
         api_sender.close()
-        _stop(worker)
+        stop_process(worker)
         ctx.engine.dispose()
         ctx.read_engine.dispose()
     assert _statuses(reader) == {"sent": len(queued)}
@@ -166,12 +147,12 @@ def test_a_worker_started_with_no_sender_sends_nothing(tmp_path: Path, sqlite_ur
     customer_id = add_customer(ctx.engine)
     worker, log_path = _start_worker(sqlite_url, tmp_path, "--no-sender")
     try:
-        _wait_for(lambda: "worker started" in log_path.read_text(), timeout_s=60, what="the worker to start")
+        wait_for(lambda: "worker started" in log_path.read_text(), timeout_s=60, what="the worker to start")
         ids = _queue(ctx.engine, customer_id, 5)
         time.sleep(1.5)  # many poll intervals of a sender, had one been started
         assert _statuses(ctx.engine) == {"queued": 5}
     finally:
-        _stop(worker)
+        stop_process(worker)
     assert Sender(ctx).send_due() == 5  # they were due: a sender would have sent them
     assert set(_attempts_per_message(ctx.engine)) == set(ids)
     ctx.engine.dispose()
@@ -200,7 +181,7 @@ def test_serve_with_a_pipeline_process_delivers_from_the_child(tmp_path: Path, s
             rows = messages(ctx.read_engine)
             return bool(rows) and all(r.status == "sent" for r in rows)
 
-        _wait_for(sent, timeout_s=60, what="the pipeline process to queue and send")
+        wait_for(sent, timeout_s=60, what="the pipeline process to queue and send")
         [row] = messages(ctx.read_engine)
         assert (row.trigger, row.channel) == ("order_confirmed", "outbox")
     assert not pipeline.process.is_alive()  # stopped with the app
@@ -218,13 +199,13 @@ def test_a_sender_only_worker_sends_and_delivers_no_events(tmp_path: Path, sqlit
     proc, log_path = _start_worker(sqlite_url, tmp_path, "--sender-only")
     try:
         ids = _queue(ctx.engine, customer_id, 5)
-        _wait_for(lambda: _statuses(ctx.engine).get("sent") == 5, timeout_s=60, what="the sender")
+        wait_for(lambda: _statuses(ctx.engine).get("sent") == 5, timeout_s=60, what="the sender")
         time.sleep(0.5)  # a worker, had one been started, would have taken the outbox rows meanwhile
         with ctx.engine.connect() as conn:
             pending = conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status != "done"))
             assert pending.scalar_one() > 0
     finally:
-        _stop(proc)
+        stop_process(proc)
     assert set(_attempts_per_message(ctx.engine)) == set(ids)
     assert "outbox worker: no" in log_path.read_text()
     ctx.engine.dispose()

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from tests.support_pipeline import (
     probes,
     publish_probes,
 )
+from tests.support_processes import stop_process, wait_for
 
 from doorstep.bus.registry import Bus
 from doorstep.bus.tables import outbox
@@ -77,15 +78,6 @@ def _start_worker(database_url: str, tmp_path: Path, **extra: str) -> subprocess
         )
 
 
-def _wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def _pending(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(
@@ -93,16 +85,6 @@ def _pending(engine: Engine) -> int:
                 select(func.count()).select_from(outbox).where(outbox.c.status != "done")
             ).scalar_one()
         )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _lines(path: Path) -> list[str]:
@@ -121,7 +103,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_effect(
     first = _start_worker(database_url, tmp_path, probe_sleep_s="0.01", probe_started_file=str(started))
     try:
         # kill once a batch has committed and the next one is well under way (started, not committed)
-        _wait_for(
+        wait_for(
             lambda: effect_count(engine) >= 50 and len(_lines(started)) >= effect_count(engine) + 10,
             timeout_s=60,
             what="a batch in flight",
@@ -129,7 +111,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_effect(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
-        _stop(first)
+        stop_process(first)
     assert first.returncode == -signal.SIGKILL
     committed = effect_count(engine)
     in_flight = set(_lines(started)) - {row.event_id for row in effects(engine)}
@@ -138,9 +120,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_effect(
 
     second = _start_worker(database_url, tmp_path, probe_sleep_s="0.001", probe_started_file=str(started))
     try:
-        _wait_for(lambda: _pending(engine) == 0, timeout_s=120, what="the restarted worker to finish")
+        wait_for(lambda: _pending(engine) == 0, timeout_s=120, what="the restarted worker to finish")
     finally:
-        _stop(second)
+        stop_process(second)
 
     rows = effects(engine)
     assert len(rows) == total  # every event handled ...
@@ -164,10 +146,10 @@ def test_several_workers_share_the_outbox_each_row_once_in_key_order(
     workers = [_start_worker(database_url, tmp_path, probe_sleep_s="0.0005") for _ in range(3)]
     try:
         publish_probes(writer, bus, clock, events, per_tx=100)  # while the workers run
-        _wait_for(lambda: _pending(engine) == 0, timeout_s=180, what="the workers to finish")
+        wait_for(lambda: _pending(engine) == 0, timeout_s=180, what="the workers to finish")
     finally:
         for proc in workers:
-            _stop(proc)
+            stop_process(proc)
 
     rows = effects(engine)
     assert len(rows) == total
