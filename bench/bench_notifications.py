@@ -423,7 +423,7 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """The notifications part alone: journey rules queue messages at `rate`/s (what the handler writes, in 10 ms
     tick transactions, waking the sender after each commit as the handler does) while the sender's own loop
     runs; latency = hand-off - the queueing commit."""
-    from doorstep.notifications.handlers import queue_for_rule
+    from doorstep.notifications.handlers import queued_message
     from doorstep.notifications.journeys import default_source, parse_source
     from doorstep.notifications.repository import NotificationRepository
 
@@ -445,15 +445,16 @@ def run_sender_rate(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
                     at = datetime.now(UTC)
                     for customer_id in ids[sent:due]:
                         payload = _event(customer_id, at).payload()
-                        queue_for_rule(
-                            repo,
-                            rule=rule,
-                            event_type="OrderPlaced",
-                            payload=payload,
-                            occurred_at=at,
-                            customer_id=customer_id,
-                            locale="en",
-                            now=at,
+                        repo.add_queued(
+                            **queued_message(
+                                rule=rule,
+                                event_type="OrderPlaced",
+                                payload=payload,
+                                occurred_at=at,
+                                customer_id=customer_id,
+                                locale="en",
+                                now=at,
+                            )
                         )
                 committed = time.time()
                 sender.wake.set()
@@ -532,15 +533,20 @@ def run_sender_throughput(n: int, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _publish_backlog(ctx: Any, customer_ids: list[str]) -> None:
+    """One OrderPlaced per customer, all in the outbox before any worker starts (one transaction)."""
+    with ctx.uow() as uow:
+        at = datetime.now(UTC)
+        for c in customer_ids:
+            uow.publish(_event(c, at))
+        uow.commit()
+
+
 def run_worker_throughput(n: int, tmp: Path) -> dict[str, Any]:
     """The outbox worker alone: n OrderPlaced already in the outbox (3 rows each), one worker drains them."""
     ctx, _ = _context(tmp / "worker.db")
     ids = _customers(ctx, n)
-    with ctx.uow() as uow:
-        at = datetime.now(UTC)
-        for c in ids:
-            uow.publish(_event(c, at))
-        uow.commit()
+    _publish_backlog(ctx, ids)
     worker = build_worker(ctx, name="bench")
     start, cpu = time.perf_counter(), time.process_time()
     worker.drain()
@@ -560,11 +566,7 @@ def run_worker_throughput(n: int, tmp: Path) -> dict[str, Any]:
 def run_end_to_end_throughput(n: int, tmp: Path) -> dict[str, Any]:
     ctx, recorder = _context(tmp / "e2e.db")
     ids = _customers(ctx, n)
-    with ctx.uow() as uow:
-        at = datetime.now(UTC)
-        for c in ids:
-            uow.publish(_event(c, at))
-        uow.commit()
+    _publish_backlog(ctx, ids)
     worker = build_worker(ctx, name="bench")
     sender = Sender(ctx, name="bench-sender")
     start = time.perf_counter()

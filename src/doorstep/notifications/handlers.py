@@ -32,33 +32,6 @@ def _as_datetime(value: Any, fallback: datetime) -> datetime:
     return fallback
 
 
-def queue_for_rule(
-    repo: NotificationRepository,
-    *,
-    rule: Rule,
-    event_type: str,
-    payload: dict[str, Any],
-    occurred_at: datetime,
-    customer_id: str,
-    locale: str,
-    now: datetime,
-    journey_version: int = 0,
-) -> bool:
-    """Queues the message a rule asks for; False if this state change was already queued."""
-    return repo.add_queued(
-        **queued_message(
-            rule=rule,
-            event_type=event_type,
-            payload=payload,
-            occurred_at=occurred_at,
-            customer_id=customer_id,
-            locale=locale,
-            now=now,
-            journey_version=journey_version,
-        )
-    )
-
-
 def queued_message(
     *,
     rule: Rule,

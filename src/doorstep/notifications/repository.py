@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from doorstep.customers.tables import consents, customers, identities
 from doorstep.db.dialect import insert_ignore, upsert
@@ -181,30 +181,8 @@ class NotificationRepository:
     def get(self, notification_id: str) -> Any | None:
         return self.conn.execute(select(notifications).where(notifications.c.id == notification_id)).first()
 
-    def get_for_update(self, notification_id: str) -> Any | None:
-        return self.conn.execute(
-            select(notifications).where(notifications.c.id == notification_id).with_for_update()
-        ).first()
-
     def update(self, notification_id: str, **values: Any) -> None:
         self.conn.execute(update(notifications).where(notifications.c.id == notification_id).values(**values))
-
-    def add_attempt(self, **values: Any) -> None:
-        self.conn.execute(insert(delivery_attempts).values(**values))
-
-    def count_sent_since(self, customer_id: str, since: datetime) -> int:
-        return int(
-            self.conn.execute(
-                select(func.count())
-                .select_from(notifications)
-                .where(
-                    notifications.c.customer_id == customer_id,
-                    notifications.c.status.in_(SENT_STATUSES),
-                    notifications.c.trigger != "conversation_reply",
-                    notifications.c.sent_at >= since,
-                )
-            ).scalar_one()
-        )
 
     def find_by_provider_id(self, provider_message_id: str) -> Any | None:
         return self.conn.execute(
@@ -567,7 +545,3 @@ class NotificationRepository:
         else:
             self.conn.execute(update(journeys).where(journeys.c.name == name).values(**values))
         return version
-
-
-def due_filter(now: datetime) -> Any:
-    return and_(notifications.c.status == "queued", notifications.c.scheduled_for <= now)
