@@ -154,7 +154,7 @@ def test_unknown_cause_is_refused(app, clock) -> None:  # type: ignore[no-untype
         assert conn.execute(select(conversations.c.status)).scalar_one() == "waiting"
 
 
-def test_agent_is_warned_when_a_reply_cannot_be_delivered(app, clock) -> None:  # type: ignore[no-untyped-def]
+def test_an_agent_reply_to_an_unlinked_sender_goes_back_to_their_number(app, clock) -> None:  # type: ignore[no-untyped-def]
     seed_order(app.ctx.engine, now=clock.now())
     inbound(
         app.ctx.engine,
@@ -168,9 +168,13 @@ def test_agent_is_warned_when_a_reply_cannot_be_delivered(app, clock) -> None:  
         conv_id = conn.execute(select(conversations.c.id)).scalar_one()
     agent = staff_user(app.ctx.engine, now=clock.now(), role="agent")
     login(app, agent)
-    assert 'id="undeliverable"' in app.client.get(f"/inbox/{conv_id}").text
+    page = app.client.get(f"/inbox/{conv_id}").text
+    assert 'id="unlinked"' in page and "+447700900444" in page
     app.client.post(f"/inbox/{conv_id}/reply", data={"text": "Hello!", "csrf_token": agent["csrf"]})
     with app.ctx.engine.connect() as conn:
-        assert conn.execute(select(notifications)).all() == []
         last = conn.execute(select(messages).where(messages.c.author == "agent")).one()
-    assert last.meta == {"undelivered": "unknown_customer"}
+        queued = conn.execute(
+            select(notifications).where(notifications.c.id == last.meta["notification_id"])
+        ).one()
+    assert (queued.customer_id, queued.conversation_id, queued.to_address) == (None, conv_id, "+447700900444")
+    assert (queued.channel, queued.body_text, queued.status) == ("whatsapp", "Hello!", "queued")

@@ -431,21 +431,19 @@ def _send(
     for i, text in enumerate(replies):
         info: dict[str, Any] = dict(meta or {})
         if conv.channel in REPLY_CHANNELS:
-            if conv.customer_id:
-                info["notification_id"] = queue_reply(
-                    uow.conn,
-                    customer_id=conv.customer_id,
-                    channel=conv.channel,
-                    to_address=conv.channel_address,
-                    text=text,
-                    dedupe_key=f"conversation-reply:{reply_to}:{i}",
-                    now=now,
-                    order_id=conv.order_id,
-                    detail={"conversation_id": conv.id},
-                )
-            else:
-                # notifications rows belong to a customer; an unknown sender's reply cannot be queued yet.
-                info["undelivered"] = "unknown_customer"
+            # to a sender no profile holds too (customer_id None): the reply goes back to where they wrote from
+            info["notification_id"] = queue_reply(
+                uow.conn,
+                customer_id=conv.customer_id,
+                channel=conv.channel,
+                to_address=conv.channel_address,
+                text=text,
+                dedupe_key=f"conversation-reply:{reply_to}:{i}",
+                now=now,
+                order_id=conv.order_id,
+                detail={"conversation_id": conv.id},
+                conversation_id=conv.id,
+            )
         repo.add_message(
             conversation_id=conv.id,
             direction="outbound",

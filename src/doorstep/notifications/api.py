@@ -15,7 +15,7 @@ from doorstep.notifications.tables import notifications
 def queue_reply(
     conn: Connection,
     *,
-    customer_id: str,
+    customer_id: str | None,
     channel: str,
     to_address: str,
     text: str,
@@ -24,8 +24,10 @@ def queue_reply(
     locale: str = "en",
     order_id: str | None = None,
     detail: dict[str, object] | None = None,
+    conversation_id: str | None = None,
 ) -> str:
-    """Queues a conversational reply (not subject to quiet hours or caps: the customer just wrote)."""
+    """Queues a conversational reply (not subject to quiet hours or caps: the customer just wrote). A sender no
+    profile holds gets one too (`customer_id` None): it goes back to the address they wrote from."""
     notification_id = new_id()
     conn.execute(
         insert(notifications).values(
@@ -43,6 +45,7 @@ def queue_reply(
             created_at=now,
             scheduled_for=now,
             detail=detail or {},
+            conversation_id=conversation_id,
         )
     )
     return notification_id

@@ -44,6 +44,16 @@ def record_inbound(ctx: AppContext, messages: list[InboundMessage]) -> int:
         entries = []
         for m in messages:
             customer_id = repo.customer_by_address(m.channel, m.from_address)
+            wanted = keyword_consent(m.text) if m.channel in ("sms", "whatsapp") else None
+            if wanted is not None and (customer_id is None or wanted):
+                # STOP from an unknown number is kept by address; START clears it whoever sends it
+                repo.set_address_optout(
+                    m.channel,
+                    m.from_address,
+                    keyword=m.text.strip().upper()[:20],
+                    is_opted_out=not wanted,
+                    now=now,
+                )
             if customer_id is not None:
                 repo.touch_channel_identity(
                     customer_id=customer_id,
@@ -52,7 +62,6 @@ def record_inbound(ctx: AppContext, messages: list[InboundMessage]) -> int:
                     inbound_at=m.sent_at,
                     now=now,
                 )
-                wanted = keyword_consent(m.text) if m.channel in ("sms", "whatsapp") else None
                 if wanted is not None:
                     for topic in TOPICS:
                         if repo.set_consent(

@@ -13,6 +13,7 @@ from doorstep.customers.tables import consents, customers, identities
 from doorstep.db.dialect import insert_ignore, upsert
 from doorstep.ids import new_id
 from doorstep.notifications.tables import (
+    address_optouts,
     channel_identities,
     delivery_attempts,
     email_suppressions,
@@ -307,6 +308,21 @@ class NotificationRepository:
                 select(email_suppressions.c.address).where(email_suppressions.c.address.in_(by_email))
             ).scalars():
                 by_email[address].addresses.pop("email", None)
+        by_phone = {
+            (channel, p.addresses[channel]): p
+            for p in found.values()
+            for channel in ("sms", "whatsapp")
+            if channel in p.addresses
+        }
+        if by_phone:  # a number that texted STOP before any profile held it stays opted out until START
+            for channel, address in self.conn.execute(
+                select(address_optouts.c.channel, address_optouts.c.address).where(
+                    address_optouts.c.address.in_({a for _, a in by_phone})
+                )
+            ):
+                profile = by_phone.get((channel, address))
+                if profile is not None:
+                    profile.addresses.pop(channel, None)
         for c in self.conn.execute(select(consents).where(consents.c.customer_id.in_(ids))):
             found[c.customer_id].consents[(c.channel, c.topic)] = bool(c.is_granted)
         pref = notification_preferences.c
@@ -517,6 +533,37 @@ class NotificationRepository:
                 )
             ).scalar()
         return str(found) if found else None
+
+    def set_address_optout(
+        self, channel: str, address: str, *, keyword: str, is_opted_out: bool, now: datetime
+    ) -> None:
+        """STOP / START from an address no profile holds."""
+        if is_opted_out:
+            self.conn.execute(
+                upsert(
+                    self.conn,
+                    address_optouts,
+                    index_elements=["channel", "address"],
+                    update_columns=["keyword"],
+                ),
+                [{"channel": channel, "address": address, "keyword": keyword, "created_at": now}],
+            )
+        else:
+            self.conn.execute(
+                address_optouts.delete().where(
+                    address_optouts.c.channel == channel, address_optouts.c.address == address
+                )
+            )
+
+    def is_address_opted_out(self, channel: str, address: str) -> bool:
+        return (
+            self.conn.execute(
+                select(address_optouts.c.keyword).where(
+                    address_optouts.c.channel == channel, address_optouts.c.address == address
+                )
+            ).first()
+            is not None
+        )
 
     # ---- journeys ------------------------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ class TemplatePreviewRead(BaseModel):
 
 class NotificationRead(BaseModel):
     id: str
-    customer_id: str
+    customer_id: str | None  # None: a reply to a sender no profile holds (see conversation_id)
+    conversation_id: str | None = None
     order_id: str | None
     shipment_id: str | None
     trigger: str

@@ -140,7 +140,7 @@ class Batch:
     @classmethod
     def load(cls, repo: NotificationRepository, ids: list[str], now: datetime) -> Batch:
         rows = repo.rows(ids)
-        customer_ids = [r.customer_id for r in rows.values()]
+        customer_ids = [r.customer_id for r in rows.values() if r.customer_id]
         since = now - timedelta(hours=26)  # covers any local day, in every time zone
         return cls(
             rows=rows,
@@ -155,6 +155,25 @@ class Batch:
         return sum(1 for t in self.sent_times.get(profile.id, []) if t >= day_start) + self.in_batch.get(
             profile.id, 0
         )
+
+
+def _sender_only(row: Any, repo: NotificationRepository) -> CustomerProfile | None:
+    """A reply to someone no profile holds: what the sender knows is the address they wrote from, and whether
+    that address texted STOP."""
+    if row.trigger != "conversation_reply":
+        return None
+    consents = {}
+    if row.channel in ("sms", "whatsapp") and repo.is_address_opted_out(row.channel, row.to_address or ""):
+        consents[(row.channel, "service")] = False
+    return CustomerProfile(
+        id="",
+        name=None,
+        locale=None,
+        timezone=None,
+        preferred_channels=[],
+        addresses={row.channel: row.to_address} if row.to_address else {},
+        consents=consents,
+    )
 
 
 def _prepare_one(
@@ -183,7 +202,7 @@ def _prepare_one(
             values["failed_at"] = now
         change(**values)
 
-    profile = batch.profiles.get(row.customer_id)
+    profile = batch.profiles.get(row.customer_id) if row.customer_id else _sender_only(row, repo)
     if profile is None:
         finish("suppressed", "no_channel", note="customer no longer exists")
         return None
@@ -260,7 +279,7 @@ def _prepare_one(
         topic=topic,
         customer_id=profile.id,
         order_id=row.order_id,
-        unsubscribe_url=context["unsubscribe_url"],
+        unsubscribe_url=context["unsubscribe_url"] if profile.id else None,  # no profile to keep a choice on
         whatsapp_template=rendered.whatsapp_template,
         is_in_session=last_inbound is not None and (now - last_inbound).total_seconds() < SESSION_WINDOW_S,
         is_reply=is_reply,

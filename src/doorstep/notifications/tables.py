@@ -7,7 +7,8 @@ notifications = Table(
     "notifications",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("customer_id", String(36), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    # None only for a conversation's reply to a sender not linked to a profile (see conversation_id)
+    Column("customer_id", String(36), ForeignKey("customers.id", ondelete="CASCADE")),
     Column("order_id", String(36)),
     Column("shipment_id", String(36)),
     Column("trigger", String(50), nullable=False),  # order_confirmed | predicted_late | ...
@@ -37,10 +38,13 @@ notifications = Table(
     Column("lease_until", UTCDateTime),
     Column("topic", String(20)),  # service | marketing (None = service)
     Column("event_occurred_at", UTCDateTime),  # when the domain event that caused it happened
+    # a reply's conversation: erasing (or purging) the conversation erases its replies
+    Column("conversation_id", String(36), ForeignKey("conversations.id", ondelete="CASCADE")),
 )
 Index("ix_notifications_customer", notifications.c.customer_id, notifications.c.created_at)
 Index("ix_notifications_provider_id", notifications.c.provider_message_id)
 Index("ix_notifications_due", notifications.c.status, notifications.c.scheduled_for)
+Index("ix_notifications_conversation", notifications.c.conversation_id)
 
 # The journey definitions (YAML text as edited, plus the parsed form). One row per journey name; the
 # default journey ships in the package and is used until someone saves another.
@@ -120,4 +124,15 @@ email_suppressions = Table(
     Column("notification_id", String(36)),  # the message that bounced
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_email_suppressions_customer_id", "customer_id"),
+)
+
+# STOP (and START) from a phone number no profile holds: its consent has no customer to live on, so it is kept by
+# address. Replies to that sender are suppressed until they text START.
+address_optouts = Table(
+    "address_optouts",
+    metadata,
+    Column("channel", String(20), primary_key=True),  # sms | whatsapp
+    Column("address", String(320), primary_key=True),
+    Column("keyword", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

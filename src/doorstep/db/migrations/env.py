@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
@@ -39,6 +42,33 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Connection) -> None:
+    # SQLite alters a table by copying it and dropping the original; with foreign keys on, that DROP would
+    # delete (ON DELETE CASCADE) every child row. Off for the migration (a no-op inside a transaction, so
+    # set on the DBAPI connection before one begins), checked and back on after.
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        _migrate(connection)
+        return
+    raw: Any = connection.connection.driver_connection
+    before = _versions(raw)
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+    finally:
+        # checking every table is a full scan: only when a revision ran
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall() if _versions(raw) != before else []
+        raw.execute("PRAGMA foreign_keys=ON")
+    if broken:
+        raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
+
+
+def _versions(raw: Any) -> set[str]:
+    try:
+        return {r[0] for r in raw.execute("SELECT version_num FROM alembic_version")}
+    except sqlite3.OperationalError:  # no version table yet
+        return set()
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
