@@ -59,6 +59,17 @@ def server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str, str]]:
         thread.join(timeout=10)
 
 
+# Each chart canvas: its spec's type, the labels and data Chart.js holds, and how many pixels it painted.
+CHARTS_JS = """() => Array.from(document.querySelectorAll('canvas[data-chart]')).map(c => {
+  const chart = Chart.getChart(c);
+  const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let painted = 0;
+  for (let i = 3; i < px.length; i += 4) { if (px[i] > 0) { painted++; } }
+  return {type: JSON.parse(c.getAttribute('data-chart')).type, labels: chart ? chart.data.labels : null,
+          data: chart ? chart.data.datasets.map(d => d.data) : null, painted: painted};
+})"""
+
+
 def _browser(playwright):  # type: ignore[no-untyped-def]
     return playwright.chromium.launch(
         executable_path=CHROMIUM,
@@ -92,9 +103,21 @@ def test_dashboard_renders_and_updates_live(server: tuple[str, str, str], tmp_pa
             ]
             orders = page.locator('.tile[data-metric="orders"] .value')
             assert orders.inner_text() == "8"
-            assert page.locator("svg.stair").is_visible()
+            # charts drawn by the vendored Chart.js from the numbers in the page; the SVG fallback hidden
+            charts = page.evaluate(CHARTS_JS)
+            assert [c["type"] for c in charts] == ["stair", "columns", "columns", "columns"]
+            stair = charts[0]
+            kept, lost, perfect = stair["data"]
+            cohort = int(page.locator("#section-perfect .lead").inner_text().split(" of ")[1].split(" ")[0])
+            assert kept[0] + lost[0] == cohort  # every order of the cohort starts the stair
+            assert all(
+                k + f == before for k, f, before in zip(kept[1:-1], lost[1:-1], kept[:-2], strict=True)
+            )
+            assert perfect[-1] == kept[-2] and stair["labels"][-1] == "Perfect journey"
+            assert all(c["painted"] > 500 for c in charts), charts  # pixels on every canvas
+            assert not page.locator("svg.stair").is_visible()
             assert page.locator("table.drivers tbody tr").first.inner_text().startswith("1\tDelivered late")
-            assert page.locator("figure.chart").count() == 3
+            assert page.locator("figure.chart").count() == 4  # the stair and the three downstream charts
             # definitions on hover
             page.locator('.tile[data-metric="orders"]').hover()
             assert page.locator("#def-orders").is_visible()
@@ -123,6 +146,8 @@ def test_dashboard_renders_and_updates_live(server: tuple[str, str, str], tmp_pa
             seen_after_s = time.monotonic() - started
             assert page.evaluate("window.__noReload") is True
             assert "updated" in page.locator("#live-status").inner_text()
+            # the swapped-in sections' charts are drawn again
+            assert [c["type"] for c in page.evaluate(CHARTS_JS)] == ["stair", "columns", "columns", "columns"]
             assert seen_after_s < 5.0, seen_after_s
             page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))
         finally:
