@@ -88,7 +88,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 4  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 5  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 # SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
@@ -616,6 +616,7 @@ class Replica:
             "feedback_causes",
             "customer_orders",
             "sessions",
+            "session_days",
             "sync_state",
             "replica_meta",
         ]:
@@ -712,24 +713,48 @@ class Replica:
 
     def _roll_up_sessions(self, con: Any, initial: bool, changed: int) -> None:
         """Keeps `sessions` (calls per session and customer) up to date: new calls are rolled up and merged
-        with their session's row (calls never change once logged, so merging is exact)."""
+        with their session's row (calls never change once logged, so merging is exact). Then the day rollup
+        (`session_days`) of the days those sessions were or are on."""
         if initial:
-            con.execute(f"CREATE TABLE sessions AS {session_rollup('customer_events')} ORDER BY first_at")
+            con.execute(
+                f"CREATE TABLE sessions AS {_with_rolled_day(session_rollup('customer_events'))} "
+                "ORDER BY first_at"
+            )
+            con.execute(f"CREATE TABLE session_days AS {session_days_select('TRUE')} ORDER BY day")
             return
         if not changed:
             return
         con.execute(f"CREATE OR REPLACE TEMP TABLE s_new AS {session_rollup('changed')}")
-        keys = "s.session_id = n.session_id AND s.customer_id = n.customer_id"
+        con.execute("CREATE OR REPLACE TEMP TABLE s_ids AS SELECT DISTINCT session_id FROM s_new")
         flags = ", ".join(f"MAX({k}) AS {k}" for k in SESSION_FLAGS)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE s_merged AS SELECT session_id, customer_id, MIN(first_at) AS first_at, "
-            "MAX(last_at) AS last_at, MIN(campaign_source) AS campaign_source, "
+        # every customer's row of the touched session ids: a session's day is that of all its calls
+        self._reroll_sessions(
+            con,
+            "SELECT session_id, customer_id, MIN(first_at) AS first_at, MAX(last_at) AS last_at, "
+            "MIN(campaign_source) AS campaign_source, "
             f"SUM(product_views) AS product_views, {flags} FROM ("
-            f"SELECT s.* FROM sessions s SEMI JOIN s_new n ON {keys} UNION ALL SELECT * FROM s_new) "
-            "GROUP BY session_id, customer_id"
+            "SELECT * EXCLUDE (rolled_day) FROM sessions WHERE session_id IN (SELECT session_id FROM s_ids) "
+            "UNION ALL SELECT * FROM s_new) GROUP BY session_id, customer_id",
         )
-        con.execute(f"DELETE FROM sessions s USING s_new n WHERE {keys}")
-        con.execute("INSERT INTO sessions SELECT * FROM s_merged")
+
+    def _reroll_sessions(self, con: Any, rows: str) -> None:
+        """Replaces the `sessions` rows of the session ids in `s_ids` with `rows` (their new rows, without
+        rolled_day) and brings `session_days` up to date for the days they were and are rolled up on."""
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE s_dirty AS SELECT DISTINCT rolled_day AS day FROM sessions "
+            "WHERE session_id IN (SELECT session_id FROM s_ids) AND rolled_day IS NOT NULL"
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE s_final AS {_with_rolled_day(rows)}")
+        con.execute("DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM s_ids)")
+        con.execute("INSERT INTO sessions SELECT * FROM s_final")
+        con.execute(
+            "INSERT INTO s_dirty SELECT DISTINCT rolled_day FROM s_final WHERE rolled_day IS NOT NULL"
+        )
+        if self._any(con, "s_dirty"):
+            con.execute("DELETE FROM session_days WHERE day IN (SELECT day FROM s_dirty)")
+            con.execute(
+                f"INSERT INTO session_days {session_days_select('rolled_day IN (SELECT day FROM s_dirty)')}"
+            )
 
     @staticmethod
     def _any(con: Any, table: str) -> bool:
@@ -795,8 +820,17 @@ class Replica:
                 f"WHERE t.{column} IN (SELECT {key} FROM {gone})"
             )
             self._delete_gone(con, c, name)
-        if m.table == "customers":  # their sessions go with their calls
-            con.execute(f"DELETE FROM sessions WHERE customer_id IN (SELECT {key} FROM {gone})")
+        if m.table == "customers":  # their sessions go with their calls; a shared session id keeps the rest
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE s_ids AS SELECT DISTINCT session_id FROM sessions "
+                f"WHERE customer_id IN (SELECT {key} FROM {gone})"
+            )
+            if self._any(con, "s_ids"):
+                self._reroll_sessions(
+                    con,
+                    "SELECT * EXCLUDE (rolled_day) FROM sessions WHERE session_id IN (SELECT session_id FROM "
+                    f"s_ids) AND (customer_id IS NULL OR customer_id NOT IN (SELECT {key} FROM {gone}))",
+                )
         con.execute(f"DELETE FROM {m.table} WHERE {key} IN (SELECT {key} FROM {gone})")
         return int(n)
 
@@ -917,6 +951,34 @@ def open_replica(database_url: str, *, var_dir: Path | None, threads: int | None
     first process keeps the file, the others build their own copy in memory; see Replica._connect)."""
     path = None if var_dir is None else Path(var_dir) / "analytics" / "replica.duckdb"
     return Replica(database_url, path=path, threads=threads)
+
+
+def _with_rolled_day(rows: str) -> str:
+    """`rows` (sessions rows) with `rolled_day`: the UTC day all the calls of the session id fall on (every
+    customer's rows of it), NULL when they span two days."""
+    return f"""
+        WITH r AS ({rows})
+        SELECT r.*, g.rolled_day FROM r JOIN (
+          SELECT session_id, CASE WHEN CAST(MIN(first_at) AS DATE) = CAST(MAX(last_at) AS DATE)
+                                  THEN CAST(MIN(first_at) AS DATE) END AS rolled_day
+          FROM r GROUP BY session_id) g ON g.session_id = r.session_id"""
+
+
+def session_days_select(where: str) -> str:
+    """The day rollup of sessions: per UTC day and campaign source, the session ids rolled up on that day (see
+    sql.session_events_select), what the events metrics count of them. A session id's source is the least of
+    its customers' rows, as `sessions_by_source` takes it."""
+    flags = ", ".join(f"MAX({k}) AS {k}" for k in SESSION_FLAGS)
+    return f"""
+        SELECT rolled_day AS day, campaign_source AS source, COUNT(*) AS sessions,
+               CAST(SUM(product_views) AS BIGINT) AS product_views,
+               CAST(SUM(has_view) AS BIGINT) AS view_sessions, CAST(SUM(has_add) AS BIGINT) AS add_sessions,
+               CAST(SUM(has_checkout) AS BIGINT) AS checkout_sessions,
+               CAST(SUM(has_complete) AS BIGINT) AS completed_sessions
+        FROM (SELECT session_id, rolled_day, MIN(campaign_source) AS campaign_source,
+                     SUM(product_views) AS product_views, {flags}
+              FROM sessions WHERE rolled_day IS NOT NULL AND {where} GROUP BY session_id, rolled_day) q
+        GROUP BY 1, 2"""
 
 
 def _quote(value: str) -> str:

@@ -12,7 +12,7 @@ replica builds the table with the very same SQL (`order_facts_select`, `contact_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from doorstep.analytics.model import (
@@ -98,7 +98,13 @@ def params(d: Dialect, f: Filters, *, now: datetime) -> dict[str, Any]:
         "region": f.region,
         "channel": f.channel,
     }
-    return {k: d.bind(v) for k, v in values.items() if v is not None}
+    out = {k: d.bind(v) for k, v in values.items() if v is not None}
+    # the whole UTC days inside each period, [lo, hi): day D is inside [a, b) when a <= D and D + 1 day <= b
+    for name, (a, b) in {"days_prev": (prev.start, f.start), "days": (f.start, f.end)}.items():
+        a, b = a.astimezone(UTC), b.astimezone(UTC)
+        lo = a.date() if a == datetime.combine(a.date(), time(), UTC) else a.date() + timedelta(days=1)
+        out[f"{name}_lo"], out[f"{name}_hi"] = lo, b.date()
+    return out
 
 
 def cut_predicates(
@@ -333,9 +339,11 @@ def period_flag(d: Dialect, col: str) -> str:
     return f"CASE WHEN {col} >= {d.p('start')} THEN 'cur' ELSE 'prev' END"
 
 
-def staging(d: Dialect, f: Filters) -> list[str]:
+def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
     """Temp tables for one computation: contact links, the two cohorts' facts, linked-order facts, the
-    period's contacts and feedback with their causes, and the period's events."""
+    period's contacts and feedback with their causes, and the period's events. Over the replica, `rollups`
+    lets the events metrics read whole days from `session_days` (see session_events_select); a drill-down, which
+    lists who is behind a number, stages every session row instead (rollups=False)."""
     cuts = cut_predicates(d, f)
     cut_sql = "".join(f" AND {p}" for p in cuts)
     cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
@@ -421,7 +429,28 @@ def staging(d: Dialect, f: Filters) -> list[str]:
             f" AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu WHERE {' AND '.join(preds)})"
         )
     if d.materialised:
-        stmts += d.create_temp("ev", session_events_select(d, ev_cut))
+        # the day rollup holds every session of a day with no cut on who browsed: with a cut by the customer's
+        # region or segment, every session is read row by row
+        rolled = rollups and not ev_cut
+        stmts += d.create_temp("crossing", crossing_select(d))
+        stmts.append(crossing_windows())
+        stmts += d.create_temp("ev", session_events_select(d, ev_cut, rolled=rolled))
+        covered = covered_days(d, "day") if rolled else "FALSE"
+        stmts += d.create_temp(
+            "sd",
+            f"SELECT {period_flag(d, 'CAST(day AS TIMESTAMP)')} AS period, source, sessions, product_views, "
+            "view_sessions, add_sessions, checkout_sessions, completed_sessions "
+            f"FROM session_days WHERE {covered}",
+            view=True,
+        )
+        if rolled:  # new visitors: every session of the customers first seen in the two periods
+            new_cut = (
+                f"{ev_cut} AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu "
+                f"WHERE cu.first_seen_at >= {d.p('prev_start')} AND cu.first_seen_at < {d.p('end')})"
+            )
+            stmts += d.create_temp("ev_new", session_events_select(d, new_cut))
+        else:
+            stmts += d.create_temp("ev_new", "SELECT * FROM ev", view=True)
         return stmts
     stmts += d.create_temp(
         "ev",
@@ -456,56 +485,94 @@ def session_rollup(source: str) -> str:
         FROM {source} e WHERE e.session_id IS NOT NULL GROUP BY e.session_id, e.customer_id"""
 
 
-def session_events_select(d: Dialect, ev_cut: str) -> str:
-    """The two periods' events per (period, session, customer), over the replica. A session wholly inside one
-    period is read from `sessions` (one row instead of ~5 calls); the calls of a session that crosses a period
-    boundary, and calls without a session, are rolled up here from customer_events with each call in its own
-    period, exactly as the plain path counts them. `ev_cut` filters customers (alias e)."""
-    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
-    inside = f"((s.first_at >= {start} AND s.last_at < {end}) OR (s.first_at >= {prev_start} AND s.last_at < {start}))"
-    flags = ", ".join(f"MAX(e.{k}) AS {k}" for k in SESSION_FLAGS)
-    raw_flags = ", ".join(
-        f"CASE WHEN e.name = '{n}' THEN 1 ELSE 0 END AS {k}" for k, n in SESSION_FLAGS.items()
+def covered_days(d: Dialect, day: str) -> str:
+    """Whether the UTC day `day` (a DATE) lies wholly inside the current or the previous period (the day bounds
+    are parameters, see `params`)."""
+    return (
+        f"(({day} >= {d.p('days_prev_lo')} AND {day} < {d.p('days_prev_hi')}) "
+        f"OR ({day} >= {d.p('days_lo')} AND {day} < {d.p('days_hi')}))"
     )
-    # the calls of sessions crossing a boundary b (first_at < b <= last_at, for b = prev_start, start, end: every
-    # session overlapping the two periods without lying inside one of them crosses one) lie within
-    # [min first_at, max last_at] of the sessions crossing b: only those windows of calls are matched to the
-    # crossing sessions by key (probing every call of the periods by its string key took ~0.7 s for 7 days)
-    crossing = f"""
+
+
+CROSSING_WINDOWS = ("x_prev", "x_start", "x_end")
+PARAMS = "-- params\n"  # a staging statement whose one row adds to the computation's parameters
+
+
+def crossing_select(d: Dialect) -> str:
+    """The sessions (rows of `sessions`) that overlap the two periods without lying inside one of them: each
+    crosses a boundary b (first_at < b <= last_at) for b = prev_start, start or end."""
+    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    return f"""
           SELECT s.session_id, s.customer_id, s.first_at, s.last_at,
                  s.first_at < {prev_start} AS x_prev, s.first_at < {start} AND s.last_at >= {start} AS x_start,
                  s.last_at >= {end} AS x_end
           FROM sessions s
-          WHERE s.last_at >= {prev_start} AND s.first_at < {end} AND NOT {inside}"""
+          WHERE s.last_at >= {prev_start} AND s.first_at < {end} AND NOT {_inside(d)}"""
+
+
+def crossing_windows() -> str:
+    """(PARAMS) the window [min first_at, max last_at] of the sessions crossing each boundary: their calls lie
+    within it, and as constants the windows let zone maps skip the rest of customer_events (sorted by time;
+    joining every call of the periods to the windows scanned ~1.5 M calls for 7 days)."""
     windows = ", ".join(
         f"MIN(CASE WHEN {x} THEN first_at END) AS {x}_lo, MAX(CASE WHEN {x} THEN last_at END) AS {x}_hi"
-        for x in ("x_prev", "x_start", "x_end")
+        for x in CROSSING_WINDOWS
     )
-    in_windows = " OR ".join(
-        f"(e.occurred_at >= w.{x}_lo AND e.occurred_at <= w.{x}_hi)" for x in ("x_prev", "x_start", "x_end")
+    return f"{PARAMS}SELECT {windows} FROM crossing"
+
+
+def _inside(d: Dialect) -> str:
+    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    return f"((s.first_at >= {start} AND s.last_at < {end}) OR (s.first_at >= {prev_start} AND s.last_at < {start}))"
+
+
+def session_events_select(d: Dialect, ev_cut: str, *, rolled: bool = False) -> str:
+    """The two periods' events per (period, session, customer), over the replica. A session wholly inside one
+    period is read from `sessions` (one row instead of ~5 calls); the calls of a session that crosses a period
+    boundary (staged as `crossing`, their windows as parameters, see crossing_windows), and calls without a
+    session, are rolled up here from customer_events with each call in its own period, exactly as the plain
+    path counts them. `ev_cut` filters customers (alias e).
+
+    `rolled`: leaves out the sessions counted by the day rollup (`session_days`): a session id all of whose calls
+    (every customer's) fall on one UTC day (`sessions.rolled_day`), that day lying wholly inside one of the
+    periods. Such a session is inside that period and nowhere else, so the rollup's per-day counts of distinct
+    session ids add up across days and with the rest, which this SELECT still returns row by row."""
+    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    # (a rolled session on a covered day lies inside its period: never a crossing session)
+    rolled_out = f" AND NOT COALESCE({covered_days(d, 's.rolled_day')}, FALSE)" if rolled else ""
+    flags = ", ".join(f"MAX(e.{k}) AS {k}" for k in SESSION_FLAGS)
+    raw_flags = ", ".join(
+        f"CASE WHEN e.name = '{n}' THEN 1 ELSE 0 END AS {k}" for k, n in SESSION_FLAGS.items()
     )
     calls = f"""
           SELECT e.session_id, e.customer_id, e.campaign_source, {period_flag(d, "e.occurred_at")} AS period,
                  CASE WHEN e.name = 'Product Viewed' THEN 1 ELSE 0 END AS product_views, {raw_flags}
           FROM customer_events e"""
     in_range = f"e.occurred_at >= {prev_start} AND e.occurred_at < {end} AND e.type IN ('page', 'track')"
+    # one branch per window, each a single time range (zone maps prune it; an OR of ranges is not pruned), a
+    # call in two windows taken by the first
+    win = [
+        f"(e.occurred_at >= {d.p(x + '_lo')} AND e.occurred_at <= {d.p(x + '_hi')})" for x in CROSSING_WINDOWS
+    ]
+    branches = [
+        f"""{calls} SEMI JOIN crossing c ON c.session_id = e.session_id AND c.customer_id = e.customer_id
+          WHERE {in_range} AND {w}{"".join(f" AND NOT COALESCE({v}, FALSE)" for v in win[:i])}{ev_cut}"""
+        for i, w in enumerate(win)
+    ]
+    crossing_calls = "\n          UNION ALL\n          ".join(branches)
     return f"""
-        WITH crossing AS MATERIALIZED ({crossing}),
-             w AS MATERIALIZED (SELECT {windows} FROM crossing)
         SELECT {period_flag(d, "s.first_at")} AS period, s.session_id, s.customer_id, s.campaign_source,
                s.product_views, {", ".join(f"s.{k}" for k in SESSION_FLAGS)}
         FROM sessions s
         WHERE s.first_at >= {prev_start} AND s.first_at < {end}  -- implied by `inside`: lets zone maps prune
-          AND {inside}{ev_cut.replace("e.customer_id", "s.customer_id")}
+          AND {_inside(d)}{ev_cut.replace("e.customer_id", "s.customer_id")}{rolled_out}
         UNION ALL
         SELECT e.period, e.session_id, e.customer_id, MIN(e.campaign_source) AS campaign_source,
                SUM(e.product_views) AS product_views, {flags}
         FROM (
           {calls} WHERE {in_range} AND e.session_id IS NULL{ev_cut}
           UNION ALL
-          {calls} JOIN w ON {in_windows}
-          SEMI JOIN crossing c ON c.session_id = e.session_id AND c.customer_id = e.customer_id
-          WHERE {in_range}{ev_cut}) e
+          {crossing_calls}) e
         GROUP BY e.period, e.session_id, e.customer_id"""
 
 
@@ -530,6 +597,26 @@ EVENTS_FROM_SESSIONS = """
                    COUNT(DISTINCT CASE WHEN has_checkout = 1 THEN session_id END) AS checkout_sessions,
                    COUNT(DISTINCT CASE WHEN has_complete = 1 THEN session_id END) AS completed_sessions
             FROM ev GROUP BY period"""
+_EVENT_COUNTS = (
+    "sessions",
+    "product_views",
+    "view_sessions",
+    "add_sessions",
+    "checkout_sessions",
+    "completed_sessions",
+)
+# ... plus the whole days the rollup holds (`sd`, see staging): distinct session ids add up across the two
+EVENTS_WITH_ROLLUP = f"""
+            SELECT period, {", ".join(f"SUM({c}) AS {c}" for c in _EVENT_COUNTS)} FROM (
+              {EVENTS_FROM_SESSIONS}
+              UNION ALL
+              SELECT period, {", ".join(f"SUM({c})" for c in _EVENT_COUNTS)} FROM sd GROUP BY period) q
+            GROUP BY period"""
+SESSIONS_BY_SOURCE = """
+            SELECT period, COALESCE(source, 'direct') AS source, COUNT(*) AS n FROM (
+              SELECT period, session_id, MIN(campaign_source) AS source FROM ev
+              WHERE session_id IS NOT NULL GROUP BY period, session_id) q
+            GROUP BY 1, 2"""
 
 
 def queries(d: Dialect) -> dict[str, str]:
@@ -568,7 +655,7 @@ def queries(d: Dialect) -> dict[str, str]:
         "return_reasons": f"""
             SELECT {flag} AS period, return_reason AS reason, COUNT(*) AS n FROM facts
             WHERE returns > 0 GROUP BY 1, 2""",
-        "events": EVENTS_FROM_SESSIONS
+        "events": EVENTS_WITH_ROLLUP
         if d.materialised
         else """
             SELECT period, COUNT(DISTINCT session_id) AS sessions,
@@ -578,14 +665,17 @@ def queries(d: Dialect) -> dict[str, str]:
                    COUNT(DISTINCT CASE WHEN name = 'Checkout Started' THEN session_id END) AS checkout_sessions,
                    COUNT(DISTINCT CASE WHEN name = 'Order Completed' THEN session_id END) AS completed_sessions
             FROM ev GROUP BY period""",
-        "sessions_by_source": """
-            SELECT period, COALESCE(source, 'direct') AS source, COUNT(*) AS n FROM (
-              SELECT period, session_id, MIN(campaign_source) AS source FROM ev
-              WHERE session_id IS NOT NULL GROUP BY period, session_id) q
-            GROUP BY 1, 2""",
+        "sessions_by_source": f"""
+            SELECT period, source, SUM(n) AS n FROM (
+              {SESSIONS_BY_SOURCE}
+              UNION ALL
+              SELECT period, COALESCE(source, 'direct'), SUM(sessions) FROM sd GROUP BY 1, 2) q
+            GROUP BY 1, 2"""
+        if d.materialised
+        else SESSIONS_BY_SOURCE,
         "new_visitors": f"""
             SELECT q.period, COALESCE(q.source, 'direct') AS source, COUNT(*) AS n FROM (
-              SELECT e.period, e.customer_id, MIN(e.campaign_source) AS source FROM ev e
+              SELECT e.period, e.customer_id, MIN(e.campaign_source) AS source FROM {"ev_new" if d.materialised else "ev"} e
               JOIN {d.t("customers")} cu ON cu.id = e.customer_id
               WHERE (e.period = 'cur' AND cu.first_seen_at >= {d.p("start")} AND cu.first_seen_at < {d.p("end")})
                  OR (e.period = 'prev' AND cu.first_seen_at >= {d.p("prev_start")}
