@@ -537,7 +537,7 @@ def session_events_select(d: Dialect, ev_cut: str, *, rolled: bool = False) -> s
     (every customer's) fall on one UTC day (`sessions.rolled_day`), that day lying wholly inside one of the
     periods. Such a session is inside that period and nowhere else, so the rollup's per-day counts of distinct
     session ids add up across days and with the rest, which this SELECT still returns row by row."""
-    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    end, prev_start = d.p("end"), d.p("prev_start")
     # (a rolled session on a covered day lies inside its period: never a crossing session)
     rolled_out = f" AND NOT COALESCE({covered_days(d, 's.rolled_day')}, FALSE)" if rolled else ""
     flags = ", ".join(f"MAX(e.{k}) AS {k}" for k in SESSION_FLAGS)
