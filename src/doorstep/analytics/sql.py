@@ -157,6 +157,9 @@ def order_facts_select(
     hours = d.hours
     scope = f" AND order_id IN ({scope_ids})" if scope_ids else ""
     customers_join = f"JOIN {d.t('customers')} cu ON cu.id = o.customer_id" if join_customers else ""
+    orders = d.t("orders")
+    if scope_ids and d.name == "duckdb":  # the replica's sync: the scope's orders first (a few of a million)
+        orders = f"(SELECT * FROM {orders} WHERE id IN ({scope_ids}))"
     inner = f"""
     SELECT o.id, o.external_id, o.customer_id, o.placed_at, o.channel, o.ship_region AS region,
            o.total_minor, o.currency,
@@ -172,7 +175,7 @@ def order_facts_select(
            r.damaged_at, r.wrong_at,
            fb.min_score, COALESCE(fb.score_sum, 0) AS score_sum, COALESCE(fb.score_n, 0) AS score_n,
            cat.category
-    FROM {d.t("orders")} o
+    FROM {orders} o
     {customers_join}
     LEFT JOIN ({_ship(d, scope)}) s ON s.order_id = o.id
     LEFT JOIN (
@@ -254,16 +257,19 @@ def contact_links_select(d: Dialect, *, scope: str | None = None) -> str:
     (DuckDB only): a SELECT of the conversation ids to link, for the replica's incremental sync."""
     if d.name == "duckdb":
         in_scope = f" AND id IN ({scope})" if scope else ""
-        where = f" WHERE c.id IN ({scope})" if scope else ""
+        # the scope's conversations first: the ASOF join then matches a handful of rows, not all of them
+        convs = (
+            f"(SELECT * FROM {d.t('conversations')} WHERE id IN ({scope}))" if scope else d.t("conversations")
+        )
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
-        FROM {d.t("conversations")} c
+        FROM {convs} c
         ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t("orders")}
                         WHERE customer_id IN (SELECT customer_id FROM {d.t("conversations")}
                                               WHERE order_id IS NULL{in_scope})
                         GROUP BY customer_id, placed_at) lo
-          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at{where}"""
+          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, (SELECT o2.id FROM {d.t("orders")} o2
