@@ -83,6 +83,19 @@ def _assert_rollups_consistent(replica: Replica) -> None:
         kept = cur.execute("SELECT * FROM session_days ORDER BY ALL").fetchall()
         rebuilt = cur.execute(f"SELECT * FROM ({session_days_select('TRUE')}) ORDER BY ALL").fetchall()
         assert kept == rebuilt
+        # each order's has_earlier / has_later, kept per order, against every order of its customer
+        wrong = cur.execute(
+            "SELECT f.id FROM order_facts f JOIN orders o ON o.id = f.id WHERE "
+            "f.has_earlier <> CAST(EXISTS (SELECT 1 FROM orders o2 WHERE o2.customer_id = o.customer_id "
+            "AND o2.placed_at < o.placed_at) AS INTEGER) OR "
+            "f.has_later <> CAST(EXISTS (SELECT 1 FROM orders o2 WHERE o2.customer_id = o.customer_id "
+            "AND o2.placed_at > o.placed_at) AS INTEGER)"
+        ).fetchall()
+        assert wrong == []
+        assert (
+            cur.execute("SELECT count(*) FROM order_facts").fetchone()
+            == cur.execute("SELECT count(*) FROM orders").fetchone()
+        )
     finally:
         cur.close()
 
@@ -217,3 +230,45 @@ def test_periods_and_cuts_equal_plain_sql_with_sessions_on_every_kind_of_day(
     assert _session_days(replica, at(20, 0)) > 0
     ours = _same_as_plain_sql(url, replica, f)
     assert ours["values"]["sessions"] > 0
+
+
+def test_a_customers_new_earlier_or_deleted_order_moves_repeat_purchase_and_downstream(
+    store: tuple[str, sa.Engine, dict[str, str]], replica: Replica
+) -> None:
+    from doorstep.orders.tables import orders
+
+    url, engine, ids = store
+    before = _same_as_plain_sql(url, replica, WEEK)
+    _assert_rollups_consistent(replica)
+
+    # C's only order (o3, 18 Nov, delivered on time) gets a later one: C came back after an on-time delivery
+    b = _builder(engine, 1, 8000)
+    later = b.order(ids["C"], placed=at(22, 15), deliver_h=None)
+    b.flush()
+    replica.sync()
+    _assert_rollups_consistent(replica)
+    after = _same_as_plain_sql(url, replica, WEEK)
+    assert after["downstream"][0]["bucket"] == "on time"
+    assert after["downstream"][0]["repeat_rate"] > before["downstream"][0]["repeat_rate"]
+    assert after["values"]["repeat_purchase_rate"] > before["values"]["repeat_purchase_rate"]
+
+    # an order of history imported for F, placed before F's only order: F is now a repeat customer
+    b = _builder(engine, 2, 8100)
+    b.order(ids["F"], placed=at(1), dispatch_h=5, deliver_h=30)
+    b.flush()
+    replica.sync()
+    _assert_rollups_consistent(replica)
+    assert (
+        _same_as_plain_sql(url, replica, WEEK)["values"]["repeat_purchase_rate"]
+        > (after["values"]["repeat_purchase_rate"])
+    )
+
+    # C's new order is deleted again: C's first order has no later one any more
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.execute(sa.delete(orders).where(orders.c.id == later))
+    assert replica.sync().deleted["orders"] == 1
+    _assert_rollups_consistent(replica)
+    again = _same_as_plain_sql(url, replica, WEEK)
+    assert again["downstream"][0]["repeat_rate"] == pytest.approx(before["downstream"][0]["repeat_rate"])

@@ -88,7 +88,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 6  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 7  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 # SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
@@ -895,9 +895,9 @@ class Replica:
         span = "SELECT customer_id, MIN(placed_at) AS first_placed_at, MAX(placed_at) AS last_placed_at FROM orders"
         if initial:
             con.execute(f"CREATE TABLE customer_orders AS {span} GROUP BY customer_id")
+            facts = order_facts_select(d, "1 = 1", None, join_customers=False)
             con.execute(
-                f"CREATE TABLE order_facts AS {order_facts_select(d, '1 = 1', None, join_customers=False)} "
-                "ORDER BY placed_at"
+                f"CREATE TABLE order_facts AS {_with_customer_span(facts, 'customer_orders')} ORDER BY placed_at"
             )
             return int(con.execute("SELECT count(*) FROM order_facts").fetchone()[0])
         if self._any(con, "t_customers"):  # (an empty IN list still scans the tables)
@@ -906,13 +906,21 @@ class Replica:
                 f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
                 "GROUP BY customer_id"
             )
+            # a customer's new (or gone) order changes whether their other orders have an earlier or later one
+            con.execute(
+                "INSERT INTO t_orders SELECT id FROM orders WHERE customer_id IN (SELECT id FROM t_customers)"
+            )
         con.execute("CREATE OR REPLACE TEMP TABLE refacts AS SELECT DISTINCT id FROM t_orders")
         n = con.execute("SELECT count(*) FROM refacts").fetchone()[0]
         if n:
             con.execute("DELETE FROM order_facts WHERE id IN (SELECT id FROM refacts)")
             scope = "SELECT id FROM refacts"
-            sql = order_facts_select(d, f"o.id IN ({scope})", scope, join_customers=False)
-            con.execute(f"INSERT INTO order_facts {sql}")
+            facts = order_facts_select(d, f"o.id IN ({scope})", scope, join_customers=False)
+            spans = (
+                "(SELECT * FROM customer_orders WHERE customer_id IN "
+                f"(SELECT customer_id FROM orders WHERE id IN ({scope})))"
+            )
+            con.execute(f"INSERT INTO order_facts {_with_customer_span(facts, spans)}")
         return int(n)
 
     def _recause(self, con: Any, initial: bool) -> None:
@@ -988,6 +996,17 @@ def open_replica(database_url: str, *, var_dir: Path | None, threads: int | None
     first process keeps the file, the others build their own copy in memory; see Replica._connect)."""
     path = None if var_dir is None else Path(var_dir) / "analytics" / "replica.duckdb"
     return Replica(database_url, path=path, threads=threads)
+
+
+def _with_customer_span(facts: str, spans: str) -> str:
+    """Order facts with whether the customer has an earlier order (`has_earlier`: the repeat-purchase rate) and a
+    later one (`has_later`: downstream), from their first and last order (`spans`, rows of customer_orders): the
+    same answers as the plain path's EXISTS over all the customer's orders, kept per order by the sync (every
+    order of a customer whose orders changed is recomputed) instead of a join by customer per computation."""
+    return f"""
+        SELECT x.*, CAST(COALESCE(co.first_placed_at < x.placed_at, FALSE) AS INTEGER) AS has_earlier,
+               CAST(COALESCE(co.last_placed_at > x.placed_at, FALSE) AS INTEGER) AS has_later
+        FROM ({facts}) x LEFT JOIN {spans} co ON co.customer_id = x.customer_id"""
 
 
 def _with_rolled_day(rows: str) -> str:

@@ -630,6 +630,7 @@ def queries(d: Dialect) -> dict[str, str]:
     sla = DISPATCH_SLA_H
     wismo = ", ".join(f"'{r}'" for r in WISMO_REASONS)
     flag = _cohort_flag(d)
+    later = f"SUM(CASE WHEN {has_order(d, 'f.customer_id', '>', 'f.placed_at')} THEN 1 ELSE 0 END)"
     return {
         "orders": f"""
             SELECT {flag} AS period, COUNT(*) AS orders, COUNT(DISTINCT customer_id) AS customers,
@@ -651,7 +652,15 @@ def queries(d: Dialect) -> dict[str, str]:
                      COUNT(*) OVER (PARTITION BY {flag}) AS n
               FROM facts WHERE delay_h IS NOT NULL) q
             WHERE rn = {d.intdiv("9 * n + 9", "10")}""",
+        # the replica's facts say per order whether the customer ordered before it (has_earlier): a customer's
+        # latest order in the period has it if any of their orders there does
         "repeat": f"""
+            SELECT q.period, COUNT(*) AS customers, SUM(q.repeater) AS repeaters
+            FROM (SELECT {flag} AS period, customer_id, MAX(has_earlier) AS repeater FROM facts
+                  GROUP BY 1, 2) q
+            GROUP BY q.period"""
+        if d.materialised
+        else f"""
             SELECT q.period, COUNT(*) AS customers,
                    SUM(CASE WHEN {has_order(d, "q.customer_id", "<", "q.last_placed")} THEN 1 ELSE 0 END)
                    AS repeaters
@@ -730,8 +739,7 @@ def queries(d: Dialect) -> dict[str, str]:
                         ELSE 3 END AS bucket,
                    COUNT(*) AS orders, SUM(f.contacts) AS contacts, SUM(f.score_sum) AS score_sum,
                    SUM(f.score_n) AS score_n,
-                   SUM(CASE WHEN {has_order(d, "f.customer_id", ">", "f.placed_at")} THEN 1 ELSE 0 END)
-                   AS repeaters
+                   {"SUM(f.has_later)" if d.materialised else later} AS repeaters
             FROM facts f WHERE f.delivered_at IS NOT NULL AND f.placed_at >= {d.p("start")}
             GROUP BY 1""",
     }
