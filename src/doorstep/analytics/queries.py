@@ -116,10 +116,10 @@ def metric_values(raw: dict[str, list[dict[str, Any]]]) -> dict[str, MetricValue
             "mean_delay_h": (o.get("mean_delay_h") if o else None, None, None),
             "p90_delay_h": (p90[period]["p90"] if period in p90 else None, None, None),
             "contacts_per_order": (ratio(_num(c, "contacts"), n_orders), _num(c, "contacts"), n_orders),
-            "contacts_per_customer": (
-                ratio(_num(c, "contacts"), _num(o, "customers")),
+            "contacts_per_customer": (  # customers who ordered in the period: counted by `repeat`
+                ratio(_num(c, "contacts"), _num(rp, "customers")),
                 _num(c, "contacts"),
-                _num(o, "customers"),
+                _num(rp, "customers"),
             ),
             "wismo_share": (
                 ratio(_num(c, "wismo"), _num(c, "contacts"), scale=100),

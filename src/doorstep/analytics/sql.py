@@ -407,6 +407,7 @@ def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
                {contact_cause} AS cause
         FROM {contact_from}
         WHERE {period_where}""",
+        view=True,  # over the replica: a few queries each read the period's rows of contact_links (time-sorted)
     )
     if d.materialised:
         feedback_cause, feedback_from = "x.cause", "feedback_causes x"
@@ -421,6 +422,7 @@ def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
                {feedback_cause} AS cause
         FROM {feedback_from}
         WHERE x.submitted_at >= {d.p("prev_start")} AND x.submitted_at < {d.p("end")}{order_cut}""",
+        view=True,
     )
     ev_cut = ""
     if f.region or f.segment:
@@ -449,14 +451,22 @@ def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
             f"FROM session_days WHERE {covered}",
             view=True,
         )
-        if rolled:  # new visitors: every session of the customers first seen in the two periods
-            new_cut = (
-                f"{ev_cut} AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu "
-                f"WHERE cu.first_seen_at >= {d.p('prev_start')} AND cu.first_seen_at < {d.p('end')})"
-            )
-            stmts += d.create_temp("ev_new", session_events_select(d, new_cut))
-        else:
-            stmts += d.create_temp("ev_new", "SELECT * FROM ev", view=True)
+        # new visitors: who was active in each period, by source. `ev` leaves out the rolled-up sessions: add
+        # those of the customers first seen in the two periods (the only ones new_visitors counts)
+        rolled_new = (
+            f"""
+            UNION ALL
+            SELECT {period_flag(d, "s.first_at")} AS period, s.customer_id, s.campaign_source FROM sessions s
+            WHERE s.first_at >= {d.p("prev_start")} AND s.first_at < {d.p("end")}
+              AND {covered_days(d, "s.rolled_day")}
+              AND s.customer_id IN (SELECT cu.id FROM {d.t("customers")} cu
+                                    WHERE cu.first_seen_at >= {d.p("prev_start")} AND cu.first_seen_at < {d.p("end")})"""
+            if rolled
+            else ""
+        )
+        stmts += d.create_temp(
+            "ev_new", f"SELECT period, customer_id, campaign_source FROM ev{rolled_new}", view=True
+        )
         return stmts
     stmts += d.create_temp(
         "ev",
@@ -633,7 +643,7 @@ def queries(d: Dialect) -> dict[str, str]:
     later = f"SUM(CASE WHEN {has_order(d, 'f.customer_id', '>', 'f.placed_at')} THEN 1 ELSE 0 END)"
     return {
         "orders": f"""
-            SELECT {flag} AS period, COUNT(*) AS orders, COUNT(DISTINCT customer_id) AS customers,
+            SELECT {flag} AS period, COUNT(*) AS orders,
                    AVG(total_minor) / 100.0 AS aov,
                    SUM(CASE WHEN dispatch_h IS NOT NULL THEN 1 ELSE 0 END) AS dispatched,
                    SUM(CASE WHEN dispatch_h <= {sla} THEN 1 ELSE 0 END) AS dispatched_on_time,
