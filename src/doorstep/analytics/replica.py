@@ -14,6 +14,13 @@ about 20 s at 1M orders (bench/RESULTS_dashboard.md). The replica keeps, in Duck
 - causes: `contact_links.upstream_cause` and `feedback_causes` (each review with its cause), the dashboard's
   cause CASE over the linked order's facts, which depends on the contact or review and its order only (not on
   the period, the filters or now); recomputed with the order's facts.
+- `order_facts.has_earlier` / `has_later`: whether the order's customer has an order before / after it (the
+  repeat-purchase rate and downstream), recomputed for every order of a customer whose orders changed.
+- the day rollup of sessions: `sessions.rolled_day` is the UTC day on which all the calls of a session id fall
+  (every customer's; NULL across midnight), and `session_days` counts those sessions per day and source, so a
+  period's events metrics add whole days from it and read only the rest row by row (sql.session_events_select);
+  the touched session ids' rows and days are recomputed when calls arrive or a customer is erased.
+- ART indexes on order_facts(id) and orders(customer_id), for the sync's lookups of a few keys (INDEXES).
 
 What depends on `now` or on the filters (fall_off, dispatch_late, periods, cuts) stays at query time.
 
@@ -906,11 +913,28 @@ class Replica:
                 f"INSERT INTO customer_orders {span} WHERE customer_id IN (SELECT id FROM t_customers) "
                 "GROUP BY customer_id"
             )
-            # a customer's new (or gone) order changes whether their other orders have an earlier or later one
-            con.execute(
-                "INSERT INTO t_orders SELECT id FROM orders WHERE customer_id IN (SELECT id FROM t_customers)"
-            )
         con.execute("CREATE OR REPLACE TEMP TABLE refacts AS SELECT DISTINCT id FROM t_orders")
+        if self._any(con, "t_customers"):
+            # a customer's new (or gone) order changes whether their other orders have an earlier or later one:
+            # those orders' kept facts are copied with the two flags recomputed (found by the indexes; their
+            # facts and causes are otherwise unchanged)
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE reflag_ids AS SELECT id FROM orders WHERE customer_id IN "
+                "(SELECT id FROM t_customers) EXCEPT SELECT id FROM refacts"
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE reflag AS SELECT f.* REPLACE ("
+                "CAST(COALESCE(co.first_placed_at < f.placed_at, FALSE) AS INTEGER) AS has_earlier, "
+                "CAST(COALESCE(co.last_placed_at > f.placed_at, FALSE) AS INTEGER) AS has_later) "
+                "FROM (SELECT * FROM order_facts WHERE id IN (SELECT id FROM reflag_ids)) f "
+                "JOIN (SELECT * FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)) co "
+                "ON co.customer_id = f.customer_id "
+                "WHERE f.has_earlier <> CAST(COALESCE(co.first_placed_at < f.placed_at, FALSE) AS INTEGER) "
+                "OR f.has_later <> CAST(COALESCE(co.last_placed_at > f.placed_at, FALSE) AS INTEGER)"
+            )
+            if self._any(con, "reflag"):
+                con.execute("DELETE FROM order_facts WHERE id IN (SELECT id FROM reflag)")
+                con.execute("INSERT INTO order_facts SELECT * FROM reflag")
         n = con.execute("SELECT count(*) FROM refacts").fetchone()[0]
         if n:
             con.execute("DELETE FROM order_facts WHERE id IN (SELECT id FROM refacts)")
