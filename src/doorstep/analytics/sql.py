@@ -6,7 +6,9 @@ tests. Only small helpers differ per dialect (time arithmetic, integer division,
 metric's logic is the same text. Where the replica keeps a result instead of recomputing it (per-order facts,
 contact links, customers' first and last orders, sessions), the text reads that table instead, and the
 replica builds the table with the very same SQL (`order_facts_select`, `contact_links_select`,
-`session_rollup`); the tests compare both paths on every metric.
+`session_rollup`); the tests compare both paths on every metric. Over the replica the events metrics also add
+whole days from the day rollup of sessions (`session_days`, see session_events_select), and the repeat and
+downstream metrics read per-order flags the sync keeps (`has_earlier`, `has_later`).
 """
 
 from __future__ import annotations
