@@ -100,6 +100,13 @@ def _assert_rollups_consistent(replica: Replica) -> None:
         cur.close()
 
 
+def _row_level_sessions(replica: Replica, f: Filters) -> set[str]:
+    """The session ids a computation of `f` counted row by row (its staged `ev`), not from the day rollup."""
+    with replica.runner() as runner:
+        compute_dashboard(runner, f, now=NOW)
+        return {r["session_id"] for r in runner.rows("SELECT DISTINCT session_id FROM ev", {})}
+
+
 def _session_days(replica: Replica, day: datetime) -> int:
     cur = replica._db.cursor()
     try:
@@ -140,6 +147,7 @@ def test_a_session_leaves_the_day_rollup_when_a_call_lands_on_the_next_day(
     assert _session_days(replica, day) == on_day + 1
     v = _same_as_plain_sql(url, replica, WEEK)["values"]
     assert v["sessions"] == before["sessions"] + 1 and v["product_views"] == before["product_views"] + 1
+    assert "s-roll" not in _row_level_sessions(replica, WEEK)  # counted from session_days
     _assert_rollups_consistent(replica)
 
     # a later call of the same session just after midnight: it spans two days now, read row by row
@@ -151,6 +159,7 @@ def test_a_session_leaves_the_day_rollup_when_a_call_lands_on_the_next_day(
     assert _session_days(replica, day) == on_day
     v = _same_as_plain_sql(url, replica, WEEK)["values"]
     assert v["sessions"] == before["sessions"] + 1  # still one session
+    assert "s-roll" in _row_level_sessions(replica, WEEK)
     _same_as_plain_sql(url, replica, MIDDAY)
     _assert_rollups_consistent(replica)
 
@@ -230,6 +239,11 @@ def test_periods_and_cuts_equal_plain_sql_with_sessions_on_every_kind_of_day(
     assert _session_days(replica, at(20, 0)) > 0
     ours = _same_as_plain_sql(url, replica, f)
     assert ours["values"]["sessions"] > 0
+    row_level = _row_level_sessions(replica, f)
+    if f.region or f.segment:  # a cut by who browsed reads every session row by row
+        assert "s-A-20" in row_level or "s-C-20" in row_level
+    else:  # whole days inside the period come from the rollup
+        assert not {"s-A-20", "s-B-20", "s-C-20", "s-E-20"} & row_level
 
 
 def test_a_customers_new_earlier_or_deleted_order_moves_repeat_purchase_and_downstream(
