@@ -382,10 +382,11 @@ def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
     linked = "order_facts" if d.materialised else "linked"
     order_cut = ""
     if cuts and d.materialised:
-        order_cut = (
-            f" AND x.order_id IN (SELECT o.id FROM order_facts o JOIN {d.t('customers')} cu "
-            f"ON cu.id = o.customer_id WHERE {' AND '.join(cuts)})"
+        # (the customer is joined only for a segment cut: every order has its customer)
+        join = (
+            f" JOIN {d.t('customers')} cu ON cu.id = o.customer_id" if any("cu." in c for c in cuts) else ""
         )
+        order_cut = f" AND x.order_id IN (SELECT o.id FROM order_facts o{join} WHERE {' AND '.join(cuts)})"
     elif cuts:
         order_cut = (
             f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
@@ -409,7 +410,9 @@ def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
                {contact_cause} AS cause
         FROM {contact_from}
         WHERE {period_where}""",
-        view=True,  # over the replica: a few queries each read the period's rows of contact_links (time-sorted)
+        # over the replica and uncut, a view: a few queries each read the period's rows of contact_links (sorted
+        # by time); a cut by order is a semi join against the order facts, evaluated once into a table
+        view=not cuts,
     )
     if d.materialised:
         feedback_cause, feedback_from = "x.cause", "feedback_causes x"
@@ -424,7 +427,7 @@ def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
                {feedback_cause} AS cause
         FROM {feedback_from}
         WHERE x.submitted_at >= {d.p("prev_start")} AND x.submitted_at < {d.p("end")}{order_cut}""",
-        view=True,
+        view=not cuts,
     )
     ev_cut = ""
     if f.region or f.segment:
