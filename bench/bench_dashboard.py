@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.dashboard_data import build, counts
 from doorstep.analytics.engine import sql_runner
+from doorstep.analytics.live import POLL_S
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard
 from doorstep.analytics.replica import Replica
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Live (last 7 days, real server, SSE client, load {live['load']}): first request "
             f"{live.get('first_request_s', 0):.2f} s; new order committed -> SSE event with it, "
             f"{len(times)} orders: median {statistics.median(times):.2f} s, max {max(times):.2f} s "
-            f"({', '.join(f'{x:.2f}' for x in times)}; watcher polls every 0.5 s, syncs the delta, recomputes)."
+            f"({', '.join(f'{x:.2f}' for x in times)}; watcher polls every {POLL_S} s, syncs the delta, recomputes)."
             if times
             else "Live: no SSE event carried the new order.",
         ]

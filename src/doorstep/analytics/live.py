@@ -36,7 +36,7 @@ from doorstep.db.engine import normalise_url
 log = logging.getLogger("doorstep.analytics")
 
 CACHE_ENTRIES = 32
-POLL_S = 0.5  # how often the store is checked for changes (a new event shows within ~poll + sync + compute)
+POLL_S = 0.2  # how often the store is checked for changes (a new event shows within ~poll + sync + compute)
 WARM_WAIT_S = 2.0  # how long a request waits for the replica's initial build before answering "warming up"
 
 

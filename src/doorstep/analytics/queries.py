@@ -36,10 +36,13 @@ def _num(row: dict[str, Any] | None, key: str) -> float:
     return float(row[key])
 
 
-def stage(runner: Runner, f: Filters, *, now: datetime) -> dict[str, Any]:
+def stage(runner: Runner, f: Filters, *, now: datetime, rollups: bool = True) -> dict[str, Any]:
     params = q.params(runner.dialect, f, now=now)
-    for stmt in q.staging(runner.dialect, f):
-        runner.execute(stmt, params)
+    for stmt in q.staging(runner.dialect, f, rollups=rollups):
+        if stmt.startswith(q.PARAMS):  # a statement computing parameters of the next ones
+            params.update(runner.rows(stmt, params)[0])
+        else:
+            runner.execute(stmt, params)
     return params
 
 
@@ -113,10 +116,10 @@ def metric_values(raw: dict[str, list[dict[str, Any]]]) -> dict[str, MetricValue
             "mean_delay_h": (o.get("mean_delay_h") if o else None, None, None),
             "p90_delay_h": (p90[period]["p90"] if period in p90 else None, None, None),
             "contacts_per_order": (ratio(_num(c, "contacts"), n_orders), _num(c, "contacts"), n_orders),
-            "contacts_per_customer": (
-                ratio(_num(c, "contacts"), _num(o, "customers")),
+            "contacts_per_customer": (  # customers who ordered in the period: counted by `repeat`
+                ratio(_num(c, "contacts"), _num(rp, "customers")),
                 _num(c, "contacts"),
-                _num(o, "customers"),
+                _num(rp, "customers"),
             ),
             "wismo_share": (
                 ratio(_num(c, "wismo"), _num(c, "contacts"), scale=100),
@@ -324,7 +327,7 @@ def drill(
     runner: Runner, f: Filters, name: str, *, now: datetime, limit: int | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """('orders' | 'customers', rows) behind a number."""
-    params = stage(runner, f, now=now)
+    params = stage(runner, f, now=now, rollups=False)  # who is behind a number: row by row
     try:
         if name in q.CUSTOMER_SETS:
             extra: dict[str, str] = {}

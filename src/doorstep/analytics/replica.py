@@ -14,6 +14,13 @@ about 20 s at 1M orders (bench/RESULTS_dashboard.md). The replica keeps, in Duck
 - causes: `contact_links.upstream_cause` and `feedback_causes` (each review with its cause), the dashboard's
   cause CASE over the linked order's facts, which depends on the contact or review and its order only (not on
   the period, the filters or now); recomputed with the order's facts.
+- `order_facts.has_earlier` / `has_later`: whether the order's customer has an order before / after it (the
+  repeat-purchase rate and downstream), recomputed for every order of a customer whose orders changed.
+- the day rollup of sessions: `sessions.rolled_day` is the UTC day on which all the calls of a session id fall
+  (every customer's; NULL across midnight), and `session_days` counts those sessions per day and source, so a
+  period's events metrics add whole days from it and read only the rest row by row (sql.session_events_select);
+  the touched session ids' rows and days are recomputed when calls arrive or a customer is erased.
+- ART indexes on order_facts(id) and orders(customer_id), for the sync's lookups of a few keys (INDEXES).
 
 What depends on `now` or on the filters (fall_off, dispatch_late, periods, cuts) stays at query time.
 
@@ -88,7 +95,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 4  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 7  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 # SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
@@ -247,6 +254,10 @@ MIRRORS: tuple[Mirror, ...] = (
     ),
 )
 BY_NAME = {m.table: m for m in MIRRORS}
+# ART indexes for the sync's lookups of a few keys among a million (DuckDB uses them for IN lists and small
+# semi joins): deleting and re-reading a handful of orders' facts scanned every row's 36-character id (0.1-0.4 s
+# a statement); a contact's customer's orders likewise
+INDEXES = (("order_facts", "id"), ("orders", "customer_id"))
 # Deletions are found by counting these (erasure cascades from customers; conversations are also purged alone)
 COUNTED = ("customers", "orders", "conversations", "feedback")
 # What goes when a row goes, as in the store's foreign keys: table -> [(child table, child column)]
@@ -616,6 +627,7 @@ class Replica:
             "feedback_causes",
             "customer_orders",
             "sessions",
+            "session_days",
             "sync_state",
             "replica_meta",
         ]:
@@ -648,14 +660,27 @@ class Replica:
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {select}")
             if m.immutable:
-                # only the overlap can hold rows already here: compare within it (a scan of 10M ids otherwise)
+                # rows never change: a row is new unless the last sync read it (`seen_<table>`, its whole read:
+                # a row in this overlap that existed then was in that read too). After the initial build, which
+                # keeps no such record, compare the overlap with the mirror (its ids are not sorted: a scan of
+                # every id, ~0.1 s for 10M)
                 (k,) = m.key
-                low = self._literal(m, mark - OVERLAP_IDS) if mark is not None else None
-                within = f" WHERE {k} >= {low}" if low is not None else ""
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta "
-                    f"WHERE {k} NOT IN (SELECT {k} FROM {m.table}{within})"
-                )
+                seen = f"seen_{m.table}"
+                if self._exists(con, seen):
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta "
+                        f"WHERE {k} NOT IN (SELECT {k} FROM {seen})"
+                    )
+                else:
+                    low = self._literal(m, mark - OVERLAP_IDS) if mark is not None else None
+                    within = f" WHERE {k} >= {low}" if low is not None else ""
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE changed AS SELECT * FROM delta "
+                        f"WHERE {k} NOT IN (SELECT {k} FROM {m.table}{within})"
+                    )
+                    con.execute(f"CREATE TABLE {seen} ({k} {dict(m.columns)[k]})")
+                con.execute(f"DELETE FROM {seen}")
+                con.execute(f"INSERT INTO {seen} SELECT {k} FROM delta")
             else:
                 # the overlap re-reads up to thousands of rows that the last sync already applied: first drop
                 # those identical to what it read (`seen_<table>`, a few thousand rows), and compare only the
@@ -712,24 +737,56 @@ class Replica:
 
     def _roll_up_sessions(self, con: Any, initial: bool, changed: int) -> None:
         """Keeps `sessions` (calls per session and customer) up to date: new calls are rolled up and merged
-        with their session's row (calls never change once logged, so merging is exact)."""
+        with their session's row (calls never change once logged, so merging is exact). Then the day rollup
+        (`session_days`) of the days those sessions were or are on."""
         if initial:
-            con.execute(f"CREATE TABLE sessions AS {session_rollup('customer_events')} ORDER BY first_at")
+            con.execute(
+                f"CREATE TABLE sessions AS {_with_rolled_day(session_rollup('customer_events'))} "
+                "ORDER BY first_at"
+            )
+            con.execute(f"CREATE TABLE session_days AS {session_days_select('TRUE')} ORDER BY day")
             return
         if not changed:
             return
         con.execute(f"CREATE OR REPLACE TEMP TABLE s_new AS {session_rollup('changed')}")
-        keys = "s.session_id = n.session_id AND s.customer_id = n.customer_id"
+        con.execute("CREATE OR REPLACE TEMP TABLE s_ids AS SELECT DISTINCT session_id FROM s_new")
         flags = ", ".join(f"MAX({k}) AS {k}" for k in SESSION_FLAGS)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE s_merged AS SELECT session_id, customer_id, MIN(first_at) AS first_at, "
-            "MAX(last_at) AS last_at, MIN(campaign_source) AS campaign_source, "
+        # every customer's row of the touched session ids: a session's day is that of all its calls
+        self._reroll_sessions(
+            con,
+            "SELECT session_id, customer_id, MIN(first_at) AS first_at, MAX(last_at) AS last_at, "
+            "MIN(campaign_source) AS campaign_source, "
             f"SUM(product_views) AS product_views, {flags} FROM ("
-            f"SELECT s.* FROM sessions s SEMI JOIN s_new n ON {keys} UNION ALL SELECT * FROM s_new) "
-            "GROUP BY session_id, customer_id"
+            "SELECT * EXCLUDE (rolled_day) FROM sessions WHERE session_id IN (SELECT session_id FROM s_ids) "
+            "UNION ALL SELECT * FROM s_new) GROUP BY session_id, customer_id",
         )
-        con.execute(f"DELETE FROM sessions s USING s_new n WHERE {keys}")
-        con.execute("INSERT INTO sessions SELECT * FROM s_merged")
+
+    def _reroll_sessions(self, con: Any, rows: str) -> None:
+        """Replaces the `sessions` rows of the session ids in `s_ids` with `rows` (their new rows, without
+        rolled_day) and brings `session_days` up to date for the days they were and are rolled up on."""
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE s_dirty AS SELECT DISTINCT rolled_day AS day FROM sessions "
+            "WHERE session_id IN (SELECT session_id FROM s_ids) AND rolled_day IS NOT NULL"
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE s_final AS {_with_rolled_day(rows)}")
+        con.execute("DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM s_ids)")
+        con.execute("INSERT INTO sessions SELECT * FROM s_final")
+        con.execute(
+            "INSERT INTO s_dirty SELECT DISTINCT rolled_day FROM s_final WHERE rolled_day IS NOT NULL"
+        )
+        if self._any(con, "s_dirty"):
+            con.execute("DELETE FROM session_days WHERE day IN (SELECT day FROM s_dirty)")
+            con.execute(
+                f"INSERT INTO session_days {session_days_select('rolled_day IN (SELECT day FROM s_dirty)')}"
+            )
+
+    @staticmethod
+    def _exists(con: Any, table: str) -> bool:
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
+            ).fetchone()[0]
+        )
 
     @staticmethod
     def _any(con: Any, table: str) -> bool:
@@ -795,8 +852,17 @@ class Replica:
                 f"WHERE t.{column} IN (SELECT {key} FROM {gone})"
             )
             self._delete_gone(con, c, name)
-        if m.table == "customers":  # their sessions go with their calls
-            con.execute(f"DELETE FROM sessions WHERE customer_id IN (SELECT {key} FROM {gone})")
+        if m.table == "customers":  # their sessions go with their calls; a shared session id keeps the rest
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE s_ids AS SELECT DISTINCT session_id FROM sessions "
+                f"WHERE customer_id IN (SELECT {key} FROM {gone})"
+            )
+            if self._any(con, "s_ids"):
+                self._reroll_sessions(
+                    con,
+                    "SELECT * EXCLUDE (rolled_day) FROM sessions WHERE session_id IN (SELECT session_id FROM "
+                    f"s_ids) AND (customer_id IS NULL OR customer_id NOT IN (SELECT {key} FROM {gone}))",
+                )
         con.execute(f"DELETE FROM {m.table} WHERE {key} IN (SELECT {key} FROM {gone})")
         return int(n)
 
@@ -836,8 +902,9 @@ class Replica:
         span = "SELECT customer_id, MIN(placed_at) AS first_placed_at, MAX(placed_at) AS last_placed_at FROM orders"
         if initial:
             con.execute(f"CREATE TABLE customer_orders AS {span} GROUP BY customer_id")
+            facts = order_facts_select(d, "1 = 1", None, join_customers=False)
             con.execute(
-                f"CREATE TABLE order_facts AS {order_facts_select(d, '1 = 1', None)} ORDER BY placed_at"
+                f"CREATE TABLE order_facts AS {_with_customer_span(facts, 'customer_orders')} ORDER BY placed_at"
             )
             return int(con.execute("SELECT count(*) FROM order_facts").fetchone()[0])
         if self._any(con, "t_customers"):  # (an empty IN list still scans the tables)
@@ -847,11 +914,37 @@ class Replica:
                 "GROUP BY customer_id"
             )
         con.execute("CREATE OR REPLACE TEMP TABLE refacts AS SELECT DISTINCT id FROM t_orders")
+        if self._any(con, "t_customers"):
+            # a customer's new (or gone) order changes whether their other orders have an earlier or later one:
+            # those orders' kept facts are copied with the two flags recomputed (found by the indexes; their
+            # facts and causes are otherwise unchanged)
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE reflag_ids AS SELECT id FROM orders WHERE customer_id IN "
+                "(SELECT id FROM t_customers) EXCEPT SELECT id FROM refacts"
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE reflag AS SELECT f.* REPLACE ("
+                "CAST(COALESCE(co.first_placed_at < f.placed_at, FALSE) AS INTEGER) AS has_earlier, "
+                "CAST(COALESCE(co.last_placed_at > f.placed_at, FALSE) AS INTEGER) AS has_later) "
+                "FROM (SELECT * FROM order_facts WHERE id IN (SELECT id FROM reflag_ids)) f "
+                "JOIN (SELECT * FROM customer_orders WHERE customer_id IN (SELECT id FROM t_customers)) co "
+                "ON co.customer_id = f.customer_id "
+                "WHERE f.has_earlier <> CAST(COALESCE(co.first_placed_at < f.placed_at, FALSE) AS INTEGER) "
+                "OR f.has_later <> CAST(COALESCE(co.last_placed_at > f.placed_at, FALSE) AS INTEGER)"
+            )
+            if self._any(con, "reflag"):
+                con.execute("DELETE FROM order_facts WHERE id IN (SELECT id FROM reflag)")
+                con.execute("INSERT INTO order_facts SELECT * FROM reflag")
         n = con.execute("SELECT count(*) FROM refacts").fetchone()[0]
         if n:
             con.execute("DELETE FROM order_facts WHERE id IN (SELECT id FROM refacts)")
             scope = "SELECT id FROM refacts"
-            con.execute(f"INSERT INTO order_facts {order_facts_select(d, f'o.id IN ({scope})', scope)}")
+            facts = order_facts_select(d, f"o.id IN ({scope})", scope, join_customers=False)
+            spans = (
+                "(SELECT * FROM customer_orders WHERE customer_id IN "
+                f"(SELECT customer_id FROM orders WHERE id IN ({scope})))"
+            )
+            con.execute(f"INSERT INTO order_facts {_with_customer_span(facts, spans)}")
         return int(n)
 
     def _recause(self, con: Any, initial: bool) -> None:
@@ -872,31 +965,41 @@ class Replica:
                 f"CREATE TABLE feedback_causes AS SELECT {fb_cols}, {review} AS cause FROM feedback x "
                 "LEFT JOIN order_facts f ON f.id = x.order_id ORDER BY x.submitted_at"
             )
+            for table, column in INDEXES:
+                con.execute(f"CREATE INDEX ix_{table}_{column} ON {table} ({column})")
             return
         if not any(self._any(con, t) for t in ("refacts", "t_feedback", "t_recause")):
             return
-        # contacts: relinked ones (t_recause), and those linked to an order whose facts were recomputed
+        # contacts: relinked ones (t_recause), and those linked to an order whose facts were recomputed. The
+        # rows in scope and their orders' facts are selected first (order_facts by its index): joining
+        # contact_links to the million order facts and filtering afterwards took 0.15-0.2 s a statement
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE recause AS SELECT id FROM t_recause "
-            "UNION SELECT id FROM contact_links WHERE order_id IN (SELECT id FROM refacts)"
+            "CREATE OR REPLACE TEMP TABLE recause AS SELECT * FROM contact_links WHERE id IN ("
+            "SELECT id FROM t_recause UNION SELECT id FROM contact_links WHERE order_id IN (SELECT id FROM refacts))"
         )
         if self._any(con, "recause"):
             con.execute(
-                f"UPDATE contact_links SET upstream_cause = c.cause FROM (SELECT x.id, {contact} AS cause "
-                "FROM contact_links x LEFT JOIN order_facts f ON f.id = x.order_id "
-                "WHERE x.id IN (SELECT id FROM recause)) c WHERE contact_links.id = c.id"
+                f"CREATE OR REPLACE TEMP TABLE recaused AS SELECT x.id, {contact} AS cause FROM recause x "
+                "LEFT JOIN (SELECT * FROM order_facts WHERE id IN (SELECT order_id FROM recause)) f "
+                "ON f.id = x.order_id"
+            )
+            con.execute(
+                "UPDATE contact_links SET upstream_cause = c.cause FROM recaused c WHERE contact_links.id = c.id"
             )
         # reviews: changed or gone ones (t_feedback), and those about an order whose facts were recomputed (a
         # review that moved off an order is in t_feedback)
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE refb AS SELECT id FROM t_feedback "
-            "UNION SELECT id FROM feedback WHERE order_id IN (SELECT id FROM refacts)"
+            "CREATE OR REPLACE TEMP TABLE refb AS SELECT * FROM feedback WHERE id IN (SELECT id FROM t_feedback) "
+            "OR order_id IN (SELECT id FROM refacts)"
+        )
+        con.execute(
+            "DELETE FROM feedback_causes WHERE id IN (SELECT id FROM t_feedback UNION SELECT id FROM refb)"
         )
         if self._any(con, "refb"):
-            con.execute("DELETE FROM feedback_causes WHERE id IN (SELECT id FROM refb)")
             con.execute(
-                f"INSERT INTO feedback_causes SELECT {fb_cols}, {review} AS cause FROM feedback x "
-                "LEFT JOIN order_facts f ON f.id = x.order_id WHERE x.id IN (SELECT id FROM refb)"
+                f"INSERT INTO feedback_causes SELECT {fb_cols}, {review} AS cause FROM refb x "
+                "LEFT JOIN (SELECT * FROM order_facts WHERE id IN (SELECT order_id FROM refb)) f "
+                "ON f.id = x.order_id"
             )
 
     # ---- checks --------------------------------------------------------------------------------------
@@ -917,6 +1020,45 @@ def open_replica(database_url: str, *, var_dir: Path | None, threads: int | None
     first process keeps the file, the others build their own copy in memory; see Replica._connect)."""
     path = None if var_dir is None else Path(var_dir) / "analytics" / "replica.duckdb"
     return Replica(database_url, path=path, threads=threads)
+
+
+def _with_customer_span(facts: str, spans: str) -> str:
+    """Order facts with whether the customer has an earlier order (`has_earlier`: the repeat-purchase rate) and a
+    later one (`has_later`: downstream), from their first and last order (`spans`, rows of customer_orders): the
+    same answers as the plain path's EXISTS over all the customer's orders, kept per order by the sync (every
+    order of a customer whose orders changed is recomputed) instead of a join by customer per computation."""
+    return f"""
+        SELECT x.*, CAST(COALESCE(co.first_placed_at < x.placed_at, FALSE) AS INTEGER) AS has_earlier,
+               CAST(COALESCE(co.last_placed_at > x.placed_at, FALSE) AS INTEGER) AS has_later
+        FROM ({facts}) x LEFT JOIN {spans} co ON co.customer_id = x.customer_id"""
+
+
+def _with_rolled_day(rows: str) -> str:
+    """`rows` (sessions rows) with `rolled_day`: the UTC day all the calls of the session id fall on (every
+    customer's rows of it), NULL when they span two days."""
+    return f"""
+        WITH r AS ({rows})
+        SELECT r.*, g.rolled_day FROM r JOIN (
+          SELECT session_id, CASE WHEN CAST(MIN(first_at) AS DATE) = CAST(MAX(last_at) AS DATE)
+                                  THEN CAST(MIN(first_at) AS DATE) END AS rolled_day
+          FROM r GROUP BY session_id) g ON g.session_id = r.session_id"""
+
+
+def session_days_select(where: str) -> str:
+    """The day rollup of sessions: per UTC day and campaign source, the session ids rolled up on that day (see
+    sql.session_events_select), what the events metrics count of them. A session id's source is the least of
+    its customers' rows, as `sessions_by_source` takes it."""
+    flags = ", ".join(f"MAX({k}) AS {k}" for k in SESSION_FLAGS)
+    return f"""
+        SELECT rolled_day AS day, campaign_source AS source, COUNT(*) AS sessions,
+               CAST(SUM(product_views) AS BIGINT) AS product_views,
+               CAST(SUM(has_view) AS BIGINT) AS view_sessions, CAST(SUM(has_add) AS BIGINT) AS add_sessions,
+               CAST(SUM(has_checkout) AS BIGINT) AS checkout_sessions,
+               CAST(SUM(has_complete) AS BIGINT) AS completed_sessions
+        FROM (SELECT session_id, rolled_day, MIN(campaign_source) AS campaign_source,
+                     SUM(product_views) AS product_views, {flags}
+              FROM sessions WHERE rolled_day IS NOT NULL AND {where} GROUP BY session_id, rolled_day) q
+        GROUP BY 1, 2"""
 
 
 def _quote(value: str) -> str:

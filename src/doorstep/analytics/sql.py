@@ -6,13 +6,15 @@ tests. Only small helpers differ per dialect (time arithmetic, integer division,
 metric's logic is the same text. Where the replica keeps a result instead of recomputing it (per-order facts,
 contact links, customers' first and last orders, sessions), the text reads that table instead, and the
 replica builds the table with the very same SQL (`order_facts_select`, `contact_links_select`,
-`session_rollup`); the tests compare both paths on every metric.
+`session_rollup`); the tests compare both paths on every metric. Over the replica the events metrics also add
+whole days from the day rollup of sessions (`session_days`, see session_events_select), and the repeat and
+downstream metrics read per-order flags the sync keeps (`has_earlier`, `has_later`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from doorstep.analytics.model import (
@@ -98,7 +100,13 @@ def params(d: Dialect, f: Filters, *, now: datetime) -> dict[str, Any]:
         "region": f.region,
         "channel": f.channel,
     }
-    return {k: d.bind(v) for k, v in values.items() if v is not None}
+    out = {k: d.bind(v) for k, v in values.items() if v is not None}
+    # the whole UTC days inside each period, [lo, hi): day D is inside [a, b) when a <= D and D + 1 day <= b
+    for name, (a, b) in {"days_prev": (prev.start, f.start), "days": (f.start, f.end)}.items():
+        a, b = a.astimezone(UTC), b.astimezone(UTC)
+        lo = a.date() if a == datetime.combine(a.date(), time(), UTC) else a.date() + timedelta(days=1)
+        out[f"{name}_lo"], out[f"{name}_hi"] = lo, b.date()
+    return out
 
 
 def cut_predicates(
@@ -151,6 +159,9 @@ def order_facts_select(
     hours = d.hours
     scope = f" AND order_id IN ({scope_ids})" if scope_ids else ""
     customers_join = f"JOIN {d.t('customers')} cu ON cu.id = o.customer_id" if join_customers else ""
+    orders = d.t("orders")
+    if scope_ids and d.name == "duckdb":  # the replica's sync: the scope's orders first (a few of a million)
+        orders = f"(SELECT * FROM {orders} WHERE id IN ({scope_ids}))"
     inner = f"""
     SELECT o.id, o.external_id, o.customer_id, o.placed_at, o.channel, o.ship_region AS region,
            o.total_minor, o.currency,
@@ -166,7 +177,7 @@ def order_facts_select(
            r.damaged_at, r.wrong_at,
            fb.min_score, COALESCE(fb.score_sum, 0) AS score_sum, COALESCE(fb.score_n, 0) AS score_n,
            cat.category
-    FROM {d.t("orders")} o
+    FROM {orders} o
     {customers_join}
     LEFT JOIN ({_ship(d, scope)}) s ON s.order_id = o.id
     LEFT JOIN (
@@ -248,16 +259,19 @@ def contact_links_select(d: Dialect, *, scope: str | None = None) -> str:
     (DuckDB only): a SELECT of the conversation ids to link, for the replica's incremental sync."""
     if d.name == "duckdb":
         in_scope = f" AND id IN ({scope})" if scope else ""
-        where = f" WHERE c.id IN ({scope})" if scope else ""
+        # the scope's conversations first: the ASOF join then matches a handful of rows, not all of them
+        convs = (
+            f"(SELECT * FROM {d.t('conversations')} WHERE id IN ({scope}))" if scope else d.t("conversations")
+        )
         return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, lo.id) AS order_id
-        FROM {d.t("conversations")} c
+        FROM {convs} c
         ASOF LEFT JOIN (SELECT customer_id, placed_at, MAX(id) AS id FROM {d.t("orders")}
                         WHERE customer_id IN (SELECT customer_id FROM {d.t("conversations")}
                                               WHERE order_id IS NULL{in_scope})
                         GROUP BY customer_id, placed_at) lo
-          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at{where}"""
+          ON lo.customer_id = c.customer_id AND lo.placed_at <= c.opened_at"""
     return f"""
         SELECT c.id, c.customer_id, c.opened_at, c.contact_reason, c.intent, c.cause, c.cause_owner,
                COALESCE(c.order_id, (SELECT o2.id FROM {d.t("orders")} o2
@@ -333,9 +347,11 @@ def period_flag(d: Dialect, col: str) -> str:
     return f"CASE WHEN {col} >= {d.p('start')} THEN 'cur' ELSE 'prev' END"
 
 
-def staging(d: Dialect, f: Filters) -> list[str]:
+def staging(d: Dialect, f: Filters, *, rollups: bool = True) -> list[str]:
     """Temp tables for one computation: contact links, the two cohorts' facts, linked-order facts, the
-    period's contacts and feedback with their causes, and the period's events."""
+    period's contacts and feedback with their causes, and the period's events. Over the replica, `rollups`
+    lets the events metrics read whole days from `session_days` (see session_events_select); a drill-down, which
+    lists who is behind a number, stages every session row instead (rollups=False)."""
     cuts = cut_predicates(d, f)
     cut_sql = "".join(f" AND {p}" for p in cuts)
     cohort_where = f"o.placed_at >= {d.p('prev_start')} AND o.placed_at < {d.p('end')}{cut_sql}"
@@ -366,10 +382,11 @@ def staging(d: Dialect, f: Filters) -> list[str]:
     linked = "order_facts" if d.materialised else "linked"
     order_cut = ""
     if cuts and d.materialised:
-        order_cut = (
-            f" AND x.order_id IN (SELECT o.id FROM order_facts o JOIN {d.t('customers')} cu "
-            f"ON cu.id = o.customer_id WHERE {' AND '.join(cuts)})"
+        # (the customer is joined only for a segment cut: every order has its customer)
+        join = (
+            f" JOIN {d.t('customers')} cu ON cu.id = o.customer_id" if any("cu." in c for c in cuts) else ""
         )
+        order_cut = f" AND x.order_id IN (SELECT o.id FROM order_facts o{join} WHERE {' AND '.join(cuts)})"
     elif cuts:
         order_cut = (
             f" AND x.order_id IN (SELECT o.id FROM {d.t('orders')} o JOIN {d.t('customers')} cu "
@@ -393,6 +410,9 @@ def staging(d: Dialect, f: Filters) -> list[str]:
                {contact_cause} AS cause
         FROM {contact_from}
         WHERE {period_where}""",
+        # over the replica and uncut, a view: a few queries each read the period's rows of contact_links (sorted
+        # by time); a cut by order is a semi join against the order facts, evaluated once into a table
+        view=not cuts,
     )
     if d.materialised:
         feedback_cause, feedback_from = "x.cause", "feedback_causes x"
@@ -407,6 +427,7 @@ def staging(d: Dialect, f: Filters) -> list[str]:
                {feedback_cause} AS cause
         FROM {feedback_from}
         WHERE x.submitted_at >= {d.p("prev_start")} AND x.submitted_at < {d.p("end")}{order_cut}""",
+        view=not cuts,
     )
     ev_cut = ""
     if f.region or f.segment:
@@ -421,7 +442,36 @@ def staging(d: Dialect, f: Filters) -> list[str]:
             f" AND e.customer_id IN (SELECT cu.id FROM {d.t('customers')} cu WHERE {' AND '.join(preds)})"
         )
     if d.materialised:
-        stmts += d.create_temp("ev", session_events_select(d, ev_cut))
+        # the day rollup holds every session of a day with no cut on who browsed: with a cut by the customer's
+        # region or segment, every session is read row by row
+        rolled = rollups and not ev_cut
+        stmts += d.create_temp("crossing", crossing_select(d))
+        stmts.append(crossing_windows())
+        stmts += d.create_temp("ev", session_events_select(d, ev_cut, rolled=rolled))
+        covered = covered_days(d, "day") if rolled else "FALSE"
+        stmts += d.create_temp(
+            "sd",
+            f"SELECT {period_flag(d, 'CAST(day AS TIMESTAMP)')} AS period, source, sessions, product_views, "
+            "view_sessions, add_sessions, checkout_sessions, completed_sessions "
+            f"FROM session_days WHERE {covered}",
+            view=True,
+        )
+        # new visitors: who was active in each period, by source. `ev` leaves out the rolled-up sessions: add
+        # those of the customers first seen in the two periods (the only ones new_visitors counts)
+        rolled_new = (
+            f"""
+            UNION ALL
+            SELECT {period_flag(d, "s.first_at")} AS period, s.customer_id, s.campaign_source FROM sessions s
+            WHERE s.first_at >= {d.p("prev_start")} AND s.first_at < {d.p("end")}
+              AND {covered_days(d, "s.rolled_day")}
+              AND s.customer_id IN (SELECT cu.id FROM {d.t("customers")} cu
+                                    WHERE cu.first_seen_at >= {d.p("prev_start")} AND cu.first_seen_at < {d.p("end")})"""
+            if rolled
+            else ""
+        )
+        stmts += d.create_temp(
+            "ev_new", f"SELECT period, customer_id, campaign_source FROM ev{rolled_new}", view=True
+        )
         return stmts
     stmts += d.create_temp(
         "ev",
@@ -456,56 +506,99 @@ def session_rollup(source: str) -> str:
         FROM {source} e WHERE e.session_id IS NOT NULL GROUP BY e.session_id, e.customer_id"""
 
 
-def session_events_select(d: Dialect, ev_cut: str) -> str:
-    """The two periods' events per (period, session, customer), over the replica. A session wholly inside one
-    period is read from `sessions` (one row instead of ~5 calls); the calls of a session that crosses a period
-    boundary, and calls without a session, are rolled up here from customer_events with each call in its own
-    period, exactly as the plain path counts them. `ev_cut` filters customers (alias e)."""
-    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
-    inside = f"((s.first_at >= {start} AND s.last_at < {end}) OR (s.first_at >= {prev_start} AND s.last_at < {start}))"
-    flags = ", ".join(f"MAX(e.{k}) AS {k}" for k in SESSION_FLAGS)
-    raw_flags = ", ".join(
-        f"CASE WHEN e.name = '{n}' THEN 1 ELSE 0 END AS {k}" for k, n in SESSION_FLAGS.items()
+def covered_days(d: Dialect, day: str) -> str:
+    """Whether the UTC day `day` (a DATE) lies wholly inside the current or the previous period (the day bounds
+    are parameters, see `params`)."""
+    return (
+        f"(({day} >= {d.p('days_prev_lo')} AND {day} < {d.p('days_prev_hi')}) "
+        f"OR ({day} >= {d.p('days_lo')} AND {day} < {d.p('days_hi')}))"
     )
-    # the calls of sessions crossing a boundary b (first_at < b <= last_at, for b = prev_start, start, end: every
-    # session overlapping the two periods without lying inside one of them crosses one) lie within
-    # [min first_at, max last_at] of the sessions crossing b: only those windows of calls are matched to the
-    # crossing sessions by key (probing every call of the periods by its string key took ~0.7 s for 7 days)
-    crossing = f"""
+
+
+CROSSING_WINDOWS = ("x_prev", "x_start", "x_end")
+PARAMS = "-- params\n"  # a staging statement whose one row adds to the computation's parameters
+
+
+def crossing_select(d: Dialect) -> str:
+    """The sessions (rows of `sessions`) that overlap the two periods without lying inside one of them: each
+    crosses a boundary b (first_at < b <= last_at) for b = prev_start, start or end."""
+    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    # one branch per boundary, each a pair of single-column ranges that zone maps prune to the few row groups
+    # around the boundary (`sessions` is sorted by first_at); UNION keeps a session crossing two boundaries once
+    return "\n          UNION\n".join(
+        f"""
           SELECT s.session_id, s.customer_id, s.first_at, s.last_at,
                  s.first_at < {prev_start} AS x_prev, s.first_at < {start} AND s.last_at >= {start} AS x_start,
                  s.last_at >= {end} AS x_end
           FROM sessions s
-          WHERE s.last_at >= {prev_start} AND s.first_at < {end} AND NOT {inside}"""
+          WHERE s.first_at < {b} AND s.last_at >= {b}"""
+        for b in (prev_start, start, end)
+    )
+
+
+def crossing_windows() -> str:
+    """(PARAMS) the window [min first_at, max last_at] of the sessions crossing each boundary: their calls lie
+    within it, and as constants the windows let zone maps skip the rest of customer_events (sorted by time;
+    joining every call of the periods to the windows scanned ~1.5 M calls for 7 days)."""
     windows = ", ".join(
         f"MIN(CASE WHEN {x} THEN first_at END) AS {x}_lo, MAX(CASE WHEN {x} THEN last_at END) AS {x}_hi"
-        for x in ("x_prev", "x_start", "x_end")
+        for x in CROSSING_WINDOWS
     )
-    in_windows = " OR ".join(
-        f"(e.occurred_at >= w.{x}_lo AND e.occurred_at <= w.{x}_hi)" for x in ("x_prev", "x_start", "x_end")
+    return f"{PARAMS}SELECT {windows} FROM crossing"
+
+
+def _inside(d: Dialect) -> str:
+    start, end, prev_start = d.p("start"), d.p("end"), d.p("prev_start")
+    return f"((s.first_at >= {start} AND s.last_at < {end}) OR (s.first_at >= {prev_start} AND s.last_at < {start}))"
+
+
+def session_events_select(d: Dialect, ev_cut: str, *, rolled: bool = False) -> str:
+    """The two periods' events per (period, session, customer), over the replica. A session wholly inside one
+    period is read from `sessions` (one row instead of ~5 calls); the calls of a session that crosses a period
+    boundary (staged as `crossing`, their windows as parameters, see crossing_windows), and calls without a
+    session, are rolled up here from customer_events with each call in its own period, exactly as the plain
+    path counts them. `ev_cut` filters customers (alias e).
+
+    `rolled`: leaves out the sessions counted by the day rollup (`session_days`): a session id all of whose calls
+    (every customer's) fall on one UTC day (`sessions.rolled_day`), that day lying wholly inside one of the
+    periods. Such a session is inside that period and nowhere else, so the rollup's per-day counts of distinct
+    session ids add up across days and with the rest, which this SELECT still returns row by row."""
+    end, prev_start = d.p("end"), d.p("prev_start")
+    # (a rolled session on a covered day lies inside its period: never a crossing session)
+    rolled_out = f" AND NOT COALESCE({covered_days(d, 's.rolled_day')}, FALSE)" if rolled else ""
+    flags = ", ".join(f"MAX(e.{k}) AS {k}" for k in SESSION_FLAGS)
+    raw_flags = ", ".join(
+        f"CASE WHEN e.name = '{n}' THEN 1 ELSE 0 END AS {k}" for k, n in SESSION_FLAGS.items()
     )
     calls = f"""
           SELECT e.session_id, e.customer_id, e.campaign_source, {period_flag(d, "e.occurred_at")} AS period,
                  CASE WHEN e.name = 'Product Viewed' THEN 1 ELSE 0 END AS product_views, {raw_flags}
           FROM customer_events e"""
     in_range = f"e.occurred_at >= {prev_start} AND e.occurred_at < {end} AND e.type IN ('page', 'track')"
+    # one branch per window, each a single time range (zone maps prune it; an OR of ranges is not pruned), a
+    # call in two windows taken by the first
+    win = [
+        f"(e.occurred_at >= {d.p(x + '_lo')} AND e.occurred_at <= {d.p(x + '_hi')})" for x in CROSSING_WINDOWS
+    ]
+    branches = [
+        f"""{calls} SEMI JOIN crossing c ON c.session_id = e.session_id AND c.customer_id = e.customer_id
+          WHERE {in_range} AND {w}{"".join(f" AND NOT COALESCE({v}, FALSE)" for v in win[:i])}{ev_cut}"""
+        for i, w in enumerate(win)
+    ]
+    crossing_calls = "\n          UNION ALL\n          ".join(branches)
     return f"""
-        WITH crossing AS MATERIALIZED ({crossing}),
-             w AS MATERIALIZED (SELECT {windows} FROM crossing)
         SELECT {period_flag(d, "s.first_at")} AS period, s.session_id, s.customer_id, s.campaign_source,
                s.product_views, {", ".join(f"s.{k}" for k in SESSION_FLAGS)}
         FROM sessions s
         WHERE s.first_at >= {prev_start} AND s.first_at < {end}  -- implied by `inside`: lets zone maps prune
-          AND {inside}{ev_cut.replace("e.customer_id", "s.customer_id")}
+          AND {_inside(d)}{ev_cut.replace("e.customer_id", "s.customer_id")}{rolled_out}
         UNION ALL
         SELECT e.period, e.session_id, e.customer_id, MIN(e.campaign_source) AS campaign_source,
                SUM(e.product_views) AS product_views, {flags}
         FROM (
           {calls} WHERE {in_range} AND e.session_id IS NULL{ev_cut}
           UNION ALL
-          {calls} JOIN w ON {in_windows}
-          SEMI JOIN crossing c ON c.session_id = e.session_id AND c.customer_id = e.customer_id
-          WHERE {in_range}{ev_cut}) e
+          {crossing_calls}) e
         GROUP BY e.period, e.session_id, e.customer_id"""
 
 
@@ -530,6 +623,26 @@ EVENTS_FROM_SESSIONS = """
                    COUNT(DISTINCT CASE WHEN has_checkout = 1 THEN session_id END) AS checkout_sessions,
                    COUNT(DISTINCT CASE WHEN has_complete = 1 THEN session_id END) AS completed_sessions
             FROM ev GROUP BY period"""
+_EVENT_COUNTS = (
+    "sessions",
+    "product_views",
+    "view_sessions",
+    "add_sessions",
+    "checkout_sessions",
+    "completed_sessions",
+)
+# ... plus the whole days the rollup holds (`sd`, see staging): distinct session ids add up across the two
+EVENTS_WITH_ROLLUP = f"""
+            SELECT period, {", ".join(f"SUM({c}) AS {c}" for c in _EVENT_COUNTS)} FROM (
+              {EVENTS_FROM_SESSIONS}
+              UNION ALL
+              SELECT period, {", ".join(f"SUM({c})" for c in _EVENT_COUNTS)} FROM sd GROUP BY period) q
+            GROUP BY period"""
+SESSIONS_BY_SOURCE = """
+            SELECT period, COALESCE(source, 'direct') AS source, COUNT(*) AS n FROM (
+              SELECT period, session_id, MIN(campaign_source) AS source FROM ev
+              WHERE session_id IS NOT NULL GROUP BY period, session_id) q
+            GROUP BY 1, 2"""
 
 
 def queries(d: Dialect) -> dict[str, str]:
@@ -537,9 +650,10 @@ def queries(d: Dialect) -> dict[str, str]:
     sla = DISPATCH_SLA_H
     wismo = ", ".join(f"'{r}'" for r in WISMO_REASONS)
     flag = _cohort_flag(d)
+    later = f"SUM(CASE WHEN {has_order(d, 'f.customer_id', '>', 'f.placed_at')} THEN 1 ELSE 0 END)"
     return {
         "orders": f"""
-            SELECT {flag} AS period, COUNT(*) AS orders, COUNT(DISTINCT customer_id) AS customers,
+            SELECT {flag} AS period, COUNT(*) AS orders,
                    AVG(total_minor) / 100.0 AS aov,
                    SUM(CASE WHEN dispatch_h IS NOT NULL THEN 1 ELSE 0 END) AS dispatched,
                    SUM(CASE WHEN dispatch_h <= {sla} THEN 1 ELSE 0 END) AS dispatched_on_time,
@@ -551,14 +665,36 @@ def queries(d: Dialect) -> dict[str, str]:
                    SUM(CASE WHEN returns > 0 THEN 1 ELSE 0 END) AS returned,
                    SUM(CASE WHEN fall_off = 'perfect' THEN 1 ELSE 0 END) AS perfect
             FROM facts GROUP BY 1""",
+        # over the replica: most delays are exactly 0 (on time): only the late ones are ranked
         "p90_delay": f"""
+            WITH dl AS (SELECT {flag} AS period, delay_h FROM facts WHERE delay_h IS NOT NULL),
+                 n AS (SELECT period, {d.intdiv("9 * COUNT(*) + 9", "10")} AS k,
+                              SUM(CASE WHEN delay_h <= 0 THEN 1 ELSE 0 END) AS z
+                       FROM dl GROUP BY period),
+                 late AS (SELECT period, delay_h,
+                                 ROW_NUMBER() OVER (PARTITION BY period ORDER BY delay_h) AS rn
+                          FROM dl WHERE delay_h > 0)
+            SELECT n.period, CAST(0 AS DOUBLE) AS p90 FROM n WHERE n.k <= n.z
+            UNION ALL
+            SELECT n.period, late.delay_h FROM n JOIN late ON late.period = n.period AND late.rn = n.k - n.z
+            WHERE n.k > n.z"""
+        if d.materialised
+        else f"""
             SELECT period, delay_h AS p90 FROM (
               SELECT {flag} AS period, delay_h,
                      ROW_NUMBER() OVER (PARTITION BY {flag} ORDER BY delay_h) AS rn,
                      COUNT(*) OVER (PARTITION BY {flag}) AS n
               FROM facts WHERE delay_h IS NOT NULL) q
             WHERE rn = {d.intdiv("9 * n + 9", "10")}""",
+        # the replica's facts say per order whether the customer ordered before it (has_earlier): a customer's
+        # latest order in the period has it if any of their orders there does
         "repeat": f"""
+            SELECT q.period, COUNT(*) AS customers, SUM(q.repeater) AS repeaters
+            FROM (SELECT {flag} AS period, customer_id, MAX(has_earlier) AS repeater FROM facts
+                  GROUP BY 1, 2) q
+            GROUP BY q.period"""
+        if d.materialised
+        else f"""
             SELECT q.period, COUNT(*) AS customers,
                    SUM(CASE WHEN {has_order(d, "q.customer_id", "<", "q.last_placed")} THEN 1 ELSE 0 END)
                    AS repeaters
@@ -568,7 +704,7 @@ def queries(d: Dialect) -> dict[str, str]:
         "return_reasons": f"""
             SELECT {flag} AS period, return_reason AS reason, COUNT(*) AS n FROM facts
             WHERE returns > 0 GROUP BY 1, 2""",
-        "events": EVENTS_FROM_SESSIONS
+        "events": EVENTS_WITH_ROLLUP
         if d.materialised
         else """
             SELECT period, COUNT(DISTINCT session_id) AS sessions,
@@ -578,14 +714,17 @@ def queries(d: Dialect) -> dict[str, str]:
                    COUNT(DISTINCT CASE WHEN name = 'Checkout Started' THEN session_id END) AS checkout_sessions,
                    COUNT(DISTINCT CASE WHEN name = 'Order Completed' THEN session_id END) AS completed_sessions
             FROM ev GROUP BY period""",
-        "sessions_by_source": """
-            SELECT period, COALESCE(source, 'direct') AS source, COUNT(*) AS n FROM (
-              SELECT period, session_id, MIN(campaign_source) AS source FROM ev
-              WHERE session_id IS NOT NULL GROUP BY period, session_id) q
-            GROUP BY 1, 2""",
+        "sessions_by_source": f"""
+            SELECT period, source, SUM(n) AS n FROM (
+              {SESSIONS_BY_SOURCE}
+              UNION ALL
+              SELECT period, COALESCE(source, 'direct'), SUM(sessions) FROM sd GROUP BY 1, 2) q
+            GROUP BY 1, 2"""
+        if d.materialised
+        else SESSIONS_BY_SOURCE,
         "new_visitors": f"""
             SELECT q.period, COALESCE(q.source, 'direct') AS source, COUNT(*) AS n FROM (
-              SELECT e.period, e.customer_id, MIN(e.campaign_source) AS source FROM ev e
+              SELECT e.period, e.customer_id, MIN(e.campaign_source) AS source FROM {"ev_new" if d.materialised else "ev"} e
               JOIN {d.t("customers")} cu ON cu.id = e.customer_id
               WHERE (e.period = 'cur' AND cu.first_seen_at >= {d.p("start")} AND cu.first_seen_at < {d.p("end")})
                  OR (e.period = 'prev' AND cu.first_seen_at >= {d.p("prev_start")}
@@ -634,8 +773,7 @@ def queries(d: Dialect) -> dict[str, str]:
                         ELSE 3 END AS bucket,
                    COUNT(*) AS orders, SUM(f.contacts) AS contacts, SUM(f.score_sum) AS score_sum,
                    SUM(f.score_n) AS score_n,
-                   SUM(CASE WHEN {has_order(d, "f.customer_id", ">", "f.placed_at")} THEN 1 ELSE 0 END)
-                   AS repeaters
+                   {"SUM(f.has_later)" if d.materialised else later} AS repeaters
             FROM facts f WHERE f.delivered_at IS NOT NULL AND f.placed_at >= {d.p("start")}
             GROUP BY 1""",
     }
