@@ -24,6 +24,8 @@ from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard
 from doorstep.analytics.replica import OVERLAP, Replica, ReplicaWarmingUp
 from doorstep.clock import FixedClock
+from doorstep.customers.repository import CustomerRepository
+from doorstep.customers.tables import customers
 from doorstep.db.engine import create_db_engine
 from doorstep.shipments.tables import shipments
 
@@ -337,3 +339,62 @@ def test_a_second_process_on_the_same_file_keeps_its_replica_in_memory(
         assert done.returncode == 0, done.stderr[-2000:]
     finally:
         holder.close()
+
+
+def test_a_merge_of_two_visitors_moves_their_events_in_the_replica(
+    store: tuple[str, sa.Engine, dict[str, str]], replica: Replica
+) -> None:
+    url, engine, _ = store
+    before = _both(url, replica)
+
+    # given two new visitors browsing in the period, on two devices
+    b = _builder(engine)
+    phone = b.customer(first_seen=at(21, 8))
+    laptop = b.customer(first_seen=at(21, 9))
+    b.event(phone, at=at(21, 8), name="Product Viewed", session="s-phone", source="google")
+    b.event(laptop, at=at(21, 9), name="Product Viewed", session="s-laptop", source="newsletter")
+    b.flush()
+    replica.sync()
+    v = _both(url, replica)
+    assert v["new_visitors"] == before["new_visitors"] + 2 and v["sessions"] == before["sessions"] + 2
+
+    # when they log in on the laptop with the phone's account: the laptop's profile is merged into the phone's
+    with engine.begin() as conn:
+        CustomerRepository(conn).move_merged(loser_id=laptop, survivor_id=phone)
+        conn.execute(
+            sa.update(customers)
+            .where(customers.c.id == laptop)
+            .values(merged_into=phone, updated_at=WRITTEN + timedelta(minutes=5))
+        )
+        conn.execute(
+            sa.update(customers)
+            .where(customers.c.id == phone)
+            .values(updated_at=WRITTEN + timedelta(minutes=5))
+        )
+    replica.sync()
+    v = _both(url, replica)  # equal to plain SQL on the merged store
+    assert v["new_visitors"] == before["new_visitors"] + 1  # one person
+    assert v["sessions"] == before["sessions"] + 2  # who browsed in two sessions
+
+    # when, between two syncs, a third device's profile is merged into the laptop's survivor's new owner: a
+    # chain (tablet into phone, phone into an account) ends at the last survivor
+    b = _builder(engine, written_at=WRITTEN + timedelta(minutes=6), first=4000)
+    tablet = b.customer(first_seen=at(22, 8))
+    account = b.customer(first_seen=at(22, 9))
+    b.event(tablet, at=at(22, 8), name="Product Added", session="s-tablet", source="facebook")
+    b.event(account, at=at(22, 9), name="Product Viewed", session="s-phone", source="google")
+    b.flush()
+    with engine.begin() as conn:
+        repo = CustomerRepository(conn)
+        for loser, survivor in ((tablet, phone), (phone, account)):
+            repo.move_merged(loser_id=loser, survivor_id=survivor)
+            conn.execute(
+                sa.update(customers)
+                .where(customers.c.id.in_([loser, survivor]))
+                .values(updated_at=WRITTEN + timedelta(minutes=7))
+            )
+            conn.execute(sa.update(customers).where(customers.c.id == loser).values(merged_into=survivor))
+    replica.sync()
+    v = _both(url, replica)
+    assert replica.count("customer_events", f"customer_id IN ('{tablet}', '{phone}', '{laptop}')") == 0
+    assert v["sessions"] == before["sessions"] + 3  # s-phone is now one session of one customer

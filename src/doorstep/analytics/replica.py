@@ -95,7 +95,7 @@ OVERLAP_IDS = (
     5_000  # append-only ids: PostgreSQL sequences hand ids out before commit, so they land out of order
 )
 REPLICA_DIALECT = Dialect("duckdb", materialised=True)
-SCHEMA_VERSION = 7  # bump when the replica's tables change: an older file is rebuilt
+SCHEMA_VERSION = 8  # bump when the replica's tables change: an older file is rebuilt
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 # SQLite stores at least this big are first read by a child process (analytics/export.py); smaller ones row by
@@ -125,7 +125,13 @@ MIRRORS: tuple[Mirror, ...] = (
     Mirror(
         "customers",
         ("id",),
-        (("id", "VARCHAR"), ("region", "VARCHAR"), ("first_seen_at", TS), ("updated_at", TS)),
+        (
+            ("id", "VARCHAR"),
+            ("region", "VARCHAR"),
+            ("first_seen_at", TS),
+            ("merged_into", "VARCHAR"),
+            ("updated_at", TS),
+        ),
         "updated_at",
         customer_key="id",
     ),
@@ -709,6 +715,8 @@ class Replica:
                 con.execute(f"INSERT INTO {m.table} SELECT * FROM changed")
         if changed and not initial:
             self._touch(con, m, src)
+        if m.table == "customers" and changed and not initial:
+            self._follow_merges(con)
         if m.table == "customer_events":
             self._roll_up_sessions(con, initial, changed)
         hi = con.execute(f"SELECT max({m.marker}) FROM {'delta' if not initial else m.table}").fetchone()[0]
@@ -760,6 +768,41 @@ class Replica:
             "SELECT * EXCLUDE (rolled_day) FROM sessions WHERE session_id IN (SELECT session_id FROM s_ids) "
             "UNION ALL SELECT * FROM s_new) GROUP BY session_id, customer_id",
         )
+
+    def _follow_merges(self, con: Any) -> None:
+        """Profiles merged since the last sync: the store moved their calls to the survivor (customers'
+        `move_merged`) without a change marker on the calls, so the replica moves them too, and re-rolls their
+        sessions under the survivor. Chains (a into b, b into c) end at the last survivor."""
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE moved AS SELECT id AS loser, merged_into AS survivor FROM changed "
+            "WHERE merged_into IS NOT NULL"
+        )
+        if not self._any(con, "moved"):
+            return
+        for _ in range(5):
+            con.execute(
+                "UPDATE moved SET survivor = c.merged_into FROM customers c "
+                "WHERE moved.survivor = c.id AND c.merged_into IS NOT NULL AND c.merged_into <> moved.loser"
+            )
+        con.execute(
+            "UPDATE customer_events SET customer_id = m.survivor FROM moved m "
+            "WHERE customer_events.customer_id = m.loser"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE s_ids AS SELECT DISTINCT session_id FROM sessions "
+            "WHERE customer_id IN (SELECT loser FROM moved)"
+        )
+        if self._any(con, "s_ids"):
+            flags = ", ".join(f"MAX({k}) AS {k}" for k in SESSION_FLAGS)
+            self._reroll_sessions(
+                con,
+                "SELECT session_id, customer_id, MIN(first_at) AS first_at, MAX(last_at) AS last_at, "
+                f"MIN(campaign_source) AS campaign_source, SUM(product_views) AS product_views, {flags} FROM ("
+                "SELECT s.* EXCLUDE (rolled_day, customer_id), COALESCE(m.survivor, s.customer_id) AS customer_id "
+                "FROM sessions s LEFT JOIN moved m ON s.customer_id = m.loser "
+                "WHERE s.session_id IN (SELECT session_id FROM s_ids)) GROUP BY session_id, customer_id",
+            )
+        con.execute("INSERT INTO t_customers SELECT survivor FROM moved")
 
     def _reroll_sessions(self, con: Any, rows: str) -> None:
         """Replaces the `sessions` rows of the session ids in `s_ids` with `rows` (their new rows, without
