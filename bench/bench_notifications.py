@@ -405,6 +405,9 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
     handed = loops.handed if shape in CHILD_SHAPES else recorder.handed
     loop_errors = errors.errors + (loops.errors if shape in CHILD_SHAPES else [])
     latencies = [(handed[c] - published[c]) * 1000 for c in published if c in handed]
+    # events handed over per second from the first event to the last hand-off: the rate the pipeline kept
+    last_handed = max((handed[c] for c in published if c in handed), default=float("nan"))
+    first_published = min(published.values(), default=float("nan"))
     ctx.engine.dispose()
     ctx.read_engine.dispose()
     return {
@@ -415,6 +418,7 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
+        "sustained_per_s": len(latencies) / (last_handed - first_published) if latencies else float("nan"),
         "errors": loop_errors,
     }
 
@@ -620,6 +624,12 @@ def main(argv: list[str] | None = None) -> None:
         "producer alone in this one (`serve --no-worker` + `worker --no-sender` + `worker --sender-only`)",
     )
     parser.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated shapes to run the steady rates in, instead of threads plus the flags above: "
+        "threads, worker-process, pipeline-process, split-processes",
+    )
+    parser.add_argument(
         "--only-rates",
         action="store_true",
         help="only the steady rates (skip the sender-only, throughput and drain runs)",
@@ -646,6 +656,8 @@ def main(argv: list[str] | None = None) -> None:
         shapes += ["worker-process"] if args.worker_process else []
         shapes += ["pipeline-process"] if args.pipeline_process else []
         shapes += ["split-processes"] if args.split_processes else []
+        if args.shapes:
+            shapes = args.shapes.split(",")
         for shape in shapes:
             for rate in (int(r) for r in args.rates.split(",")):
                 r = run_rate(rate, args.seconds, Path(tmp), shape=shape)
@@ -653,6 +665,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{shape}: "
                     f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
                     f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                    f"kept {r['sustained_per_s']:6.0f}/s  "
                     f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
                     f"  load {os.getloadavg()[0]:.2f}"
                 )
