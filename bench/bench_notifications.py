@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from doorstep.app import build_context, build_worker
 from doorstep.clock import SystemClock
@@ -67,6 +67,7 @@ class Recorder:
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
 
 
+SYNCHRONOUS_ENV = "DOORSTEP_BENCH_SYNCHRONOUS"
 OUTBOX_KEY_INDEX = False  # --outbox-key-index: what-if for the pipeline's claim query (see RESULTS_notify.md)
 
 
@@ -87,6 +88,13 @@ def _context(db: Path) -> Any:
         secret_key="bench-secret-key-with-enough-length-0123456789",
     )
     ctx = build_context(settings, clock=SystemClock())
+    synchronous = os.environ.get(SYNCHRONOUS_ENV)  # --synchronous: inherited by the spawned processes too
+    if synchronous:
+        for engine in (ctx.engine, ctx.read_engine):
+            event.listen(
+                engine, "connect", lambda dbapi, _r: dbapi.execute(f"PRAGMA synchronous={synchronous}")
+            )
+            engine.dispose()  # connections opened before the listener would keep FULL
     recorder = Recorder()
     ctx.services["notification_channels"] = {"outbox": recorder}
     return ctx, recorder
@@ -630,6 +638,13 @@ def main(argv: list[str] | None = None) -> None:
         "threads, worker-process, pipeline-process, split-processes",
     )
     parser.add_argument(
+        "--synchronous",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="what-if: PRAGMA synchronous on every connection of every process (the product uses FULL: a "
+        "commit is fsynced before it returns; NORMAL fsyncs the WAL only at checkpoints)",
+    )
+    parser.add_argument(
         "--only-rates",
         action="store_true",
         help="only the steady rates (skip the sender-only, throughput and drain runs)",
@@ -646,9 +661,12 @@ def main(argv: list[str] | None = None) -> None:
     )  # the worker's per-retry warnings would swamp the output
     global OUTBOX_KEY_INDEX
     OUTBOX_KEY_INDEX = args.outbox_key_index
+    if args.synchronous != "FULL":
+        os.environ[SYNCHRONOUS_ENV] = args.synchronous
     print(
         f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
-        f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL"
+        f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous={args.synchronous}"
+        f", load {os.getloadavg()[0]:.2f}"
         f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
