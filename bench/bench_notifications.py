@@ -306,7 +306,9 @@ def _sender_process(db: Path, stop: Any, ready: Any, counter: Any, result: Path)
     logging.getLogger("doorstep").setLevel(logging.ERROR)
     ctx, recorder = _context(db)
     recorder.counter = counter
-    sender = Sender(ctx, name="bench-sender-process")
+    sender = Sender(
+        ctx, name="bench-sender-process", woken=False
+    )  # as run_pipeline makes it for --sender-only
     errors = LoopErrors()
     with errors:
         sender.start()
