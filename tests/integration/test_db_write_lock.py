@@ -237,3 +237,36 @@ def test_a_forked_child_does_not_share_the_parents_lock(tmp_path: Path) -> None:
         assert parent_end.recv() is False
     finally:
         lock.release()
+
+
+def test_engines_that_spell_the_path_differently_queue_on_one_lock(
+    db: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two locks for one file in one process would both let a writer through to the shared flock (the same
+    open file says yes twice), and the second would sleep in SQLite's busy handler after all."""
+    monkeypatch.chdir(db.parent)
+    relative = create_db_engine(f"sqlite:///{db.name}")
+    lock = db_engine._write_lock(str(db))
+    done: list[int] = []
+
+    def write() -> None:
+        with relative.begin() as conn:
+            conn.execute(text("INSERT INTO probe VALUES ('relative', 1)"))
+        done.append(1)
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO probe VALUES ('absolute', 1)"))
+            thread = threading.Thread(target=write)
+            thread.start()
+            # the second writer queues behind the first on the same lock (a ticket taken, not served)
+            wait_for(
+                lambda: lock._next_ticket - lock._serving == 2,
+                timeout_s=10,
+                what="the second writer to queue",
+            )
+            assert done == []
+        thread.join(30)
+        assert done == [1]
+    finally:
+        relative.dispose()

@@ -128,7 +128,9 @@ class FileWriteLock:
     moment the holder releases. Each process holds one open file per database (flock belongs to the open
     file, so a forked child opens its own); the kernel drops the lock when the holder exits, however it ends.
     Only writers take it: WAL readers never wait for writers. A wait longer than the timeout gives up, and the
-    writer falls through to SQLite's busy handling (and its error), as before."""
+    writer falls through to SQLite's busy handling (and its error), as before. Correctness never rests on it:
+    BEGIN IMMEDIATE still takes SQLite's own lock, so a writer without it (another program, a timed-out wait)
+    is merely slower."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -243,7 +245,7 @@ def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
             conn.exec_driver_sql(begin)
 
         return
-    lock = _write_lock(path)
+    lock = _write_lock(os.path.abspath(path))  # one key per file, however the URL spells it
     file_lock = _file_write_lock(path)
 
     @event.listens_for(engine, "begin")
