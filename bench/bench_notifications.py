@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from doorstep.app import build_context, build_worker
 from doorstep.clock import SystemClock
@@ -67,6 +67,7 @@ class Recorder:
         return SendOutcome(is_sent=True, provider_message_id=f"outbox:{message.notification_id}")
 
 
+SYNCHRONOUS_ENV = "DOORSTEP_BENCH_SYNCHRONOUS"
 OUTBOX_KEY_INDEX = False  # --outbox-key-index: what-if for the pipeline's claim query (see RESULTS_notify.md)
 
 
@@ -87,6 +88,13 @@ def _context(db: Path) -> Any:
         secret_key="bench-secret-key-with-enough-length-0123456789",
     )
     ctx = build_context(settings, clock=SystemClock())
+    synchronous = os.environ.get(SYNCHRONOUS_ENV)  # --synchronous: inherited by the spawned processes too
+    if synchronous:
+        for engine in (ctx.engine, ctx.read_engine):
+            event.listen(
+                engine, "connect", lambda dbapi, _r: dbapi.execute(f"PRAGMA synchronous={synchronous}")
+            )
+            engine.dispose()  # connections opened before the listener would keep FULL
     recorder = Recorder()
     ctx.services["notification_channels"] = {"outbox": recorder}
     return ctx, recorder
@@ -298,7 +306,9 @@ def _sender_process(db: Path, stop: Any, ready: Any, counter: Any, result: Path)
     logging.getLogger("doorstep").setLevel(logging.ERROR)
     ctx, recorder = _context(db)
     recorder.counter = counter
-    sender = Sender(ctx, name="bench-sender-process")
+    sender = Sender(
+        ctx, name="bench-sender-process", woken=False
+    )  # as run_pipeline makes it for --sender-only
     errors = LoopErrors()
     with errors:
         sender.start()
@@ -405,6 +415,9 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
     handed = loops.handed if shape in CHILD_SHAPES else recorder.handed
     loop_errors = errors.errors + (loops.errors if shape in CHILD_SHAPES else [])
     latencies = [(handed[c] - published[c]) * 1000 for c in published if c in handed]
+    # events handed over per second from the first event to the last hand-off: the rate the pipeline kept
+    last_handed = max((handed[c] for c in published if c in handed), default=float("nan"))
+    first_published = min(published.values(), default=float("nan"))
     ctx.engine.dispose()
     ctx.read_engine.dispose()
     return {
@@ -415,6 +428,7 @@ def run_rate(rate: int, seconds: float, tmp: Path, *, shape: str = "threads") ->
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 99) if latencies else float("nan"),
         "max_ms": max(latencies) if latencies else float("nan"),
+        "sustained_per_s": len(latencies) / (last_handed - first_published) if latencies else float("nan"),
         "errors": loop_errors,
     }
 
@@ -620,6 +634,19 @@ def main(argv: list[str] | None = None) -> None:
         "producer alone in this one (`serve --no-worker` + `worker --no-sender` + `worker --sender-only`)",
     )
     parser.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated shapes to run the steady rates in, instead of threads plus the flags above: "
+        "threads, worker-process, pipeline-process, split-processes",
+    )
+    parser.add_argument(
+        "--synchronous",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="what-if: PRAGMA synchronous on every connection of every process (the product uses FULL: a "
+        "commit is fsynced before it returns; NORMAL fsyncs the WAL only at checkpoints)",
+    )
+    parser.add_argument(
         "--only-rates",
         action="store_true",
         help="only the steady rates (skip the sender-only, throughput and drain runs)",
@@ -636,9 +663,12 @@ def main(argv: list[str] | None = None) -> None:
     )  # the worker's per-retry warnings would swamp the output
     global OUTBOX_KEY_INDEX
     OUTBOX_KEY_INDEX = args.outbox_key_index
+    if args.synchronous != "FULL":
+        os.environ[SYNCHRONOUS_ENV] = args.synchronous
     print(
         f"# notifications benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, nproc={os.cpu_count()}, "
-        f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous=FULL"
+        f"{platform.python_implementation()} {platform.python_version()}, SQLite WAL synchronous={args.synchronous}"
+        f", load {os.getloadavg()[0]:.2f}"
         f"{', WITH what-if outbox (key, handler, status, id) index' if args.outbox_key_index else ''}"
     )
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-notify-") as tmp:
@@ -646,6 +676,8 @@ def main(argv: list[str] | None = None) -> None:
         shapes += ["worker-process"] if args.worker_process else []
         shapes += ["pipeline-process"] if args.pipeline_process else []
         shapes += ["split-processes"] if args.split_processes else []
+        if args.shapes:
+            shapes = args.shapes.split(",")
         for shape in shapes:
             for rate in (int(r) for r in args.rates.split(",")):
                 r = run_rate(rate, args.seconds, Path(tmp), shape=shape)
@@ -653,6 +685,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{shape}: "
                     f"rate {r['rate']:>5}/s  events {r['events']:>6}  handed {r['handed']:>6}  "
                     f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  "
+                    f"kept {r['sustained_per_s']:6.0f}/s  "
                     f"loop errors {len(r['errors'])}{': ' + r['errors'][0] if r['errors'] else ''}"
                     f"  load {os.getloadavg()[0]:.2f}"
                 )

@@ -176,7 +176,8 @@ def run_pipeline(
     from doorstep.notifications.services import Sender
 
     worker = build_worker(ctx)
-    sender = Sender(ctx, name=f"sender-{worker.name}").start() if with_sender else None
+    # a sender without a worker beside it is woken by nothing: it polls more often
+    sender = Sender(ctx, name=f"sender-{worker.name}", woken=with_worker).start() if with_sender else None
     ctx.services["wake_worker"] = worker.wake.set
     log.info(
         "pipeline %s started (worker: %s, sender: %s)",

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     # instead of threads of the API process: the pipeline gets its own interpreter lock (a second core).
     pipeline_process: bool = False
     worker_batch_size: int = 100
-    worker_poll_interval_s: float = 0.05
+    # idle, the worker looks for work this often (a read, no write lock) unless a commit of its own process wakes
+    # it: commits of other processes (`doorstep serve --no-worker` beside `doorstep worker`) wake nothing
+    worker_poll_interval_s: float = 0.02
     worker_lease_s: float = 30.0
     max_attempts: int = 8  # then dead-lettered
     retry_base_s: float = 1.0

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from tests.conftest import make_settings
 from tests.helpers import running_app
 from tests.support_notify import (
+    NOW,
     add_customer,
     add_order,
     add_shipment,
@@ -327,3 +329,27 @@ def test_message_for_a_merged_profile_goes_to_the_surviving_profile(
         send_due(app.ctx, clock.now())
         [message] = messages(app.ctx.engine)
         assert (message.status, message.to_address) == ("sent", "maya.s@example.com")
+
+
+def test_the_daily_cap_reads_only_the_customers_own_messages(sqlite_url: str) -> None:
+    """The sender looks up what each customer of a batch was sent today on every pass: through the
+    customer's index, not by reading every message ever sent (SQLite picked the due index for `status IN`)."""
+    from sqlalchemy import event
+
+    from doorstep.db.engine import create_db_engine
+    from doorstep.notifications.repository import NotificationRepository
+
+    engine = create_db_engine(sqlite_url)
+    customer_id = add_customer(engine)
+    statements: list[tuple[str, Any]] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append((a[2], a[3])))
+    with engine.connect() as conn:
+        others = [f"c{n}" for n in range(99)]  # a sender batch: up to 100 customers
+        NotificationRepository(conn).sent_times_since([customer_id, *others], NOW - dt.timedelta(hours=26))
+        [(statement, parameters)] = [(s, p) for s, p in statements if "FROM notifications" in s]
+        plan = " ".join(
+            str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        )
+    engine.dispose()
+    assert "ix_notifications_customer" in plan
+    assert "ix_notifications_due" not in plan

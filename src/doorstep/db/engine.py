@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from doorstep.db.types import json_default
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own locking between processes
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -112,13 +121,105 @@ class FairLock:
             self._cond.notify_all()
 
 
+class FileWriteLock:
+    """The SQLite write lock across processes: an OS lock (flock) on a file beside the database. SQLite's own
+    busy handler sleeps between retries (1, 2, 5, 10 ... 100 ms), so a process that finds the database locked
+    loses milliseconds after the holder has committed; a process blocked in flock is woken by the kernel the
+    moment the holder releases. Each process holds one open file per database (flock belongs to the open
+    file, so a forked child opens its own); the kernel drops the lock when the holder exits, however it ends.
+    Only writers take it: WAL readers never wait for writers. A wait longer than the timeout gives up, and the
+    writer falls through to SQLite's busy handling (and its error), as before. Correctness never rests on it:
+    BEGIN IMMEDIATE still takes SQLite's own lock, so a writer without it (another program, a timed-out wait)
+    is merely slower."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._guard = threading.Lock()
+        self._pid = -1
+        self._fd: int | None = None
+        self._broken = False  # the lock file cannot be opened: SQLite's own locking only
+        # a timed-out wait that still sits in flock: its thread lets go when it gets the lock, no one asks meanwhile
+        self._pending_wait = False
+
+    def _file(self) -> int | None:
+        pid = os.getpid()
+        if self._pid != pid:  # first use, or a forked child: the inherited file would share the parent's lock
+            self._guard = threading.Lock()
+            self._pid, self._fd, self._pending_wait = pid, None, False
+        if self._fd is None and not self._broken:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError:
+                logger.warning(
+                    "cannot open %s: SQLite writers in several processes wait in its busy handler", self.path
+                )
+                self._broken = True
+        return self._fd
+
+    def acquire(self, timeout: float) -> bool:
+        """True if this process now holds the lock. The caller holds the process's FairLock, so no other
+        thread of this process asks at the same time."""
+        fd = self._file()
+        if fd is None or self._pending_wait:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        # held by another process: block in the kernel (flock releases the GIL), in a thread so we can give up
+        got = threading.Event()
+        state = {"abandoned": False}
+        guard = self._guard
+
+        def wait() -> None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                with guard:
+                    self._pending_wait = False
+                return
+            with guard:
+                if state["abandoned"]:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    self._pending_wait = False
+                    return
+                got.set()
+
+        self._pending_wait = True
+        threading.Thread(target=wait, name="sqlite-write-lock", daemon=True).start()
+        if got.wait(timeout):
+            self._pending_wait = False
+            return True
+        with guard:
+            if got.is_set():  # it came just as we gave up
+                self._pending_wait = False
+                return True
+            state["abandoned"] = True  # the thread lets go when it gets the lock; until then no one asks
+        return False
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 _WRITE_LOCKS: dict[str, FairLock] = {}
+_FILE_LOCKS: dict[str, FileWriteLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
 def _write_lock(path: str) -> FairLock:
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(path, FairLock())
+
+
+def _file_write_lock(path: str) -> FileWriteLock | None:
+    """The cross-process lock for the database at `path`; None where the OS has no flock (Windows)."""
+    if fcntl is None:
+        return None
+    lock_path = os.path.abspath(path) + "-writelock"
+    with _WRITE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(lock_path, FileWriteLock(lock_path))
 
 
 def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
@@ -137,27 +238,72 @@ def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
         cursor.close()
 
     is_writer = begin == "BEGIN IMMEDIATE" and path not in ("", ":memory:")
-    lock = _write_lock(path) if is_writer else None
+    if not is_writer:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin_unlocked(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return
+    lock = _write_lock(os.path.abspath(path))  # one key per file, however the URL spells it
+    file_lock = _file_write_lock(path)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers take the lock up front: avoids SQLITE_BUSY upgrade deadlocks between writers.
-        if lock is not None and lock.acquire(
-            timeout=WRITE_LOCK_TIMEOUT_S, background=_is_background_thread()
-        ):
-            conn.info["doorstep_write_lock"] = lock
+        # Writers take the locks up front (this process's, then the one across processes): avoids SQLITE_BUSY
+        # upgrade deadlocks between writers, and no writer sleeps in SQLite's busy handler.
+        if lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S, background=_is_background_thread()):
+            # without our turn here, another thread of this process may hold the file lock: not ours to take
+            held_file = (
+                file_lock if file_lock is not None and file_lock.acquire(WRITE_LOCK_TIMEOUT_S) else None
+            )
+            conn.info[_HELD] = (lock, held_file)
         try:
             conn.exec_driver_sql(begin)
         except BaseException:
-            _release(conn)
+            _release(conn.info)
             raise
 
-    if lock is not None:
-        event.listen(engine, "commit", _release)
-        event.listen(engine, "rollback", _release)
+    # The locks go only once COMMIT or ROLLBACK has run: SQLAlchemy's commit and rollback events fire before
+    # them, and a writer let in then would find the database still locked (the commit's fsync) and sleep.
+    dialect = engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _releasing(getattr(dialect, name)))
+
+    # No ROLLBACK runs on a connection that is invalidated (lost): let go of the locks as it goes.
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_invalidate(_dbapi_connection: Any, record: Any, _exc: Any) -> None:
+        _release(record.info)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        _release(record.info)  # a safety net: nothing is checked in mid-transaction
 
 
-def _release(conn: Any) -> None:
-    held = conn.info.pop("doorstep_write_lock", None)
+_HELD = "doorstep_write_lock"
+
+
+def _releasing(finish: Any) -> Any:
+    def finish_then_release(dbapi_connection: Any) -> None:
+        try:
+            finish(dbapi_connection)
+        finally:
+            try:
+                info = dbapi_connection.info
+            except NotImplementedError:  # the ad hoc connection SQLAlchemy uses while it first connects
+                info = None
+            if info is not None:
+                _release(info)
+
+    return finish_then_release
+
+
+def _release(info: dict[Any, Any]) -> None:
+    held = info.pop(_HELD, None)
     if held is not None:
-        held.release()
+        lock, file_lock = held
+        try:
+            if file_lock is not None:
+                file_lock.release()
+        finally:
+            lock.release()

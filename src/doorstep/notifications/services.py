@@ -45,6 +45,11 @@ log = logging.getLogger("doorstep.notifications")
 LEASE_S = 60.0  # a sender that dies mid-send gives its claims back after this
 BATCH_SIZE = 100  # per pass: one claim transaction and one record transaction for up to this many
 POLL_INTERVAL_S = 0.02
+# Idle, a sender looks for due messages this often: rarely where the journey handler of its own process wakes it
+# after each commit (`doorstep serve`, `doorstep worker`), often where nothing can (`doorstep worker
+# --sender-only`: messages are queued by a worker in another process).
+WOKEN_IDLE_S = POLL_INTERVAL_S * 5
+UNWOKEN_IDLE_S = POLL_INTERVAL_S
 
 
 @dataclass
@@ -402,9 +407,11 @@ def queue_fallback(repo: NotificationRepository, notification_id: str, *, now: d
 
 
 class Sender:
-    def __init__(self, ctx: AppContext, *, name: str | None = None):
+    def __init__(self, ctx: AppContext, *, name: str | None = None, woken: bool = True):
+        """`woken`: the journey handler runs in this process and wakes the sender after its commits."""
         self.ctx = ctx
         self.name = name or f"sender-{new_id()[-8:]}"
+        self.idle_s = WOKEN_IDLE_S if woken else UNWOKEN_IDLE_S
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorstep-send")
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -482,7 +489,7 @@ class Sender:
                 log.exception("sender pass failed")
                 n = 0
                 self.stop.wait(1.0)
-            if n == 0 and self.wake.wait(POLL_INTERVAL_S * 5):
+            if n == 0 and self.wake.wait(self.idle_s):
                 self.wake.clear()  # woken after a handler's commit (see notifications.handlers): look now
 
     def start(self) -> Sender:
