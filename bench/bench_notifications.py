@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import event, insert
 
-from doorstep.app import build_context, build_worker
+from doorstep.app import build_context, build_worker, settle_heap
 from doorstep.clock import SystemClock
 from doorstep.customers.tables import customers
 from doorstep.db.migrate import upgrade
@@ -220,6 +220,7 @@ def _worker_process(db: Path, stop: Any, ready: Any) -> None:
     """`doorstep worker` on the benchmark's database, in a process of its own (its own interpreter lock)."""
     ctx, _ = _context(db)
     worker = build_worker(ctx, name="bench-process")
+    settle_heap()  # as `doorstep worker` does
     ready.set()
     worker.run_forever(stop)
 
@@ -310,6 +311,7 @@ def _sender_process(db: Path, stop: Any, ready: Any, counter: Any, result: Path)
         ctx, name="bench-sender-process", woken=False
     )  # as run_pipeline makes it for --sender-only
     errors = LoopErrors()
+    settle_heap()  # as `doorstep worker --sender-only` does
     with errors:
         sender.start()
         ready.set()

@@ -153,10 +153,11 @@ def worker(
 
 
 def _run_worker(with_sender: bool = True, with_worker: bool = True) -> None:
-    from doorstep.app import build_context, run_pipeline
+    from doorstep.app import build_context, run_pipeline, settle_heap
 
     settings = get_settings()
     ctx = build_context(settings)
+    settle_heap()  # a process of its own: startup objects leave the collector's sight
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
