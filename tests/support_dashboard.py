@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, insert
 
+from doorstep.analytics.engine import sql_runner
+from doorstep.analytics.model import Filters
+from doorstep.analytics.queries import compute_dashboard
 from doorstep.analytics.replica import Replica
 from doorstep.conversations.tables import conversations
 from doorstep.customers.tables import customer_events, customers
@@ -546,3 +550,28 @@ def synced_replica(url: str) -> Iterator[Replica]:
         yield replica
     finally:
         replica.close()
+
+
+def same_as_plain_sql(url: str, replica: Replica, f: Filters, *, now: datetime) -> dict[str, Any]:
+    """The whole dashboard from the replica equals plain SQL's on the store: values, breakdowns, the perfect
+    journey, drivers and downstream. Returns the replica's result."""
+    from doorstep.db.engine import create_db_engine
+
+    with replica.runner() as runner:
+        ours = compute_dashboard(runner, f, now=now)
+    engine = create_db_engine(url, for_reads=True)
+    try:
+        with sql_runner(engine) as runner:
+            theirs = compute_dashboard(runner, f, now=now)
+    finally:
+        engine.dispose()
+    assert theirs["values"] == {k: pytest.approx(v) for k, v in ours["values"].items()}
+    assert theirs["breakdowns"] == ours["breakdowns"]
+    assert theirs["perfect"]["stair"] == ours["perfect"]["stair"] and theirs["drivers"] == ours["drivers"]
+    assert theirs["downstream"] == [
+        {k: pytest.approx(v) if isinstance(v, float) else v for k, v in row.items()}
+        for row in ours["downstream"]
+    ]
+    for dim, rows in ours["perfect"]["by"].items():  # rows with equal counts come in either order
+        assert sorted(theirs["perfect"]["by"][dim], key=str) == sorted(rows, key=str)
+    return ours

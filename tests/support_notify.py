@@ -367,3 +367,39 @@ def order_placed(
         total=total,
         currency="EUR",
     )
+
+
+def whatsapp_inbound_body(
+    *, wa_id: str, wamid: str, text: str, at: dt.datetime, name: str = "Maya"
+) -> dict[str, Any]:
+    """A WhatsApp Cloud API webhook body carrying one text message from `wa_id` (digits, no +)."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550001111",
+                                "phone_number_id": "106540352242922",
+                            },
+                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": wamid,
+                                    "timestamp": str(int(at.timestamp())),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.support_dashboard import NOW, WorldBuilder, at, known_world
+from tests.support_dashboard import NOW, WorldBuilder, at, known_world, same_as_plain_sql
 
-from doorstep.analytics.engine import sql_runner
 from doorstep.analytics.live import DashboardService
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard
@@ -50,20 +49,8 @@ def replica(store: tuple[str, sa.Engine, dict[str, str]]) -> Iterator[Replica]:
 
 
 def _both(url: str, replica: Replica) -> dict[str, Any]:
-    """The replica's values, after checking they equal plain SQL's on the store."""
-    with replica.runner() as runner:
-        ours = compute_dashboard(runner, PERIOD, now=NOW)
-    engine = create_db_engine(url, for_reads=True)
-    try:
-        with sql_runner(engine) as runner:
-            theirs = compute_dashboard(runner, PERIOD, now=NOW)
-    finally:
-        engine.dispose()
-    assert theirs["values"] == {k: pytest.approx(v) for k, v in ours["values"].items()}
-    assert theirs["perfect"]["stair"] == ours["perfect"]["stair"] and theirs["drivers"] == ours["drivers"]
-    for dim, rows in ours["perfect"]["by"].items():  # rows with equal counts come in either order
-        assert sorted(theirs["perfect"]["by"][dim], key=str) == sorted(rows, key=str)
-    return ours["values"]
+    """The replica's values, after checking the whole dashboard equals plain SQL's on the store."""
+    return same_as_plain_sql(url, replica, PERIOD, now=NOW)["values"]
 
 
 def _builder(engine: sa.Engine, written_at: Any = WRITTEN, first: int = 1000) -> WorldBuilder:

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.support_dashboard import NOW, WorldBuilder, at, known_world
+from tests.support_dashboard import NOW, WorldBuilder, at, known_world, same_as_plain_sql
 
-from doorstep.analytics.engine import sql_runner
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard
 from doorstep.analytics.replica import Replica, _with_rolled_day, session_days_select
@@ -48,26 +47,7 @@ def _builder(engine: sa.Engine, minutes: int, first: int) -> WorldBuilder:
 
 
 def _same_as_plain_sql(url: str, replica: Replica, f: Filters) -> dict[str, Any]:
-    """The whole dashboard from the replica equals plain SQL's on the store: values, breakdowns, the perfect
-    journey, drivers and downstream. Returns the replica's result."""
-    with replica.runner() as runner:
-        ours = compute_dashboard(runner, f, now=NOW)
-    engine = create_db_engine(url, for_reads=True)
-    try:
-        with sql_runner(engine) as runner:
-            theirs = compute_dashboard(runner, f, now=NOW)
-    finally:
-        engine.dispose()
-    assert theirs["values"] == {k: pytest.approx(v) for k, v in ours["values"].items()}
-    assert theirs["breakdowns"] == ours["breakdowns"]
-    assert theirs["perfect"]["stair"] == ours["perfect"]["stair"] and theirs["drivers"] == ours["drivers"]
-    assert theirs["downstream"] == [
-        {k: pytest.approx(v) if isinstance(v, float) else v for k, v in row.items()}
-        for row in ours["downstream"]
-    ]
-    for dim, rows in ours["perfect"]["by"].items():
-        assert sorted(theirs["perfect"]["by"][dim], key=str) == sorted(rows, key=str)
-    return ours
+    return same_as_plain_sql(url, replica, f, now=NOW)
 
 
 def _assert_rollups_consistent(replica: Replica) -> None:

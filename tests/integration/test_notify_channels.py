@@ -26,6 +26,7 @@ from tests.support_notify import (
     publish,
     smtp_server,
     twilio_ok,
+    whatsapp_inbound_body,
     whatsapp_ok,
 )
 
@@ -287,36 +288,9 @@ def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(
         assert [p["text"] for p in params[:2]] == ["Maya", "#1042"]
 
         # the customer writes: the 24-hour window opens
-        inbound = {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "WABA",
-                    "changes": [
-                        {
-                            "field": "messages",
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {
-                                    "display_phone_number": "15550001111",
-                                    "phone_number_id": "106540352242922",
-                                },
-                                "contacts": [{"profile": {"name": "Maya"}, "wa_id": "4915112345678"}],
-                                "messages": [
-                                    {
-                                        "from": "4915112345678",
-                                        "id": "wamid.IN1",
-                                        "timestamp": str(int(clock.now().timestamp())),
-                                        "type": "text",
-                                        "text": {"body": "where is my parcel?"},
-                                    }
-                                ],
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
+        inbound = whatsapp_inbound_body(
+            wa_id="4915112345678", wamid="wamid.IN1", text="where is my parcel?", at=clock.now()
+        )
         raw = orjson.dumps(inbound)
         forged = app.client.post(
             "/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64}

@@ -21,6 +21,7 @@ from tests.support_notify import (
     order_placed,
     publish,
     twilio_ok,
+    whatsapp_inbound_body,
     whatsapp_ok,
 )
 
@@ -41,33 +42,7 @@ TWILIO = {
 
 
 def _whatsapp_inbound(app: Any, clock: FixedClock, *, wamid: str, text: str) -> None:
-    body = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1065"},
-                            "contacts": [{"profile": {"name": "Sam"}, "wa_id": STRANGER[1:]}],
-                            "messages": [
-                                {
-                                    "from": STRANGER[1:],
-                                    "id": wamid,
-                                    "timestamp": str(int(clock.now().timestamp())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+    body = whatsapp_inbound_body(wa_id=STRANGER[1:], wamid=wamid, text=text, at=clock.now(), name="Sam")
     raw = orjson.dumps(body)
     response = app.client.post(
         "/webhooks/whatsapp",
@@ -102,7 +77,7 @@ def test_a_reply_to_a_stranger_goes_back_to_their_number_and_leaves_with_their_c
             database_url,
             public_base_url=BASE,
             whatsapp_base_url=meta.url,
-            whatsapp_phone_number_id="1065",
+            whatsapp_phone_number_id="106540352242922",
             whatsapp_access_token="EAAG-test-token",
             meta_app_secret="meta-app-secret",
             meta_verify_token="verify-me",
@@ -124,7 +99,7 @@ def test_a_reply_to_a_stranger_goes_back_to_their_number_and_leaves_with_their_c
             # the WhatsApp Cloud API got the replies as free text, to the number that wrote
             assert len(meta.requests) == len(replies)
             for request, reply in zip(meta.requests, replies, strict=True):
-                assert request.path == "/1065/messages"
+                assert request.path == "/106540352242922/messages"
                 body = request.json
                 assert (body["messaging_product"], body["to"], body["type"]) == (
                     "whatsapp",
