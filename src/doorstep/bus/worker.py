@@ -47,8 +47,10 @@ log = logging.getLogger("doorstep.worker")
 PROJECTOR = "projector"
 RETRY_LOG_HANDLER = "bus.retry_log_event"
 DEFERRED_LOG_EVENT = "InboundEventDeferred"
-# Rows a backlogged worker claims at most in one round: ~0.1 s of handler work on SQLite, the longest it then
-# holds the write lock; a worker that keeps up claims worker_batch_size or fewer.
+# Rows a backlogged worker claims at most in one round; a worker that keeps up claims worker_batch_size or fewer.
+# On SQLite the round's handlers run in one write transaction: measured at 1,000 OrderPlaced/s, 1,000 rows held
+# the write lock 244-416 ms while the API and the sender waited; 300 held it less but lost more throughput than
+# it saved (bench/RESULTS_notify.md, 2026-12-03).
 OUTBOX_MAX_BATCH = 1000
 
 
