@@ -441,7 +441,6 @@ def _send(
                 dedupe_key=f"conversation-reply:{reply_to}:{i}",
                 now=now,
                 order_id=conv.order_id,
-                detail={"conversation_id": conv.id},
                 conversation_id=conv.id,
             )
         repo.add_message(
