@@ -353,3 +353,25 @@ def test_the_daily_cap_reads_only_the_customers_own_messages(sqlite_url: str) ->
     engine.dispose()
     assert "ix_notifications_customer" in plan
     assert "ix_notifications_due" not in plan
+
+
+def test_the_stop_by_number_lookup_stays_on_its_key(sqlite_url: str) -> None:
+    """Each sender pass looks up whether its customers' numbers texted STOP before a profile held them: a search
+    on address_optouts' key, not a scan of every number that ever texted STOP."""
+    from sqlalchemy import event
+
+    from doorstep.db.engine import create_db_engine
+    from doorstep.notifications.repository import NotificationRepository
+
+    engine = create_db_engine(sqlite_url)
+    customer_id = add_customer(engine, phone="+447700900555")
+    statements: list[tuple[str, Any]] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append((a[2], a[3])))
+    with engine.connect() as conn:
+        NotificationRepository(conn).profiles([customer_id])
+        [(statement, parameters)] = [(s, p) for s, p in statements if "FROM address_optouts" in s]
+        plan = " ".join(
+            str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        )
+    engine.dispose()
+    assert "SEARCH address_optouts" in plan and "SCAN" not in plan, plan

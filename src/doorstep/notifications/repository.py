@@ -317,7 +317,9 @@ class NotificationRepository:
         if by_phone:  # a number that texted STOP before any profile held it stays opted out until START
             for channel, address in self.conn.execute(
                 select(address_optouts.c.channel, address_optouts.c.address).where(
-                    address_optouts.c.address.in_({a for _, a in by_phone})
+                    # both key columns constrained, so the lookup stays on the primary key (channel, address)
+                    address_optouts.c.channel.in_({c for c, _ in by_phone}),
+                    address_optouts.c.address.in_({a for _, a in by_phone}),
                 )
             ):
                 profile = by_phone.get((channel, address))
