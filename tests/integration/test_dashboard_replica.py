@@ -346,42 +346,37 @@ def test_a_merge_of_two_visitors_moves_their_events_in_the_replica(
     assert v["new_visitors"] == before["new_visitors"] + 2 and v["sessions"] == before["sessions"] + 2
 
     # when they log in on the laptop with the phone's account: the laptop's profile is merged into the phone's
-    with engine.begin() as conn:
-        CustomerRepository(conn).move_merged(loser_id=laptop, survivor_id=phone)
-        conn.execute(
-            sa.update(customers)
-            .where(customers.c.id == laptop)
-            .values(merged_into=phone, updated_at=WRITTEN + timedelta(minutes=5))
-        )
-        conn.execute(
-            sa.update(customers)
-            .where(customers.c.id == phone)
-            .values(updated_at=WRITTEN + timedelta(minutes=5))
-        )
+    _merge(engine, (laptop, phone), written_at=WRITTEN + timedelta(minutes=5))
     replica.sync()
     v = _both(url, replica)  # equal to plain SQL on the merged store
     assert v["new_visitors"] == before["new_visitors"] + 1  # one person
     assert v["sessions"] == before["sessions"] + 2  # who browsed in two sessions
 
-    # when, between two syncs, a third device's profile is merged into the laptop's survivor's new owner: a
-    # chain (tablet into phone, phone into an account) ends at the last survivor
+    # when, between two syncs, a tablet's profile is merged into the phone's, then the phone's into an account:
+    # the chain ends at the last survivor
     b = _builder(engine, written_at=WRITTEN + timedelta(minutes=6), first=4000)
     tablet = b.customer(first_seen=at(22, 8))
     account = b.customer(first_seen=at(22, 9))
     b.event(tablet, at=at(22, 8), name="Product Added", session="s-tablet", source="facebook")
     b.event(account, at=at(22, 9), name="Product Viewed", session="s-phone", source="google")
     b.flush()
-    with engine.begin() as conn:
-        repo = CustomerRepository(conn)
-        for loser, survivor in ((tablet, phone), (phone, account)):
-            repo.move_merged(loser_id=loser, survivor_id=survivor)
-            conn.execute(
-                sa.update(customers)
-                .where(customers.c.id.in_([loser, survivor]))
-                .values(updated_at=WRITTEN + timedelta(minutes=7))
-            )
-            conn.execute(sa.update(customers).where(customers.c.id == loser).values(merged_into=survivor))
+    _merge(engine, (tablet, phone), (phone, account), written_at=WRITTEN + timedelta(minutes=7))
     replica.sync()
     v = _both(url, replica)
     assert replica.count("customer_events", f"customer_id IN ('{tablet}', '{phone}', '{laptop}')") == 0
     assert v["sessions"] == before["sessions"] + 3  # s-phone is now one session of one customer
+
+
+def _merge(engine: sa.Engine, *pairs: tuple[str, str], written_at: Any) -> None:
+    """(loser, survivor) merges in order, as the customers domain writes them: the loser's events move to the
+    survivor (its `move_merged`), the loser points at the survivor, both profiles are written now."""
+    with engine.begin() as conn:
+        repo = CustomerRepository(conn)
+        for loser, survivor in pairs:
+            repo.move_merged(loser_id=loser, survivor_id=survivor)
+            conn.execute(sa.update(customers).where(customers.c.id == loser).values(merged_into=survivor))
+            conn.execute(
+                sa.update(customers)
+                .where(customers.c.id.in_([loser, survivor]))
+                .values(updated_at=written_at)
+            )
