@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,9 +16,12 @@ from doorstep.conversations.nlu.classifier import (
     MODEL_PATH,
     TEST_CSV,
     TRAIN_CSV,
+    IntentClassifier,
     get_classifier,
+    load,
     normalise,
     read_labelled,
+    version_path,
 )
 from doorstep.conversations.nlu.entities import EntityRules, extract
 from doorstep.conversations.nlu.evaluation import evaluate_rows
@@ -105,6 +109,25 @@ def test_shipped_model_matches_the_installed_scikit_learn() -> None:
     import sklearn
 
     assert joblib.load(MODEL_PATH)["sklearn"] == sklearn.__version__, "run `doorstep assistant train`"
+    assert version_path(MODEL_PATH).read_text().strip() == sklearn.__version__, (
+        "run `doorstep assistant train`"
+    )
+
+
+def test_a_model_from_another_scikit_learn_is_retrained_not_unpickled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import joblib
+
+    model = tmp_path / "model.joblib"
+    IntentClassifier.train(read_labelled(TRAIN_CSV)).save(model)
+    version_path(model).write_text("0.1.0\n")
+
+    def must_not_open(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a pickle written by another scikit-learn version was opened")
+
+    monkeypatch.setattr(joblib, "load", must_not_open)
+    assert load(model).predict("where is my parcel").intent == "track_order"
 
 
 def test_low_confidence_is_refused_not_guessed() -> None:

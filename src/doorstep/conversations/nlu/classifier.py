@@ -2,9 +2,11 @@
 trained on the project's own utterances (nlu/data/train.csv). Out of scope is both a trained class and a
 confidence floor: below it the assistant says it cannot help and offers a person, it never guesses.
 
-The fitted model ships as nlu/model.joblib (rebuilt by `doorstep assistant train`); when it is missing or
-was written by another scikit-learn version it is retrained in memory from train.csv (about a second).
-Loaded once per process, lazily.
+The fitted model ships as nlu/model.joblib (rebuilt by `doorstep assistant train`) with the scikit-learn
+version that wrote it beside it (model.joblib.version). When either is missing or the version is not the
+installed one, the pickle is not opened at all (unpickling across versions warns, and silencing that would
+mean touching the process-wide warning filters from the warm-up thread); the model is retrained in memory
+from train.csv instead (about a second). Loaded once per process, lazily.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ DATA_DIR = HERE / "data"
 TRAIN_CSV = DATA_DIR / "train.csv"
 TEST_CSV = DATA_DIR / "test.csv"
 MODEL_PATH = HERE / "model.joblib"
+
+
+def version_path(model: Path) -> Path:
+    """The text file that names the scikit-learn version `model` was written with."""
+    return model.with_name(model.name + ".version")
+
 
 INTENTS = (
     "track_order",
@@ -132,6 +140,7 @@ class IntentClassifier:
         joblib.dump(
             {"sklearn": sklearn.__version__, "pipeline": self.pipeline, "floor": self.floor}, path, compress=3
         )
+        version_path(path).write_text(sklearn.__version__ + "\n")
 
 
 def train_default() -> IntentClassifier:
@@ -142,17 +151,11 @@ def load(path: Path = MODEL_PATH) -> IntentClassifier:
     """The shipped artifact if it matches this scikit-learn, else a fresh fit from train.csv."""
     import sklearn
 
-    if path.exists():
-        import warnings
-
+    written_by = version_path(path)
+    if path.exists() and written_by.exists() and written_by.read_text().strip() == sklearn.__version__:
         import joblib
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a version mismatch is detected below, not warned about
-            try:
-                data = joblib.load(path)
-            except Exception:
-                data = None
+        data = joblib.load(path)
         if isinstance(data, dict) and data.get("sklearn") == sklearn.__version__:
             return IntentClassifier(data["pipeline"], floor=float(data["floor"]))
     return train_default()
