@@ -33,7 +33,7 @@ from tests.support_pipeline import (
 
 from doorstep.app import build_context
 from doorstep.bus.messages import DomainEvent, Envelope
-from doorstep.bus.registry import Bus, HandlerContext
+from doorstep.bus.registry import Bus, HandlerContext, PrepareContext
 from doorstep.bus.tables import outbox
 from doorstep.bus.worker import Worker
 from doorstep.clock import FixedClock
@@ -57,9 +57,17 @@ def app_ctx(tmp_path: Path, database_url: str, clock: FixedClock) -> Iterator[Ap
     ctx.read_engine.dispose()
 
 
-def _worker(ctx: AppContext, *, batch_size: int) -> Worker:
+def _worker(ctx: AppContext, *, batch_size: int, read_ahead: bool = False) -> Worker:
+    """`read_ahead`: with the read engine, as build_worker makes it (on SQLite the prepare forms run)."""
     settings = ctx.settings.model_copy(update={"worker_batch_size": batch_size})
-    return Worker(ctx.engine, bus=ctx.bus, clock=ctx.clock, settings=settings, services=ctx.services)
+    return Worker(
+        ctx.engine,
+        bus=ctx.bus,
+        clock=ctx.clock,
+        settings=settings,
+        services=ctx.services,
+        read_engine=ctx.read_engine if read_ahead else None,
+    )
 
 
 # ---- the same events, delivered row by row and in batches ---------------------------------------------------
@@ -179,8 +187,9 @@ def _without_ids(value: Any) -> Any:
     return value
 
 
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["in-the-transaction", "read-ahead"])
 def test_batch_delivery_leaves_exactly_what_row_by_row_delivery_leaves(
-    app_ctx: AppContext, caplog: pytest.LogCaptureFixture
+    app_ctx: AppContext, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, read_ahead: bool
 ) -> None:
     one_by_one = _world(app_ctx, "qqa")
     publish(app_ctx, *one_by_one.events)
@@ -188,11 +197,25 @@ def test_batch_delivery_leaves_exactly_what_row_by_row_delivery_leaves(
 
     batched = _world(app_ctx, "qqb")
     publish(app_ctx, *batched.events)
-    worker = _worker(app_ctx, batch_size=100)
+    worker = _worker(app_ctx, batch_size=100, read_ahead=read_ahead)
+    given: list[str] = []  # the handlers whose batch form got something prepared
+    for name, batch in list(app_ctx.bus.batch_handlers.items()):
+
+        def spy(envelopes: list[Envelope], ctx: HandlerContext, _n: str = name, _b: Any = batch) -> None:
+            if ctx.prepared is not None:
+                given.append(_n)
+            _b(envelopes, ctx)
+
+        monkeypatch.setitem(app_ctx.bus.batch_handlers, name, spy)
     with caplog.at_level(logging.INFO, logger="doorstep.worker"):
         assert worker.deliver_outbox_batch() == 23
     assert worker.deliver_outbox_batch() == 0
     assert "together failed" not in caplog.text  # every run went through whole, none fell back row by row
+    assert "failed" not in caplog.text  # nor did any prepare form
+    if read_ahead and app_ctx.engine.dialect.name == "sqlite":
+        assert sorted(given) == ["notifications.journey", "orders.chain_placed"]
+    else:
+        assert given == []  # PostgreSQL has no single write lock to keep short: nothing is read ahead
 
     expected, got = _effects(app_ctx.engine, one_by_one), _effects(app_ctx.engine, batched)
     for table in expected:
@@ -398,6 +421,94 @@ def test_a_bad_row_in_a_run_is_retried_alone_and_holds_back_only_its_key(
             ("done", 1),
             ("done", 1),
         ]
+
+
+# ---- reading ahead of the write lock (SQLite) -------------------------------------------------------------
+
+
+def _prepare_probes(envelopes: list[Envelope], ctx: PrepareContext) -> dict[str, Any]:
+    PREPARED.append([e.payload["seq"] for e in envelopes])
+    hook = ctx.services.get("while_preparing")
+    if hook is not None:
+        hook()
+    return {"seqs": [e.payload["seq"] for e in envelopes]}
+
+
+def _record_probes_seeing(envelopes: list[Envelope], ctx: HandlerContext) -> None:
+    GIVEN.append(ctx.prepared)
+    for envelope in envelopes:
+        record_probe(envelope, ctx)
+
+
+PREPARED: list[list[int]] = []
+GIVEN: list[Any] = []
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "another worker took a row", "prepare fails"])
+def test_a_run_gets_what_was_prepared_only_when_it_is_the_same_rows(
+    tmp_path: Path, database_url: str, probe_engine: Engine, clock: FixedClock, meanwhile: str
+) -> None:
+    """The worker prepares on a read snapshot before it takes the write lock, then claims again under it:
+    a run of the same rows gets the prepared result; a run that changed in between (another worker took a
+    row), or whose prepare form failed, is done without, with the same effects."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("reading ahead is for SQLite's single write lock")
+    from doorstep.db.engine import create_db_engine
+
+    settings: Settings = make_settings(tmp_path, database_url)
+    bus = Bus()
+    bus.subscribe(
+        ProbeHappened, PROBE_HANDLER, record_probe, batch=_record_probes_seeing, prepare=_prepare_probes
+    )
+    PREPARED.clear()
+    GIVEN.clear()
+    publish_probes(
+        probe_engine,
+        bus,
+        clock,
+        [ProbeHappened(occurred_at=clock.now(), probe_key=f"k{i}", seq=i) for i in range(4)],
+    )
+    services: dict[str, Any] = {"while_preparing": lambda: None}
+    if meanwhile == "another worker took a row":
+
+        def take_first_row() -> None:
+            with probe_engine.begin() as conn:
+                first = conn.execute(select(outbox.c.id).order_by(outbox.c.id).limit(1)).scalar_one()
+                conn.execute(update(outbox).where(outbox.c.id == first).values(status="done"))
+
+        services["while_preparing"] = take_first_row
+    elif meanwhile == "prepare fails":
+
+        def fail() -> None:
+            raise RuntimeError("the read-ahead broke")
+
+        services["while_preparing"] = fail
+
+    read_engine = create_db_engine(database_url, for_reads=True)
+    worker = Worker(
+        probe_engine, bus=bus, clock=clock, settings=settings, services=services, read_engine=read_engine
+    )
+    delivered = worker.deliver_outbox_batch()
+    read_engine.dispose()
+
+    assert PREPARED == [[0, 1, 2, 3]]  # prepared once, on the snapshot, for the whole run
+    if meanwhile == "nothing":
+        assert delivered == 4
+        assert GIVEN == [{"seqs": [0, 1, 2, 3]}]
+        assert [r.seq for r in effects(probe_engine)] == [0, 1, 2, 3]
+    elif meanwhile == "another worker took a row":
+        assert delivered == 3
+        assert GIVEN == [None]  # three rows are not the four prepared for: the batch form reads for itself
+        assert [r.seq for r in effects(probe_engine)] == [1, 2, 3]
+    else:
+        assert delivered == 4
+        assert GIVEN == [None]
+        assert [r.seq for r in effects(probe_engine)] == [0, 1, 2, 3]
+
+
+def test_a_prepare_form_needs_a_batch_form() -> None:
+    with pytest.raises(ValueError, match="needs a batch form"):
+        Bus().subscribe(ProbeHappened, PROBE_HANDLER, record_probe, prepare=_prepare_probes)
 
 
 # ---- wake-ups after the commit ---------------------------------------------------------------------------

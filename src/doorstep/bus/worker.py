@@ -14,6 +14,11 @@ Guarantees
   if it registered one, else the handler row after row) in one savepoint, and completed with one UPDATE.
   If the run fails it is rolled back and its rows go one by one, each in its own savepoint, so only the bad
   row is retried; the good rows' handlers have then run twice, their store effects once.
+- Reading ahead (SQLite): SQLite has one write lock for every process, so time a worker spends in a write
+  transaction is time the API and the sender wait. Before it takes the lock the worker claims on a read
+  snapshot and runs the `prepare` forms of the runs' handlers there (their reads and computing, see
+  Bus.subscribe); under the lock it claims again, and a run made of exactly the same rows gets what was
+  prepared, so only the writes are left to do while the lock is held. Anything else is done as before.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sqlalchemy.orm import aliased
 
 from doorstep.bus.backoff import backoff_s
 from doorstep.bus.messages import Envelope
-from doorstep.bus.registry import Bus, HandlerContext
+from doorstep.bus.registry import Bus, HandlerContext, PrepareContext
 from doorstep.bus.tables import outbox
 from doorstep.clock import Clock
 from doorstep.db.dialect import insert_ignore
@@ -382,8 +387,15 @@ class Worker:
         )
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True, of=outbox)
-        if self.peek_engine is not None and not self._outbox_has_due(now):
-            return 0
+        ahead: dict[tuple[Any, ...], tuple[list[Envelope], Any]] = {}
+        if self.peek_engine is not None:
+            if self.bus.batch_preparers:
+                ahead_or_none = self._prepare_ahead(query)
+                if ahead_or_none is None:
+                    return 0
+                ahead = ahead_or_none
+            elif not self._outbox_has_due(now):
+                return 0
         attempted = 0
         self._after_commit.clear()
         with self.engine.connect() as conn, conn.begin():
@@ -398,7 +410,7 @@ class Worker:
                 if row.id not in blocked:
                     runs.setdefault(row.handler, []).append(row)
             for run in runs.values():
-                if len(run) > 1 and self._deliver_run(conn, run):
+                if len(run) > 1 and self._deliver_run(conn, run, ahead.get(_run_key(run))):
                     attempted += len(run)
                     continue
                 failed: set[str] = set()  # keys whose row failed: their later rows wait for its retry
@@ -411,15 +423,51 @@ class Worker:
         self._committed()
         return attempted
 
-    def _deliver_run(self, conn: Connection, run: list[Any]) -> bool:
-        """Delivers rows of one handler together; False (nothing applied) if anything fails."""
+    def _prepare_ahead(self, query: Any) -> dict[tuple[Any, ...], tuple[list[Envelope], Any]] | None:
+        """The claim on a read snapshot (no write lock), and the `prepare` forms of its runs; None if nothing
+        is due. A prepare form that fails is logged and its run done without it."""
+        assert self.peek_engine is not None
+        prepared: dict[tuple[Any, ...], tuple[list[Envelope], Any]] = {}
+        with self.peek_engine.connect() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return None
+            runs: dict[str, list[Any]] = {}
+            for row in rows:
+                if row.handler in self.bus.batch_preparers:
+                    runs.setdefault(row.handler, []).append(row)
+            if not runs:
+                return prepared
+            pctx = PrepareContext(conn=conn, clock=self.clock, settings=self.settings, services=self.services)
+            for name, run in runs.items():
+                if len(run) < 2:
+                    continue  # a single row goes to the per-row handler, which prepares nothing
+                envelopes = [_envelope(row) for row in run]
+                try:
+                    prepared[_run_key(run)] = (envelopes, self.bus.batch_preparers[name](envelopes, pctx))
+                except Exception:
+                    log.warning(
+                        "preparing %d rows for %s failed; they are done without",
+                        len(run),
+                        name,
+                        exc_info=True,
+                    )
+        return prepared
+
+    def _deliver_run(
+        self, conn: Connection, run: list[Any], ahead: tuple[list[Envelope], Any] | None = None
+    ) -> bool:
+        """Delivers rows of one handler together; False (nothing applied) if anything fails. `ahead`: the
+        envelopes and what the handler's prepare form made of exactly these rows, read before the lock."""
         name = run[0].handler
         handler = self.bus.handlers.get(name)
         if handler is None:
             return False  # one by one, each is dead-lettered with its reason
         batch = self.bus.batch_handlers.get(name)
-        envelopes = [_envelope(row) for row in run]
+        envelopes = ahead[0] if ahead is not None and batch is not None else [_envelope(row) for row in run]
         ctx = self._context(conn)
+        if ahead is not None and batch is not None:
+            ctx.prepared = ahead[1]
         savepoint = conn.begin_nested()
         try:
             if batch is not None:
@@ -515,6 +563,11 @@ class Worker:
         return timedelta(
             seconds=backoff_s(attempt, base_s=self.settings.retry_base_s, max_s=self.settings.retry_max_s)
         )
+
+
+def _run_key(run: list[Any]) -> tuple[Any, ...]:
+    """The same run: one handler, the same rows at the same attempt (a row retried since is another run)."""
+    return (run[0].handler, *((row.id, row.attempts) for row in run))
 
 
 def _envelope(row: Any) -> Envelope:

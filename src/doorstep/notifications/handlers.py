@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from doorstep.bus.messages import Envelope
-from doorstep.bus.registry import Bus, HandlerContext
+from doorstep.bus.registry import Bus, HandlerContext, PrepareContext
 from doorstep.notifications.journeys import JourneyStore, event_fields
 from doorstep.notifications.model import Journey, Rule
 from doorstep.notifications.repository import NotificationRepository
@@ -17,7 +17,11 @@ _default_store = JourneyStore()
 
 
 def _store(ctx: HandlerContext) -> JourneyStore:
-    store = ctx.services.get("notification_journeys")
+    return _store_of(ctx.services)
+
+
+def _store_of(services: dict[str, Any]) -> JourneyStore:
+    store = services.get("notification_journeys")
     return store if store is not None else _default_store
 
 
@@ -116,29 +120,41 @@ def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
         _wake_sender(ctx)
 
 
-def react_to_events(envelopes: list[Envelope], ctx: HandlerContext) -> None:
-    """The batch form of react_to_event: one journey check, customers resolved with IN queries, all the
-    messages queued with one insert."""
-    conn = ctx.uow.conn
-    journey = _store(ctx).current(conn)
+def _planned_messages(
+    envelopes: list[Envelope], conn: Any, services: dict[str, Any], *, now: datetime
+) -> list[dict[str, Any]]:
+    """The rows the journey asks for: one journey check, customers resolved with IN queries. Reads only."""
+    journey = _store_of(services).current(conn)
     wanted = [(e, rules) for e in envelopes if (rules := _matching_rules(journey, e))]
     if not wanted:
-        return
-    repo = NotificationRepository(conn)
-    customers = repo.resolve_customers(
+        return []
+    customers = NotificationRepository(conn).resolve_customers(
         [(e.payload.get("customer_id"), e.payload.get("order_id")) for e, _ in wanted]
     )
-    now = ctx.clock.now()
-    messages = [
+    return [
         values
         for (envelope, rules), customer in zip(wanted, customers, strict=True)
         if customer is not None
         for values in _messages_for(envelope, rules, customer, now=now)
     ]
-    if repo.add_queued_many(messages):
+
+
+def prepare_events(envelopes: list[Envelope], ctx: PrepareContext) -> list[dict[str, Any]]:
+    """Read ahead, outside the write lock: what a journey's rules, a customer's locale and the time say stays
+    right however late the rows are inserted, and the insert is idempotent by dedupe key."""
+    return _planned_messages(envelopes, ctx.conn, ctx.services, now=ctx.clock.now())
+
+
+def react_to_events(envelopes: list[Envelope], ctx: HandlerContext) -> None:
+    """The batch form of react_to_event: one journey check, customers resolved with IN queries, all the
+    messages queued with one insert (`ctx.prepared`: the messages prepare_events made of these envelopes)."""
+    messages = ctx.prepared
+    if messages is None:
+        messages = _planned_messages(envelopes, ctx.uow.conn, ctx.services, now=ctx.clock.now())
+    if messages and NotificationRepository(ctx.uow.conn).add_queued_many(messages):
         _wake_sender(ctx)
 
 
 def register(bus: Bus) -> None:
     for event_type in sorted(event_fields()):
-        bus.subscribe(event_type, HANDLER_NAME, react_to_event, batch=react_to_events)
+        bus.subscribe(event_type, HANDLER_NAME, react_to_event, batch=react_to_events, prepare=prepare_events)

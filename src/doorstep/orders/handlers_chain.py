@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from doorstep.bus import timers as bus_timers
 from doorstep.bus.messages import DomainEvent, Envelope
-from doorstep.bus.registry import Bus, HandlerContext
+from doorstep.bus.registry import Bus, HandlerContext, PrepareContext
 from doorstep.customers.tables import customers
 from doorstep.db.dialect import insert_ignore
 from doorstep.ids import new_id
@@ -378,20 +378,19 @@ def on_order_placed(envelope: Envelope, ctx: HandlerContext) -> None:
     )
 
 
-def on_orders_placed(envelopes: list[Envelope], ctx: HandlerContext) -> None:
-    """The batch form of on_order_placed: the orders' placing times in one query, the steps in one insert."""
+def _placed_steps(envelopes: list[Envelope], conn: Connection) -> list[StepReached]:
+    """The "placed" step of each order, at its recorded placing time (the event's time if not recorded)."""
     events: list[OrderPlaced] = []
     for envelope in envelopes:
         event = envelope.event()
         assert isinstance(event, OrderPlaced)
         events.append(event)
-    conn = ctx.uow.conn
     placed_at = dict(
         conn.execute(
             select(orders.c.id, orders.c.placed_at).where(orders.c.id.in_({e.order_id for e in events}))
         ).all()
     )
-    steps = [
+    return [
         StepReached(
             order_id=e.order_id,
             customer_id=e.customer_id,
@@ -400,11 +399,29 @@ def on_orders_placed(envelopes: list[Envelope], ctx: HandlerContext) -> None:
         )
         for e in events
     ]
-    record_steps(conn, ctx.uow.publish, steps, now=ctx.clock.now())
+
+
+def prepare_orders_placed(envelopes: list[Envelope], ctx: PrepareContext) -> list[StepReached]:
+    """Read ahead, outside the write lock: an order's placing time does not change once recorded. The status
+    the step may move the order on from is read under the lock (record_steps)."""
+    return _placed_steps(envelopes, ctx.conn)
+
+
+def on_orders_placed(envelopes: list[Envelope], ctx: HandlerContext) -> None:
+    """The batch form of on_order_placed: the orders' placing times in one query (or read ahead: ctx.prepared),
+    the steps in one insert."""
+    steps = ctx.prepared if ctx.prepared is not None else _placed_steps(envelopes, ctx.uow.conn)
+    record_steps(ctx.uow.conn, ctx.uow.publish, steps, now=ctx.clock.now())
 
 
 def register(bus: Bus) -> None:
-    bus.subscribe(OrderPlaced, "orders.chain_placed", on_order_placed, batch=on_orders_placed)
+    bus.subscribe(
+        OrderPlaced,
+        "orders.chain_placed",
+        on_order_placed,
+        batch=on_orders_placed,
+        prepare=prepare_orders_placed,
+    )
     bus.subscribe(ShipmentDispatched, "orders.chain_dispatched", _step_from_event("dispatched"))
     bus.subscribe(
         ShipmentOutForDelivery, "orders.chain_out_for_delivery", _step_from_event("out_for_delivery")
