@@ -270,3 +270,40 @@ def test_engines_that_spell_the_path_differently_queue_on_one_lock(
         assert done == [1]
     finally:
         relative.dispose()
+
+
+# ---- durable commits, flushed outside the lock ----------------------------------------------------------
+
+
+def test_a_commit_is_flushed_to_disk_after_the_lock_is_let_go_and_before_it_returns(
+    db: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers run with synchronous=NORMAL (SQLite does not fsync inside COMMIT, under the lock every writer
+    queues on); the commit then fsyncs the write-ahead log itself, lock already free, before it returns."""
+    wal = str(db) + "-wal"
+    synced: list[tuple[bool, bool]] = []  # (the lock was free, the descriptor is the WAL file)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((not _taken_elsewhere(db), os.fstat(fd).st_ino == os.stat(wal).st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+        conn.execute(text("INSERT INTO probe VALUES ('a', 1)"))
+        assert synced == []
+    assert synced == [(True, True)]  # once, on the log, with the lock free, before the commit returned
+
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO probe VALUES ('a', 2)"))
+        raise RuntimeError("roll back")
+    assert len(synced) == 1  # a rollback has nothing to make durable
+
+    reader = create_db_engine(f"sqlite:///{db}", for_reads=True)
+    try:
+        with reader.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM probe")).scalar_one() == 1
+    finally:
+        reader.dispose()
+    assert len(synced) == 1  # nor does a reader
