@@ -307,3 +307,25 @@ def test_a_commit_is_flushed_to_disk_after_the_lock_is_let_go_and_before_it_retu
     finally:
         reader.dispose()
     assert len(synced) == 1  # nor does a reader
+
+
+def test_background_commits_return_without_the_disk_and_are_flushed_by_a_thread_soon_after(
+    db: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's and the sender's commits acknowledge nothing: they return without their fsync, which the
+    database's flush thread runs at once, off their path."""
+    synced_in: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced_in.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with db_engine.background_commits(), engine.begin() as conn:
+        conn.execute(text("INSERT INTO probe VALUES ('worker', 1)"))
+    wait_for(lambda: synced_in == ["sqlite-flush"], timeout_s=5, what="the flush thread's fsync")
+
+    with engine.begin() as conn:  # outside the block: durable before it returns, as before
+        conn.execute(text("INSERT INTO probe VALUES ('api', 1)"))
+    assert synced_in == ["sqlite-flush", threading.current_thread().name]

@@ -42,6 +42,7 @@ from doorstep.bus.registry import Bus, HandlerContext, PrepareContext
 from doorstep.bus.tables import outbox
 from doorstep.clock import Clock
 from doorstep.db.dialect import insert_ignore
+from doorstep.db.engine import background_commits
 from doorstep.db.uow import UnitOfWork
 from doorstep.ids import new_id
 from doorstep.ingest.tables import event_log, log_offsets
@@ -105,7 +106,12 @@ class Worker:
         """One log batch and one outbox batch; returns how many items were processed.
 
         With a broker the outbox is relayed and delivered by the broker runner instead (bus/nats.py).
+        Its commits acknowledge nothing to anyone: they do not wait for the disk (db.engine.background_commits).
         """
+        with background_commits():
+            return self._run_once(limit)
+
+    def _run_once(self, limit: int | None) -> int:
         n = self.project_log_batch(limit)
         if self.delivers_outbox:
             outbox_limit = limit or self._outbox_limit

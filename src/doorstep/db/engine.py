@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +211,15 @@ _FILE_LOCKS: dict[str, FileWriteLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
+_WAL_SYNCS: dict[str, WalSync] = {}
+
+
+def _wal_sync(path: str) -> WalSync:
+    """One per database file and process, however many engines write to it."""
+    with _WRITE_LOCKS_GUARD:
+        return _WAL_SYNCS.setdefault(path, WalSync(path))
+
+
 def _write_lock(path: str) -> FairLock:
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(path, FairLock())
@@ -275,7 +287,7 @@ def _configure_sqlite(engine: Engine, *, begin: str, path: str) -> None:
     # The locks go only once COMMIT or ROLLBACK has run: SQLAlchemy's commit and rollback events fire before
     # them, and a writer let in then would find the database still locked (the commit's fsync) and sleep.
     dialect = engine.dialect
-    wal = WalSync(os.path.abspath(path) + "-wal")
+    wal = _wal_sync(os.path.abspath(path))
     dialect.do_commit = _releasing(dialect.do_commit, then_sync=wal)  # type: ignore[method-assign]
     dialect.do_rollback = _releasing(dialect.do_rollback)  # type: ignore[method-assign]
 
@@ -294,18 +306,69 @@ _HELD = "doorstep_write_lock"
 _WAL_SYNC = "doorstep_wal_sync"
 
 
+_BACKGROUND_COMMITS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "doorstep_background_commits", default=False
+)
+
+
+@contextmanager
+def background_commits() -> Iterator[None]:
+    """Commits in this block acknowledge nothing to anyone (the outbox worker, the sender): on SQLite they
+    return without waiting for the disk, and a thread flushes them within moments (WalSync). A crash of the
+    machine in between loses only such commits, newest first, and their work is done again: the outbox rows
+    they completed are pending again, a message they recorded as sent is sent again (at least once, as when a
+    sender dies between handing a message over and recording it). PostgreSQL's synchronous_commit=off makes
+    the same trade; commits outside the block (ingest, the API) still return only once on disk."""
+    token = _BACKGROUND_COMMITS.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND_COMMITS.reset(token)
+
+
 class WalSync:
-    """The fsync of a database's write-ahead log, after a commit and outside the write lock. A commit in WAL
-    mode with synchronous=NORMAL has written its frames but not flushed them; one fsync of the WAL file then
-    makes it durable, and every commit before it (frames are appended in commit order, and the file's fsync
-    covers them all). SQLite itself still syncs the WAL before each checkpoint, so the database file never
-    gets frames the log could lose. The file is opened for each sync (a few microseconds beside the fsync):
-    no descriptor is kept that could outlive the log or the database."""
+    """Durable commits, outside the write lock, for one database file in one process.
 
-    def __init__(self, wal_path: str) -> None:
-        self.wal_path = wal_path
+    A commit in WAL mode with synchronous=NORMAL has written its frames but not flushed them; one fsync of the
+    WAL file then makes it durable, and every commit before it (frames are appended in commit order, and the
+    file's fsync covers them all). SQLite itself still syncs the WAL before each checkpoint, so the database
+    file never gets frames the log could lose. A foreground commit fsyncs before it returns; a background one
+    (`background_commits`) leaves the fsync to this object's thread, at once and off its path: on this
+    project's VM disk every fsync of every process stalls together for 100-500 ms every few seconds, and the
+    worker or the sender waiting through each stall was most of the pipeline's tail latency. The thread ends
+    after a few idle seconds and starts again on demand; the file is opened for each fsync, so no descriptor
+    outlives the log or the database.
 
-    def sync(self) -> None:
+    Checkpoints stay SQLite's own, inside the COMMIT that crosses 1,000 pages, under the write lock. Tried
+    and left out (2026-12-03): checkpoints by this thread, without the lock, never let the log restart under
+    a steady load (writers keep appending while a PASSIVE checkpoint copies), and it grew by 30 MB a second."""
+
+    IDLE_S = 5.0
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
+        self.wal_path = db_path + "-wal"
+        self._guard = threading.Lock()
+        self._unsynced = False  # a background commit waits for the thread's fsync
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def committed(self, *, background: bool) -> None:
+        """After a COMMIT, with the write lock already let go."""
+        if not background:
+            self.fsync()
+            return
+        with self._guard:
+            self._unsynced = True
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._pid, self._thread = os.getpid(), None
+            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sqlite-flush", daemon=True)
+                self._thread.start()
+
+    def fsync(self) -> None:
         try:
             fd = os.open(self.wal_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
@@ -314,6 +377,22 @@ class WalSync:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _run(self) -> None:
+        while True:
+            if not self._wake.wait(self.IDLE_S):
+                with self._guard:  # committed() sets the event under the guard: no wake-up is missed
+                    if not self._wake.is_set():
+                        self._thread = None
+                        return
+            self._wake.clear()
+            with self._guard:
+                unsynced, self._unsynced = self._unsynced, False
+            if unsynced:
+                try:
+                    self.fsync()
+                except OSError:  # the database went away: nothing left to make durable
+                    logger.debug("flushing %s failed", self.db_path, exc_info=True)
 
 
 def _releasing(finish: Any, *, then_sync: WalSync | None = None) -> Any:
@@ -328,7 +407,7 @@ def _releasing(finish: Any, *, then_sync: WalSync | None = None) -> Any:
             if info is not None:
                 _release(info)
         if then_sync is not None and info is not None and info.get(_WAL_SYNC):
-            then_sync.sync()  # durable before the commit returns, with the lock already free for others
+            then_sync.committed(background=_BACKGROUND_COMMITS.get())
 
     return finish_then_release
 
