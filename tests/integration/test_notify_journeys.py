@@ -375,3 +375,28 @@ def test_the_stop_by_number_lookup_stays_on_its_key(sqlite_url: str) -> None:
         )
     engine.dispose()
     assert "SEARCH address_optouts" in plan and "SCAN" not in plan, plan
+
+
+def test_a_sender_pass_writes_twice_a_claim_and_a_record(
+    tmp_path: Path, sqlite_url: str, clock: FixedClock
+) -> None:
+    """Two write transactions a pass, however many messages: on SQLite every writer of every process waits
+    for the one write lock, and a sent message's row is written once, with its decision and its outcome."""
+    from sqlalchemy import event
+
+    from doorstep.notifications.services import sender_of
+
+    with running_app(make_settings(tmp_path, sqlite_url), clock) as app:
+        for n in range(3):
+            customer_id = add_customer(app.ctx.engine, email=f"c{n}@example.com")
+            order_id = add_order(app.ctx.engine, customer_id, external_id=f"#20{n}")
+            publish(app.ctx, _placed(order_id, customer_id, clock.now()))
+        app.drain()
+        commits: list[int] = []
+        event.listen(app.ctx.engine, "commit", lambda conn: commits.append(1))
+
+        assert sender_of(app.ctx).send_due(now=clock.now()) == 3
+
+        assert len(commits) == 2
+        assert [(m.status, m.channel) for m in messages(app.ctx.engine)] == [("sent", "outbox")] * 3
+        assert all("is confirmed" in m.body_text for m in messages(app.ctx.engine))

@@ -419,10 +419,10 @@ class Sender:
         self.thread = threading.Thread(target=self._run, name="doorstep-sender", daemon=True)
 
     def send_due(self, *, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
-        """One pass: claim (one transaction), prepare (reads only), write the decisions (one transaction), send
-        (no transaction open), record the outcomes (one transaction). Returns how many messages were claimed. A sender that dies between sending and recording
-        leaves its claims to expire, and they are sent again: delivery is at least once. For the same reason its
-        commits do not wait for the disk (db.engine.background_commits)."""
+        """One pass: claim (one transaction), prepare (reads only), send (no transaction open), record the
+        decisions and the outcomes (one transaction). Returns how many messages were claimed. A sender that dies
+        between sending and recording leaves its claims to expire, and they are sent again: delivery is at least
+        once. For the same reason its commits do not wait for the disk (db.engine.background_commits)."""
         with background_commits():
             return self._send_due(now=now, limit=limit)
 
@@ -439,8 +439,8 @@ class Sender:
         if not ids:
             return 0
         # Prepared (profiles, rules, rendering) outside the write transaction: the claim's lease keeps the rows
-        # ours, and on SQLite the single write lock is then held only to claim and to write the decisions, not
-        # while templates render, so the outbox worker in another process is not kept waiting.
+        # ours, and on SQLite the single write lock is then held only to claim and to record, not while
+        # templates render, so the outbox worker in another process is not kept waiting.
         prepared: list[Prepared] = []
         with ctx.read_engine.connect() as conn:
             repo = NotificationRepository(conn)
@@ -449,8 +449,6 @@ class Sender:
                 item = _prepare_one(ctx, repo, batch, notification_id, now)
                 if item is not None:
                     prepared.append(item)
-        with ctx.engine.begin() as conn:
-            NotificationRepository(conn).update_many(batch.changes)
         outcomes = []
         hook = ctx.services.get("on_notification_sent")
         for item in prepared:  # no transaction is open while we talk to providers
@@ -458,9 +456,13 @@ class Sender:
             outcomes.append(_record(ctx, item, outcome, started_at=now, now=max(ctx.clock.now(), now)))
             if hook is not None and outcome.is_sent:
                 hook(item.message)
-        if outcomes:
+        if batch.changes or outcomes:
+            # the decisions (channel, rendered text, suppressions, quiet-hour holds) and the outcomes in one
+            # transaction: a sent message's row is written once, not once before and once after sending. Until
+            # it commits the claim's lease keeps the rows ours; a sender that dies before it sends them again.
             with ctx.engine.begin() as conn:
                 repo = NotificationRepository(conn)
+                repo.update_many(batch.changes)
                 repo.add_attempts([a for a, _, _ in outcomes])
                 repo.update_many([(a["notification_id"], changes) for a, changes, _ in outcomes])
                 for a, _, falls_back in outcomes:
