@@ -444,7 +444,9 @@ PREPARED: list[list[int]] = []
 GIVEN: list[Any] = []
 
 
-@pytest.mark.parametrize("meanwhile", ["nothing", "another worker took a row", "prepare fails"])
+@pytest.mark.parametrize(
+    "meanwhile", ["nothing", "another worker took a row", "a new row came", "prepare fails"]
+)
 def test_a_run_gets_what_was_prepared_only_when_it_is_the_same_rows(
     tmp_path: Path, database_url: str, probe_engine: Engine, clock: FixedClock, meanwhile: str
 ) -> None:
@@ -477,6 +479,14 @@ def test_a_run_gets_what_was_prepared_only_when_it_is_the_same_rows(
                 conn.execute(update(outbox).where(outbox.c.id == first).values(status="done"))
 
         services["while_preparing"] = take_first_row
+    elif meanwhile == "a new row came":
+
+        def publish_one() -> None:
+            publish_probes(
+                probe_engine, bus, clock, [ProbeHappened(occurred_at=clock.now(), probe_key="late", seq=9)]
+            )
+
+        services["while_preparing"] = publish_one
     elif meanwhile == "prepare fails":
 
         def fail() -> None:
@@ -496,6 +506,11 @@ def test_a_run_gets_what_was_prepared_only_when_it_is_the_same_rows(
         assert delivered == 4
         assert GIVEN == [{"seqs": [0, 1, 2, 3]}]
         assert [r.seq for r in effects(probe_engine)] == [0, 1, 2, 3]
+    elif meanwhile == "a new row came":
+        assert delivered == 4  # the new row is not in the snapshot: it waits for the next round
+        assert GIVEN == [{"seqs": [0, 1, 2, 3]}]  # so the run under the lock is still the prepared one
+        assert worker.deliver_outbox_batch() == 1
+        assert [r.seq for r in effects(probe_engine)] == [0, 1, 2, 3, 9]
     elif meanwhile == "another worker took a row":
         assert delivered == 3
         assert GIVEN == [None]  # three rows are not the four prepared for: the batch form reads for itself

@@ -396,10 +396,13 @@ class Worker:
         ahead: dict[tuple[Any, ...], tuple[list[Envelope], Any]] = {}
         if self.peek_engine is not None:
             if self.bus.batch_preparers:
-                ahead_or_none = self._prepare_ahead(query)
-                if ahead_or_none is None:
+                read_ahead = self._prepare_ahead(query)
+                if read_ahead is None:
                     return 0
-                ahead = ahead_or_none
+                ahead, last_id = read_ahead
+                # rows committed since the snapshot wait for the next round: a run that took them in would not
+                # be the run that was prepared, and would read for itself under the lock
+                query = query.where(outbox.c.id <= last_id)
             elif not self._outbox_has_due(now):
                 return 0
         attempted = 0
@@ -429,9 +432,11 @@ class Worker:
         self._committed()
         return attempted
 
-    def _prepare_ahead(self, query: Any) -> dict[tuple[Any, ...], tuple[list[Envelope], Any]] | None:
-        """The claim on a read snapshot (no write lock), and the `prepare` forms of its runs; None if nothing
-        is due. A prepare form that fails is logged and its run done without it."""
+    def _prepare_ahead(
+        self, query: Any
+    ) -> tuple[dict[tuple[Any, ...], tuple[list[Envelope], Any]], int] | None:
+        """The claim on a read snapshot (no write lock), the `prepare` forms of its runs, and the last row id it
+        claimed; None if nothing is due. A prepare form that fails is logged and its run done without it."""
         assert self.peek_engine is not None
         prepared: dict[tuple[Any, ...], tuple[list[Envelope], Any]] = {}
         with self.peek_engine.connect() as conn:
@@ -442,8 +447,9 @@ class Worker:
             for row in rows:
                 if row.handler in self.bus.batch_preparers:
                     runs.setdefault(row.handler, []).append(row)
+            last_id = int(rows[-1].id)
             if not runs:
-                return prepared
+                return prepared, last_id
             pctx = PrepareContext(conn=conn, clock=self.clock, settings=self.settings, services=self.services)
             for name, run in runs.items():
                 if len(run) < 2:
@@ -458,7 +464,7 @@ class Worker:
                         name,
                         exc_info=True,
                     )
-        return prepared
+        return prepared, last_id
 
     def _deliver_run(
         self, conn: Connection, run: list[Any], ahead: tuple[list[Envelope], Any] | None = None
