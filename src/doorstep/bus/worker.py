@@ -17,8 +17,9 @@ Guarantees
 - Reading ahead (SQLite): SQLite has one write lock for every process, so time a worker spends in a write
   transaction is time the API and the sender wait. Before it takes the lock the worker claims on a read
   snapshot and runs the `prepare` forms of the runs' handlers there (their reads and computing, see
-  Bus.subscribe); under the lock it claims again, and a run made of exactly the same rows gets what was
-  prepared, so only the writes are left to do while the lock is held. Anything else is done as before.
+  Bus.subscribe); under the lock it claims again, up to the snapshot claim's last row (later rows wait for the
+  next round), and a run made of exactly the same rows gets what was prepared, so only the writes are left to
+  do while the lock is held. Anything else is done as before.
 """
 
 from __future__ import annotations
