@@ -9,7 +9,6 @@ import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,6 @@ from doorstep.shipments.tables import shipments
 
 PERIOD = Filters.last_days(7, now=NOW)
 WRITTEN = NOW + timedelta(minutes=1)  # rows written after the world: their updated_at
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[tuple[str, sa.Engine, dict[str, str]]]:
-    engine = create_db_engine(database_url)
-    ids = known_world(engine)
-    yield database_url, engine, ids
-    engine.dispose()
-
-
-@pytest.fixture
-def replica(store: tuple[str, sa.Engine, dict[str, str]]) -> Iterator[Replica]:
-    r = Replica(store[0])
-    r.sync()
-    yield r
-    r.close()
 
 
 def _both(url: str, replica: Replica) -> dict[str, Any]:

@@ -6,38 +6,20 @@ boundaries fall mid-day, and cuts that bypass the rollup."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.support_dashboard import NOW, WorldBuilder, at, known_world, same_as_plain_sql
+from tests.support_dashboard import NOW, WorldBuilder, at, same_as_plain_sql
 
 from doorstep.analytics.model import Filters
 from doorstep.analytics.queries import compute_dashboard
 from doorstep.analytics.replica import Replica, _with_rolled_day, session_days_select
-from doorstep.db.engine import create_db_engine
 
 WEEK = Filters.last_days(7, now=NOW)  # 17-23 Nov, previous 10-16 Nov: whole days
 MIDDAY = Filters(at(18, 12), at(23, 12))  # 5 days from noon to noon: partial days at both ends
 WRITTEN = NOW + timedelta(minutes=1)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[tuple[str, sa.Engine, dict[str, str]]]:
-    engine = create_db_engine(database_url)
-    ids = known_world(engine)
-    yield database_url, engine, ids
-    engine.dispose()
-
-
-@pytest.fixture
-def replica(store: tuple[str, sa.Engine, dict[str, str]]) -> Iterator[Replica]:
-    r = Replica(store[0])
-    r.sync()
-    yield r
-    r.close()
 
 
 def _builder(engine: sa.Engine, minutes: int, first: int) -> WorldBuilder:
