@@ -369,37 +369,52 @@ def order_placed(
     )
 
 
+META_APP_SECRET = "meta-app-secret"  # the tests' WhatsApp Cloud and Messenger app secret
+
+
+def post_meta_signed(client: Any, path: str, body: dict[str, Any]) -> Any:
+    """POSTs `body` as JSON to a Meta webhook (`/webhooks/whatsapp`, `/webhooks/messenger`), signed as Meta
+    signs it (X-Hub-Signature-256 over the raw bytes with the app secret); returns the response."""
+    import orjson
+
+    from doorstep.security.signatures import meta_signature
+
+    raw = orjson.dumps(body)
+    return client.post(
+        path,
+        content=raw,
+        headers={
+            "X-Hub-Signature-256": meta_signature(META_APP_SECRET, raw),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def whatsapp_webhook_body(value: dict[str, Any]) -> dict[str, Any]:
+    """A WhatsApp Cloud API webhook body: one `messages` change carrying `value` (its messages or statuses)."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
 def whatsapp_inbound_body(
     *, wa_id: str, wamid: str, text: str, at: dt.datetime, name: str = "Maya"
 ) -> dict[str, Any]:
     """A WhatsApp Cloud API webhook body carrying one text message from `wa_id` (digits, no +)."""
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550001111",
-                                "phone_number_id": "106540352242922",
-                            },
-                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                            "messages": [
-                                {
-                                    "from": wa_id,
-                                    "id": wamid,
-                                    "timestamp": str(int(at.timestamp())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+    return whatsapp_webhook_body(
+        {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+            "messages": [
+                {
+                    "from": wa_id,
+                    "id": wamid,
+                    "timestamp": str(int(at.timestamp())),
+                    "type": "text",
+                    "text": {"body": text},
+                }
+            ],
+        }
+    )

@@ -23,11 +23,13 @@ from tests.support_notify import (
     messages,
     messenger_ok,
     order_placed,
+    post_meta_signed,
     publish,
     smtp_server,
     twilio_ok,
     whatsapp_inbound_body,
     whatsapp_ok,
+    whatsapp_webhook_body,
 )
 
 from doorstep.clock import FixedClock
@@ -36,7 +38,7 @@ from doorstep.ingest.tables import event_log
 from doorstep.notifications.channels import webhook_secret
 from doorstep.notifications.services import send_due
 from doorstep.notifications.tables import channel_identities
-from doorstep.security.signatures import meta_signature, timestamped_signature, twilio_signature
+from doorstep.security.signatures import timestamped_signature, twilio_signature
 from doorstep.shipments.events import DriverDeparted
 
 BASE = "https://track.example"
@@ -296,14 +298,7 @@ def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(
             "/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64}
         )
         assert forged.status_code == 403
-        ok = app.client.post(
-            "/webhooks/whatsapp",
-            content=raw,
-            headers={
-                "X-Hub-Signature-256": meta_signature("meta-app-secret", raw),
-                "Content-Type": "application/json",
-            },
-        )
+        ok = post_meta_signed(app.client, "/webhooks/whatsapp", inbound)
         assert ok.status_code == 200
         with app.ctx.engine.connect() as conn:
             [entry] = conn.execute(select(event_log).where(event_log.c.source == "inbound_message")).all()
@@ -333,43 +328,27 @@ def test_whatsapp_cloud_uses_a_template_outside_24h_and_text_inside(
 
         # statuses come back signed; read implies delivered
         wamid = messages(app.ctx.engine, trigger="order_confirmed")[0].provider_message_id
-        statuses = {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "WABA",
-                    "changes": [
-                        {
-                            "field": "messages",
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
-                                "statuses": [
-                                    {
-                                        "id": wamid,
-                                        "status": "delivered",
-                                        "timestamp": "1795424400",
-                                        "recipient_id": "4915112345678",
-                                    },
-                                    {
-                                        "id": wamid,
-                                        "status": "read",
-                                        "timestamp": "1795424460",
-                                        "recipient_id": "4915112345678",
-                                    },
-                                ],
-                            },
-                        }
-                    ],
-                }
-            ],
-        }
-        raw = orjson.dumps(statuses)
-        app.client.post(
-            "/webhooks/whatsapp",
-            content=raw,
-            headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)},
+        statuses = whatsapp_webhook_body(
+            {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
+                "statuses": [
+                    {
+                        "id": wamid,
+                        "status": "delivered",
+                        "timestamp": "1795424400",
+                        "recipient_id": "4915112345678",
+                    },
+                    {
+                        "id": wamid,
+                        "status": "read",
+                        "timestamp": "1795424460",
+                        "recipient_id": "4915112345678",
+                    },
+                ],
+            }
         )
+        post_meta_signed(app.client, "/webhooks/whatsapp", statuses)
         row = messages(app.ctx.engine, trigger="order_confirmed")[0]
         assert row.status == "read" and row.read_at is not None
 
@@ -428,14 +407,8 @@ def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(
                     }
                 ],
             }
-            raw = orjson.dumps(event)
             for _ in range(2):  # Meta redelivers
-                r = app.client.post(
-                    "/webhooks/messenger",
-                    content=raw,
-                    headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)},
-                )
-                assert r.status_code == 200
+                assert post_meta_signed(app.client, "/webhooks/messenger", event).status_code == 200
             with app.ctx.engine.connect() as conn:
                 entries = conn.execute(select(event_log).where(event_log.c.source == "inbound_message")).all()
                 [ident] = conn.execute(select(channel_identities)).all()
@@ -475,12 +448,7 @@ def test_messenger_send_api_shape_and_inbound_dedupe_on_mid(
                     }
                 ],
             }
-            raw = orjson.dumps(delivery)
-            app.client.post(
-                "/webhooks/messenger",
-                content=raw,
-                headers={"X-Hub-Signature-256": meta_signature("meta-app-secret", raw)},
-            )
+            post_meta_signed(app.client, "/webhooks/messenger", delivery)
             assert messages(app.ctx.engine, trigger="order_confirmed")[0].status == "delivered"
 
 

@@ -9,7 +9,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from tests.conftest import make_settings
 from tests.helpers import running_app
@@ -19,6 +18,7 @@ from tests.support_notify import (
     add_order,
     messages,
     order_placed,
+    post_meta_signed,
     publish,
     twilio_ok,
     whatsapp_inbound_body,
@@ -30,7 +30,7 @@ from doorstep.conversations.handlers import purge_unlinked
 from doorstep.conversations.tables import conversations
 from doorstep.notifications.services import send_due
 from doorstep.notifications.tables import address_optouts, delivery_attempts, notifications
-from doorstep.security.signatures import meta_signature, twilio_signature
+from doorstep.security.signatures import twilio_signature
 
 BASE = "https://track.example"
 STRANGER = "+447700900555"
@@ -43,16 +43,7 @@ TWILIO = {
 
 def _whatsapp_inbound(app: Any, clock: FixedClock, *, wamid: str, text: str) -> None:
     body = whatsapp_inbound_body(wa_id=STRANGER[1:], wamid=wamid, text=text, at=clock.now(), name="Sam")
-    raw = orjson.dumps(body)
-    response = app.client.post(
-        "/webhooks/whatsapp",
-        content=raw,
-        headers={
-            "X-Hub-Signature-256": meta_signature("meta-app-secret", raw),
-            "Content-Type": "application/json",
-        },
-    )
-    assert response.status_code == 200
+    assert post_meta_signed(app.client, "/webhooks/whatsapp", body).status_code == 200
 
 
 def _sms_inbound(app: Any, *, sid: str, text: str) -> None:

@@ -477,10 +477,11 @@ class Worker:
         if handler is None:
             return False  # one by one, each is dead-lettered with its reason
         batch = self.bus.batch_handlers.get(name)
-        envelopes = ahead[0] if ahead is not None and batch is not None else [_envelope(row) for row in run]
         ctx = self._context(conn)
-        if ahead is not None and batch is not None:
-            ctx.prepared = ahead[1]
+        if ahead is not None:  # only handlers with a batch form prepare (Bus.subscribe)
+            envelopes, ctx.prepared = ahead
+        else:
+            envelopes = [_envelope(row) for row in run]
         savepoint = conn.begin_nested()
         try:
             if batch is not None:

@@ -16,10 +16,6 @@ HANDLER_NAME = "notifications.journey"
 _default_store = JourneyStore()
 
 
-def _store(ctx: HandlerContext) -> JourneyStore:
-    return _store_of(ctx.services)
-
-
 def _store_of(services: dict[str, Any]) -> JourneyStore:
     store = services.get("notification_journeys")
     return store if store is not None else _default_store
@@ -105,7 +101,7 @@ def _wake_sender(ctx: HandlerContext) -> None:
 
 def react_to_event(envelope: Envelope, ctx: HandlerContext) -> None:
     conn = ctx.uow.conn
-    rules = _matching_rules(_store(ctx).current(conn), envelope)
+    rules = _matching_rules(_store_of(ctx.services).current(conn), envelope)
     if not rules:
         return
     repo = NotificationRepository(conn)
