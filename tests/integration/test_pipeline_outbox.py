@@ -450,3 +450,43 @@ def test_an_open_transaction_in_another_database_does_not_hold_the_projector_bac
     finally:
         other.dispose()
     assert _counts(engine) == {"user:a": (1, 1)}
+
+
+def test_the_per_key_checks_read_only_open_rows_through_their_partial_index(
+    engine: Engine, tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    """The per-key checks go through the partial index of open rows (`ix_outbox_key_order`), which SQLite uses
+    only when a query's condition implies the index's own: a check spelled otherwise (`status IN (...)`) would
+    read every pending row of every key instead, or the whole outbox."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's planner: PostgreSQL plans by statistics, and a small table is scanned anyway")
+    from sqlalchemy import event
+
+    settings = make_settings(tmp_path, database_url)
+    worker = _worker(engine, settings, clock)
+    publish_probes(engine, probe_bus(), clock, probes(clock, keys=3, per_key=2, fail_times=1))
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if '"key"' in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))  # the queries that look rows up by key
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        worker.drain()
+        clock.advance(seconds=3600)
+        worker.drain()
+        with engine.connect() as conn:
+            worker._keys_awaiting_retry(conn, {"k0", "k1"})
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert _count(engine, probe_effects) == 6
+    assert any("NOT (EXISTS" in sql for sql, _ in statements)  # the claim with its per-key check
+    assert any(" IN (" in sql and "handler = " in sql for sql, _ in statements)  # the retry-log check
+    with engine.connect() as conn:
+        for sql, parameters in statements:
+            plan = [
+                str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()
+            ]
+            assert not [step for step in plan if step.startswith("SCAN outbox")], f"{sql}\n{plan}"
+            assert any("ix_outbox_key_order" in step for step in plan), f"{sql}\n{plan}"

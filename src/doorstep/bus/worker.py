@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from doorstep.bus.backoff import backoff_s
@@ -270,7 +270,8 @@ class Worker:
         query = select(outbox.c.key).where(
             outbox.c.key.in_(keys),
             outbox.c.handler == RETRY_LOG_HANDLER,
-            outbox.c.status.in_(("pending", "relayed")),
+            # the partial index's own condition, spelled as it is (an IN would not use the index)
+            or_(outbox.c.status == "pending", outbox.c.status == "relayed"),
         )
         return {key for (key,) in conn.execute(query.distinct()).all()} & keys
 
