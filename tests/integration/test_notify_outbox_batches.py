@@ -521,6 +521,81 @@ def test_a_run_gets_what_was_prepared_only_when_it_is_the_same_rows(
         assert [r.seq for r in effects(probe_engine)] == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("meanwhile", ["another worker tried a row", "an earlier row of a key was finished"])
+def test_the_claim_under_the_lock_reads_again_each_row_that_changed_since_the_snapshot(
+    tmp_path: Path, database_url: str, probe_engine: Engine, clock: FixedClock, meanwhile: str
+) -> None:
+    """Under the lock the worker reads only ids and attempts again and takes the rows from its snapshot: a row
+    tried since (other attempts) or one the snapshot did not claim is read whole, never taken stale."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("reading ahead is for SQLite's single write lock")
+    from doorstep.db.engine import create_db_engine
+
+    settings: Settings = make_settings(tmp_path, database_url)
+    bus = Bus()
+    bus.subscribe(
+        ProbeHappened, PROBE_HANDLER, record_probe, batch=_record_probes_seeing, prepare=_prepare_probes
+    )
+    PREPARED.clear()
+    GIVEN.clear()
+    keys = ["k0", "k1", "k2", "k3"] if meanwhile == "another worker tried a row" else ["k0", "k0", "k1", "k2"]
+    publish_probes(
+        probe_engine,
+        bus,
+        clock,
+        [ProbeHappened(occurred_at=clock.now(), probe_key=key, seq=i) for i, key in enumerate(keys)],
+    )
+    with probe_engine.connect() as conn:
+        ids = list(conn.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars())
+    if meanwhile == "another worker tried a row":
+
+        def try_first_row() -> None:  # a failed attempt whose backoff is over: due again, one attempt more
+            with probe_engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id == ids[0]).values(attempts=1))
+
+        hook = try_first_row
+    else:
+        with probe_engine.begin() as conn:  # k0's first row backs off, so the snapshot claims neither of k0's
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == ids[0])
+                .values(available_at=clock.now() + timedelta(hours=1))
+            )
+
+        def finish_first_row() -> None:  # then it is finished: k0's second row is due under the lock
+            with probe_engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id == ids[0]).values(status="done"))
+
+        hook = finish_first_row
+
+    read_engine = create_db_engine(database_url, for_reads=True)
+    worker = Worker(
+        probe_engine,
+        bus=bus,
+        clock=clock,
+        settings=settings,
+        services={"while_preparing": hook},
+        read_engine=read_engine,
+    )
+    delivered = worker.deliver_outbox_batch()
+    read_engine.dispose()
+
+    # the rows under the lock are not the rows prepared for: the batch form reads for itself
+    assert GIVEN == [None]
+    with probe_engine.connect() as conn:
+        attempts = dict(conn.execute(select(outbox.c.id, outbox.c.attempts)).all())
+    if meanwhile == "another worker tried a row":
+        assert PREPARED == [[0, 1, 2, 3]]
+        assert delivered == 4
+        assert [r.seq for r in effects(probe_engine)] == [0, 1, 2, 3]
+        assert attempts[ids[0]] == 2
+    else:
+        assert PREPARED == [[2, 3]]
+        assert delivered == 3
+        assert [r.seq for r in effects(probe_engine)] == [1, 2, 3]
+        assert attempts[ids[1]] == 1
+
+
 def test_a_prepare_form_needs_a_batch_form() -> None:
     with pytest.raises(ValueError, match="needs a batch form"):
         Bus().subscribe(ProbeHappened, PROBE_HANDLER, record_probe, prepare=_prepare_probes)
