@@ -11,7 +11,7 @@ Guarantees
 - Failures retry with exponential backoff, then the row is dead-lettered with the error
   (`doorstep events dead` lists and retries them).
 - Batches: the rows of one handler in a claimed batch are delivered as one run (the handler's batch form
-  if it registered one, else the handler row after row) in one savepoint, and completed with one UPDATE.
+  if it registered one, else the handler row after row) in one savepoint; one UPDATE completes the runs.
   If the run fails it is rolled back and its rows go one by one, each in its own savepoint, so only the bad
   row is retried; the good rows' handlers have then run twice, their store effects once.
 - Reading ahead (SQLite): SQLite has one write lock for every process, so time a worker spends in a write
@@ -369,8 +369,8 @@ class Worker:
 
         The claimed rows are grouped by handler (id order kept within each group: order is promised per
         (key, handler), never across handlers) and each group is delivered as one run: the handler's batch
-        form, or the handler row after row, in one savepoint, completed with one UPDATE. A run that fails is
-        rolled back whole and its rows delivered one by one, so only the bad row is retried.
+        form, or the handler row after row, in one savepoint; one UPDATE completes the round's runs. A run
+        that fails is rolled back whole and its rows delivered one by one, so only the bad row is retried.
         """
         limit = limit or self.settings.worker_batch_size
         now = self.clock.now()
@@ -422,9 +422,11 @@ class Worker:
             for row in rows:
                 if row.id not in blocked:
                     runs.setdefault(row.handler, []).append(row)
+            done: list[int] = []  # rows of the runs delivered together: completed by one UPDATE at the end
             for run in runs.values():
                 if len(run) > 1 and self._deliver_run(conn, run, ahead.get(_run_key(run))):
                     attempted += len(run)
+                    done.extend(row.id for row in run)
                     continue
                 failed: set[str] = set()  # keys whose row failed: their later rows wait for its retry
                 for row in run:
@@ -433,6 +435,17 @@ class Worker:
                     attempted += 1
                     if not self._deliver_one(conn, row):
                         failed.add(row.key)
+            if done:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(done))
+                    .values(
+                        status="done",
+                        attempts=outbox.c.attempts + 1,
+                        done_at=self.clock.now(),
+                        last_error=None,
+                    )
+                )
         self._committed()
         return attempted
 
@@ -491,7 +504,8 @@ class Worker:
         self, conn: Connection, run: list[Any], ahead: tuple[list[Envelope], Any] | None = None
     ) -> bool:
         """Delivers rows of one handler together; False (nothing applied) if anything fails. `ahead`: the
-        envelopes and what the handler's prepare form made of exactly these rows, read before the lock."""
+        envelopes and what the handler's prepare form made of exactly these rows, read before the lock. The
+        caller marks the rows done, with those of the round's other runs, in the same transaction."""
         name = run[0].handler
         handler = self.bus.handlers.get(name)
         if handler is None:
@@ -510,13 +524,6 @@ class Worker:
                 for envelope in envelopes:
                     handler(envelope, ctx)
             ctx.uow.flush_events()
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([row.id for row in run]))
-                .values(
-                    status="done", attempts=outbox.c.attempts + 1, done_at=self.clock.now(), last_error=None
-                )
-            )
             savepoint.commit()
         except Exception as exc:
             savepoint.rollback()
