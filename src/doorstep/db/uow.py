@@ -63,8 +63,11 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         if self._external_conn is None:
             assert self.engine is not None
+            # The transaction begins with the first statement (SQLAlchemy's autobegin), not here: what the caller
+            # builds before it (events, rows, their JSON) is built before the write lock is taken (BEGIN
+            # IMMEDIATE on SQLite), which every other writer of every process waits for. Every statement still
+            # runs in the one transaction, so what is read and what is written stay one consistent unit.
             self.conn = self.engine.connect()
-            self.conn.begin()
         return self
 
     def __exit__(self, *exc: object) -> None:
