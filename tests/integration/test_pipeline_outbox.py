@@ -92,6 +92,42 @@ def test_outbox_rows_land_in_the_same_transaction_as_the_state(engine: Engine, c
         assert [r.key for r in conn.execute(select(probe_counts))] == ["committed"]
 
 
+def test_a_unit_of_work_holds_the_write_lock_only_from_its_first_statement(
+    engine: Engine, clock: FixedClock
+) -> None:
+    """What a use case builds before its first statement (events, rows, their JSON) is built without the write
+    lock, which every other writer waits for; from its first statement on, reads and writes are one
+    transaction, committed or rolled back together."""
+    import threading
+
+    bus = probe_bus()
+    other_wrote = threading.Event()
+
+    def other_writer() -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(probe_counts).values(key="other", events=1, last_seq=1))
+        other_wrote.set()
+
+    with UnitOfWork(engine, bus=bus, clock=clock) as uow:
+        uow.publish(ProbeHappened(occurred_at=clock.now(), probe_key="a", seq=1))
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        # with the lock taken on entering, the other writer would wait for this unit of work (30 s on SQLite)
+        assert other_wrote.wait(5), "a unit of work that ran no statement yet held the write lock"
+        uow.conn.execute(insert(probe_counts).values(key="mine", events=1, last_seq=1))
+        uow.commit()
+    writer.join()
+    with UnitOfWork(engine, bus=bus, clock=clock) as uow:
+        uow.conn.execute(insert(probe_counts).values(key="rolled back", events=1, last_seq=1))
+        uow.publish(ProbeHappened(occurred_at=clock.now(), probe_key="b", seq=1))
+        uow.flush_events()
+        uow.rollback()
+
+    with engine.connect() as conn:
+        assert sorted(r.key for r in conn.execute(select(probe_counts))) == ["mine", "other"]
+    assert [r.key for r in _outbox(engine)] == ["probe:a"]
+
+
 def test_an_event_without_subscribers_writes_no_outbox_row(engine: Engine, clock: FixedClock) -> None:
     from doorstep.bus.registry import Bus
 
