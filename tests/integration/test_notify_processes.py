@@ -141,6 +141,45 @@ def test_a_worker_process_sender_and_an_api_sender_hand_each_message_over_once(
     assert worker_sent >= 25 and api_sent, (worker_sent, len(api_sent), log_path.read_text()[-2000:])
 
 
+def test_a_busy_sender_claims_its_next_pass_as_it_records_and_gives_back_what_it_will_not_send(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Under load a pass records its outcomes and claims the next pass's messages in one transaction (one turn
+    of SQLite's write lock a pass, not two). A sender that closes with such claims gives them back, so another
+    sender sends them at once rather than when their lease ends."""
+    ctx = build_context(make_settings(tmp_path, database_url), clock=SystemClock())
+    customer_id = add_customer(ctx.engine)
+    queued = _queue(ctx.engine, customer_id, 150)
+    busy = Sender(ctx, name="busy")
+
+    assert busy.send_due(limit=100) == 100
+    assert _statuses(ctx.engine) == {"sent": 100, "queued": 50}
+    rest = set(queued) - set(_attempts_per_message(ctx.engine))
+    assert set(busy.claimed) == rest  # claimed by the record transaction, for the next pass
+    with ctx.engine.connect() as conn:
+        owners = conn.execute(
+            select(notifications.c.lease_owner, func.count())
+            .where(notifications.c.status == "queued")
+            .group_by(notifications.c.lease_owner)
+        ).all()
+    assert owners == [("busy", 50)]
+    other = Sender(ctx, name="other")
+    assert other.send_due() == 0  # leased to the busy sender
+
+    assert busy.send_due(limit=100) == 50  # the next pass sends what it claimed
+    assert busy.claimed == []  # and found nothing more
+    more = _queue(ctx.engine, customer_id, 120)
+    assert busy.send_due(limit=100) == 100
+    assert len(busy.claimed) == 20
+    busy.close()  # 20 claimed, never to be sent by it
+    assert other.send_due() == 20
+    other.close()
+    assert _statuses(ctx.engine) == {"sent": 270}
+    assert _attempts_per_message(ctx.engine) == dict.fromkeys(queued + more, 1)
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+
+
 def test_a_worker_started_with_no_sender_sends_nothing(tmp_path: Path, sqlite_url: str) -> None:
     settings = make_settings(tmp_path, sqlite_url)
     ctx = build_context(settings, clock=SystemClock())

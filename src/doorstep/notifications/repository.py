@@ -165,6 +165,18 @@ class NotificationRepository:
             )
         return ids
 
+    def release_claims(self, ids: list[str], *, owner: str) -> None:
+        """Gives back claims `owner` holds and will not send: they are due again at once, not when the lease ends."""
+        self.conn.execute(
+            update(notifications)
+            .where(
+                notifications.c.id.in_(ids),
+                notifications.c.lease_owner == owner,
+                notifications.c.status == "queued",
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
+
     def has_due(self, *, now: datetime) -> bool:
         return (
             self.conn.execute(

@@ -417,10 +417,13 @@ class Sender:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="doorstep-sender", daemon=True)
+        # claimed by the last pass's record transaction for the next pass (see _send_due); given back on close
+        self.claimed: list[str] = []
 
     def send_due(self, *, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
         """One pass: claim (one transaction), prepare (reads only), send (no transaction open), record the
-        decisions and the outcomes (one transaction). Returns how many messages were claimed. A sender that dies
+        decisions and the outcomes (one transaction, which also claims for the next pass, so a busy sender takes
+        the write lock once a pass). Returns how many messages were claimed. A sender that dies
         between sending and recording leaves its claims to expire, and they are sent again: delivery is at least
         once. For the same reason its commits do not wait for the disk (db.engine.background_commits)."""
         with background_commits():
@@ -429,15 +432,17 @@ class Sender:
     def _send_due(self, *, now: datetime | None, limit: int) -> int:
         ctx = self.ctx
         now = now or ctx.clock.now()
-        with ctx.read_engine.connect() as conn:  # a cheap look first: no write lock while idle
-            if not NotificationRepository(conn).has_due(now=now):
-                return 0
-        with ctx.engine.begin() as conn:
-            ids = NotificationRepository(conn).claim_due(
-                now=now, limit=limit, owner=self.name, lease_s=LEASE_S
-            )
+        ids, self.claimed = self.claimed, []
         if not ids:
-            return 0
+            with ctx.read_engine.connect() as conn:  # a cheap look first: no write lock while idle
+                if not NotificationRepository(conn).has_due(now=now):
+                    return 0
+            with ctx.engine.begin() as conn:
+                ids = NotificationRepository(conn).claim_due(
+                    now=now, limit=limit, owner=self.name, lease_s=LEASE_S
+                )
+            if not ids:
+                return 0
         # Prepared (profiles, rules, rendering) outside the write transaction: the claim's lease keeps the rows
         # ours, and on SQLite the single write lock is then held only to claim and to record, not while
         # templates render, so the outbox worker in another process is not kept waiting.
@@ -468,6 +473,8 @@ class Sender:
                 for a, _, falls_back in outcomes:
                     if falls_back:
                         queue_fallback(repo, a["notification_id"], now=a["finished_at"])
+                # and the next pass's claim: under load a pass then takes the write lock once, not twice
+                self.claimed = repo.claim_due(now=now, limit=limit, owner=self.name, lease_s=LEASE_S)
         return len(ids)
 
     def _send_with_timeout(self, item: Prepared, *, now: datetime) -> SendOutcome:
@@ -508,8 +515,13 @@ class Sender:
     def close(self) -> None:
         self.stop.set()
         self.wake.set()
-        self.thread.join(timeout=10)
+        if self.thread.ident is not None:  # started
+            self.thread.join(timeout=10)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.claimed and not self.thread.is_alive():  # claimed for a pass that will not run: give back
+            with self.ctx.engine.begin() as conn:
+                NotificationRepository(conn).release_claims(self.claimed, owner=self.name)
+            self.claimed = []
 
 
 def sender_of(ctx: AppContext) -> Sender:
