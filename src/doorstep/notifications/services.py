@@ -467,9 +467,14 @@ class Sender:
             # it commits the claim's lease keeps the rows ours; a sender that dies before it sends them again.
             with ctx.engine.begin() as conn:
                 repo = NotificationRepository(conn)
-                repo.update_many(batch.changes)
                 repo.add_attempts([a for a, _, _ in outcomes])
-                repo.update_many([(a["notification_id"], changes) for a, changes, _ in outcomes])
+                # a row's decisions, then its outcome (which wins where both set a column): one UPDATE a row
+                merged: dict[str, dict[str, Any]] = {}
+                for notification_id, decided in batch.changes:
+                    merged.setdefault(notification_id, {}).update(decided)
+                for a, changes, _ in outcomes:
+                    merged.setdefault(a["notification_id"], {}).update(changes)
+                repo.update_many(list(merged.items()))
                 for a, _, falls_back in outcomes:
                     if falls_back:
                         queue_fallback(repo, a["notification_id"], now=a["finished_at"])
