@@ -117,6 +117,13 @@ def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
 
 
 BUSY_BATCH_SIZE = 20  # rows per worker transaction while ingest requests keep arriving
+# ... and at most this long projecting the log in one: ingest's commits wait for the worker's transaction, which
+# the interpreter lock stretches to twice its CPU time or more while requests run (2026-12-07: up to 113 ms)
+BUSY_LOG_BUDGET_S = 0.01
+BUSY_WINDOW_S = 1.0  # "while requests keep arriving": one came within this long
+# with no request for that long, it catches up in longer transactions, still short enough that a request
+# arriving meanwhile waits little (with no bound, 100 rows held the first requests of a burst for 100+ ms)
+IDLE_LOG_BUDGET_S = 0.05
 
 
 class InProcessWorker:
@@ -128,8 +135,13 @@ class InProcessWorker:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="doorstep-worker", daemon=True)
-        ctx.services["wake_worker"] = self.wake.set
-        ctx.bus.outbox_listeners.append(self.wake.set)  # an API use case recorded domain events
+        self.last_woken = float("-inf")  # when a request last appended to the log or recorded domain events
+        ctx.services["wake_worker"] = self.woken
+        ctx.bus.outbox_listeners.append(self.woken)  # an API use case recorded domain events
+
+    def woken(self) -> None:
+        self.last_woken = time.monotonic()
+        self.wake.set()
 
     def _run(self) -> None:
         mark_background_thread()  # on SQLite, ingest requests write first
@@ -140,11 +152,16 @@ class InProcessWorker:
         share = self.worker.settings.in_process_worker_share
         while not self.stop.is_set():
             # requests arriving: small batches, so the SQLite write lock is never held for long
-            limit = BUSY_BATCH_SIZE if self.wake.is_set() else None
             self.wake.clear()
             started = time.perf_counter()
             try:
-                n = self.worker.run_once(limit)
+                # either way it commits early when a request waits for SQLite's write lock
+                if time.monotonic() - self.last_woken < BUSY_WINDOW_S:
+                    n = self.worker.run_once(
+                        BUSY_BATCH_SIZE, log_budget_s=BUSY_LOG_BUDGET_S, yield_to_writers=True
+                    )
+                else:  # no request for a while: catch up in longer transactions
+                    n = self.worker.run_once(log_budget_s=IDLE_LOG_BUDGET_S, yield_to_writers=True)
             except Exception:
                 log.exception("worker round failed")
                 n = 0
@@ -163,14 +180,14 @@ class InProcessWorker:
         self.stop.set()
         self.wake.set()
         self.thread.join(timeout=10)
-        if self.wake.set in self.worker_ctx.bus.outbox_listeners:
-            self.worker_ctx.bus.outbox_listeners.remove(self.wake.set)
+        if self.woken in self.worker_ctx.bus.outbox_listeners:
+            self.worker_ctx.bus.outbox_listeners.remove(self.woken)
 
 
 def settle_heap() -> None:
     """Moves everything allocated so far (modules, tables, the context) out of the garbage collector's sight, in
-    a process that runs only the pipeline (`doorstep worker`, the pipeline process of `doorstep serve`): its
-    loops' full collections then scan only what they made since. Measured in
+    a process of its own once it has started (`doorstep worker`, the pipeline process of `doorstep serve`, each
+    server process of `doorstep serve`): its full collections then scan only what it made since. Measured in
     the worker and sender processes at 1,000 events/s: a full collection paused each for 86-107 ms about every
     10 s (while it may hold the write lock), after this 5-15 ms (bench/RESULTS_notify.md)."""
     gc.collect()
@@ -282,7 +299,10 @@ class PipelineProcess:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, start_worker: bool | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    start_worker: bool | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
     ctx = build_context(settings, clock=clock)

@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from doorstep.bus.registry import Bus, HandlerContext, PrepareContext
 from doorstep.bus.tables import outbox
 from doorstep.clock import Clock
 from doorstep.db.dialect import insert_ignore
-from doorstep.db.engine import background_commits
+from doorstep.db.engine import background_commits, writers_waiting
 from doorstep.db.uow import UnitOfWork
 from doorstep.ids import new_id
 from doorstep.ingest.tables import event_log, log_offsets
@@ -93,6 +94,9 @@ class Worker:
         self.is_postgres = engine.dialect.name == "postgresql"
         self.stats = WorkerStats()
         self._outbox_limit = settings.worker_batch_size  # grows while a backlog lasts (run_once)
+        self._rows_in_budget: dict[float, int] = {}  # log rows a budget fitted lately (project_log_batch)
+        self._log_left = False  # the last log batch stopped short of the log's end: no need to peek first
+        self._writers_waiting = writers_waiting(engine)
         self.wake = threading.Event()  # set by commits of outbox rows in this process (run_forever)
         self._after_commit: list[Any] = []  # hooks handlers left in the open transaction's units of work
         # with a broker the outbox is relayed to it and delivered by its consumers (bus/nats.py), never here:
@@ -103,17 +107,20 @@ class Worker:
 
     # ---- the loop -------------------------------------------------------------------------------------
 
-    def run_once(self, limit: int | None = None) -> int:
-        """One log batch and one outbox batch; returns how many items were processed.
+    def run_once(
+        self, limit: int | None = None, *, log_budget_s: float | None = None, yield_to_writers: bool = False
+    ) -> int:
+        """One log batch and one outbox batch; returns how many items were processed. `log_budget_s` and
+        `yield_to_writers`: see `project_log_batch`.
 
         With a broker the outbox is relayed and delivered by the broker runner instead (bus/nats.py).
         Its commits acknowledge nothing to anyone: they do not wait for the disk (db.engine.background_commits).
         """
         with background_commits():
-            return self._run_once(limit)
+            return self._run_once(limit, log_budget_s, yield_to_writers)
 
-    def _run_once(self, limit: int | None) -> int:
-        n = self.project_log_batch(limit)
+    def _run_once(self, limit: int | None, log_budget_s: float | None, yield_to_writers: bool) -> int:
+        n = self.project_log_batch(limit, budget_s=log_budget_s, yield_to_writers=yield_to_writers)
         if self.delivers_outbox:
             outbox_limit = limit or self._outbox_limit
             delivered = self.deliver_outbox_batch(outbox_limit)
@@ -168,16 +175,25 @@ class Worker:
 
     # ---- the inbound log --------------------------------------------------------------------------------
 
-    def project_log_batch(self, limit: int | None = None) -> int:
+    def project_log_batch(
+        self, limit: int | None = None, *, budget_s: float | None = None, yield_to_writers: bool = False
+    ) -> int:
+        """Projects up to `limit` log rows in one transaction; returns how many. It stops early and commits what
+        it did (at least one row or batch run) once it has projected for `budget_s`, or, with
+        `yield_to_writers`, as soon as another thread of this process waits for SQLite's write lock: how the
+        in-process worker keeps ingest requests from waiting behind a long projection."""
         limit = limit or self.settings.worker_batch_size
-        if self.peek_engine is not None and not self._log_has_news():
+        if self.peek_engine is not None and not self._log_left and not self._log_has_news():
             return 0
+        self._log_left = False
         self._after_commit.clear()
         with self.engine.connect() as conn, conn.begin():
             offset = self._lock_offset(conn, PROJECTOR)
             if offset is None:
                 return 0  # another worker is projecting
             position, tx_position = offset
+            if budget_s is not None:  # read about what the budget fits, not rows to throw away
+                limit = min(limit, self._rows_in_budget.get(budget_s, limit))
             query = select(event_log).limit(limit)
             if self.is_postgres:
                 query = query.where(
@@ -192,11 +208,31 @@ class Worker:
             if not rows:
                 return 0
             waiting = self._keys_awaiting_retry(conn, {row.partition_key for row in rows})
+            deadline = None if budget_s is None else time.perf_counter() + budget_s
+            waited_for = self._writers_waiting if yield_to_writers else None
+
+            def enough(done: int) -> bool:
+                return done > 0 and (
+                    (deadline is not None and time.perf_counter() >= deadline)
+                    or (waited_for is not None and waited_for())
+                )
+
+            done = 0  # rows projected, in log order
             for run in self._runs(rows, waiting):
+                if enough(done):
+                    break
                 if len(run) > 1 and self._project_run(conn, run):
+                    done += len(run)
                     continue
                 for row in run:
+                    if enough(done):
+                        break
                     self._project_one(conn, row, waiting)
+                    done += 1
+            if budget_s is not None and deadline is not None:
+                self._fit_budget(budget_s, deadline, done=done, read=len(rows))
+            self._log_left = done < len(rows) or len(rows) == limit
+            rows = rows[:done]
             last = rows[-1]
             conn.execute(
                 update(log_offsets)
@@ -206,6 +242,17 @@ class Worker:
         self._committed()
         self.stats.log_events += len(rows)
         return len(rows)
+
+    def _fit_budget(self, budget_s: float, deadline: float, *, done: int, read: int) -> None:
+        """How many log rows to read next time for this budget: twice what it fitted (all it read, or what it
+        did by the deadline); a stop for a waiting writer says nothing about the budget."""
+        if done == read:
+            fitted = read * 2
+        elif time.perf_counter() >= deadline:
+            fitted = done * 2
+        else:
+            return
+        self._rows_in_budget[budget_s] = max(4, min(fitted, self.settings.worker_batch_size))
 
     def _log_has_news(self) -> bool:
         assert self.peek_engine is not None

@@ -6,7 +6,7 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,10 @@ class FairLock:
             self._abandoned.add(ticket)
             self._skip_abandoned()
             return False
+
+    def has_waiters(self) -> bool:
+        """Whether a thread besides the holder queues for the lock (read without the guard: a hint)."""
+        return self._next_ticket - self._serving > 1
 
     def release(self) -> None:
         with self._cond:
@@ -223,6 +227,16 @@ def _wal_sync(path: str) -> WalSync:
 def _write_lock(path: str) -> FairLock:
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(path, FairLock())
+
+
+def writers_waiting(engine: Engine) -> Callable[[], bool]:
+    """A probe: does another thread of this process wait for the write lock of `engine`'s SQLite database?
+    A long writer (the in-process worker) checks it between rows and commits early to let that one in.
+    Always False elsewhere (PostgreSQL has no single write lock; other processes' writers are not seen)."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        return lambda: False
+    return _write_lock(os.path.abspath(path)).has_waiters
 
 
 def _file_write_lock(path: str) -> FileWriteLock | None:

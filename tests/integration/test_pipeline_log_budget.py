@@ -1,0 +1,178 @@
+"""The in-process worker shares SQLite's one write lock with ingest requests, so its log projection holds it
+only so long: it commits early once a time budget is spent, or as soon as a request's writer queues for the
+lock, and picks up where it stopped in the next transaction."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from tests.conftest import make_settings
+
+import doorstep.bus.worker as worker_module
+from doorstep.app import BUSY_BATCH_SIZE, BUSY_LOG_BUDGET_S, IDLE_LOG_BUDGET_S, InProcessWorker, build_context
+from doorstep.bus.registry import Bus, HandlerContext
+from doorstep.bus.worker import PROJECTOR, Worker
+from doorstep.clock import FixedClock
+from doorstep.db.engine import create_db_engine, writers_waiting
+from doorstep.ingest.log import LogEntry, append
+from doorstep.ingest.tables import log_offsets
+
+AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def _worker(tmp_path: Path, url: str, bus: Bus) -> Worker:
+    return Worker(create_db_engine(url), bus=bus, clock=FixedClock(AT), settings=make_settings(tmp_path, url))
+
+
+def _log(engine: Any, n: int) -> None:
+    with engine.begin() as conn:
+        entries = [LogEntry("probe", f"m-{i}", "probe", None, f"k{i}", AT, {"n": i}) for i in range(1, n + 1)]
+        append(conn, entries, received_at=AT)
+
+
+def _offset(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(select(log_offsets.c.position).where(log_offsets.c.consumer == PROJECTOR)).scalar()
+        )
+
+
+def test_a_log_batch_with_a_budget_commits_once_it_is_spent_and_the_next_goes_on_from_there(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]  # the worker's clock for budgets, moved on 10 ms by each row projected
+    monkeypatch.setattr(worker_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    projected: list[int] = []
+
+    def project(row: Any, ctx: HandlerContext) -> None:
+        projected.append(row.payload["n"])
+        now[0] += 0.010
+
+    bus = Bus()
+    bus.on_log("probe", project)
+    worker = _worker(tmp_path, database_url, bus)
+    _log(worker.engine, 8)
+
+    assert worker.project_log_batch(budget_s=0.025) == 3  # 10, 20, 30 ms: the third row spends the budget
+    assert projected == [1, 2, 3]
+    first_three = _offset(worker.engine)
+    assert worker.project_log_batch(budget_s=0.025) == 3
+    assert projected == [1, 2, 3, 4, 5, 6]  # on from where it stopped, each row once
+    assert _offset(worker.engine) > first_three
+    assert worker.project_log_batch() == 2  # no budget: the rest in one go
+    assert projected == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert worker.project_log_batch(budget_s=0.025) == 0
+    worker.engine.dispose()
+
+
+def test_a_log_batch_that_yields_to_writers_commits_as_soon_as_a_request_waits_for_the_write_lock(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    bus = Bus()
+    writer_engine = create_db_engine(sqlite_url)  # a request's engine: the same file, so the same lock
+    waits = writers_waiting(writer_engine)
+    projected: list[int] = []
+    request_done = threading.Event()
+
+    def request() -> None:
+        with writer_engine.begin() as conn:  # queues for the write lock the projection holds
+            conn.execute(text("SELECT 1"))
+        request_done.set()
+
+    def project(row: Any, ctx: HandlerContext) -> None:
+        projected.append(row.payload["n"])
+        if row.payload["n"] == 2:  # a request arrives while the projection holds the lock
+            threading.Thread(target=request, daemon=True).start()
+            deadline = time.monotonic() + 10
+            while not waits() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert waits(), "the request never queued for the write lock"
+            assert not request_done.is_set()
+
+    bus.on_log("probe", project)
+    worker = _worker(tmp_path, sqlite_url, bus)
+    _log(worker.engine, 6)
+
+    assert worker.project_log_batch(yield_to_writers=True) == 2  # committed after the row the request came in
+    assert request_done.wait(10)
+    assert not waits()
+    assert worker.project_log_batch(yield_to_writers=True) == 4
+    assert projected == [1, 2, 3, 4, 5, 6]
+    worker.engine.dispose()
+    writer_engine.dispose()
+
+
+def test_without_yielding_the_projection_keeps_the_lock_for_its_whole_batch(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    bus = Bus()
+    writer_engine = create_db_engine(sqlite_url)
+    waits = writers_waiting(writer_engine)
+    request_done = threading.Event()
+
+    def request() -> None:
+        with writer_engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
+        request_done.set()
+
+    def project(row: Any, ctx: HandlerContext) -> None:
+        if row.payload["n"] == 1:
+            threading.Thread(target=request, daemon=True).start()
+            deadline = time.monotonic() + 10
+            while not waits() and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    bus.on_log("probe", project)
+    worker = _worker(tmp_path, sqlite_url, bus)
+    _log(worker.engine, 5)
+
+    assert worker.project_log_batch() == 5
+    assert request_done.wait(10)
+    worker.engine.dispose()
+    writer_engine.dispose()
+
+
+def test_the_in_process_worker_projects_in_short_transactions_while_requests_arrive_and_longer_ones_after(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    ctx = build_context(make_settings(tmp_path, sqlite_url))
+    in_process = InProcessWorker(ctx)
+    calls: list[tuple[Any, dict[str, Any]]] = []
+
+    class Recording:
+        settings = in_process.worker.settings
+
+        def run_once(self, limit: Any = None, **kwargs: Any) -> int:
+            calls.append((limit, kwargs))
+            if len(calls) == 1:
+                in_process.last_woken = float("-inf")  # no request since: the next round is an idle one
+            else:
+                in_process.stop.set()
+            return 1
+
+    in_process.worker = Recording()  # type: ignore[assignment]
+    ctx.services["wake_worker"]()  # what an ingest append calls
+    in_process.start()
+    in_process.thread.join(10)
+
+    assert calls == [
+        (BUSY_BATCH_SIZE, {"log_budget_s": BUSY_LOG_BUDGET_S, "yield_to_writers": True}),
+        (None, {"log_budget_s": IDLE_LOG_BUDGET_S, "yield_to_writers": True}),
+    ]
+    in_process.close()
+    ctx.engine.dispose()
+    ctx.read_engine.dispose()
+
+
+@pytest.mark.postgres
+def test_writers_waiting_is_never_true_on_postgresql(postgres_migrated: str) -> None:
+    engine = create_db_engine(postgres_migrated)
+    assert writers_waiting(engine)() is False
+    engine.dispose()
