@@ -298,11 +298,21 @@ class PipelineProcess:
         self.ctx.services.pop("pipeline_process", None)
 
 
+def create_server_app() -> FastAPI:
+    """The app as `doorstep serve` runs it (uvicorn's factory, in each server process): as `create_app`, and
+    once started, `settle_heap`: without it, every full collection of the server process scanned the whole
+    startup heap and paused every request for ~100 ms, a few times in 5 s under ingest load (2026-12-07,
+    bench/RESULTS_ingest.md). Not for tests, which start many apps in one process: what a frozen heap holds
+    is never collected."""
+    return create_app(settle=True)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     clock: Clock | None = None,
     start_worker: bool | None = None,
+    settle: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
     ctx = build_context(settings, clock=clock)
@@ -323,6 +333,8 @@ def create_app(
                     started = module.start(ctx)  # background loops: notification sender, scheduler, demo
                     if started is not None:
                         background.append(started)
+        if settle:
+            settle_heap()
         try:
             yield
         finally:

@@ -98,7 +98,7 @@ def serve(
             "  demo           the simulated boutique is streaming in (turn off: --no-demo or DOORSTEP_DEMO=false)"
         )
     uvicorn.run(
-        "doorstep.app:create_app",
+        "doorstep.app:create_server_app",
         factory=True,
         host=settings.host,
         port=settings.port,
