@@ -39,6 +39,7 @@ from doorstep.bus.worker import Worker
 from doorstep.clock import FixedClock
 from doorstep.context import AppContext
 from doorstep.customers.tables import customers
+from doorstep.db.engine import create_db_engine
 from doorstep.ids import new_id
 from doorstep.notifications.tables import notifications
 from doorstep.orders.handlers_chain import StepReached, record_step, record_steps
@@ -356,8 +357,6 @@ BATCH_CALLS: list[int] = []
 
 @pytest.fixture
 def probe_engine(database_url: str, probe_cleanup: None) -> Iterator[Engine]:  # noqa: F811
-    from doorstep.db.engine import create_db_engine
-
     engine = create_db_engine(database_url)
     create_probe_tables(engine)
     yield engine
@@ -444,6 +443,20 @@ PREPARED: list[list[int]] = []
 GIVEN: list[Any] = []
 
 
+def _reading_ahead(tmp_path: Path, database_url: str) -> tuple[Settings, Bus]:
+    """Settings and a bus whose probe handler prepares its runs ahead (what it prepared and what its batch
+    form was given recorded afresh); skips on PostgreSQL, which has no single write lock to read ahead of."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("reading ahead is for SQLite's single write lock")
+    bus = Bus()
+    bus.subscribe(
+        ProbeHappened, PROBE_HANDLER, record_probe, batch=_record_probes_seeing, prepare=_prepare_probes
+    )
+    PREPARED.clear()
+    GIVEN.clear()
+    return make_settings(tmp_path, database_url), bus
+
+
 @pytest.mark.parametrize(
     "meanwhile", ["nothing", "another worker took a row", "a new row came", "prepare fails"]
 )
@@ -453,17 +466,7 @@ def test_a_run_gets_what_was_prepared_only_when_it_is_the_same_rows(
     """The worker prepares on a read snapshot before it takes the write lock, then claims again under it:
     a run of the same rows gets the prepared result; a run that changed in between (another worker took a
     row), or whose prepare form failed, is done without, with the same effects."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("reading ahead is for SQLite's single write lock")
-    from doorstep.db.engine import create_db_engine
-
-    settings: Settings = make_settings(tmp_path, database_url)
-    bus = Bus()
-    bus.subscribe(
-        ProbeHappened, PROBE_HANDLER, record_probe, batch=_record_probes_seeing, prepare=_prepare_probes
-    )
-    PREPARED.clear()
-    GIVEN.clear()
+    settings, bus = _reading_ahead(tmp_path, database_url)
     publish_probes(
         probe_engine,
         bus,
@@ -527,17 +530,7 @@ def test_the_claim_under_the_lock_reads_again_each_row_that_changed_since_the_sn
 ) -> None:
     """Under the lock the worker reads only ids and attempts again and takes the rows from its snapshot: a row
     tried since (other attempts) or one the snapshot did not claim is read whole, never taken stale."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("reading ahead is for SQLite's single write lock")
-    from doorstep.db.engine import create_db_engine
-
-    settings: Settings = make_settings(tmp_path, database_url)
-    bus = Bus()
-    bus.subscribe(
-        ProbeHappened, PROBE_HANDLER, record_probe, batch=_record_probes_seeing, prepare=_prepare_probes
-    )
-    PREPARED.clear()
-    GIVEN.clear()
+    settings, bus = _reading_ahead(tmp_path, database_url)
     keys = ["k0", "k1", "k2", "k3"] if meanwhile == "another worker tried a row" else ["k0", "k0", "k1", "k2"]
     publish_probes(
         probe_engine,
