@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from doorstep.bus.registry import Bus
-from doorstep.bus.worker import Worker
+from doorstep.bus.worker import LogPace, Worker
 from doorstep.clock import Clock, SystemClock
 from doorstep.context import AppContext
 from doorstep.db.engine import create_db_engine, mark_background_thread
@@ -117,13 +117,16 @@ def build_worker(ctx: AppContext, *, name: str | None = None) -> Worker:
 
 
 BUSY_BATCH_SIZE = 20  # rows per worker transaction while ingest requests keep arriving
-# ... and at most this long projecting the log in one: ingest's commits wait for the worker's transaction, which
-# the interpreter lock stretches to twice its CPU time or more while requests run (2026-12-07: up to 113 ms)
-BUSY_LOG_BUDGET_S = 0.01
 BUSY_WINDOW_S = 1.0  # "while requests keep arriving": one came within this long
-# with no request for that long, it catches up in longer transactions, still short enough that a request
-# arriving meanwhile waits little (with no bound, 100 rows held the first requests of a burst for 100+ ms)
-IDLE_LOG_BUDGET_S = 0.05
+# The in-process worker's log transactions keep ingest's commits waiting for SQLite's write lock, and the
+# interpreter lock stretches them to twice their CPU time or more while requests run (2026-12-07: up to 113 ms
+# at a time, p99 of a 100-event batch 181-230 ms at half the maximum rate). So once a transaction has gone on
+# 5 ms it commits as soon as a request waits; and with no request for a second it catches up in transactions
+# of at most 50 ms, so the first requests of a burst do not wait behind a 100-row one. Letting a request in
+# at once instead of after 5 ms made a transaction of every row or two under the demo's trickle, and the
+# projection fell behind it (bench/RESULTS_ingest.md).
+BUSY_LOG_PACE = LogPace(yield_after_s=0.005)
+IDLE_LOG_PACE = LogPace(budget_s=0.05, yield_after_s=0.005)
 
 
 class InProcessWorker:
@@ -155,13 +158,10 @@ class InProcessWorker:
             self.wake.clear()
             started = time.perf_counter()
             try:
-                # either way it commits early when a request waits for SQLite's write lock
                 if time.monotonic() - self.last_woken < BUSY_WINDOW_S:
-                    n = self.worker.run_once(
-                        BUSY_BATCH_SIZE, log_budget_s=BUSY_LOG_BUDGET_S, yield_to_writers=True
-                    )
+                    n = self.worker.run_once(BUSY_BATCH_SIZE, log_pace=BUSY_LOG_PACE)
                 else:  # no request for a while: catch up in longer transactions
-                    n = self.worker.run_once(log_budget_s=IDLE_LOG_BUDGET_S, yield_to_writers=True)
+                    n = self.worker.run_once(log_pace=IDLE_LOG_PACE)
             except Exception:
                 log.exception("worker round failed")
                 n = 0

@@ -16,9 +16,9 @@ from sqlalchemy import select, text
 from tests.conftest import make_settings
 
 import doorstep.bus.worker as worker_module
-from doorstep.app import BUSY_BATCH_SIZE, BUSY_LOG_BUDGET_S, IDLE_LOG_BUDGET_S, InProcessWorker, build_context
+from doorstep.app import BUSY_BATCH_SIZE, BUSY_LOG_PACE, IDLE_LOG_PACE, InProcessWorker, build_context
 from doorstep.bus.registry import Bus, HandlerContext
-from doorstep.bus.worker import PROJECTOR, Worker
+from doorstep.bus.worker import PROJECTOR, LogPace, Worker
 from doorstep.clock import FixedClock
 from doorstep.db.engine import create_db_engine, writers_waiting
 from doorstep.ingest.log import LogEntry, append
@@ -48,7 +48,9 @@ def test_a_log_batch_with_a_budget_commits_once_it_is_spent_and_the_next_goes_on
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [0.0]  # the worker's clock for budgets, moved on 10 ms by each row projected
-    monkeypatch.setattr(worker_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(
+        worker_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0], monotonic=time.monotonic)
+    )
     projected: list[int] = []
 
     def project(row: Any, ctx: HandlerContext) -> None:
@@ -60,15 +62,17 @@ def test_a_log_batch_with_a_budget_commits_once_it_is_spent_and_the_next_goes_on
     worker = _worker(tmp_path, database_url, bus)
     _log(worker.engine, 8)
 
-    assert worker.project_log_batch(budget_s=0.025) == 3  # 10, 20, 30 ms: the third row spends the budget
+    assert (
+        worker.project_log_batch(pace=LogPace(budget_s=0.025)) == 3
+    )  # 10, 20, 30 ms: the third row spends the budget
     assert projected == [1, 2, 3]
     first_three = _offset(worker.engine)
-    assert worker.project_log_batch(budget_s=0.025) == 3
+    assert worker.project_log_batch(pace=LogPace(budget_s=0.025)) == 3
     assert projected == [1, 2, 3, 4, 5, 6]  # on from where it stopped, each row once
     assert _offset(worker.engine) > first_three
     assert worker.project_log_batch() == 2  # no budget: the rest in one go
     assert projected == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert worker.project_log_batch(budget_s=0.025) == 0
+    assert worker.project_log_batch(pace=LogPace(budget_s=0.025)) == 0
     worker.engine.dispose()
 
 
@@ -100,10 +104,12 @@ def test_a_log_batch_that_yields_to_writers_commits_as_soon_as_a_request_waits_f
     worker = _worker(tmp_path, sqlite_url, bus)
     _log(worker.engine, 6)
 
-    assert worker.project_log_batch(yield_to_writers=True) == 2  # committed after the row the request came in
+    assert (
+        worker.project_log_batch(pace=LogPace(yield_after_s=0.0)) == 2
+    )  # committed after the row the request came in
     assert request_done.wait(10)
     assert not waits()
-    assert worker.project_log_batch(yield_to_writers=True) == 4
+    assert worker.project_log_batch(pace=LogPace(yield_after_s=0.0)) == 4
     assert projected == [1, 2, 3, 4, 5, 6]
     worker.engine.dispose()
     writer_engine.dispose()
@@ -163,8 +169,8 @@ def test_the_in_process_worker_projects_in_short_transactions_while_requests_arr
     in_process.thread.join(10)
 
     assert calls == [
-        (BUSY_BATCH_SIZE, {"log_budget_s": BUSY_LOG_BUDGET_S, "yield_to_writers": True}),
-        (None, {"log_budget_s": IDLE_LOG_BUDGET_S, "yield_to_writers": True}),
+        (BUSY_BATCH_SIZE, {"log_pace": BUSY_LOG_PACE}),
+        (None, {"log_pace": IDLE_LOG_PACE}),
     ]
     in_process.close()
     ctx.engine.dispose()
@@ -176,3 +182,77 @@ def test_writers_waiting_is_never_true_on_postgresql(postgres_migrated: str) -> 
     engine = create_db_engine(postgres_migrated)
     assert writers_waiting(engine)() is False
     engine.dispose()
+
+
+def test_a_waiting_writer_is_let_in_only_once_the_transaction_has_gone_on_its_yield_after_time(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream of requests must not cut the projection into a transaction a row: it yields only after a while."""
+    now = [0.0]  # moved on 10 ms by each row projected
+    monkeypatch.setattr(
+        worker_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0], monotonic=time.monotonic)
+    )
+    bus = Bus()
+    writer_engine = create_db_engine(sqlite_url)
+    waits = writers_waiting(writer_engine)
+    done = threading.Event()
+
+    def request() -> None:
+        with writer_engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
+        done.set()
+
+    def project(row: Any, ctx: HandlerContext) -> None:
+        now[0] += 0.010
+        if row.payload["n"] == 1:  # a request waits from the first row on
+            threading.Thread(target=request, daemon=True).start()
+            deadline = time.monotonic() + 10
+            while not waits() and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    bus.on_log("probe", project)
+    worker = _worker(tmp_path, sqlite_url, bus)
+    _log(worker.engine, 8)
+
+    assert (
+        worker.project_log_batch(pace=LogPace(yield_after_s=0.035)) == 4
+    )  # 10, 20, 30, 40 ms: then it yields
+    assert done.wait(10)
+    worker.engine.dispose()
+    writer_engine.dispose()
+
+
+def test_a_paced_round_cut_short_looks_at_the_outbox_at_most_every_so_often(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While requests stream in, paced rounds come every few ms; looking at the outbox in each cost a third of
+    the in-process worker's time, so a round that stopped short of the log's end looks only now and then."""
+    delivered: list[str] = []
+    bus = Bus()
+    bus.on_log("probe", lambda row, ctx: None)
+    bus.handlers["probe.seen"] = lambda envelope, ctx: delivered.append(envelope.event_id)
+    worker = _worker(tmp_path, sqlite_url, bus)
+    worker.delivers_outbox = True
+    _log(worker.engine, 6)
+    pace = LogPace(budget_s=0.0)  # a row a round: each round stops short of the log's end
+
+    def queue_outbox_row(event_id: str) -> None:
+        with worker.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (event_id, event_type, handler, key, partition, payload, occurred_at,"
+                    " created_at, status, attempts, available_at)"
+                    " VALUES (:id, 'Probe', 'probe.seen', 'k', 0, '{}', :at, :at, 'pending', 0, :at)"
+                ),
+                {"id": event_id, "at": AT.replace(tzinfo=None)},
+            )
+
+    queue_outbox_row("e1")
+    assert worker.run_once(log_pace=pace) == 2  # a log row, and the outbox looked at: e1
+    queue_outbox_row("e2")
+    assert worker.run_once(log_pace=pace) == 1  # cut short again, moments later: the outbox waits
+    assert delivered == ["e1"]
+    worker._outbox_looked -= worker_module.OUTBOX_PACED_EVERY_S  # as if that while had passed
+    assert worker.run_once(log_pace=pace) == 2
+    assert delivered == ["e1", "e2"]
+    worker.engine.dispose()

@@ -62,6 +62,19 @@ DEFERRED_LOG_EVENT = "InboundEventDeferred"
 OUTBOX_MAX_BATCH = 1000
 
 
+OUTBOX_PACED_EVERY_S = 0.05
+
+
+@dataclass(frozen=True)
+class LogPace:
+    """How long a log batch's transaction may go on: `budget_s` at most (None: no bound), and once it has gone
+    on `yield_after_s`, only until another thread of this process waits for SQLite's write lock (None: it
+    never lets one in early; PostgreSQL has no such lock)."""
+
+    budget_s: float | None = None
+    yield_after_s: float | None = None
+
+
 @dataclass
 class WorkerStats:
     log_events: int = 0
@@ -96,6 +109,7 @@ class Worker:
         self._outbox_limit = settings.worker_batch_size  # grows while a backlog lasts (run_once)
         self._rows_in_budget: dict[float, int] = {}  # log rows a budget fitted lately (project_log_batch)
         self._log_left = False  # the last log batch stopped short of the log's end: no need to peek first
+        self._outbox_looked = float("-inf")  # when a paced round last looked at the outbox (_run_once)
         self._writers_waiting = writers_waiting(engine)
         self.wake = threading.Event()  # set by commits of outbox rows in this process (run_forever)
         self._after_commit: list[Any] = []  # hooks handlers left in the open transaction's units of work
@@ -107,20 +121,25 @@ class Worker:
 
     # ---- the loop -------------------------------------------------------------------------------------
 
-    def run_once(
-        self, limit: int | None = None, *, log_budget_s: float | None = None, yield_to_writers: bool = False
-    ) -> int:
-        """One log batch and one outbox batch; returns how many items were processed. `log_budget_s` and
-        `yield_to_writers`: see `project_log_batch`.
+    def run_once(self, limit: int | None = None, *, log_pace: LogPace | None = None) -> int:
+        """One log batch and one outbox batch; returns how many items were processed. `log_pace`: how long
+        the log batch's transaction may go on (`LogPace`).
 
         With a broker the outbox is relayed and delivered by the broker runner instead (bus/nats.py).
         Its commits acknowledge nothing to anyone: they do not wait for the disk (db.engine.background_commits).
         """
         with background_commits():
-            return self._run_once(limit, log_budget_s, yield_to_writers)
+            return self._run_once(limit, log_pace)
 
-    def _run_once(self, limit: int | None, log_budget_s: float | None, yield_to_writers: bool) -> int:
-        n = self.project_log_batch(limit, budget_s=log_budget_s, yield_to_writers=yield_to_writers)
+    def _run_once(self, limit: int | None, log_pace: LogPace | None) -> int:
+        n = self.project_log_batch(limit, pace=log_pace)
+        if log_pace is not None and self._log_left:
+            # paced rounds that stop short of the log's end come every few ms while requests stream in: looking
+            # at the outbox in each cost a third of the worker's time, so look at most every OUTBOX_PACED_EVERY_S
+            now = time.monotonic()
+            if now - self._outbox_looked < OUTBOX_PACED_EVERY_S:
+                return n
+            self._outbox_looked = now
         if self.delivers_outbox:
             outbox_limit = limit or self._outbox_limit
             delivered = self.deliver_outbox_batch(outbox_limit)
@@ -175,13 +194,11 @@ class Worker:
 
     # ---- the inbound log --------------------------------------------------------------------------------
 
-    def project_log_batch(
-        self, limit: int | None = None, *, budget_s: float | None = None, yield_to_writers: bool = False
-    ) -> int:
-        """Projects up to `limit` log rows in one transaction; returns how many. It stops early and commits what
-        it did (at least one row or batch run) once it has projected for `budget_s`, or, with
-        `yield_to_writers`, as soon as another thread of this process waits for SQLite's write lock: how the
-        in-process worker keeps ingest requests from waiting behind a long projection."""
+    def project_log_batch(self, limit: int | None = None, *, pace: LogPace | None = None) -> int:
+        """Projects up to `limit` log rows in one transaction; returns how many. With a `pace`, it stops early
+        and commits what it did (at least one row or batch run) when the pace says so, and the next call goes
+        on from there: how the in-process worker keeps ingest requests from waiting behind a long projection."""
+        budget_s = pace.budget_s if pace is not None else None
         limit = limit or self.settings.worker_batch_size
         if self.peek_engine is not None and not self._log_left and not self._log_has_news():
             return 0
@@ -208,14 +225,17 @@ class Worker:
             if not rows:
                 return 0
             waiting = self._keys_awaiting_retry(conn, {row.partition_key for row in rows})
-            deadline = None if budget_s is None else time.perf_counter() + budget_s
-            waited_for = self._writers_waiting if yield_to_writers else None
+            started = time.perf_counter()
+            deadline = None if budget_s is None else started + budget_s
+            yield_from = None if pace is None or pace.yield_after_s is None else started + pace.yield_after_s
 
             def enough(done: int) -> bool:
-                return done > 0 and (
-                    (deadline is not None and time.perf_counter() >= deadline)
-                    or (waited_for is not None and waited_for())
-                )
+                if done == 0:
+                    return False
+                now = time.perf_counter()
+                if deadline is not None and now >= deadline:
+                    return True
+                return yield_from is not None and now >= yield_from and self._writers_waiting()
 
             done = 0  # rows projected, in log order
             for run in self._runs(rows, waiting):
