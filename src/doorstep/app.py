@@ -120,13 +120,13 @@ BUSY_BATCH_SIZE = 20  # rows per worker transaction while ingest requests keep a
 BUSY_WINDOW_S = 1.0  # "while requests keep arriving": one came within this long
 # The in-process worker's log transactions keep ingest's commits waiting for SQLite's write lock, and the
 # interpreter lock stretches them to twice their CPU time or more while requests run (2026-12-07: up to 113 ms
-# at a time, p99 of a 100-event batch 181-230 ms at half the maximum rate). So once a transaction has gone on
-# 5 ms it commits as soon as a request waits; and with no request for a second it catches up in transactions
-# of at most 50 ms, so the first requests of a burst do not wait behind a 100-row one. Letting a request in
-# at once instead of after 5 ms made a transaction of every row or two under the demo's trickle, and the
-# projection fell behind it (bench/RESULTS_ingest.md).
-BUSY_LOG_PACE = LogPace(yield_after_s=0.005)
-IDLE_LOG_PACE = LogPace(budget_s=0.05, yield_after_s=0.005)
+# at a time, p99 of a 100-event batch 181-230 ms at half the maximum rate). So a transaction lasts at most
+# 10 ms while requests arrive (50 ms when none came for a second: the first requests of a burst must not wait
+# behind a 100-row one), and once it has gone on 2 ms it commits as soon as a request waits for the lock. Not
+# at once: under the live demo's stream that made a transaction of every row or two, and the projection fell
+# behind it. On PostgreSQL only the budgets apply; they kept its p99 at 20-25 ms (bench/RESULTS_ingest.md).
+BUSY_LOG_PACE = LogPace(budget_s=0.01, yield_after_s=0.002)
+IDLE_LOG_PACE = LogPace(budget_s=0.05, yield_after_s=0.002)
 
 
 class InProcessWorker:
