@@ -44,6 +44,29 @@ def _offset(engine: Any) -> int:
         )
 
 
+class Request:
+    """A request's write, on an engine of its own on the same file: it queues for the write lock the
+    projection holds, as an ingest commit does."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_db_engine(url)
+        self.waits = writers_waiting(self.engine)
+        self.done = threading.Event()
+
+    def arrive(self) -> None:
+        """Starts the request and returns once it queues for the lock."""
+        threading.Thread(target=self._write, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not self.waits() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert self.waits(), "the request never queued for the write lock"
+
+    def _write(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
+        self.done.set()
+
+
 def test_a_log_batch_with_a_budget_commits_once_it_is_spent_and_the_next_goes_on_from_there(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,69 +103,47 @@ def test_a_log_batch_that_yields_to_writers_commits_as_soon_as_a_request_waits_f
     tmp_path: Path, sqlite_url: str
 ) -> None:
     bus = Bus()
-    writer_engine = create_db_engine(sqlite_url)  # a request's engine: the same file, so the same lock
-    waits = writers_waiting(writer_engine)
+    request = Request(sqlite_url)
     projected: list[int] = []
-    request_done = threading.Event()
-
-    def request() -> None:
-        with writer_engine.begin() as conn:  # queues for the write lock the projection holds
-            conn.execute(text("SELECT 1"))
-        request_done.set()
 
     def project(row: Any, ctx: HandlerContext) -> None:
         projected.append(row.payload["n"])
         if row.payload["n"] == 2:  # a request arrives while the projection holds the lock
-            threading.Thread(target=request, daemon=True).start()
-            deadline = time.monotonic() + 10
-            while not waits() and time.monotonic() < deadline:
-                time.sleep(0.001)
-            assert waits(), "the request never queued for the write lock"
-            assert not request_done.is_set()
+            request.arrive()
+            assert not request.done.is_set()
 
     bus.on_log("probe", project)
     worker = _worker(tmp_path, sqlite_url, bus)
     _log(worker.engine, 6)
 
-    assert (
-        worker.project_log_batch(pace=LogPace(yield_after_s=0.0)) == 2
-    )  # committed after the row the request came in
-    assert request_done.wait(10)
-    assert not waits()
+    # committed after the row the request came in
+    assert worker.project_log_batch(pace=LogPace(yield_after_s=0.0)) == 2
+    assert request.done.wait(10)
+    assert not request.waits()
     assert worker.project_log_batch(pace=LogPace(yield_after_s=0.0)) == 4
     assert projected == [1, 2, 3, 4, 5, 6]
     worker.engine.dispose()
-    writer_engine.dispose()
+    request.engine.dispose()
 
 
 def test_without_yielding_the_projection_keeps_the_lock_for_its_whole_batch(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     bus = Bus()
-    writer_engine = create_db_engine(sqlite_url)
-    waits = writers_waiting(writer_engine)
-    request_done = threading.Event()
-
-    def request() -> None:
-        with writer_engine.begin() as conn:
-            conn.execute(text("SELECT 1"))
-        request_done.set()
+    request = Request(sqlite_url)
 
     def project(row: Any, ctx: HandlerContext) -> None:
         if row.payload["n"] == 1:
-            threading.Thread(target=request, daemon=True).start()
-            deadline = time.monotonic() + 10
-            while not waits() and time.monotonic() < deadline:
-                time.sleep(0.001)
+            request.arrive()
 
     bus.on_log("probe", project)
     worker = _worker(tmp_path, sqlite_url, bus)
     _log(worker.engine, 5)
 
     assert worker.project_log_batch() == 5
-    assert request_done.wait(10)
+    assert request.done.wait(10)
     worker.engine.dispose()
-    writer_engine.dispose()
+    request.engine.dispose()
 
 
 def test_the_in_process_worker_projects_in_short_transactions_while_requests_arrive_and_longer_ones_after(
@@ -193,33 +194,22 @@ def test_a_waiting_writer_is_let_in_only_once_the_transaction_has_gone_on_its_yi
         worker_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0], monotonic=time.monotonic)
     )
     bus = Bus()
-    writer_engine = create_db_engine(sqlite_url)
-    waits = writers_waiting(writer_engine)
-    done = threading.Event()
-
-    def request() -> None:
-        with writer_engine.begin() as conn:
-            conn.execute(text("SELECT 1"))
-        done.set()
+    request = Request(sqlite_url)
 
     def project(row: Any, ctx: HandlerContext) -> None:
         now[0] += 0.010
         if row.payload["n"] == 1:  # a request waits from the first row on
-            threading.Thread(target=request, daemon=True).start()
-            deadline = time.monotonic() + 10
-            while not waits() and time.monotonic() < deadline:
-                time.sleep(0.001)
+            request.arrive()
 
     bus.on_log("probe", project)
     worker = _worker(tmp_path, sqlite_url, bus)
     _log(worker.engine, 8)
 
-    assert (
-        worker.project_log_batch(pace=LogPace(yield_after_s=0.035)) == 4
-    )  # 10, 20, 30, 40 ms: then it yields
-    assert done.wait(10)
+    # 10, 20, 30, 40 ms: then it lets the request in
+    assert worker.project_log_batch(pace=LogPace(yield_after_s=0.035)) == 4
+    assert request.done.wait(10)
     worker.engine.dispose()
-    writer_engine.dispose()
+    request.engine.dispose()
 
 
 def test_a_paced_round_cut_short_looks_at_the_outbox_at_most_every_so_often(
