@@ -124,7 +124,7 @@ BUSY_WINDOW_S = 1.0  # "while requests keep arriving": one came within this long
 # 10 ms while requests arrive (50 ms when none came for a second: the first requests of a burst must not wait
 # behind a 100-row one), and once it has gone on 2 ms it commits as soon as a request waits for the lock. Not
 # at once: under the live demo's stream that made a transaction of every row or two, and the projection fell
-# behind it. On PostgreSQL only the budgets apply; they kept its p99 at 20-25 ms (bench/RESULTS_ingest.md).
+# behind it. On PostgreSQL only the budgets apply: its p99 84-143 ms without, mostly 20-25 ms with (bench/RESULTS_ingest.md).
 BUSY_LOG_PACE = LogPace(budget_s=0.01, yield_after_s=0.002)
 IDLE_LOG_PACE = LogPace(budget_s=0.05, yield_after_s=0.002)
 
@@ -154,7 +154,7 @@ class InProcessWorker:
         idle_s = max(self.worker.settings.worker_poll_interval_s, 0.2)
         share = self.worker.settings.in_process_worker_share
         while not self.stop.is_set():
-            # requests arriving: small batches, so the SQLite write lock is never held for long
+            # requests arriving: short transactions (BUSY_LOG_PACE), so the SQLite write lock is never held long
             self.wake.clear()
             started = time.perf_counter()
             try:

@@ -88,7 +88,7 @@ def test_a_failing_batch_falls_back_to_rows_and_defers_only_the_bad_one(
 def test_a_run_of_a_source_with_only_a_row_projection_goes_in_one_savepoint(
     tmp_path: Any, sqlite_url: str
 ) -> None:
-    """One savepoint a run, not one a row: those (and a unit of work a row) were a third of the Segment
+    """One savepoint a run, not one a row: those (and a unit of work a row) were a quarter of the Segment
     projection's time."""
     seen: list[int] = []
     bus = Bus()

@@ -215,7 +215,7 @@ def test_a_waiting_writer_is_let_in_only_once_the_transaction_has_gone_on_its_yi
 def test_a_paced_round_cut_short_looks_at_the_outbox_at_most_every_so_often(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While requests stream in, paced rounds come every few ms; looking at the outbox in each cost a third of
+    """While requests stream in, paced rounds come every few ms; looking at the outbox in each was a sixth of
     the in-process worker's time, so a round that stopped short of the log's end looks only now and then."""
     delivered: list[str] = []
     bus = Bus()

@@ -135,7 +135,7 @@ class Worker:
         n = self.project_log_batch(limit, pace=log_pace)
         if log_pace is not None and self._log_left:
             # paced rounds that stop short of the log's end come every few ms while requests stream in: looking
-            # at the outbox in each cost a third of the worker's time, so look at most every OUTBOX_PACED_EVERY_S
+            # at the outbox in each was a sixth of the worker's time (profiled), so look every OUTBOX_PACED_EVERY_S
             now = time.monotonic()
             if now - self._outbox_looked < OUTBOX_PACED_EVERY_S:
                 return n
@@ -368,8 +368,8 @@ class Worker:
     ) -> int | None:
         """Applies a run in one savepoint: with its source's batch projection, or row after row (stopping
         early when `enough(before + rows applied)` says so); returns how many rows it applied, or None (nothing
-        applied) if it fails, so the rows go one by one and only the bad one is deferred. One savepoint a run,
-        not one a row: those were a seventh of the Segment projection's time."""
+        applied) if it fails, so the rows go one by one and only the bad one is deferred. One savepoint and one
+        unit of work a run, not one of each a row: those were a quarter of the Segment projection's time."""
         ctx = self._context(conn)
         savepoint = conn.begin_nested()
         try:
