@@ -18,14 +18,15 @@ print(before, gc.get_freeze_count(), len(gc.get_objects()))
 """
 
 
-def test_settling_moves_the_start_up_heap_out_of_the_collectors_sight(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(db=tmp_path / "d.db", var=tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+def _run(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """Runs `code` in a fresh interpreter (a heap of its own) and returns the words it printed."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
+
+
+def test_settling_moves_the_start_up_heap_out_of_the_collectors_sight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = _run(PROBE.format(db=tmp_path / "d.db", var=tmp_path))
     before, frozen, after = (int(x) for x in out)
     assert before > 50_000  # the context's start-up heap: what every full collection would walk
     assert frozen >= before * 0.9 and after < before * 0.02
@@ -56,16 +57,9 @@ def test_a_server_process_settles_its_heap_once_started_and_an_app_made_for_test
     subprocess.run(
         [sys.executable, "-m", "doorstep", "migrate"], env=env, check=True, capture_output=True, timeout=120
     )
-    frozen = {}
-    for factory in ("create_server_app", "create_app"):
-        out = subprocess.run(
-            [sys.executable, "-c", SERVER_PROBE.format(factory=factory)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        frozen[factory] = int(out.stdout.split()[-1])
+    frozen = {
+        factory: int(_run(SERVER_PROBE.format(factory=factory), env)[-1])
+        for factory in ("create_server_app", "create_app")
+    }
     assert frozen["create_server_app"] > 50_000
     assert frozen["create_app"] == 0
